@@ -1,0 +1,84 @@
+# sitemon - a plain Makefile.
+#   make                 build every program
+#   make test            install deps (as root), build, run every test
+#   make run             install deps (as root), build, run locally
+#   make SAN=1 test      the same under AddressSanitizer + UBSan
+#   make install PREFIX=/usr/local DESTDIR=
+
+PREFIX   ?= /usr/local
+BINDIR   ?= $(PREFIX)/bin
+MANDIR   ?= $(PREFIX)/share/man
+UNITDIR  ?= $(PREFIX)/lib/systemd/system
+
+CC       ?= cc
+PKG_CONFIG ?= pkg-config
+PKGS     = libcurl rdkafka libpq jansson yaml-0.1 libpcre2-8
+
+CFLAGS   ?= -O2 -g
+WARN     = -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+ifeq ($(WERROR),1)
+WARN    += -Werror
+endif
+ifeq ($(SAN),1)
+SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -Ilib $(PKG_CFLAGS) $(SANFLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(SANFLAGS) -Wl,--as-needed $(LDFLAGS)
+LDLIBS   = $(PKG_LIBS) -lm
+
+PROGS    = sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroker
+BINS     = $(foreach p,$(PROGS),tools/$(p)/$(p))
+LIB_SRC  = $(wildcard lib/*.c)
+LIB_OBJ  = $(LIB_SRC:.c=.o)
+UNIT_SRC = $(wildcard tests/unit/*.c)
+UNIT_BIN = $(UNIT_SRC:.c=)
+HDRS     = $(wildcard lib/*.h) $(wildcard tools/*/*.h)
+
+all: $(BINS) $(UNIT_BIN)
+
+lib/libsm.a: $(LIB_OBJ)
+	$(AR) rcs $@ $(LIB_OBJ)
+
+%.o: %.c $(HDRS)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+.SECONDEXPANSION:
+$(BINS): $$(patsubst %.c,%.o,$$(wildcard $$(dir $$@)*.c)) lib/libsm.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) lib/libsm.a $(LDLIBS)
+
+tests/unit/%: tests/unit/%.o lib/libsm.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $< lib/libsm.a $(LDLIBS)
+
+deps:
+	@scripts/install-deps
+
+test: deps
+	$(MAKE) WERROR=1 all
+	tests/run
+
+check: all
+	tests/run
+
+run: deps all
+	scripts/sm-local
+
+bench: all
+	bench/run
+
+install: all
+	mkdir -p $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5
+	for p in $(PROGS); do install -m 755 tools/$$p/$$p $(DESTDIR)$(BINDIR)/$$p; done
+	for m in man/*.1; do install -m 644 $$m $(DESTDIR)$(MANDIR)/man1/; done
+	for m in man/*.5; do [ -e "$$m" ] || continue; install -m 644 $$m $(DESTDIR)$(MANDIR)/man5/; done
+	install -m 755 scripts/sm-producer scripts/sm-consumer $(DESTDIR)$(BINDIR)/
+	mkdir -p $(DESTDIR)$(UNITDIR)
+	for u in scripts/systemd/*.service.in; do \
+		sed 's|@BINDIR@|$(BINDIR)|g' $$u > $(DESTDIR)$(UNITDIR)/$$(basename $$u .in); \
+	done
+
+clean:
+	rm -f lib/*.o lib/libsm.a tools/*/*.o $(BINS) tests/unit/*.o $(UNIT_BIN)
+
+.PHONY: all deps test check run bench install clean

@@ -1,0 +1,32 @@
+/* jsonline.c - one JSON object per line. */
+#include <string.h>
+
+#include "sm.h"
+
+json_t *
+json_line_parse(const char *line, size_t len, char *err, size_t errlen)
+{
+	json_error_t jerr;
+	json_t *obj;
+
+	obj = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (obj == NULL) {
+		snprintf(err, errlen, "invalid JSON at column %d: %s",
+		         jerr.column, jerr.text);
+		return NULL;
+	}
+	if (!json_is_object(obj)) {
+		snprintf(err, errlen, "not a JSON object");
+		json_decref(obj);
+		return NULL;
+	}
+	return obj;
+}
+
+int
+json_line_write(FILE *fp, const json_t *obj)
+{
+	if (json_dumpf(obj, fp, JSON_COMPACT) < 0 || putc('\n', fp) == EOF)
+		return -1;
+	return 0;
+}

@@ -1,0 +1,186 @@
+/*
+ * sm.h - what two or more sitemon programs share.
+ *
+ * One header, one section per lib/ file (as kcat.h does).  Ownership is in
+ * the names: x_new() returns something the caller frees with x_free(&x),
+ * which also sets the pointer to NULL.
+ */
+#ifndef SM_H
+#define SM_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sysexits.h>
+
+#include <jansson.h>
+
+#define SM_VERSION "0.1.0"
+#define SM_SCHEMA_VERSION 1
+
+/* Longest input line any program accepts (a result record is ~1-2 KiB). */
+#define SM_MAX_LINE (1024 * 1024)
+
+/* ---- diag.c: diagnostics on stderr, "prog: level: message" ------------ */
+
+/* Set once from main(); every message is prefixed with it. */
+void diag_init(const char *progname);
+const char *diag_progname(void);
+/* A message whose format ends in ':' gets ": strerror(errno)" appended. */
+void die(int status, const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 2, 3)));
+void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "prog: error: NAME:LINE: message: PREFIX" where PREFIX is the first
+ * 80 bytes of the offending line, control characters escaped. */
+void warn_input(const char *name, unsigned long lineno, const char *line,
+                size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* Print the --version line and exit 0. */
+void print_version_and_exit(void) __attribute__((noreturn));
+
+/* ---- xalloc.c: allocation that exits 70 on out-of-memory ------------- */
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t nmemb, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+/* Like asprintf, exits on failure. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- linereader.c: bounded NDJSON line reader ------------------------ */
+
+enum line_status {
+	LINE_OK,       /* *line is a NUL-terminated line, newline stripped */
+	LINE_AGAIN,    /* non-blocking fd and no complete line yet */
+	LINE_EOF,      /* end of input, nothing pending */
+	LINE_TOO_LONG, /* line exceeded the maximum; *line is its prefix and
+	                  the rest up to the next newline is discarded */
+	LINE_ERROR,    /* read(2) failed; errno is set */
+};
+
+struct line_reader;
+
+/* Reads fd (not owned; may be O_NONBLOCK) with a reused buffer that never
+ * grows past max_line bytes.  name is used in error messages ("<stdin>"). */
+struct line_reader *line_reader_new(int fd, const char *name, size_t max_line);
+void line_reader_free(struct line_reader **lr);
+/* The returned line stays valid until the next call. */
+enum line_status line_reader_next(struct line_reader *lr, char **line,
+                                  size_t *len);
+/* Line number of the line last returned (1-based). */
+unsigned long line_reader_lineno(const struct line_reader *lr);
+const char *line_reader_name(const struct line_reader *lr);
+/* True when a partial line is buffered (for readers draining at EOF). */
+bool line_reader_pending(const struct line_reader *lr);
+
+/* ---- uuid7.c ---------------------------------------------------------- */
+
+#define UUID_STR_LEN 37 /* 36 characters and the NUL */
+/* A UUIDv7 (RFC 9562): 48-bit unix ms, then random bits; monotonic within
+ * the process even when several are minted in one millisecond. */
+void uuid7_new(char out[UUID_STR_LEN]);
+bool uuid_is_valid(const char *s);
+
+/* ---- timefmt.c: RFC 3339 UTC with milliseconds ------------------------ */
+
+#define TIME_STR_LEN 25 /* "2026-11-23T10:49:56.123Z" and the NUL */
+int64_t time_now_ms(void);   /* wall clock, unix ms */
+int64_t mono_now_ns(void);   /* CLOCK_MONOTONIC, ns */
+void time_format_ms(int64_t unix_ms, char out[TIME_STR_LEN]);
+/* Accepts "YYYY-MM-DDTHH:MM:SS[.fff…](Z|±HH:MM)"; returns 0 or -1. */
+int time_parse_ms(const char *s, int64_t *unix_ms);
+
+/* ---- numparse.c: bounded number parsing (strtonum style) -------------- */
+
+/* Returns 0 and sets *out, or -1 with *errstr "invalid", "too small" or
+ * "too large". */
+int parse_ll(const char *s, long long min, long long max, long long *out,
+             const char **errstr);
+/* For command-line options: on error dies with 64 naming the option, as
+ * "sm-check: error: -c: 0 is too small (1..100000)". */
+long long opt_ll(const char *optname, const char *s, long long min,
+                 long long max);
+/* "250ms", "30s", "5m", "1h", "2d", or bare milliseconds; -1 on error. */
+int parse_duration_ms(const char *s, int64_t *out_ms);
+int64_t opt_duration_ms(const char *optname, const char *s, int64_t min_ms,
+                        int64_t max_ms);
+
+/* ---- record.c: schema v1 records, the one implementation -------------- */
+
+/* expect_status: list of inclusive ranges; "2xx" is 200-299. */
+struct status_range {
+	int lo, hi;
+};
+
+enum ip_version { IP_ANY = 0, IP_V4 = 4, IP_V6 = 6 };
+
+struct target {
+	char *target;   /* unique name */
+	char *url;      /* http or https */
+	char *method;   /* default "GET" */
+	json_t *headers; /* object of string values, or NULL */
+	char *body;     /* or NULL */
+	int64_t timeout_ms;     /* default 10000 */
+	bool follow_redirects;  /* default true */
+	int max_redirects;      /* default 5 */
+	struct status_range *expect_status; /* NULL: 2xx */
+	size_t n_expect_status;
+	char *regex;            /* or NULL */
+	char *regex_absent;     /* or NULL */
+	bool tls_verify;        /* default true */
+	char *ca_file;          /* or NULL */
+	int64_t max_body_bytes; /* 0: default (SM_DEFAULT_MAX_BODY) */
+	enum ip_version ip_version;
+	json_t *labels;         /* object, or NULL */
+	int64_t scheduled_at_ms; /* 0 when absent */
+	int64_t interval_ms;     /* sm-schedule input only; 0 when absent */
+};
+
+#define SM_DEFAULT_TIMEOUT_MS 10000
+#define SM_DEFAULT_MAX_REDIRECTS 5
+#define SM_DEFAULT_MAX_BODY (10 * 1024 * 1024)
+
+/* A target with every default applied and the given name and url copied. */
+struct target *target_new(const char *name, const char *url);
+void target_free(struct target **t);
+/* Decode and validate a target record.  On error returns NULL and writes a
+ * one-line reason ("field \"url\": scheme must be http or https") into err.
+ * A record without "target" is named after its url.  "v" must be 1 when
+ * present.  Regexes are not compiled here (PCRE2 is sm-check's and
+ * sm-schedule's business); everything else is checked. */
+struct target *target_from_json(const json_t *obj, char *err, size_t errlen);
+/* Encode with only the fields that differ from the defaults, plus v,
+ * target, url, and scheduled_at when set.  Returns a new reference. */
+json_t *target_to_json(const struct target *t);
+
+/* Parses "200", 200, "2xx", "301-308" into a range; -1 if invalid. */
+int status_range_parse(const json_t *v, struct status_range *out);
+bool status_expected(const struct target *t, long status);
+/* http:// or https:// with a host; returns 0 or -1 with a reason. */
+int url_check(const char *url, const char **reason);
+
+enum error_kind {
+	ERR_NONE = 0, ERR_DNS, ERR_CONNECT, ERR_TIMEOUT, ERR_TLS,
+	ERR_HTTP_STATUS, ERR_BODY_MISMATCH, ERR_REDIRECTS, ERR_PROTOCOL,
+	ERR_TOO_LARGE, ERR_OTHER,
+};
+const char *error_kind_name(enum error_kind k); /* NULL for ERR_NONE */
+int error_kind_parse(const char *s, enum error_kind *out);
+
+/* Validate a result record (sm-check's output) as schema v1: required
+ * fields present with the right types.  0, or -1 with a reason in err. */
+int result_validate(const json_t *obj, char *err, size_t errlen);
+
+/* ---- jsonline.c: one JSON object per line ----------------------------- */
+
+/* Parse a line as one JSON object.  NULL with a reason in err otherwise. */
+json_t *json_line_parse(const char *line, size_t len, char *err,
+                        size_t errlen);
+/* Write obj compactly with a trailing newline; -1 on write error. */
+int json_line_write(FILE *fp, const json_t *obj);
+
+#endif

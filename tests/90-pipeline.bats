@@ -1,0 +1,116 @@
+#!/usr/bin/env bats
+# The whole pipeline, end to end, on real components: sm-schedule -> sm-check
+# -> sm-kafka-pub -> dev broker -> sm-kafka-sub -> sm-pg-write -> PostgreSQL,
+# with the ack FIFO that makes the consumer side lossless.
+
+load helpers
+
+write_sites() {
+	cat >"$T/sites.yaml" <<-YAML
+	defaults:
+	  timeout: 3s
+	targets:
+	  - name: up
+	    url: $HTTP_URL/ok
+	    interval: 30s
+	  - name: server-error
+	    url: $HTTP_URL/status/500
+	    interval: 30s
+	  - name: wrong-body
+	    url: $HTTP_URL/ok
+	    regex: "this text is not on the page"
+	    interval: 30s
+	  - name: refused
+	    url: $CLOSED_URL
+	    interval: 30s
+	YAML
+}
+
+produce() {
+	sm-schedule --once "$T/sites.yaml" | sm-check | tee "$T/results.ndjson" |
+		sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC"
+}
+
+# consume GROUP: the consumer side with the ack FIFO, until the topic's end.
+consume() {
+	rm -f "$T/ack"
+	mkfifo "$T/ack"
+	timeout 60 bash -c 'set -o pipefail
+		sm-kafka-sub -b "$1" -t "$2" -G "$3" -o beginning -e --ack "$4" |
+			sm-pg-write >"$4"' _ "$SM_TEST_BROKERS" "$TOPIC" "$1" "$T/ack"
+}
+
+@test "pipeline: four local targets end up in PostgreSQL with the right verdicts" {
+	new_db
+	TOPIC=$(new_topic)
+	write_sites
+	produce
+	[ "$(wc -l <"$T/results.ndjson")" -eq 4 ]
+	consume g1
+
+	run psql_q "select target, ok, coalesce(status::text, '-'), coalesce(error_kind, '-')
+	            from checks order by target"
+	[ "$status" -eq 0 ]
+	[ "${lines[0]}" = "refused|f|-|connect" ]
+	[ "${lines[1]}" = "server-error|f|500|http_status" ]
+	[ "${lines[2]}" = "up|t|200|-" ]
+	[ "${lines[3]}" = "wrong-body|f|200|body_mismatch" ]
+	[ "${#lines[@]}" -eq 4 ]
+
+	run psql_q "select target, last_ok, coalesce(last_status::text, '-'),
+	                   coalesce(last_error_kind, '-'), url
+	            from targets order by target"
+	[ "${lines[0]}" = "refused|f|-|connect|$CLOSED_URL" ]
+	[ "${lines[1]}" = "server-error|f|500|http_status|$HTTP_URL/status/500" ]
+	[ "${lines[2]}" = "up|t|200|-|$HTTP_URL/ok" ]
+	[ "${lines[3]}" = "wrong-body|f|200|body_mismatch|$HTTP_URL/ok" ]
+
+	# The ids in PostgreSQL are exactly the ids sm-check minted.
+	diff <(jq -r .id "$T/results.ndjson" | sort) <(psql_q "select id from checks order by id")
+}
+
+@test "pipeline: consuming the same topic again stores nothing twice" {
+	new_db
+	TOPIC=$(new_topic)
+	write_sites
+	produce
+	consume g1
+	consume g2      # a new group reads the whole topic again
+	produce         # four new probes, new ids
+	consume g1      # the first group reads only what is new
+	[ "$(psql_q 'select count(*) from checks')" -eq 8 ]
+	[ "$(psql_q 'select count(distinct id) from checks')" -eq 8 ]
+	[ "$(psql_q 'select count(*) from targets')" -eq 4 ]
+}
+
+@test "pipeline: real sm-check and sm-schedule output matches the JSON Schemas" {
+	write_sites
+	sm-schedule --once "$T/sites.yaml" >"$T/targets.ndjson"
+	run "$SM_TOP/tests/fixtures/schema-check" "$SM_TOP/schema/target.schema.json" <"$T/targets.ndjson"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	sm-check <"$T/targets.ndjson" >"$T/results.ndjson"
+	run "$SM_TOP/tests/fixtures/schema-check" "$SM_TOP/schema/result.schema.json" <"$T/results.ndjson"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	# A schema that can fail: a result with a bad error_kind is refused.
+	jq -c '.error_kind = "nonsense"' "$T/results.ndjson" >"$T/bad.ndjson"
+	run "$SM_TOP/tests/fixtures/schema-check" "$SM_TOP/schema/result.schema.json" <"$T/bad.ndjson"
+	[ "$status" -eq 1 ]
+}
+
+@test "scripts: sm-producer --once and sm-consumer store every result" {
+	new_db
+	TOPIC=$(new_topic)
+	write_sites
+	SM_KAFKA_BROKERS=$SM_TEST_BROKERS SM_KAFKA_TOPIC=$TOPIC \
+		timeout 60 "$SM_TOP/scripts/sm-producer" --once "$T/sites.yaml"
+	TMPDIR=$T SM_KAFKA_BROKERS=$SM_TEST_BROKERS SM_KAFKA_TOPIC=$TOPIC SM_KAFKA_GROUP=g \
+		SM_KAFKA_SUB_OPTS="-o beginning -e" \
+		timeout 60 "$SM_TOP/scripts/sm-consumer" --echo >"$T/acked.ndjson"
+	[ "$(psql_q 'select count(*) from checks')" -eq 4 ]
+	[ "$(jq -s length "$T/acked.ndjson")" -eq 4 ]
+	# The consumer script removed its private FIFO directory.
+	run bash -c 'ls -d "$1"/sm-consumer.* 2>/dev/null' _ "$T"
+	[ -z "$output" ]
+}

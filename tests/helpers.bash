@@ -1,0 +1,80 @@
+# helpers.bash - loaded by every suite (`load helpers`).
+# The services (PostgreSQL, dev broker, nginx, scripted server) are started
+# once per run by setup_suite.bash; these helpers give each test its own
+# temp dir, database and topic, and polling with a deadline.
+
+setup() {
+	T=$(mktemp -d "${SM_TEST_TMP:-/tmp}/t.XXXXXX")
+	chmod 755 "$T"
+}
+
+teardown() {
+	local pid
+	for pid in ${CLEANUP_PIDS:-}; do
+		kill "$pid" 2>/dev/null || true
+	done
+	rm -rf "$T"
+}
+
+# Remember a background process of this test so teardown stops it.
+track_pid() {
+	CLEANUP_PIDS="${CLEANUP_PIDS:-} $1"
+}
+
+# wait_for CMD...: run CMD until it succeeds, at most WAIT_TIMEOUT seconds.
+wait_for() {
+	local deadline=$((SECONDS + ${WAIT_TIMEOUT:-20}))
+	until "$@"; do
+		if ((SECONDS >= deadline)); then
+			echo "timed out after ${WAIT_TIMEOUT:-20}s waiting for: $*" >&2
+			return 1
+		fi
+		sleep 0.05
+	done
+}
+
+free_port() {
+	/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# new_db: a fresh database for this test; exports PGDATABASE and SM_PG_DSN.
+new_db() {
+	PGDATABASE="t$(date +%s%N)_$RANDOM"
+	createdb "$PGDATABASE"
+	export PGDATABASE
+	export SM_PG_DSN="host=$PGHOST port=$PGPORT user=$PGUSER dbname=$PGDATABASE"
+}
+
+# new_topic: print a topic name no other test uses.
+new_topic() {
+	echo "t_${BATS_TEST_NUMBER:-0}_$(date +%s%N)_$RANDOM"
+}
+
+# psql_q SQL: one value or rows, unaligned, no headers.
+psql_q() {
+	psql -X -v ON_ERROR_STOP=1 -Atq -c "$1"
+}
+
+# pg_restart: restart the suite's PostgreSQL (fast shutdown) and wait for it.
+pg_restart() {
+	sm_as_pg pg_ctl -D "$PG_DATA" -m fast -w restart -l "$PG_DATA/../log" >/dev/null
+}
+
+sm_as_pg() {
+	if [ "$(id -u)" = 0 ]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+# json_eq A B: the two JSON texts are equal once keys are sorted.
+json_eq() {
+	local a b
+	a=$(jq -S . <<<"$1") || return 1
+	b=$(jq -S . <<<"$2") || return 1
+	if [ "$a" != "$b" ]; then
+		printf 'JSON differs:\n--- got\n%s\n--- want\n%s\n' "$a" "$b" >&2
+		return 1
+	fi
+}

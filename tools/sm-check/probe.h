@@ -1,0 +1,34 @@
+/*
+ * probe.h - one HTTP(S) check: a target, its curl easy handle, and the
+ * result record built when the transfer ends.
+ */
+#ifndef SM_CHECK_PROBE_H
+#define SM_CHECK_PROBE_H
+
+#include <curl/curl.h>
+
+#include "sm.h"
+
+struct probe_opts {
+	const char *location;   /* "probe" field of every result */
+	const char *user_agent; /* default User-Agent, a target may override */
+};
+
+struct probe;
+
+/* Takes over t (freed with the probe).  Returns NULL with a reason in err
+ * when the target cannot be probed (a regex that does not compile). */
+struct probe *probe_new(struct target *t, const struct probe_opts *o,
+                        char *err, size_t errlen);
+void probe_free(struct probe **p);
+/* The easy handle, to add to a multi handle; CURLOPT_PRIVATE is p. */
+CURL *probe_easy(const struct probe *p);
+/* Mark the start (call when the handle is added to the multi). */
+void probe_start(struct probe *p);
+/* The result record of a finished transfer.  Returns a new reference. */
+json_t *probe_result(struct probe *p, CURLcode code);
+/* A result for a probe that never ran (the multi refused it). */
+json_t *probe_result_error(struct probe *p, enum error_kind kind,
+                           const char *msg);
+
+#endif
