@@ -69,13 +69,41 @@ info(const char *fmt, ...)
 	va_end(ap);
 }
 
-/* The first bytes of a bad line, printable, so the operator can find it. */
+void
+redact_userinfo(char *s)
+{
+	char *p = s;
+
+	while ((p = strstr(p, "://")) != NULL) {
+		char *user = p + 3, *end = user + strcspn(user, "/@\" \t?#");
+		char *colon = memchr(user, ':', (size_t)(end - user));
+
+		p = user;
+		if (*end != '@' || colon == NULL)
+			continue;
+		/* "user:secret@" becomes "user:***@" (never longer). */
+		size_t secret = (size_t)(end - colon - 1);
+		size_t keep = secret < 3 ? secret : 3;
+		memset(colon + 1, '*', keep);
+		memmove(colon + 1 + keep, end, strlen(end) + 1);
+	}
+}
+
+/* The first bytes of a bad line, printable and without URL passwords, so
+ * the operator can find it and nobody learns a secret from the log. */
 static void
-line_prefix(const char *line, size_t len, char *out, size_t outlen)
+line_prefix(const char *raw, size_t len, char *out, size_t outlen)
 {
 	const size_t max = 80;
+	char line[256];
 	size_t i, o = 0;
 
+	if (len > sizeof line - 1)
+		len = sizeof line - 1;
+	memcpy(line, raw, len);
+	line[len] = '\0';
+	redact_userinfo(line);
+	len = strnlen(line, len);
 	for (i = 0; i < len && i < max && o + 5 < outlen; i++) {
 		unsigned char c = (unsigned char)line[i];
 

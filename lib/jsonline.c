@@ -26,7 +26,10 @@ json_line_parse(const char *line, size_t len, char *err, size_t errlen)
 int
 json_line_write(FILE *fp, const json_t *obj)
 {
-	if (json_dumpf(obj, fp, JSON_COMPACT) < 0 || putc('\n', fp) == EOF)
+	/* 15 significant digits print 0.828 as 0.828, not 0.82799999999999996,
+	 * and still hold every millisecond duration exactly. */
+	if (json_dumpf(obj, fp, JSON_COMPACT | JSON_REAL_PRECISION(15)) < 0 ||
+	    putc('\n', fp) == EOF)
 		return -1;
 	return 0;
 }

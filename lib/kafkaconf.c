@@ -115,6 +115,9 @@ kconf_new(enum kconf_role role)
 		set_or_die(kc, NULL, "enable.auto.offset.store", "false");
 		/* A new group starts at the oldest record: nothing skipped. */
 		set_or_die(kc, NULL, "auto.offset.reset", "earliest");
+		/* Kafka's pre-3.0 default: a dead consumer's partitions move
+		 * on within 10 s (45 s otherwise). */
+		set_or_die(kc, NULL, "session.timeout.ms", "10000");
 	}
 	kc->ca = env_nonempty("SM_KAFKA_CA");
 	kc->cert = env_nonempty("SM_KAFKA_CERT");

@@ -240,6 +240,29 @@ get_string_object(const json_t *v, const char *key, json_t **out,
 	return 0;
 }
 
+/* Header names are RFC 9110 tokens and values hold no line break: a
+ * target must not be able to smuggle a second request into a probe. */
+static int
+get_headers(const json_t *v, json_t **out, char *err, size_t errlen)
+{
+	static const char token[] = "!#$%&'*+-.^_`|~0123456789"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+	const char *name;
+	json_t *val;
+
+	if (get_string_object(v, "headers", out, err, errlen) < 0)
+		return -1;
+	json_object_foreach(*out, name, val) {
+		if (*name == '\0' || strspn(name, token) != strlen(name))
+			FAIL("field \"headers\": \"%.64s\" is not a header name",
+			     name);
+		if (strpbrk(json_string_value(val), "\r\n") != NULL)
+			FAIL("field \"headers\": value of \"%.64s\" holds a line "
+			     "break", name);
+	}
+	return 0;
+}
+
 static int
 get_expect_status(const json_t *v, struct target *t, char *err,
                   size_t errlen)
@@ -343,7 +366,7 @@ target_set_field(struct target *t, const char *key, const json_t *v,
 	if (strcmp(key, "method") == 0)
 		return get_method(v, &t->method, err, errlen);
 	if (strcmp(key, "headers") == 0)
-		return get_string_object(v, key, &t->headers, err, errlen);
+		return get_headers(v, &t->headers, err, errlen);
 	if (strcmp(key, "labels") == 0)
 		return get_string_object(v, key, &t->labels, err, errlen);
 	if (strcmp(key, "body") == 0)

@@ -38,6 +38,9 @@ void info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void warn_input(const char *name, unsigned long lineno, const char *line,
                 size_t len, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+/* Replace the password of every "scheme://user:password@" in s with
+ * "***" (shorter passwords with as many stars), in place. */
+void redact_userinfo(char *s);
 /* Print the --version line and exit 0. */
 void print_version_and_exit(void) __attribute__((noreturn));
 

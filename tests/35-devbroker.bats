@@ -4,6 +4,10 @@
 
 load helpers
 
+# Conditions for wait_for, evaluated afresh on every poll.
+oks_at_least() { [ "$(grep -cx ok "$T/out")" -ge "$1" ]; }
+lines_at_least() { [ "$(wc -l <"$T/out")" -ge "$1" ]; }
+
 # start_broker: a private broker whose stdin is the FIFO $T/ctl.
 start_broker() {
 	mkfifo "$T/ctl"
@@ -40,7 +44,7 @@ start_broker() {
 	echo "down 9" >&7
 	echo "rtt 2 5" >&7
 	echo "bogus" >&7
-	wait_for test "$(wc -l <"$T/out")" -ge 6
+	wait_for lines_at_least 6
 	run sed -n '2,6p' "$T/out"
 	[ "${lines[0]}" = ok ]
 	[ "${lines[1]}" = ok ]
@@ -57,7 +61,7 @@ start_broker() {
 	run timeout 20 kcat -P -b "$BROKERS" -t down -X message.timeout.ms=1500 <<<"lost"
 	[ "$status" -ne 0 ]
 	echo "up all" >&7
-	wait_for test "$(grep -cx ok "$T/out")" -ge 2
+	wait_for oks_at_least 2
 	echo kept | timeout 20 kcat -P -b "$BROKERS" -t down
 	run kcat -C -b "$BROKERS" -t down -e -q
 	[ "$output" = kept ]

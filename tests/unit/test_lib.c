@@ -217,6 +217,21 @@ test_result(void)
 	json_decref(o);
 }
 
+static void
+test_redact(void)
+{
+	char a[] = "{\"url\":\"https://bob:hunter2@example.com/x\"}";
+	char b[] = "http://u:p@h/ and ftp://x:longer-secret@y and http://h/@z";
+	char c[] = "no url here, mail@example.com";
+
+	redact_userinfo(a);
+	CHECK(strcmp(a, "{\"url\":\"https://bob:***@example.com/x\"}") == 0);
+	redact_userinfo(b);
+	CHECK(strcmp(b, "http://u:*@h/ and ftp://x:***@y and http://h/@z") == 0);
+	redact_userinfo(c);
+	CHECK(strcmp(c, "no url here, mail@example.com") == 0);
+}
+
 int
 main(void)
 {
@@ -228,6 +243,7 @@ main(void)
 	test_numbers();
 	test_target();
 	test_result();
+	test_redact();
 	printf("1..%d\n", n_run);
 	return n_failed ? 1 : 0;
 }

@@ -16,7 +16,11 @@ struct probe_opts {
 
 struct probe;
 
-/* Takes over t (freed with the probe).  Returns NULL with a reason in err
+/* url with the password of its userinfo, if any, replaced by "***"; a new
+ * string.  Results and names never carry a password. */
+char *url_redacted(const char *url);
+
+/* Takes over t (freed with the probe, or at once on failure).  Returns NULL with a reason in err
  * when the target cannot be probed (a regex that does not compile). */
 struct probe *probe_new(struct target *t, const struct probe_opts *o,
                         char *err, size_t errlen);

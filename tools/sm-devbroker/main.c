@@ -5,6 +5,7 @@
  * about 5 MiB before it silently drops the oldest data.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
@@ -174,7 +175,9 @@ static void
 serve(rd_kafka_mock_cluster_t *mc, int nbrokers)
 {
 	struct line_reader *lr = line_reader_new(STDIN_FILENO, "<stdin>", 4096);
-	bool stdin_open = true;
+	int saved_flags = fcntl(STDIN_FILENO, F_GETFL);
+	bool stdin_open = saved_flags >= 0 &&
+	    fcntl(STDIN_FILENO, F_SETFL, saved_flags | O_NONBLOCK) == 0;
 
 	while (!stop_requested) {
 		struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN };
@@ -191,28 +194,33 @@ serve(rd_kafka_mock_cluster_t *mc, int nbrokers)
 		}
 		if (poll(&pfd, stdin_open ? 1 : 0, 200) <= 0)
 			continue;
-		switch (line_reader_next(lr, &line, &len)) {
-		case LINE_OK: {
-			const char *reply = run_command(mc, nbrokers, line);
+		/* One read may bring several commands: answer them all. */
+		for (bool more = true; more;) {
+			switch (line_reader_next(lr, &line, &len)) {
+			case LINE_OK: {
+				const char *reply = run_command(mc, nbrokers, line);
 
-			if (reply) {
-				printf("%s\n", reply);
-				fflush(stdout);
+				if (reply)
+					printf("%s\n", reply);
+				break;
 			}
-			break;
+			case LINE_TOO_LONG:
+				printf("error: line too long\n");
+				break;
+			case LINE_AGAIN:
+				more = false;
+				break;
+			case LINE_EOF:
+			case LINE_ERROR:
+				stdin_open = false; /* keep serving, no controls */
+				more = false;
+				break;
+			}
 		}
-		case LINE_TOO_LONG:
-			printf("error: line too long\n");
-			fflush(stdout);
-			break;
-		case LINE_AGAIN:
-			break;
-		case LINE_EOF:
-		case LINE_ERROR:
-			stdin_open = false; /* keep serving without controls */
-			break;
-		}
+		fflush(stdout);
 	}
+	if (saved_flags >= 0) /* a terminal shared with a shell stays usable */
+		fcntl(STDIN_FILENO, F_SETFL, saved_flags);
 	line_reader_free(&lr);
 }
 

@@ -12,10 +12,14 @@
  * checks: one row per result.  Columns are named after the result record's
  * fields, nested objects flattened (phases.dns_ms -> dns_ms, regex.pattern
  * -> regex_pattern, tls.version -> tls_version, kafka.offset ->
- * kafka_offset).  The primary key includes started_at so that the table can
- * become range-partitioned by started_at (a partitioned table's unique keys
- * must contain the partition key); id alone is the idempotency key, and
- * started_at is fixed per id by sm-check, so (id, started_at) is as good.
+ * kafka_offset).  Durations are double precision milliseconds: sm-check
+ * measures them to the microsecond.
+ *
+ * The table is range-partitioned by started_at, one partition per UTC day,
+ * so that retention drops whole partitions instead of deleting rows.  The
+ * primary key includes started_at because a partitioned table's unique keys
+ * must contain the partition key; id is the idempotency key, and started_at
+ * is fixed per id by sm-check, so (id, started_at) is as good.
  *
  * targets: the latest state per target, from the newest started_at seen.
  * last_change_at is when the current ok/not-ok run began; down_since is the
@@ -34,12 +38,12 @@ static const char m001_initial[] =
 	"  status integer,\n"
 	"  error_kind text,\n"
 	"  error text,\n"
-	"  duration_ms integer,\n"
-	"  dns_ms integer,\n"
-	"  connect_ms integer,\n"
-	"  tls_ms integer,\n"
-	"  ttfb_ms integer,\n"
-	"  transfer_ms integer,\n"
+	"  duration_ms double precision,\n"
+	"  dns_ms double precision,\n"
+	"  connect_ms double precision,\n"
+	"  tls_ms double precision,\n"
+	"  ttfb_ms double precision,\n"
+	"  transfer_ms double precision,\n"
 	"  bytes bigint,\n"
 	"  http_version text,\n"
 	"  remote_ip text,\n"
@@ -55,10 +59,64 @@ static const char m001_initial[] =
 	"  kafka_offset bigint,\n"
 	"  stored_at timestamptz NOT NULL DEFAULT now(),\n"
 	"  PRIMARY KEY (id, started_at)\n"
-	");\n"
+	") PARTITION BY RANGE (started_at);\n"
 	"CREATE INDEX checks_target_started_at_idx\n"
 	"  ON checks (target, started_at DESC);\n"
-	"CREATE INDEX checks_started_at_idx ON checks (started_at);\n"
+	"\n"
+	/* One partition per UTC day, checks_pYYYYMMDD, made on demand (by
+	 * sm-pg-write before a batch that needs it, or by hand).  The
+	 * advisory lock keeps writers from creating the same one at once. */
+	"CREATE FUNCTION sm_checks_ensure_partitions(days date[])\n"
+	"RETURNS integer LANGUAGE plpgsql AS $fn$\n"
+	"DECLARE\n"
+	"  d date;\n"
+	"  part text;\n"
+	"  created integer := 0;\n"
+	"BEGIN\n"
+	"  FOREACH d IN ARRAY days LOOP\n"
+	"    part := 'checks_p' || to_char(d, 'YYYYMMDD');\n"
+	"    CONTINUE WHEN to_regclass(quote_ident(part)) IS NOT NULL;\n"
+	"    PERFORM pg_advisory_xact_lock(8319104481311206962);\n"
+	/* The lookup above may have used a catalog cache that predates the
+	 * lock; the CREATE itself sees the truth. */
+	"    BEGIN\n"
+	"      EXECUTE format('CREATE TABLE %I PARTITION OF checks'\n"
+	"        ' FOR VALUES FROM (%L) TO (%L)', part,\n"
+	"        to_char(d, 'YYYY-MM-DD') || ' 00:00:00+00',\n"
+	"        to_char(d + 1, 'YYYY-MM-DD') || ' 00:00:00+00');\n"
+	"      created := created + 1;\n"
+	"    EXCEPTION WHEN duplicate_table THEN\n"
+	"      NULL;\n"
+	"    END;\n"
+	"  END LOOP;\n"
+	"  RETURN created;\n"
+	"END\n"
+	"$fn$;\n"
+	"\n"
+	/* Retention: drop the day partitions that end at or before cutoff. */
+	"CREATE FUNCTION sm_checks_drop_partitions(cutoff timestamptz)\n"
+	"RETURNS integer LANGUAGE plpgsql AS $fn$\n"
+	"DECLARE\n"
+	"  r record;\n"
+	"  dropped integer := 0;\n"
+	"BEGIN\n"
+	"  PERFORM pg_advisory_xact_lock(8319104481311206962);\n"
+	"  FOR r IN\n"
+	"    SELECT c.oid::regclass AS part, c.relname\n"
+	"    FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid\n"
+	"    WHERE i.inhparent = 'checks'::regclass\n"
+	"      AND c.relname ~ '^checks_p[0-9]{8}$'\n"
+	"    ORDER BY c.relname\n"
+	"  LOOP\n"
+	"    CONTINUE WHEN (to_char(to_date(substr(r.relname, 9), 'YYYYMMDD') + 1,\n"
+	"                   'YYYY-MM-DD') || ' 00:00:00+00')::timestamptz > cutoff;\n"
+	"    EXECUTE format('DROP TABLE %s', r.part);\n"
+	"    dropped := dropped + 1;\n"
+	"  END LOOP;\n"
+	"  RETURN dropped;\n"
+	"END\n"
+	"$fn$;\n"
+	"\n"
 	"CREATE TABLE targets (\n"
 	"  target text PRIMARY KEY,\n"
 	"  url text NOT NULL,\n"
@@ -67,7 +125,7 @@ static const char m001_initial[] =
 	"  last_ok boolean NOT NULL,\n"
 	"  last_status integer,\n"
 	"  last_error_kind text,\n"
-	"  last_duration_ms integer,\n"
+	"  last_duration_ms double precision,\n"
 	"  down_since timestamptz,\n"
 	"  last_change_at timestamptz NOT NULL\n"
 	");\n";

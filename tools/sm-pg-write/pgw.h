@@ -28,6 +28,7 @@ extern const size_t pgw_n_migrations;
 struct pgw_row {
 	const char *line;
 	size_t len;
+	int32_t day; /* started_at's UTC day, days since 1970-01-01 */
 	bool skip;
 };
 
@@ -57,8 +58,14 @@ void pgw_disconnect(struct pgw *pg);
 enum pgw_status pgw_migrate(struct pgw *pg, int *applied, char *err,
                             size_t errlen);
 /* Store rows[0..n) (skipping those marked skip) in one transaction:
- * COPY into the staging table, insert into checks, upsert targets, commit. */
+ * COPY into the staging table, insert into checks, upsert targets, commit.
+ * The day partitions the rows need are made first, in their own
+ * transaction. */
 enum pgw_status pgw_write(struct pgw *pg, const struct pgw_row *rows,
                           size_t n, char *err, size_t errlen);
+/* Retention: drop the day partitions of checks that end at or before
+ * cutoff_ms (unix ms); *dropped is how many. */
+enum pgw_status pgw_drop_before(struct pgw *pg, int64_t cutoff_ms,
+                                int *dropped, char *err, size_t errlen);
 
 #endif

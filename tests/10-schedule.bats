@@ -1,0 +1,576 @@
+#!/usr/bin/env bats
+# sm-schedule: sites.yaml and NDJSON input, validation with file:line:column,
+# --once, --check, --shard, timed emission on the wall-aligned phase, SIGHUP
+# reload, and skipping ticks when stdout is blocked.  Nothing is fetched: the
+# URLs only need to be valid.
+
+bats_require_minimum_version 1.5.0
+load helpers
+
+# sites [FILE]: write stdin to FILE ($T/sites.yaml by default).
+sites() {
+	cat >"${1:-$T/sites.yaml}"
+}
+
+# schedule ARGS...: run sm-schedule; $output is stdout, $stderr stderr.
+schedule() {
+	run --separate-stderr sm-schedule "$@"
+}
+
+# refused FILE WANT...: the configuration is refused with 78 and stderr
+# holds each WANT (a "file:line:column: message" substring).
+refused() {
+	local file=$1 want
+	shift
+	run --separate-stderr sm-schedule --check "$file"
+	[ "$status" -eq 78 ] || { echo "status $status, stderr: $stderr"; return 1; }
+	[ -z "$output" ] || { echo "stdout not empty: $output"; return 1; }
+	for want in "$@"; do
+		[[ "$stderr" == *"$want"* ]] ||
+			{ printf 'stderr lacks: %s\nstderr:\n%s\n' "$want" "$stderr"; return 1; }
+	done
+}
+
+# unix_ms: each line's scheduled_at as unix milliseconds.
+unix_ms() {
+	jq -r '.scheduled_at | ((.[0:19] + "Z" | fromdate) * 1000 + (.[20:23] | tonumber))'
+}
+
+# ---- --once and defaults ----------------------------------------------------
+
+@test "schedule: --once emits every target once with the defaults applied" {
+	sites <<-'YAML'
+	# An operator's file: defaults first, then the targets.
+	defaults:
+	  interval: 30s
+	  timeout: 5s
+	  expect_status: [200, "3xx"]
+	  headers:
+	    User-Agent: sitemon-test
+	  labels: {env: prod, team: web}
+	targets:
+	  - name: home
+	    url: http://127.0.0.1:9/
+	  - name: api
+	    url: https://127.0.0.1:9/health
+	    method: POST
+	    body: '{"ping": true}'
+	    timeout_ms: 2000
+	    expect_status: 204
+	    regex: '"status":\s*"ok"'
+	    labels: {team: api, env: ~}
+	    follow_redirects: false
+	    max_redirects: 0
+	    tls_verify: no
+	    ip_version: 4
+	    max_body_bytes: 65536
+	  - url: http://127.0.0.1:9/unnamed
+	    regex_absent: error
+	    ca_file: /etc/ssl/certs/ca-certificates.crt
+	YAML
+	schedule --once "$T/sites.yaml"
+	[ "$status" -eq 0 ]
+	[ "${#lines[@]}" -eq 3 ]
+	# Every line carries scheduled_at, one and the same instant, now-ish.
+	printf '%s\n' "$output" >"$T/out"
+	[ "$(jq -r .scheduled_at "$T/out" | sort -u | wc -l)" -eq 1 ]
+	local at now
+	at=$(head -n 1 "$T/out" | unix_ms)
+	now=$(date +%s%3N)
+	((now - at >= 0 && now - at < 10000))
+
+	json_eq "$(jq -c 'del(.scheduled_at)' <<<"${lines[0]}")" '{
+		"v": 1, "target": "home", "url": "http://127.0.0.1:9/",
+		"timeout_ms": 5000, "expect_status": [200, "3xx"],
+		"headers": {"User-Agent": "sitemon-test"},
+		"labels": {"env": "prod", "team": "web"}}'
+	json_eq "$(jq -c 'del(.scheduled_at)' <<<"${lines[1]}")" '{
+		"v": 1, "target": "api", "url": "https://127.0.0.1:9/health",
+		"method": "POST", "body": "{\"ping\": true}", "timeout_ms": 2000,
+		"expect_status": [204], "regex": "\"status\":\\s*\"ok\"",
+		"headers": {"User-Agent": "sitemon-test"}, "labels": {"team": "api"},
+		"follow_redirects": false, "max_redirects": 0, "tls_verify": false,
+		"ip_version": 4, "max_body_bytes": 65536}'
+	json_eq "$(jq -c 'del(.scheduled_at)' <<<"${lines[2]}")" '{
+		"v": 1, "target": "http://127.0.0.1:9/unnamed",
+		"url": "http://127.0.0.1:9/unnamed", "timeout_ms": 5000,
+		"expect_status": [200, "3xx"], "regex_absent": "error",
+		"ca_file": "/etc/ssl/certs/ca-certificates.crt",
+		"headers": {"User-Agent": "sitemon-test"},
+		"labels": {"env": "prod", "team": "web"}}'
+}
+
+@test "schedule: \${VAR} is taken from the environment; \$\${ is a literal" {
+	sites <<-'YAML'
+	targets:
+	  - name: ${SITE}-home
+	    url: http://${HOST}/
+	    headers: {Authorization: "Bearer ${TOKEN}"}
+	    regex: 'ok$|x$${HOME}'
+	YAML
+	SITE=shop HOST=127.0.0.1:9 TOKEN=s3cret schedule --once "$T/sites.yaml"
+	[ "$status" -eq 0 ] || { echo "$stderr"; false; }
+	[ "$(jq -r .target <<<"$output")" = shop-home ]
+	[ "$(jq -r .url <<<"$output")" = http://127.0.0.1:9/ ]
+	[ "$(jq -r .headers.Authorization <<<"$output")" = "Bearer s3cret" ]
+	[ "$(jq -r .regex <<<"$output")" = 'ok$|x${HOME}' ]
+}
+
+@test "schedule: YAML anchors and << merge keys work in targets" {
+	sites <<-'YAML'
+	x-unused: &unused {anything: [goes, here]}
+	targets:
+	  - &base
+	    name: a
+	    url: http://127.0.0.1:9/a
+	    timeout: 2s
+	    interval: 10s
+	  - <<: *base
+	    name: b
+	YAML
+	schedule --once "$T/sites.yaml"
+	[ "$status" -eq 0 ]
+	[ "$(jq -r '"\(.target) \(.url) \(.timeout_ms)"' <<<"$output" | paste -sd,)" = \
+	  "a http://127.0.0.1:9/a 2000,b http://127.0.0.1:9/a 2000" ]
+	# An error in an anchored node is reported once, however often used.
+	printf '  - &bad {name: c, url: "http://127.0.0.1:9/c", bogus: 1}\n  - <<: *bad\n    name: d\n  - *base\n' >>"$T/sites.yaml"
+	refused "$T/sites.yaml" "sites.yaml:10:49: unknown key \"bogus\"" \
+		"sites.yaml:4:11: target \"a\" is listed more than once (through a YAML alias)"
+	[ "$(grep -c 'bogus' <<<"$stderr")" -eq 1 ]
+}
+
+# ---- refused configurations ---------------------------------------------------
+
+@test "schedule: unknown keys are refused with a did-you-mean" {
+	sites <<-'YAML'
+	defaults:
+	  timout: 5s
+	targets:
+	  - name: a
+	    url: http://127.0.0.1:9/
+	    expected-status: 200
+	    frobnicate: 1
+	tagrets: []
+	YAML
+	refused "$T/sites.yaml" \
+		"$T/sites.yaml:2:3: unknown key \"timout\" (did you mean \"timeout\"?)" \
+		"$T/sites.yaml:6:5: unknown key \"expected-status\" (did you mean \"expect_status\"?)" \
+		"$T/sites.yaml:7:5: unknown key \"frobnicate\""$'\n' \
+		"$T/sites.yaml:8:1: unknown key \"tagrets\" (did you mean \"targets\"?)"
+}
+
+@test "schedule: a url that is not http or https is refused" {
+	sites <<-'YAML'
+	targets:
+	  - name: a
+	    url: ftp://127.0.0.1/file
+	YAML
+	refused "$T/sites.yaml" "$T/sites.yaml:3:10: field \"url\""
+}
+
+@test "schedule: a regex PCRE2 cannot compile is refused" {
+	sites <<-'YAML'
+	targets:
+	  - name: a
+	    url: http://127.0.0.1:9/
+	    regex: "ok"
+	    regex_absent: "(unclosed"
+	YAML
+	refused "$T/sites.yaml" \
+		"$T/sites.yaml:5:19: field \"regex_absent\": invalid PCRE2 pattern at offset 9"
+}
+
+@test "schedule: a bad status range is refused" {
+	sites <<-'YAML'
+	targets:
+	  - name: a
+	    url: http://127.0.0.1:9/
+	    expect_status: [200, "308-301"]
+	YAML
+	refused "$T/sites.yaml" "$T/sites.yaml:4:20: field \"expect_status\""
+}
+
+@test "schedule: a duplicate name is refused at the second one" {
+	sites <<-'YAML'
+	targets:
+	  - name: a
+	    url: http://127.0.0.1:9/1
+	  - name: a
+	    url: http://127.0.0.1:9/2
+	  - url: http://127.0.0.1:9/same
+	  - url: http://127.0.0.1:9/same
+	YAML
+	refused "$T/sites.yaml" \
+		"$T/sites.yaml:4:11: duplicate target name \"a\" (first at line 2)" \
+		"$T/sites.yaml:7:10: duplicate target name \"http://127.0.0.1:9/same\" (first at line 6)"
+}
+
+@test "schedule: an interval shorter than the timeout is refused" {
+	sites <<-'YAML'
+	defaults:
+	  interval: 5s
+	targets:
+	  - name: a
+	    url: http://127.0.0.1:9/
+	    timeout: 6s
+	  - name: b
+	    url: http://127.0.0.1:9/
+	    interval: 2s
+	YAML
+	refused "$T/sites.yaml" \
+		"$T/sites.yaml:2:13: interval 5s is shorter than timeout 6s" \
+		"$T/sites.yaml:9:15: interval 2s is shorter than timeout 10s"
+}
+
+@test "schedule: an unset \${VAR} is refused, and not echoed with secrets" {
+	sites <<-'YAML'
+	targets:
+	  - name: a
+	    url: http://127.0.0.1:9/
+	    headers:
+	      Authorization: Bearer ${SM_TEST_UNSET_TOKEN}
+	YAML
+	unset SM_TEST_UNSET_TOKEN
+	refused "$T/sites.yaml" \
+		"$T/sites.yaml:5:29: environment variable SM_TEST_UNSET_TOKEN is not set"
+	[[ "$stderr" != *Bearer* ]]
+}
+
+@test "schedule: every error of a file is reported at once, in file order" {
+	sites <<-'YAML'
+	defaults:
+	  timeout: 5s
+	  tls_verfy: false
+	targets:
+	  - name: one
+	    url: gopher://127.0.0.1/
+	  - name: two
+	    url: http://127.0.0.1:9/
+	    regex: "[a-"
+	    expect_status: "2xx-3xx"
+	  - name: one
+	    url: http://127.0.0.1:9/
+	    interval: 1s
+	    timeout: 1m
+	  - name: four
+	    url: http://${SM_TEST_UNSET_HOST}/
+	    method: get
+	    max_redirects: 500
+	    interval: 30
+	YAML
+	unset SM_TEST_UNSET_HOST
+	refused "$T/sites.yaml" \
+		"sites.yaml:3:3: unknown key \"tls_verfy\" (did you mean \"tls_verify\"?)" \
+		"sites.yaml:6:10: field \"url\"" \
+		"sites.yaml:9:12: field \"regex\": invalid PCRE2 pattern" \
+		"sites.yaml:10:20: field \"expect_status\"" \
+		"sites.yaml:11:11: duplicate target name \"one\" (first at line 5)" \
+		"sites.yaml:13:15: interval 1s is shorter than timeout 1m" \
+		"sites.yaml:16:17: environment variable SM_TEST_UNSET_HOST is not set" \
+		"sites.yaml:17:13: field \"method\"" \
+		"sites.yaml:18:20: field \"max_redirects\"" \
+		"sites.yaml:19:15: \"30\" needs a unit" \
+		"sites.yaml: 10 errors"
+	# Sorted by position: the line numbers never go down.
+	grep -o 'sites.yaml:[0-9]*:' <<<"$stderr" | cut -d: -f2 >"$T/lines"
+	sort -n -c "$T/lines"
+}
+
+@test "schedule: YAML syntax errors, a missing file and a non-mapping are refused" {
+	printf 'targets:\n  - name: a\n   url: [\n' >"$T/syntax.yaml"
+	refused "$T/syntax.yaml" "$T/syntax.yaml:3:"
+	refused "$T/nonexistent.yaml" "$T/nonexistent.yaml: No such file or directory"
+	printf -- '- just\n- a list\n' >"$T/list.yaml"
+	refused "$T/list.yaml" "$T/list.yaml:1:1: expected a mapping"
+	printf 'targets:\n  - http://127.0.0.1/\n' >"$T/scalar.yaml"
+	refused "$T/scalar.yaml" "$T/scalar.yaml:2:5: a target must be a mapping"
+	printf 'defaults:\n  name: x\ntargets: []\n' >"$T/defname.yaml"
+	refused "$T/defname.yaml" "$T/defname.yaml:2:3: \"name\" cannot be a default"
+	# Aliases of aliases cannot blow up memory ("billion laughs").
+	{
+		echo 'x-a0: &a0 [x, x, x, x, x, x, x, x, x, x]'
+		for i in 1 2 3 4 5 6 7 8 9; do
+			echo "x-a$i: &a$i [*a$((i - 1)), *a$((i - 1)), *a$((i - 1)), *a$((i - 1)), *a$((i - 1)), *a$((i - 1)), *a$((i - 1)), *a$((i - 1)), *a$((i - 1)), *a$((i - 1))]"
+		done
+		echo 'targets: [{url: "http://127.0.0.1:9/", labels: {k: *a9}}]'
+	} >"$T/lol.yaml"
+	refused "$T/lol.yaml" "values once aliases are expanded"
+}
+
+# ---- --check, --shard, usage --------------------------------------------------
+
+@test "schedule: --check validates and prints a summary, exit 0" {
+	sites <<-'YAML'
+	defaults: {interval: 1m}
+	targets:
+	  - {name: a, url: "http://127.0.0.1:9/a"}
+	  - {name: b, url: "http://127.0.0.1:9/b", interval: 30s, timeout: 3s}
+	YAML
+	schedule --check "$T/sites.yaml"
+	[ "$status" -eq 0 ]
+	[ "${lines[0]}" = "$T/sites.yaml: ok: 2 targets, 0.05 checks/s" ]
+	[[ "${lines[1]}" == "  a: line 3, every 1m, timeout 10s, next 20"* ]]
+	[[ "${lines[2]}" == "  b: line 4, every 30s, timeout 3s, next 20"* ]]
+	[ -z "$stderr" ]
+	schedule -c --shard 0/1 "$T/sites.yaml"
+	[ "$status" -eq 0 ]
+	[ "${lines[0]}" = "$T/sites.yaml: ok: 2 targets, 2 in shard 0/1, 0.05 checks/s" ]
+}
+
+@test "schedule: --shard splits the targets into disjoint shards that cover them all" {
+	{
+		echo "targets:"
+		for i in $(seq 1 60); do
+			printf '  - {name: site-%d, url: "http://127.0.0.1:9/%d"}\n' "$i" "$i"
+		done
+	} | sites
+	schedule --once "$T/sites.yaml"
+	printf '%s\n' "$output" | jq -r .target | sort >"$T/all"
+	[ "$(wc -l <"$T/all")" -eq 60 ]
+	local shard # not "i": bats' run changes it
+	for shard in 0 1 2 3; do
+		schedule --once --shard "$shard/4" "$T/sites.yaml"
+		[ "$status" -eq 0 ]
+		printf '%s\n' "$output" | jq -r .target | sed '/^$/d' >"$T/shard$shard"
+		# Each shard holds some targets (60 names over 4 shards).
+		[ -s "$T/shard$shard" ]
+	done
+	# Disjoint, and their union is everything.
+	sort "$T"/shard? >"$T/union"
+	diff "$T/all" "$T/union"
+	[ "$(sort -u "$T/union" | wc -l)" -eq 60 ]
+	# The environment gives the default; the option wins.
+	SM_SHARD=1/4 schedule --once "$T/sites.yaml"
+	diff <(printf '%s\n' "$output" | jq -r .target) "$T/shard1"
+	SM_SHARD=1/4 schedule --once -s 2/4 "$T/sites.yaml"
+	diff <(printf '%s\n' "$output" | jq -r .target) "$T/shard2"
+}
+
+@test "schedule: bad usage exits 64" {
+	sites <<<'targets: []'
+	run -64 sm-schedule
+	run -64 sm-schedule "$T/sites.yaml" "$T/sites.yaml"
+	run -64 sm-schedule --shard 4/4 "$T/sites.yaml"
+	run -64 sm-schedule --shard 1 "$T/sites.yaml"
+	run -64 sm-schedule --shard a/b "$T/sites.yaml"
+	run -64 sm-schedule --once --check "$T/sites.yaml"
+	run -64 sm-schedule --frobnicate "$T/sites.yaml"
+}
+
+@test "schedule: --help and --version" {
+	run -0 sm-schedule --help
+	[[ "${lines[0]}" == "usage: sm-schedule [-1c] [-s i/N] sites.yaml" ]]
+	[[ "$output" == *"--shard i/N"* ]]
+	run -0 sm-schedule -h
+	run -0 sm-schedule --version
+	[[ "$output" == "sm-schedule (sitemon) "* ]]
+	run -0 sm-schedule -V
+}
+
+# ---- NDJSON input ---------------------------------------------------------------
+
+@test "schedule: -f reads NDJSON target records with an interval" {
+	cat >"$T/targets.ndjson" <<-'EOF'
+	# one target record per line; blank lines and comments are skipped
+	{"v":1,"target":"a","url":"http://127.0.0.1:9/a","interval":"30s"}
+
+	{"target":"b","url":"http://127.0.0.1:9/b","interval":"1m","timeout_ms":2000,"labels":{"env":"test"}}
+	EOF
+	schedule --once -f "$T/targets.ndjson"
+	[ "$status" -eq 0 ]
+	[ "${#lines[@]}" -eq 2 ]
+	json_eq "$(jq -c 'del(.scheduled_at)' <<<"${lines[1]}")" \
+		'{"v":1,"target":"b","url":"http://127.0.0.1:9/b","timeout_ms":2000,"labels":{"env":"test"}}'
+	# Its own output, fed back, schedules the same targets.
+	printf '%s\n' "$output" >"$T/again.ndjson"
+	schedule --check --file "$T/again.ndjson"
+	[ "$status" -eq 0 ]
+	[[ "${lines[0]}" == *": ok: 2 targets"* ]]
+	# And from stdin.
+	run --separate-stderr sm-schedule --once -f - <"$T/targets.ndjson"
+	[ "$status" -eq 0 ]
+	[ "${#lines[@]}" -eq 2 ]
+}
+
+@test "schedule: -f reports bad NDJSON records with line numbers, all at once" {
+	cat >"$T/targets.ndjson" <<-'EOF'
+	{"target":"a","url":"http://127.0.0.1:9/a","interval":"30s"}
+	{"target":"b","url":"file:///etc/passwd"}
+	not json
+	{"target":"c","url":"http://127.0.0.1:9/c","regex":"(","intervall":"1m"}
+	{"target":"a","url":"http://127.0.0.1:9/a2"}
+	EOF
+	run --separate-stderr sm-schedule --check -f "$T/targets.ndjson"
+	[ "$status" -eq 78 ]
+	[[ "$stderr" == *"targets.ndjson:2:21: field \"url\""* ]]
+	[[ "$stderr" == *"targets.ndjson:3:1: "* ]]
+	[[ "$stderr" == *"targets.ndjson:4:"*": field \"regex\": invalid PCRE2 pattern"* ]]
+	[[ "$stderr" == *"targets.ndjson:4:"*": unknown key \"intervall\" (did you mean \"interval\"?)"* ]]
+	[[ "$stderr" == *"targets.ndjson:5:11: duplicate target name \"a\" (first at line 1)"* ]]
+}
+
+# ---- timed emission ---------------------------------------------------------
+
+@test "schedule: an interval of 1s emits a record every 1000 ms on a stable phase" {
+	sites <<-'YAML'
+	targets:
+	  - name: every-second
+	    url: http://127.0.0.1:9/
+	    interval: 1s
+	    timeout: 500ms
+	YAML
+	timeout 20 sm-schedule "$T/sites.yaml" 2>/dev/null | head -n 3 >"$T/a" || true
+	[ "$(wc -l <"$T/a")" -eq 3 ]
+	unix_ms <"$T/a" >"$T/a.ms"
+	# Consecutive ticks are exactly one interval apart.
+	[ "$(awk 'NR > 1 { print $1 - prev } { prev = $1 }' "$T/a.ms" | sort -u)" = 1000 ]
+	# The phase comes from the name, not the start time: a new process
+	# fires at the same offset within the second.
+	timeout 20 sm-schedule "$T/sites.yaml" 2>/dev/null | head -n 1 >"$T/b" || true
+	[ "$(unix_ms <"$T/b" | awk '{ print $1 % 1000 }')" = \
+	  "$(awk 'NR == 1 { print $1 % 1000 }' "$T/a.ms")" ]
+	# Records are emitted when due: scheduled_at is in the past, barely.
+	local last
+	last=$(tail -n 1 "$T/a.ms")
+	((last <= $(date +%s%3N)))
+}
+
+# ---- signals --------------------------------------------------------------------
+
+# count NAME: records of target NAME in $T/out so far.
+count() {
+	grep -c "\"target\":\"$1\"" "$T/out" || true
+}
+
+# more_than NAME N: more than N records of NAME in $T/out.
+more_than() {
+	[ "$(count "$1")" -gt "$2" ]
+}
+
+@test "schedule: SIGHUP reloads: a new target starts, a bad file keeps the old set" {
+	sites <<-'YAML'
+	defaults: {interval: 1s, timeout: 1s}
+	targets:
+	  - {name: first, url: "http://127.0.0.1:9/1"}
+	YAML
+	sm-schedule "$T/sites.yaml" >"$T/out" 2>"$T/err" 3>&- &
+	local pid=$!
+	track_pid "$pid"
+	wait_for grep -q '"target":"first"' "$T/out"
+
+	printf '  - {name: second, url: "http://127.0.0.1:9/2"}\n' >>"$T/sites.yaml"
+	kill -HUP "$pid"
+	wait_for grep -q '"target":"second"' "$T/out"
+	wait_for grep -q 'reloaded .*: 2 targets (1 new, 0 changed, 0 removed)' "$T/err"
+
+	# A broken file is reported and the running set stays.
+	cp "$T/sites.yaml" "$T/good.yaml"
+	printf '  - {name: third, url: "ftp://127.0.0.1/"}\n' >>"$T/sites.yaml"
+	kill -HUP "$pid"
+	wait_for grep -q 'reload of .* failed; keeping the 2 current targets' "$T/err"
+	grep -q "sites.yaml:5:24: field \"url\"" "$T/err"
+	local n name
+	wait_for more_than second "$(count second)"
+	! grep -q '"target":"third"' "$T/out"
+
+	# Removing a target stops it.
+	printf 'defaults: {interval: 1s, timeout: 1s}\ntargets:\n  - {name: second, url: "http://127.0.0.1:9/2"}\n' >"$T/sites.yaml"
+	kill -HUP "$pid"
+	wait_for grep -q 'reloaded .*: 1 targets (0 new, 0 changed, 1 removed)' "$T/err"
+	n=$(count first)
+	wait_for more_than second "$(($(count second) + 1))"
+	[ "$(count first)" -eq "$n" ]
+
+	kill -TERM "$pid"
+	local st=0
+	wait "$pid" || st=$?
+	[ "$st" -eq 0 ]
+	# Through three reloads each target kept its rhythm: no tick twice,
+	# none missed.
+	for name in first second; do
+		grep "\"target\":\"$name\"" "$T/out" | unix_ms |
+			awk 'NR > 1 && $1 - prev != 1000 { print "gap " $1 - prev; bad = 1 }
+			     { prev = $1 } END { exit bad }'
+	done
+	# Every line is a whole record.
+	jq -e . "$T/out" >/dev/null
+}
+
+@test "schedule: SIGTERM and SIGINT stop it with exit 0" {
+	sites <<<'targets: [{name: a, url: "http://127.0.0.1:9/", interval: 1s, timeout: 1s}]'
+	local sig pid st
+	for sig in TERM INT; do
+		sm-schedule "$T/sites.yaml" >"$T/out" 2>"$T/err" 3>&- &
+		pid=$!
+		track_pid "$pid"
+		# Its handlers are in place once it has emitted a record.
+		wait_for grep -q '"target":"a"' "$T/out"
+		kill -"$sig" "$pid"
+		st=0
+		wait "$pid" || st=$?
+		[ "$st" -eq 0 ] || { echo "SIG$sig: status $st"; cat "$T/err"; false; }
+	done
+}
+
+# ---- backpressure -------------------------------------------------------------------
+
+@test "schedule: a blocked stdout skips ticks and says so instead of bunching them" {
+	{
+		echo "defaults: {interval: 1s, timeout: 1s}"
+		echo "targets:"
+		for i in $(seq 1 3000); do
+			printf '  - {name: s%d, url: "http://127.0.0.1:9/%d"}\n' "$i" "$i"
+		done
+	} | sites
+	# The reader does not read until sm-schedule has said it skipped ticks
+	# (the pipe fills within a second), then reads for two seconds.
+	local start=$SECONDS
+	timeout -s TERM 30 sm-schedule "$T/sites.yaml" 2>"$T/err" | {
+		WAIT_TIMEOUT=20 wait_for grep -q 'skipped' "$T/err"
+		timeout 2 cat || true
+	} >"$T/out"
+	local elapsed=$((SECONDS - start + 1))
+	grep -Eq 'stdout blocked: skipped [0-9]+ ticks' "$T/err"
+	# What did get through: whole records, none twice, and never more than
+	# one per target per second (nothing bunched up after the stall).
+	jq -e . "$T/out" >/dev/null
+	[ "$(jq -r '"\(.target) \(.scheduled_at)"' "$T/out" | sort | uniq -d | wc -l)" -eq 0 ]
+	jq -r .target "$T/out" | sort | uniq -c |
+		awk -v max="$elapsed" '$1 > max { print "too many for " $2 ": " $1; bad = 1 } END { exit bad }'
+}
+
+# ---- the shipped example and the JSON Schema ------------------------------------
+
+@test "schedule: examples/sites.yaml is valid" {
+	schedule --check "$SM_TOP/examples/sites.yaml"
+	[ "$status" -eq 0 ] || { echo "$stderr"; false; }
+	[[ "${lines[0]}" == *"examples/sites.yaml: ok: "* ]]
+}
+
+@test "schedule: schema/sites.schema.json agrees with sm-schedule" {
+	# JSON is YAML: one file for both validators.
+	cat >"$T/good.yaml" <<-'EOF'
+	{"defaults": {"interval": "1m", "timeout": "5s", "labels": {"env": "prod"}},
+	 "targets": [
+	  {"name": "a", "url": "https://127.0.0.1:9/", "expect_status": [200, "3xx", "301-308"],
+	   "headers": {"X-A": "b"}, "tls_verify": false, "ip_version": 4, "labels": {"env": null}},
+	  {"url": "http://${HOST}/", "timeout_ms": 2000, "method": "HEAD", "regex": "ok"}]}
+	EOF
+	HOST=127.0.0.1:9 schedule --check "$T/good.yaml"
+	[ "$status" -eq 0 ] || { echo "$stderr"; false; }
+	run -0 "$SM_TOP/tests/fixtures/schema-check" "$SM_TOP/schema/sites.schema.json" \
+		< <(jq -c . "$T/good.yaml")
+
+	local bad
+	for bad in '{"targets": [{"url": "http://127.0.0.1/", "timout": "5s"}]}' \
+		'{"targets": [{"url": "ftp://127.0.0.1/"}]}' \
+		'{"targets": [{"url": "http://127.0.0.1/", "expect_status": "200-"}]}' \
+		'{"targets": [{"url": "http://127.0.0.1/", "interval": "soon"}]}' \
+		'{"defaults": {"name": "x"}, "targets": []}' \
+		'{"targets": [{"url": "http://127.0.0.1/", "timeout": "1s", "timeout_ms": 5}]}' \
+		'{"targetz": []}'; do
+		printf '%s\n' "$bad" >"$T/bad.yaml"
+		run -78 sm-schedule --check "$T/bad.yaml"
+		run -1 "$SM_TOP/tests/fixtures/schema-check" "$SM_TOP/schema/sites.schema.json" <"$T/bad.yaml"
+	done
+}

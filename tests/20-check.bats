@@ -1,0 +1,639 @@
+#!/usr/bin/env bats
+# sm-check: probes against the suite's nginx ($HTTP_URL), the scripted
+# server ($SCRIPTED_URL), a closed port ($CLOSED_URL), and HTTPS servers of
+# this file's own (tests/fixtures/httpd.py with openssl-made certificates).
+
+bats_require_minimum_version 1.5.0
+load helpers
+
+# libcurl honours the proxy variables; these tests talk to 127.0.0.1 only.
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
+
+# ---- helpers --------------------------------------------------------------
+
+# probe [OPTION...] -- LINE...: run sm-check over LINEs; $output holds
+# stdout and $stderr stderr, $status the exit status.
+probe() {
+	local opts=()
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do
+		opts+=("$1")
+		shift
+	done
+	shift
+	printf '%s\n' "$@" >"$T/in"
+	run --separate-stderr sm-check "${opts[@]}" <"$T/in"
+	printf '%s\n' "$output" >"$T/out"
+}
+
+# jqe FILTER: jq -e FILTER over the results (-s: as one array).
+jqe() {
+	if ! jq -e "$@" <"$T/out" >/dev/null; then
+		printf 'jq -e %s failed on:\n%s\nstderr:\n%s\n' "$*" "$output" "${stderr:-}" >&2
+		return 1
+	fi
+}
+
+# nresults N: exactly N result lines.
+nresults() {
+	local n
+	n=$(grep -c . "$T/out" || true)
+	[ "$n" -eq "$1" ] || { echo "expected $1 results, got $n: $output" >&2; return 1; }
+}
+
+# schema_ok: every result passes the JSON Schema (python3-jsonschema, an
+# implementation independent of lib/record.c).
+schema_ok() {
+	"$SM_TOP/tests/fixtures/schema-check" "$SM_TOP/schema/result.schema.json" <"$T/out"
+}
+
+held_is() {
+	[ "$(curl -fsS "$SCRIPTED_URL/held?id=$1")" = "$2" ]
+}
+
+release() {
+	curl -fsS -o /dev/null "$SCRIPTED_URL/release?id=$1"
+}
+
+alive() {
+	kill -0 "$1" 2>/dev/null
+}
+
+dead() {
+	! kill -0 "$1" 2>/dev/null
+}
+
+# A unique id for /hold.
+hold_id() {
+	echo "h${BATS_TEST_NUMBER}_$$_$RANDOM"
+}
+
+# ---- HTTPS servers, once for this file --------------------------------------
+
+# mkcert NAME SAN [START END]: key and certificate NAME.{key,crt} in $TLS_DIR,
+# self-signed, valid from START to END (openssl ca dates) or for 30 days.
+mkcert() {
+	local name=$1 san=$2 start=${3:-} end=${4:-}
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$TLS_DIR/$name.key" -out "$TLS_DIR/$name.csr" \
+		-subj "/CN=sitemon-$name" -addext "subjectAltName=$san" 2>/dev/null
+	mkdir -p "$TLS_DIR/ca-$name"
+	: >"$TLS_DIR/ca-$name/index.txt"
+	echo 01 >"$TLS_DIR/ca-$name/serial"
+	cat >"$TLS_DIR/ca-$name/ca.cnf" <<-EOF
+		[ ca ]
+		default_ca = d
+		[ d ]
+		database = $TLS_DIR/ca-$name/index.txt
+		new_certs_dir = $TLS_DIR/ca-$name
+		serial = $TLS_DIR/ca-$name/serial
+		default_md = sha256
+		default_days = 30
+		policy = p
+		copy_extensions = copy
+		[ p ]
+		commonName = supplied
+	EOF
+	openssl ca -batch -notext -config "$TLS_DIR/ca-$name/ca.cnf" -selfsign \
+		-keyfile "$TLS_DIR/$name.key" -in "$TLS_DIR/$name.csr" \
+		-out "$TLS_DIR/$name.crt" ${start:+-startdate "$start"} \
+		${end:+-enddate "$end"} 2>/dev/null
+}
+
+# tls_server NAME: serve NAME's certificate; prints the port.
+tls_server() {
+	local port
+	port=$(free_port)
+	/usr/bin/python3 "$SM_TOP/tests/fixtures/httpd.py" \
+		--cert "$TLS_DIR/$1.crt" --key "$TLS_DIR/$1.key" "$port" \
+		</dev/null >"$TLS_DIR/$1.out" 2>"$TLS_DIR/$1.log" 3>&- &
+	echo $! >>"$TLS_DIR/pids"
+	WAIT_TIMEOUT=20 wait_for grep -q ready "$TLS_DIR/$1.out" || return 1
+	echo "$port"
+}
+
+setup_file() {
+	export TLS_DIR="$BATS_FILE_TMPDIR/tls"
+	mkdir -p "$TLS_DIR"
+	mkcert good "IP:127.0.0.1,DNS:localhost"
+	mkcert expired "IP:127.0.0.1,DNS:localhost" 20200101000000Z 20200102000000Z
+	mkcert wronghost "DNS:wrong.invalid"
+	export TLS_GOOD_URL="https://127.0.0.1:$(tls_server good)"
+	export TLS_EXPIRED_URL="https://127.0.0.1:$(tls_server expired)"
+	export TLS_WRONG_URL="https://127.0.0.1:$(tls_server wronghost)"
+}
+
+teardown_file() {
+	local pid
+	[ -f "$TLS_DIR/pids" ] || return 0
+	while read -r pid; do
+		kill "$pid" 2>/dev/null || true
+	done <"$TLS_DIR/pids"
+}
+
+# ---- command line -----------------------------------------------------------
+
+@test "check: --help prints the synopsis, --version the version" {
+	run -0 sm-check --help
+	[[ "$output" == "usage: sm-check "* ]]
+	[[ "$output" == *"--concurrency"* ]]
+	run -0 sm-check -h
+	run -0 sm-check --version
+	[[ "$output" == "sm-check (sitemon) "* ]]
+}
+
+@test "check: bad options exit 64" {
+	run -64 sm-check --no-such-option </dev/null
+	run -64 sm-check -c 0 </dev/null
+	[[ "$output" == *"-c"* ]]
+	run -64 sm-check -c many </dev/null
+	run -64 sm-check extra-argument </dev/null
+	SM_CHECK_CONCURRENCY=0 run -64 sm-check </dev/null
+}
+
+@test "check: empty input, no output, exit 0" {
+	run -0 sm-check </dev/null
+	[ -z "$output" ]
+}
+
+# ---- results ----------------------------------------------------------------
+
+@test "check: 200 from nginx is ok, with every field of the result" {
+	probe -l test-probe -- "$HTTP_URL/ok"
+	[ "$status" -eq 0 ]
+	nresults 1
+	jqe '.v == 1 and .ok == true and .status == 200 and .error_kind == null and .error == null'
+	jqe --arg u "$HTTP_URL/ok" '.target == $u and .url == $u and .final_url == $u'
+	jqe '.probe == "test-probe" and .labels == {} and .scheduled_at == null'
+	jqe '.id | test("^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")'
+	jqe '.started_at | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z$")'
+	jqe '.bytes == 11 and .http_version == "1.1" and .remote_ip == "127.0.0.1" and .redirects == 0'
+	jqe '.duration_ms >= 0 and (.phases | (.dns_ms >= 0 and .connect_ms >= 0 and .ttfb_ms >= 0 and .transfer_ms >= 0 and .tls_ms == null))'
+	jqe '.duration_ms >= .phases.connect_ms'
+	jqe 'has("regex") | not'
+	jqe 'has("tls") | not'
+	schema_ok
+}
+
+@test "check: 500 is an http_status error" {
+	probe -- "$HTTP_URL/status/500"
+	[ "$status" -eq 0 ]
+	jqe '.ok == false and .status == 500 and .error_kind == "http_status"'
+	jqe '.error | test("500") and test("2xx")'
+	schema_ok
+}
+
+@test "check: expect_status accepts codes and ranges" {
+	probe -- \
+		"{\"url\":\"$HTTP_URL/status/500\",\"expect_status\":[\"5xx\"]}" \
+		"{\"url\":\"$HTTP_URL/ok\",\"expect_status\":[201,\"300-399\"]}" \
+		"{\"url\":\"$SCRIPTED_URL/status/404\",\"expect_status\":[404]}"
+	jqe -s 'map(select(.url | endswith("/status/500"))) | .[0].ok == true'
+	jqe -s 'map(select(.url | endswith("/ok"))) | .[0] | .ok == false and .error_kind == "http_status" and (.error | test("201,3xx"))'
+	jqe -s 'map(select(.url | endswith("/status/404"))) | .[0].ok == true'
+}
+
+@test "check: regex that matches, regex that does not, regex_absent" {
+	probe -- \
+		"{\"target\":\"m\",\"url\":\"$HTTP_URL/ok\",\"regex\":\"sitemon\\\\s+ok\"}" \
+		"{\"target\":\"n\",\"url\":\"$HTTP_URL/ok\",\"regex\":\"^welcome\"}" \
+		"{\"target\":\"a\",\"url\":\"$HTTP_URL/ok\",\"regex_absent\":\"error\"}" \
+		"{\"target\":\"b\",\"url\":\"$HTTP_URL/ok\",\"regex_absent\":\"m.n\"}"
+	[ "$status" -eq 0 ]
+	nresults 4
+	jqe -s '.[] | select(.target == "m") | .ok == true and .regex == {"pattern": "sitemon\\s+ok", "matched": true}'
+	jqe -s '.[] | select(.target == "n") | .ok == false and .error_kind == "body_mismatch" and .status == 200 and .regex.matched == false'
+	jqe -s '.[] | select(.target == "n") | .error | test("\\^welcome")'
+	jqe -s '.[] | select(.target == "a") | .ok == true'
+	jqe -s '.[] | select(.target == "b") | .ok == false and .error_kind == "body_mismatch" and (.error | test("regex_absent"))'
+	schema_ok
+}
+
+@test "check: a regex that does not compile refuses the line" {
+	probe -- "{\"url\":\"$HTTP_URL/ok\",\"regex\":\"(unclosed\"}" "$HTTP_URL/ok"
+	[ "$status" -eq 0 ]
+	nresults 1
+	[[ "$stderr" == *"<stdin>:1:"* ]]
+	[[ "$stderr" == *"field \"regex\": missing closing parenthesis"* ]]
+}
+
+@test "check: the same regex on many targets, and more distinct ones than the cache holds" {
+	local i
+	for i in $(seq 1 700); do
+		echo "{\"target\":\"s$i\",\"url\":\"$HTTP_URL/ok\",\"regex\":\"sitemon\"}"
+		echo "{\"target\":\"d$i\",\"url\":\"$HTTP_URL/ok\",\"regex\":\"sitemon|x{$i}\",\"regex_absent\":\"y{$i}\"}"
+	done >"$T/in"
+	run --separate-stderr -0 sm-check <"$T/in"
+	printf '%s\n' "$output" >"$T/out"
+	nresults 1400
+	jqe -s 'all(.ok and .regex.matched)'
+}
+
+@test "check: a regex that backtracks without end is stopped by the match limit" {
+	probe -- "{\"url\":\"$SCRIPTED_URL/body?text=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab\",\"regex\":\"^(a+)+\$\"}"
+	jqe '.ok == false and .error_kind == "other" and (.error | test("match limit")) and (.regex | has("matched") | not)'
+	schema_ok
+}
+
+@test "check: connection refused is a connect error" {
+	probe -- "$CLOSED_URL"
+	[ "$status" -eq 0 ]
+	jqe '.ok == false and .status == null and .error_kind == "connect" and (.error | length > 0)'
+	schema_ok
+}
+
+@test "check: a name that does not resolve is a dns error" {
+	probe -- "http://no-such-host.sitemon.invalid/"
+	jqe '.ok == false and .status == null and .error_kind == "dns" and .remote_ip == null'
+	jqe '.error | test("no-such-host.sitemon.invalid")'
+	schema_ok
+}
+
+@test "check: a slow answer past timeout_ms is a timeout" {
+	probe -- "{\"url\":\"$SCRIPTED_URL/slow?ms=5000\",\"timeout_ms\":300}"
+	jqe '.ok == false and .error_kind == "timeout" and .status == null'
+	jqe '.duration_ms >= 250 and .duration_ms < 4000'
+	schema_ok
+}
+
+@test "check: a body that trickles past timeout_ms is a timeout" {
+	probe -- "{\"url\":\"$SCRIPTED_URL/trickle?ms=100&n=100\",\"timeout_ms\":500}"
+	jqe '.ok == false and .error_kind == "timeout" and .status == 200'
+	jqe '.duration_ms < 4000'
+}
+
+@test "check: a bare URL line is a target with every default" {
+	probe -- "  $HTTP_URL/ok  " "" "# a comment"
+	[ "$status" -eq 0 ]
+	nresults 1
+	jqe --arg u "$HTTP_URL/ok" '.target == $u and .url == $u and .labels == {} and .scheduled_at == null and .ok'
+	[ -z "$stderr" ]
+}
+
+@test "check: a target record's name, labels and scheduled_at pass through" {
+	probe -- "{\"v\":1,\"target\":\"home\",\"url\":\"$HTTP_URL/ok\",\"labels\":{\"team\":\"web\",\"env\":\"prod\"},\"scheduled_at\":\"2026-11-23T10:00:00.250Z\"}"
+	jqe '.target == "home" and .labels == {"team": "web", "env": "prod"} and .scheduled_at == "2026-11-23T10:00:00.250Z"'
+	schema_ok
+}
+
+@test "check: a password in the url never reaches the result" {
+	local u="http://bob:s3cret@${HTTP_URL#http://}/ok"
+	probe -- "$u" "{\"url\":\"$u\"}" "{\"target\":\"named\",\"url\":\"$u\"}" \
+		"$SCRIPTED_URL/redirect?to=http://al:pw2@${SCRIPTED_URL#http://}/ok"
+	nresults 4
+	jqe -s 'all(.ok)'
+	! grep -q 's3cret' "$T/out"
+	jqe -s --arg r "http://bob:***@${HTTP_URL#http://}/ok" 'map(select(.url == $r and .final_url == $r)) | length == 3'
+	jqe -s --arg r "http://bob:***@${HTTP_URL#http://}/ok" 'map(select(.target == $r)) | length == 2'
+	jqe -s 'map(select(.target == "named")) | length == 1'
+	jqe -s --arg r "http://al:***@${SCRIPTED_URL#http://}/ok" 'map(select(.final_url == $r)) | length == 1'
+}
+
+@test "check: method, headers and body are sent" {
+	probe -- "{\"url\":\"$SCRIPTED_URL/echo\",\"method\":\"PUT\",\"headers\":{\"X-Sitemon\":\"yes\"},\"body\":\"payload=42\",\"regex\":\"(?s)^PUT /echo .*X-Sitemon: yes.*payload=42\$\"}"
+	jqe '.ok == true and .regex.matched == true'
+	probe -- "{\"url\":\"$SCRIPTED_URL/echo\",\"regex\":\"User-Agent: sitemon/\"}"
+	jqe '.ok == true'
+	probe -A probe-agent/1 -- "{\"url\":\"$SCRIPTED_URL/echo\",\"regex\":\"User-Agent: probe-agent/1\"}"
+	jqe '.ok == true'
+	probe -- "{\"url\":\"$SCRIPTED_URL/echo\",\"method\":\"HEAD\"}"
+	jqe '.ok == true and .bytes == 0'
+}
+
+@test "check: header names and values that would break the request are refused" {
+	probe -- "{\"url\":\"$SCRIPTED_URL/echo\",\"headers\":{\"X-A\":\"1\\r\\nX-Injected: 1\"}}" \
+		"{\"url\":\"$SCRIPTED_URL/echo\",\"headers\":{\"Bad Name\":\"1\"}}" \
+		"{\"url\":\"$SCRIPTED_URL/echo\",\"headers\":{\"X-Empty\":\"\"},\"regex\":\"X-Empty:\"}"
+	[ "$status" -eq 0 ]
+	nresults 1
+	jqe '.ok'
+	[[ "$stderr" == *"<stdin>:1:"*"line break"* ]]
+	[[ "$stderr" == *"<stdin>:2:"*"not a header name"* ]]
+}
+
+@test "check: invalid lines are skipped with their line number, others probed" {
+	probe -- "$HTTP_URL/ok" "{not json" '{"url":"http://x/","timeout_ms":"soon"}' "$HTTP_URL/status/500" '[1,2]' "just words"
+	[ "$status" -eq 0 ]
+	nresults 2
+	[[ "$stderr" == *"<stdin>:2:"* ]]
+	[[ "$stderr" == *"<stdin>:3:"*timeout_ms* ]]
+	[[ "$stderr" == *"<stdin>:5:"* ]]
+	[[ "$stderr" == *"<stdin>:6:"* ]]
+	[ "$(grep -c . <<<"$stderr")" -eq 4 ]
+	jqe -s 'map(.status) | sort == [200, 500]'
+}
+
+@test "check: a line past the maximum length is skipped, the next one probed" {
+	{
+		head -c 1100000 /dev/zero | tr '\0' a
+		echo
+		echo "$HTTP_URL/ok"
+	} >"$T/in"
+	run --separate-stderr sm-check <"$T/in"
+	[ "$status" -eq 0 ]
+	printf '%s\n' "$output" >"$T/out"
+	nresults 1
+	[[ "$stderr" == *"<stdin>:1:"*"too long"* ]]
+	[ "$(grep -c . <<<"$stderr")" -eq 1 ]
+}
+
+@test "check: a last line without a newline is probed" {
+	printf '%s' "$HTTP_URL/ok" >"$T/in"
+	run --separate-stderr -0 sm-check <"$T/in"
+	printf '%s\n' "$output" >"$T/out"
+	nresults 1
+	jqe '.ok'
+}
+
+@test "check: ip_version picks the address family" {
+	local port=${HTTP_URL##*:}
+	probe -- "{\"target\":\"v4\",\"url\":\"http://localhost:$port/ok\",\"ip_version\":4}" \
+		"{\"target\":\"v6\",\"url\":\"http://localhost:$port/ok\",\"ip_version\":6}"
+	nresults 2
+	jqe -s '.[] | select(.target == "v4") | .ok and .remote_ip == "127.0.0.1"'
+	# nginx listens on 127.0.0.1 only: over IPv6 it cannot be reached.
+	jqe -s '.[] | select(.target == "v6") | (.ok | not) and .remote_ip != "127.0.0.1"'
+}
+
+@test "check: a write error on stdout exits 74" {
+	echo "$HTTP_URL/ok" >"$T/in"
+	run -74 bash -c 'sm-check <"$1" >&-' _ "$T/in"
+	[[ "$output" == *"write <stdout>"* ]]
+}
+
+@test "check: --strict makes an invalid line fatal (65), after the probes in flight" {
+	probe --strict -- "$HTTP_URL/ok" "{not json" "$HTTP_URL/ok"
+	[ "$status" -eq 65 ]
+	[[ "$stderr" == *"<stdin>:2:"* ]]
+	nresults 1
+}
+
+@test "check: --dead-letter keeps the invalid lines" {
+	probe -d "$T/dead" -- "$HTTP_URL/ok" "{not json" "gopher://x/"
+	[ "$status" -eq 0 ]
+	nresults 1
+	[ "$(cat "$T/dead")" = "$(printf '%s\n' "{not json" "gopher://x/")" ]
+}
+
+@test "check: only http and https are fetched" {
+	probe -- "ftp://127.0.0.1/" "file:///etc/passwd" '{"url":"file:///etc/passwd"}' "gopher://127.0.0.1/" "$HTTP_URL/ok"
+	[ "$status" -eq 0 ]
+	nresults 1
+	[ "$(grep -c "scheme" <<<"$stderr")" -eq 4 ]
+	[[ "$stderr" != *"root:"* ]]
+}
+
+@test "check: redirects are followed and counted" {
+	probe -- "$SCRIPTED_URL/chain?n=3"
+	jqe --arg u "$SCRIPTED_URL/ok" '.ok == true and .status == 200 and .redirects == 3 and .final_url == $u'
+	probe -- "{\"url\":\"$SCRIPTED_URL/chain?n=3\",\"follow_redirects\":false}"
+	jqe '.ok == false and .status == 302 and .error_kind == "http_status" and .redirects == 0'
+	probe -- "{\"url\":\"$SCRIPTED_URL/chain?n=3\",\"follow_redirects\":false,\"expect_status\":[\"3xx\"]}"
+	jqe '.ok == true and .status == 302'
+	schema_ok
+}
+
+@test "check: too many redirects and redirect loops are redirects errors" {
+	probe -- "{\"url\":\"$SCRIPTED_URL/chain?n=3\",\"max_redirects\":2}" "$SCRIPTED_URL/loop"
+	nresults 2
+	jqe -s 'all(.ok == false and .error_kind == "redirects")'
+	jqe -s 'map(select(.url | endswith("/loop"))) | .[0].redirects == 5'
+	schema_ok
+}
+
+@test "check: a redirect to file:// is refused" {
+	probe -- "$SCRIPTED_URL/redirect?to=file:///etc/passwd" "$SCRIPTED_URL/redirect?to=ftp://127.0.0.1/x"
+	nresults 2
+	jqe -s 'all(.ok == false and .error_kind == "redirects" and .bytes == 0)'
+	! grep -q "root:" "$T/out"
+}
+
+@test "check: a reply that is not HTTP is a protocol error" {
+	probe -- "$SCRIPTED_URL/garbage" "$SCRIPTED_URL/short?bytes=1000"
+	nresults 2
+	jqe -s 'all(.ok == false and .error_kind == "protocol")'
+	schema_ok
+}
+
+@test "check: a body past max_body_bytes is too_large" {
+	probe -- \
+		"{\"target\":\"len\",\"url\":\"$SCRIPTED_URL/big?bytes=5000\",\"max_body_bytes\":1000}" \
+		"{\"target\":\"stream\",\"url\":\"$SCRIPTED_URL/stream?bytes=300000\",\"max_body_bytes\":1000}" \
+		"{\"target\":\"fits\",\"url\":\"$SCRIPTED_URL/big?bytes=1000\",\"max_body_bytes\":1000}" \
+		"{\"target\":\"nginx\",\"url\":\"$HTTP_URL/big\"}"
+	nresults 4
+	jqe -s '.[] | select(.target == "len") | .ok == false and .error_kind == "too_large" and .status == 200'
+	jqe -s '.[] | select(.target == "stream") | .ok == false and .error_kind == "too_large" and .bytes > 1000'
+	jqe -s '.[] | select(.target == "fits") | .ok == true and .bytes == 1000'
+	jqe -s '.[] | select(.target == "nginx") | .ok == true and .bytes == 1048576'
+	schema_ok
+}
+
+# ---- concurrency, backpressure, draining ------------------------------------
+
+@test "check: many lines, one result each, unique ids" {
+	local i
+	for i in $(seq 1 300); do
+		echo "{\"target\":\"t$i\",\"url\":\"$HTTP_URL/ok\",\"labels\":{\"i\":\"$i\"}}"
+	done >"$T/in"
+	echo "$CLOSED_URL" >>"$T/in"
+	run --separate-stderr sm-check -c 50 <"$T/in"
+	[ "$status" -eq 0 ]
+	printf '%s\n' "$output" >"$T/out"
+	nresults 301
+	jqe -s 'map(.id) | unique | length == 301'
+	jqe -s 'map(.target) | unique | length == 301'
+	jqe -s 'map(select(.ok)) | length == 300'
+	jqe -s 'all(.target == "t" + .labels.i or .error_kind == "connect")'
+	schema_ok
+}
+
+@test "check: probes run concurrently up to -c, and no more" {
+	local a b pid
+	a=$(hold_id) b=$(hold_id)b
+	printf '%s\n' "$SCRIPTED_URL/hold?id=$a" "$SCRIPTED_URL/hold?id=$a" \
+		"$SCRIPTED_URL/hold?id=$a" "$SCRIPTED_URL/hold?id=$b" >"$T/in"
+	sm-check -c 3 <"$T/in" >"$T/out" 2>"$T/err" 3>&- &
+	pid=$!
+	track_pid "$pid"
+	# Three in flight at once, the fourth line not started.
+	wait_for held_is "$a" 3
+	held_is "$b" 0
+	alive "$pid"
+	[ ! -s "$T/out" ]
+	release "$a"
+	wait_for held_is "$b" 1
+	release "$b"
+	local rc=0
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 0 ]
+	nresults 4
+	jqe -s 'all(.ok)'
+}
+
+@test "check: results are written as each probe ends" {
+	local a pid
+	a=$(hold_id)
+	mkfifo "$T/fifo"
+	sm-check <"$T/fifo" >"$T/out" 2>"$T/err" 3>&- &
+	pid=$!
+	track_pid "$pid"
+	exec 5>"$T/fifo"
+	printf '%s\n' "$SCRIPTED_URL/hold?id=$a" "$HTTP_URL/ok" >&5
+	# The quick probe's result comes out while the other is held.
+	wait_for grep -q '"status":200' "$T/out"
+	held_is "$a" 1
+	release "$a"
+	exec 5>&-
+	local rc=0
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 0 ]
+	nresults 2
+}
+
+@test "check: EOF drains the probes in flight, then exits 0" {
+	local a pid
+	a=$(hold_id)
+	mkfifo "$T/fifo"
+	sm-check <"$T/fifo" >"$T/out" 2>"$T/err" 3>&- &
+	pid=$!
+	track_pid "$pid"
+	exec 5>"$T/fifo"
+	printf '%s\n' "$SCRIPTED_URL/hold?id=$a" "$SCRIPTED_URL/hold?id=$a" >&5
+	exec 5>&-
+	wait_for held_is "$a" 2
+	alive "$pid"
+	[ ! -s "$T/out" ]
+	release "$a"
+	local rc=0
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 0 ]
+	nresults 2
+	jqe -s 'all(.ok and .status == 200)'
+}
+
+@test "check: SIGTERM drains the probes in flight, then exits 0" {
+	local a pid
+	a=$(hold_id)
+	mkfifo "$T/fifo"
+	sm-check <"$T/fifo" >"$T/out" 2>"$T/err" 3>&- &
+	pid=$!
+	track_pid "$pid"
+	exec 5>"$T/fifo"
+	echo "$SCRIPTED_URL/hold?id=$a" >&5
+	wait_for held_is "$a" 1
+	kill -TERM "$pid"
+	wait_for grep -q "stopping: 1 probe in flight" "$T/err"
+	# Input stays open: only the signal ends the run, after the drain;
+	# lines after the signal are not read.
+	echo "$HTTP_URL/ok" >&5
+	alive "$pid"
+	release "$a"
+	local rc=0
+	wait "$pid" || rc=$?
+	exec 5>&-
+	[ "$rc" -eq 0 ]
+	nresults 1
+	jqe '.ok and (.url | contains("/hold"))'
+}
+
+@test "check: SIGINT drains like SIGTERM" {
+	local a pid
+	a=$(hold_id)
+	mkfifo "$T/fifo"
+	sm-check <"$T/fifo" >"$T/out" 2>"$T/err" 3>&- &
+	pid=$!
+	track_pid "$pid"
+	exec 5>"$T/fifo"
+	echo "$SCRIPTED_URL/hold?id=$a" >&5
+	wait_for held_is "$a" 1
+	kill -INT "$pid"
+	wait_for grep -q "stopping: 1 probe in flight" "$T/err"
+	alive "$pid"
+	release "$a"
+	local rc=0
+	wait "$pid" || rc=$?
+	exec 5>&-
+	[ "$rc" -eq 0 ]
+	nresults 1
+}
+
+@test "check: with -c 1 the probes run one at a time, in input order" {
+	probe -c 1 -- "$SCRIPTED_URL/slow?ms=200" "$HTTP_URL/ok" "$SCRIPTED_URL/status/503" "$HTTP_URL/status/500"
+	nresults 4
+	jqe -s 'map(.status) == [200, 200, 503, 500]'
+	jqe -s '.[1].started_at >= .[0].started_at'
+}
+
+@test "check: a second SIGTERM stops at once" {
+	local a pid
+	a=$(hold_id)
+	mkfifo "$T/fifo"
+	sm-check <"$T/fifo" >"$T/out" 2>"$T/err" 3>&- &
+	pid=$!
+	track_pid "$pid"
+	exec 5>"$T/fifo"
+	echo "$SCRIPTED_URL/hold?id=$a" >&5
+	wait_for held_is "$a" 1
+	kill -TERM "$pid"
+	# Signals do not queue: wait until the first one was seen.
+	wait_for grep -q "stopping: 1 probe in flight" "$T/err"
+	alive "$pid"
+	kill -TERM "$pid"
+	local rc=0
+	wait "$pid" || rc=$?
+	exec 5>&-
+	release "$a"
+	[ "$rc" -eq 143 ]
+	[ ! -s "$T/out" ]
+}
+
+@test "check: probe location from SM_PROBE_LOCATION, -l wins" {
+	SM_PROBE_LOCATION=from-env probe -- "$HTTP_URL/ok"
+	jqe '.probe == "from-env"'
+	SM_PROBE_LOCATION=from-env probe -l from-flag -- "$HTTP_URL/ok"
+	jqe '.probe == "from-flag"'
+	probe -- "$HTTP_URL/ok"
+	jqe --arg h "$(hostname)" '.probe == $h'
+}
+
+# ---- TLS --------------------------------------------------------------------
+
+@test "check: https with a trusted certificate reports tls details" {
+	probe -- "{\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
+	jqe '.ok == true and .status == 200'
+	jqe '.tls.version | test("^TLSv1\\.[23]$")'
+	jqe '.tls.cert_issuer | test("sitemon-good")'
+	jqe '.tls.cert_not_after | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\\.000Z$")'
+	jqe '.tls.cert_days_left >= 28 and .tls.cert_days_left <= 30'
+	jqe '(.tls.cert_not_before < .started_at) and (.tls.cert_not_after > .started_at)'
+	jqe '.phases.tls_ms >= 0'
+	schema_ok
+}
+
+@test "check: a self-signed certificate is a tls error unless tls_verify is off" {
+	probe -- "$TLS_GOOD_URL/ok" "{\"url\":\"$TLS_GOOD_URL/status/200\",\"tls_verify\":false}"
+	nresults 2
+	jqe -s '.[] | select(.url | endswith("/ok")) | .ok == false and .error_kind == "tls" and .status == null and (.error | test("self.signed"))'
+	jqe -s '.[] | select(.url | endswith("/status/200")) | .ok == true and (.tls.cert_issuer | test("sitemon-good"))'
+	schema_ok
+}
+
+@test "check: an expired certificate is a tls error; unverified, it shows its age" {
+	probe -- "{\"url\":\"$TLS_EXPIRED_URL/ok\",\"ca_file\":\"$TLS_DIR/expired.crt\"}" \
+		"{\"url\":\"$TLS_EXPIRED_URL/status/200\",\"tls_verify\":false}"
+	nresults 2
+	jqe -s '.[] | select(.url | endswith("/ok")) | .ok == false and .error_kind == "tls" and (.error | test("expired"))'
+	jqe -s '.[] | select(.url | endswith("/status/200")) | .ok == true and .tls.cert_not_after == "2020-01-02T00:00:00.000Z" and .tls.cert_not_before == "2020-01-01T00:00:00.000Z" and .tls.cert_days_left < 0'
+	schema_ok
+}
+
+@test "check: a certificate for another host is a tls error" {
+	probe -- "{\"url\":\"$TLS_WRONG_URL/ok\",\"ca_file\":\"$TLS_DIR/wronghost.crt\"}"
+	jqe '.ok == false and .error_kind == "tls"'
+	jqe '.error | test("127.0.0.1")'
+}
+
+@test "check: a redirect from http to https is followed, with tls details" {
+	probe -- "{\"url\":\"$SCRIPTED_URL/redirect?to=$TLS_GOOD_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
+	jqe --arg u "$TLS_GOOD_URL/ok" '.ok == true and .redirects == 1 and .final_url == $u and (.tls.version | startswith("TLS"))'
+}

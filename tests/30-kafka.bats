@@ -1,0 +1,438 @@
+#!/usr/bin/env bats
+# sm-kafka-pub and sm-kafka-sub against the dev broker, with kcat as the
+# independent client on the other side.
+
+load helpers
+
+# Every test gets its own groups: the mock broker holds a group that a
+# member just left for a while.
+setup() {
+	T=$(mktemp -d "${SM_TEST_TMP:-/tmp}/t.XXXXXX")
+	G1="g1_$(new_topic)"
+	G2="g2_$(new_topic)"
+	export G1 G2
+	chmod 755 "$T"
+}
+
+bats_require_minimum_version 1.5.0
+
+# The mock broker makes a group that a member just left wait for
+# session.timeout.ms before the next join: keep it short where a test
+# restarts a consumer in the same group.
+FAST_GROUP=(-X session.timeout.ms=3000 -X heartbeat.interval.ms=500)
+
+# kcat_all TOPIC: every message of TOPIC as "key<TAB>value", sorted.
+kcat_all() {
+	kcat -C -b "$SM_TEST_BROKERS" -t "$1" -e -q -f '%k\t%s\n' | sort
+}
+
+# lines FILE: number of lines in FILE (0 when it does not exist yet).
+lines_in() {
+	[ -f "$1" ] && wc -l <"$1" || echo 0
+}
+
+has_lines() {
+	[ "$(lines_in "$1")" -ge "$2" ]
+}
+
+# ack_new_until N: acknowledge the records emitted since the last call;
+# true once N are out.
+ack_new_until() {
+	local n
+	n=$(lines_in "$T/out")
+	sed -n "$((ACKED + 1)),${n}p" "$T/out" >>"$T/acks"
+	ACKED=$n
+	[ "$n" -ge "$1" ]
+}
+
+@test "kafka-pub: kcat reads what sm-kafka-pub wrote, key = target" {
+	TOPIC=$(new_topic)
+	printf '%s\n' '{"v":1,"target":"alpha","ok":true}' \
+		'{"v":1,"target":"beta","ok":false}' \
+		'{"v":1,"target":"gamma","n":3}' >"$T/in"
+	run -0 sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC" <"$T/in"
+	run -0 kcat_all "$TOPIC"
+	[ "${#lines[@]}" -eq 3 ]
+	[ "${lines[0]}" = $'alpha\t{"v":1,"target":"alpha","ok":true}' ]
+	[ "${lines[1]}" = $'beta\t{"v":1,"target":"beta","ok":false}' ]
+	[ "${lines[2]}" = $'gamma\t{"v":1,"target":"gamma","n":3}' ]
+}
+
+@test "kafka-pub: an invalid line is reported with its line number and skipped" {
+	TOPIC=$(new_topic)
+	printf '%s\n' '{"target":"a"}' 'not json at all' '[1,2]' '{"target":"b"}' >"$T/in"
+	run -0 --separate-stderr sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC" <"$T/in"
+	[[ "$stderr" == *"sm-kafka-pub: error: <stdin>:2: invalid JSON"*"not json at all"* ]]
+	[[ "$stderr" == *"<stdin>:3: not a JSON object"* ]]
+	run -0 kcat_all "$TOPIC"
+	[ "${#lines[@]}" -eq 2 ]
+	[ "${lines[0]}" = $'a\t{"target":"a"}' ]
+	[ "${lines[1]}" = $'b\t{"target":"b"}' ]
+}
+
+@test "kafka-pub: --strict stops at the first invalid line with 65" {
+	TOPIC=$(new_topic)
+	printf '%s\n' '{"target":"a"}' '{oops' '{"target":"b"}' >"$T/in"
+	run -65 --separate-stderr sm-kafka-pub --strict -b "$SM_TEST_BROKERS" -t "$TOPIC" <"$T/in"
+	[[ "$stderr" == *"<stdin>:2:"* ]]
+	# What came before the bad line was still delivered.
+	run -0 kcat_all "$TOPIC"
+	[ "${lines[0]}" = $'a\t{"target":"a"}' ]
+	[ "${#lines[@]}" -eq 1 ]
+}
+
+@test "kafka-pub: --key-field, --tee after delivery, --failure-topic" {
+	TOPIC=$(new_topic)
+	FAILED=$(new_topic)
+	printf '%s\n' '{"id":"1","target":"a","ok":true}' '{"id":"2","target":"b","ok":false}' >"$T/in"
+	run -0 --separate-stderr sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC" \
+		--key-field id --tee --failure-topic "$FAILED" <"$T/in"
+	[ "$(sort <<<"$output")" = "$(sort "$T/in")" ]
+	run -0 kcat_all "$TOPIC"
+	[ "$output" = $'1\t{"id":"1","target":"a","ok":true}' ]
+	run -0 kcat_all "$FAILED"
+	[ "$output" = $'2\t{"id":"2","target":"b","ok":false}' ]
+}
+
+@test "kafka-pub: no broker listening, short message.timeout.ms: 69 and a dead letter" {
+	port=$(free_port)
+	printf '%s\n' '{"target":"a","id":"x1"}' '{"target":"b","id":"x2"}' >"$T/in"
+	run -69 --separate-stderr sm-kafka-pub -b "127.0.0.1:$port" -t lost \
+		-X message.timeout.ms=1000 --dead-letter "$T/dead" <"$T/in"
+	[[ "$stderr" == *"2 failed"* ]]
+	run -0 jq -c '[.line, .topic, .record.id, (.reason | test("timed out"))]' "$T/dead"
+	[ "${lines[0]}" = '[1,"lost","x1",true]' ]
+	[ "${lines[1]}" = '[2,"lost","x2",true]' ]
+	# Without --dead-letter the whole record is on stderr.
+	run -69 --separate-stderr sm-kafka-pub -b "127.0.0.1:$port" -t lost \
+		-X message.timeout.ms=500 <<<'{"target":"c","id":"x3"}'
+	[[ "$stderr" == *'<stdin>:1: not delivered to lost: Local: Message timed out: {"target":"c","id":"x3"}'* ]]
+}
+
+@test "kafka: an unknown -X property is refused with librdkafka's own text (78)" {
+	run -78 sm-kafka-pub -b "$SM_TEST_BROKERS" -t x -X no.such.property=1 </dev/null
+	[ "$output" = 'sm-kafka-pub: error: No such configuration property: "no.such.property"' ]
+	run -78 sm-kafka-sub -b "$SM_TEST_BROKERS" -t x -G g -X enable.idempotence=maybe
+	[[ "$output" == *'Expected bool value for "enable.idempotence": true or false'* ]]
+	run -64 sm-kafka-pub -t x -X novalue
+	run -64 sm-kafka-pub -t x </dev/null
+	[[ "$output" == *"no brokers"* ]]
+	run -64 sm-kafka-sub -b "$SM_TEST_BROKERS" -t x
+	[[ "$output" == *"no group"* ]]
+}
+
+@test "kafka: -F properties file applies, and its errors name path:line (78)" {
+	printf '# comment\n\nlinger.ms = 7\nclient.id=from-file\n' >"$T/good.properties"
+	run -0 sm-kafka-pub -b 127.0.0.1:1 -t x -F "$T/good.properties" -X dump
+	[[ "$output" == *$'\nqueue.buffering.max.ms = 7\n'* ]]
+	[[ "$output" == *$'\nclient.id = from-file\n'* ]]
+	printf 'linger.ms=5\n\nbogus.thing=1\n' >"$T/bad.properties"
+	run -78 sm-kafka-sub -b 127.0.0.1:1 -t x -G g -F "$T/bad.properties"
+	[ "$output" = "sm-kafka-sub: error: $T/bad.properties:3: No such configuration property: \"bogus.thing\"" ]
+	printf 'linger.ms\n' >"$T/bad2.properties"
+	run -78 sm-kafka-pub -b 127.0.0.1:1 -t x -F "$T/bad2.properties"
+	[ "$output" = "sm-kafka-pub: error: $T/bad2.properties:1: expected property=value" ]
+	run -78 sm-kafka-pub -b 127.0.0.1:1 -t x -F "$T/missing.properties"
+}
+
+@test "kafka: -X dump shows TLS and SASL settings, the password masked" {
+	printf 'hunter2-from-file\n' >"$T/pw"
+	run -0 sm-kafka-pub -b broker.example:9093 -t x --ca /etc/ca.pem \
+		--cert /etc/client.pem --key /etc/client.key \
+		--sasl-mechanism SCRAM-SHA-512 --sasl-user monitor \
+		--sasl-password-file "$T/pw" -X dump
+	[[ "$output" == *$'\nmetadata.broker.list = broker.example:9093\n'* ]]
+	[[ "$output" == *$'\nsecurity.protocol = sasl_ssl\n'* ]]
+	[[ "$output" == *$'\nssl.ca.location = /etc/ca.pem\n'* ]]
+	[[ "$output" == *$'\nssl.certificate.location = /etc/client.pem\n'* ]]
+	[[ "$output" == *$'\nssl.key.location = /etc/client.key\n'* ]]
+	[[ "$output" == *$'\nsasl.mechanisms = SCRAM-SHA-512\n'* ]]
+	[[ "$output" == *$'\nsasl.username = monitor\n'* ]]
+	[[ "$output" == *$'\nsasl.password = [redacted]\n'* ]]
+	[[ "$output" == *$'\nenable.idempotence = true\n'* ]]
+	[[ "$output" == *$'\nrequest.required.acks = -1\n'* ]]
+	[[ "$output" != *hunter2* ]]
+
+	# The same from the environment, for the consumer.
+	SM_KAFKA_BROKERS=env-broker:9093 SM_KAFKA_CA=/env/ca.pem SM_KAFKA_CERT=/env/c.pem \
+		SM_KAFKA_KEY=/env/c.key SM_KAFKA_SASL_MECHANISM=PLAIN SM_KAFKA_SASL_USER=envuser \
+		SM_KAFKA_SASL_PASSWORD=hunter3-from-env SM_KAFKA_GROUP=envgroup \
+		run -0 sm-kafka-sub -t x -X dump
+	[[ "$output" == *$'\nmetadata.broker.list = env-broker:9093\n'* ]]
+	[[ "$output" == *$'\nssl.ca.location = /env/ca.pem\n'* ]]
+	[[ "$output" == *$'\nssl.key.location = /env/c.key\n'* ]]
+	[[ "$output" == *$'\nsasl.mechanisms = PLAIN\n'* ]]
+	[[ "$output" == *$'\nsasl.username = envuser\n'* ]]
+	[[ "$output" == *$'\nsasl.password = [redacted]\n'* ]]
+	[[ "$output" == *$'\ngroup.id = envgroup\n'* ]]
+	[[ "$output" == *$'\nenable.auto.commit = false\n'* ]]
+	[[ "$output" == *$'\nenable.auto.offset.store = false\n'* ]]
+	[[ "$output" != *hunter3* ]]
+
+	# TLS alone is ssl; flags win over the environment.
+	SM_KAFKA_BROKERS=env-broker:9093 run -0 sm-kafka-pub -b flag-broker:9093 -t x --ca /ca.pem -X dump
+	[[ "$output" == *$'\nsecurity.protocol = ssl\n'* ]]
+	[[ "$output" == *$'\nmetadata.broker.list = flag-broker:9093\n'* ]]
+
+	# Secrets never come from argv; a user without a password is refused.
+	run -64 sm-kafka-pub -b b:1 -t x -X sasl.password=hunter4
+	[[ "$output" != *hunter4* ]]
+	run -78 env -u SM_KAFKA_SASL_PASSWORD sm-kafka-pub -b b:1 -t x --sasl-user u -X dump
+}
+
+@test "kafka-sub: consumes what kcat produced, coordinates added, -e exits at the end" {
+	TOPIC=$(new_topic)
+	printf '%s\n' '{"v":1,"n":0}' '{"v":1,"n":1}' '{}' | kcat -P -b "$SM_TEST_BROKERS" -t "$TOPIC" -p 0
+	printf '%s\n' '{"v":1,"n":2}' | kcat -P -b "$SM_TEST_BROKERS" -t "$TOPIC" -p 2
+	run -0 --separate-stderr timeout 60 sm-kafka-sub -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "$G1" -e
+	[ "${#lines[@]}" -eq 4 ]
+	# Partitions interleave: put the lines in (partition, offset) order.
+	run -0 jq -s -c 'sort_by(.kafka.partition, .kafka.offset) | .[]' <<<"$output"
+	json_eq "${lines[0]}" "{\"v\":1,\"n\":0,\"kafka\":{\"topic\":\"$TOPIC\",\"partition\":0,\"offset\":0}}"
+	json_eq "${lines[1]}" "{\"v\":1,\"n\":1,\"kafka\":{\"topic\":\"$TOPIC\",\"partition\":0,\"offset\":1}}"
+	json_eq "${lines[2]}" "{\"kafka\":{\"topic\":\"$TOPIC\",\"partition\":0,\"offset\":2}}"
+	json_eq "${lines[3]}" "{\"v\":1,\"n\":2,\"kafka\":{\"topic\":\"$TOPIC\",\"partition\":2,\"offset\":0}}"
+}
+
+@test "kafka: sm-kafka-pub to sm-kafka-sub keeps every record, with several topics" {
+	A=$(new_topic)
+	B=$(new_topic)
+	for i in $(seq 1 200); do echo "{\"v\":1,\"target\":\"t$((i % 7))\",\"i\":$i}"; done >"$T/in"
+	run -0 sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$A" <"$T/in"
+	echo '{"i":"other"}' | sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$B"
+	SM_KAFKA_BROKERS=$SM_TEST_BROKERS SM_KAFKA_TOPIC="$A,$B" SM_KAFKA_GROUP="$G1" \
+		run -0 --separate-stderr timeout 60 sm-kafka-sub -e
+	[ "${#lines[@]}" -eq 201 ]
+	diff <(jq -c 'del(.kafka)' <<<"$output" | sort) <(cat "$T/in"; echo '{"i":"other"}') >/dev/null ||
+		diff <(jq -c 'del(.kafka)' <<<"$output" | sort) <( (cat "$T/in"; echo '{"i":"other"}') | sort)
+	# Records of one target keep their order (same key, same partition).
+	run -0 jq -s -c '[.[] | select(.target == "t3") | .i] | . == sort' <<<"$output"
+	[ "$output" = true ]
+}
+
+@test "kafka-sub: with --ack only acknowledged offsets are committed; a restart re-delivers the rest" {
+	TOPIC=$(new_topic)
+	for i in $(seq 0 9); do echo "{\"n\":$i}"; done | kcat -P -b "$SM_TEST_BROKERS" -t "$TOPIC" -p 0
+	: >"$T/acks"
+	sm-kafka-sub -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "$G1" "${FAST_GROUP[@]}" -e \
+		--ack "$T/acks" --drain-timeout 200ms >"$T/out1" 2>"$T/err1" &
+	pid=$!
+	track_pid $pid
+	wait_for has_lines "$T/out1" 10
+	# Acknowledge 0-4 and 6: only offsets up to 4 may be committed.
+	jq -c 'select(.kafka.offset < 5 or .kafka.offset == 6)' "$T/out1" >>"$T/acks"
+	# -e does not end it: offset 5 is still unacknowledged.
+	sleep 1.5
+	kill -0 $pid
+	kill -TERM $pid
+	wait "$pid"  # exit 0: a drained stop
+
+	# The restart starts at 5, the first unacknowledged record.  Every
+	# record it emits is acked at once through the FIFO.
+	mkfifo "$T/fifo"
+	run -0 timeout 60 bash -c 'sm-kafka-sub -b "$1" -t "$2" -G "$G1" "${@:4}" -o stored -e --ack "$3" |
+		tee "$3.out" >"$3"' _ "$SM_TEST_BROKERS" "$TOPIC" "$T/fifo" "${FAST_GROUP[@]}"
+	run -0 jq -c .kafka.offset "$T/fifo.out"
+	[ "$(echo $output)" = "5 6 7 8 9" ]
+
+	# Everything is committed now: nothing more to read.
+	: >"$T/acks2"
+	run -0 --separate-stderr timeout 60 sm-kafka-sub -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "$G1" \
+		"${FAST_GROUP[@]}" -e --ack "$T/acks2"
+	[ -z "$output" ]
+}
+
+@test "kafka-sub: a message that is not a JSON object goes to the dead letter and does not block" {
+	TOPIC=$(new_topic)
+	printf '%s\n' '{"n":0}' 'garbage' '[1]' '{"n":3}' | kcat -P -b "$SM_TEST_BROKERS" -t "$TOPIC" -p 1
+	mkfifo "$T/fifo"
+	run -0 timeout 60 bash -c 'sm-kafka-sub -b "$1" -t "$2" -G "$G1" "${@:5}" -e --ack "$3" --dead-letter "$4" |
+		tee "$3.out" >"$3"' _ "$SM_TEST_BROKERS" "$TOPIC" "$T/fifo" "$T/dead" "${FAST_GROUP[@]}"
+	run -0 jq -c '[.n, .kafka.offset]' "$T/fifo.out"
+	[ "${lines[0]}" = '[0,0]' ]
+	[ "${lines[1]}" = '[3,3]' ]
+	[ "${#lines[@]}" -eq 2 ]
+	run -0 jq -c '[.partition, .offset, .value, (.reason | length > 0)]' "$T/dead"
+	[ "${lines[0]}" = '[1,1,"garbage",true]' ]
+	[ "${lines[1]}" = '[1,2,"[1]",true]' ]
+	# All four were committed: the dead letters count as acknowledged.
+	run -0 --separate-stderr timeout 60 sm-kafka-sub -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "$G1" \
+		"${FAST_GROUP[@]}" -e
+	[ -z "$output" ]
+	# Without --dead-letter: one stderr line with the coordinates.
+	run -0 --separate-stderr timeout 60 sm-kafka-sub -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "$G2" -e
+	[[ "$stderr" == *"$TOPIC [1] offset 1: invalid JSON"*"garbage"* ]]
+}
+
+@test "kafka-sub: the ack stream closing ends the consumer after committing what was acked" {
+	TOPIC=$(new_topic)
+	for i in 0 1 2; do echo "{\"n\":$i}"; done | kcat -P -b "$SM_TEST_BROKERS" -t "$TOPIC" -p 0
+	mkfifo "$T/fifo"
+	# The acker takes two records, acks the first only, and exits.
+	run -69 --separate-stderr timeout 60 bash -c 'set -o pipefail
+		sm-kafka-sub -b "$1" -t "$2" -G "$G1" "${@:4}" --ack "$3" |
+		{ head -n 1 >"$3"; cat >/dev/null; }' _ "$SM_TEST_BROKERS" "$TOPIC" "$T/fifo" "${FAST_GROUP[@]}"
+	[[ "$stderr" == *"closed with"*"unacknowledged"* ]]
+	run -0 --separate-stderr timeout 60 sm-kafka-sub -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "$G1" \
+		"${FAST_GROUP[@]}" -e
+	run -0 jq -c .n <<<"$output"
+	[ "$(echo $output)" = "1 2" ]
+}
+
+@test "kafka-sub: -o end skips what is there; --max-inflight bounds unacked records" {
+	TOPIC=$(new_topic)
+	for i in $(seq 0 49); do echo "{\"n\":$i}"; done | kcat -P -b "$SM_TEST_BROKERS" -t "$TOPIC" -p 0
+	run -0 --separate-stderr timeout 60 sm-kafka-sub -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "$G2" -o end -e
+	[ -z "$output" ]
+	: >"$T/acks"
+	sm-kafka-sub -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "$G1" --max-inflight 10 \
+		--ack "$T/acks" >"$T/out" 2>"$T/err" &
+	track_pid $!
+	wait_for has_lines "$T/out" 10
+	sleep 1
+	# Paused at 10 while nothing is acknowledged.
+	[ "$(lines_in "$T/out")" -eq 10 ]
+	ACKED=0
+	wait_for ack_new_until 50
+	[ "$(lines_in "$T/out")" -eq 50 ]
+}
+
+# private_broker: a broker of this test's own, driven through the FIFO on
+# fd 7 ("down all", "up all"; see sm-devbroker --help).
+private_broker() {
+	mkfifo "$T/ctl"
+	sm-devbroker -n 3 <"$T/ctl" >"$T/broker.out" 2>"$T/broker.err" &
+	track_pid $!
+	exec 7>"$T/ctl"
+	wait_for test -s "$T/broker.out"
+	BROKERS=$(head -n 1 "$T/broker.out")
+}
+
+# broker_cmd CMD: send CMD and wait for its answer.
+broker_cmd() {
+	local n
+	n=$(grep -c -E '^(ok|error)' "$T/broker.out" || true)
+	echo "$1" >&7
+	wait_for eval '[ "$(grep -c -E "^(ok|error)" "$T/broker.out")" -gt '"$n"' ]'
+	tail -n 1 "$T/broker.out" | grep -qx ok
+}
+
+@test "kafka-pub: the brokers go down mid-stream and come back: every record once, no restart" {
+	private_broker
+	TOPIC=$(new_topic)
+	mkfifo "$T/in"
+	sm-kafka-pub -b "$BROKERS" -t "$TOPIC" --tee <"$T/in" >"$T/out" 2>"$T/err" &
+	pid=$!
+	track_pid $pid
+	exec 8>"$T/in"
+	for i in $(seq 1 100); do echo "{\"target\":\"t$((i % 9))\",\"id\":$i}"; done >&8
+	wait_for has_lines "$T/out" 100
+	broker_cmd "down all"
+	for i in $(seq 101 200); do echo "{\"target\":\"t$((i % 9))\",\"id\":$i}"; done >&8
+	sleep 1
+	[ "$(lines_in "$T/out")" -eq 100 ]  # nothing confirmed while down
+	broker_cmd "up all"
+	WAIT_TIMEOUT=60 wait_for has_lines "$T/out" 200
+	exec 8>&-
+	wait "$pid"  # exit 0: everything delivered
+	run -0 kcat -C -b "$BROKERS" -t "$TOPIC" -e -q -f '%s\n'
+	[ "${#lines[@]}" -eq 200 ]
+	[ "$(jq -r .id <<<"$output" | sort -n | uniq | wc -l)" -eq 200 ]
+	exec 7>&-
+}
+
+@test "kafka-pub: SIGTERM while the brokers are down drains once they are back, exit 0" {
+	private_broker
+	TOPIC=$(new_topic)
+	mkfifo "$T/in"
+	sm-kafka-pub -b "$BROKERS" -t "$TOPIC" --tee <"$T/in" >"$T/out" 2>"$T/err" &
+	pid=$!
+	track_pid $pid
+	exec 8>"$T/in"
+	echo '{"target":"a","id":1}' >&8
+	wait_for has_lines "$T/out" 1
+	broker_cmd "down all"
+	for i in 2 3 4 5; do echo "{\"target\":\"a\",\"id\":$i}" >&8; done
+	sleep 0.5
+	kill -TERM "$pid"
+	broker_cmd "up all"
+	wait "$pid"  # exit 0: the four queued records were delivered in the drain
+	[ "$(lines_in "$T/out")" -eq 5 ]
+	run -0 kcat -C -b "$BROKERS" -t "$TOPIC" -e -q -f '%s\n'
+	[ "$(jq -r .id <<<"$output" | sort -n | tr '\n' ' ')" = "1 2 3 4 5 " ]
+	exec 8>&- 7>&-
+}
+
+@test "kafka-pub: --flush-timeout bounds the drain: the undelivered are dead-lettered, 69" {
+	private_broker
+	TOPIC=$(new_topic)
+	echo '{"target":"a","id":0}' | sm-kafka-pub -b "$BROKERS" -t "$TOPIC"
+	broker_cmd "down all"
+	run -69 --separate-stderr timeout 30 sm-kafka-pub -b "$BROKERS" -t "$TOPIC" \
+		--flush-timeout 1s --dead-letter "$T/dead" <<<'{"target":"a","id":1}'
+	run -0 jq -c '[.record.id, .line]' "$T/dead"
+	[ "$output" = '[1,1]' ]
+	broker_cmd "up all"
+	exec 7>&-
+}
+
+@test "kafka-sub: two consumers share a group; SIGKILL one and the other re-delivers only unacked" {
+	TOPIC=$(new_topic)
+	for p in 0 1 2 3; do
+		for i in $(seq 0 9); do echo "{\"p\":$p,\"i\":$i}"; done |
+			kcat -P -b "$SM_TEST_BROKERS" -t "$TOPIC" -p $p
+	done
+	COOP=(-X partition.assignment.strategy=cooperative-sticky "${FAST_GROUP[@]}")
+	: >"$T/ackA"
+	sm-kafka-sub -v -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "$G1" "${COOP[@]}" \
+		--ack "$T/ackA" >"$T/outA" 2>"$T/errA" &
+	A=$!
+	track_pid $A
+	wait_for has_lines "$T/outA" 40
+	# A acknowledges all of partitions 0 and 1, half of 2 and 3.
+	jq -c 'select(.kafka.partition < 2 or .kafka.offset < 5)' "$T/outA" >>"$T/ackA"
+	wait_for eval '[ "$(grep -c "committed $TOPIC \[[01]\] at 10\|committed $TOPIC \[[23]\] at 5" "$T/errA")" -ge 4 ]'
+	: >"$T/ackB"
+	sm-kafka-sub -v -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "$G1" "${COOP[@]}" \
+		--ack "$T/ackB" --drain-timeout 0 >"$T/outB" 2>"$T/errB" &
+	B=$!
+	track_pid $B
+	# The group shares the partitions: B gets some while A runs.
+	WAIT_TIMEOUT=40 wait_for grep -q "assigned $TOPIC" "$T/errB"
+	kill -KILL $A
+	# A's partitions move to B, which starts at the first unacked record.
+	WAIT_TIMEOUT=40 wait_for has_lines "$T/outB" 10
+	sleep 1
+	run -0 jq -c '[.kafka.partition, .kafka.offset, .p, .i]' "$T/outB"
+	[ "$(sort <<<"$output" | tr '\n' ' ')" = "[2,5,2,5] [2,6,2,6] [2,7,2,7] [2,8,2,8] [2,9,2,9] [3,5,3,5] [3,6,3,6] [3,7,3,7] [3,8,3,8] [3,9,3,9] " ]
+	kill -TERM $B
+	wait $B
+}
+
+stored_at_least() {
+	[ "$(psql_q 'select count(*) from checks' 2>/dev/null || echo 0)" -ge "$1" ]
+}
+
+@test "kafka: the consumer side SIGKILLed at random points and restarted loses nothing" {
+	new_db
+	TOPIC=$(new_topic)
+	N=20000
+	"$BATS_TEST_DIRNAME/fixtures/results-gen" -n $N -t 50 >"$T/results"
+	run -0 sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC" -X compression.codec=lz4 <"$T/results"
+	mkfifo "$T/ack" "$T/data"
+	for round in 1 2 3; do
+		sm-kafka-sub -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "$G1" "${FAST_GROUP[@]}" \
+			--ack "$T/ack" >"$T/data" 2>>"$T/sub.err" &
+		SUB=$!
+		sm-pg-write -b 500 <"$T/data" >"$T/ack" 2>>"$T/pgw.err" &
+		PGW=$!
+		track_pid "$SUB $PGW"
+		WAIT_TIMEOUT=60 wait_for stored_at_least $((round * 4000 + RANDOM % 3000))
+		kill -KILL $SUB $PGW
+		wait $SUB $PGW 2>/dev/null || true
+	done
+	run -0 --separate-stderr timeout 120 bash -c 'sm-kafka-sub -b "$1" -t "$2" -G "$G1" "${@:4}" -e --ack "$3" |
+		sm-pg-write >"$3"' _ "$SM_TEST_BROKERS" "$TOPIC" "$T/ack" "${FAST_GROUP[@]}"
+	[ "$(psql_q 'select count(*) from checks')" -eq $N ]
+	diff <(jq -r .id "$T/results" | sort) <(psql_q 'select id from checks order by id')
+}

@@ -1,0 +1,435 @@
+#!/usr/bin/env bats
+# sm-pg-write: schema, storage, acks, idempotency, targets state, bad input,
+# refused rows, unavailable database, restart of PostgreSQL, SIGTERM.
+load helpers
+bats_require_minimum_version 1.5.0
+
+GEN="$BATS_TEST_DIRNAME/fixtures/results-gen"
+
+setup() {
+	T=$(mktemp -d "${SM_TEST_TMP:-/tmp}/t.XXXXXX")
+	chmod 755 "$T"
+	new_db
+}
+
+# wchan of a process blocked in poll(2) (sm-pg-write idle on stdin).
+idle_in_poll() {
+	grep -q poll "/proc/$1/wchan"
+}
+
+# read_at_least PID BYTES: the process has read(2) that many bytes in all.
+read_at_least() {
+	[ "$(sed -n 's/^rchar: //p' "/proc/$1/io")" -ge "$2" ]
+}
+
+stored_count() {
+	psql_q "SELECT count(*) FROM checks" 2>/dev/null || echo 0
+}
+
+stored_more_than() {
+	[ "$(stored_count)" -gt "$1" ]
+}
+
+stored_is() {
+	[ "$(stored_count)" = "$1" ]
+}
+
+# wait_ok PID: wait for a background job, succeed only if it exited 0.
+wait_ok() {
+	local rc=0
+	wait "$1" || rc=$?
+	if [ "$rc" != 0 ]; then
+		echo "process $1 exited $rc" >&2
+		return 1
+	fi
+}
+
+@test "pg-write: --help prints the synopsis, bad options exit 64" {
+	run -0 sm-pg-write --help
+	[[ "${lines[0]}" == "usage: sm-pg-write "* ]]
+	run -0 sm-pg-write -V
+	[[ "$output" == "sm-pg-write (sitemon) "* ]]
+	run -64 sm-pg-write --no-such-option
+	run -64 sm-pg-write -b 0
+	run -64 sm-pg-write --linger forever
+	run -64 sm-pg-write extra-argument
+}
+
+@test "pg-write: --migrate creates the schema on an empty database, once" {
+	run -0 sm-pg-write --migrate </dev/null
+	[ -z "$(psql_q "SELECT 1 FROM checks LIMIT 1")" ]
+	run -0 psql_q "SELECT version || ':' || name FROM schema_migrations"
+	[ "$output" = "1:initial" ]
+	run -0 psql_q "SELECT string_agg(column_name, ',' ORDER BY ordinal_position)
+	    FROM information_schema.columns WHERE table_name = 'checks'"
+	[ "$output" = "id,target,url,labels,probe,scheduled_at,started_at,ok,status,error_kind,error,duration_ms,dns_ms,connect_ms,tls_ms,ttfb_ms,transfer_ms,bytes,http_version,remote_ip,redirects,final_url,regex_pattern,regex_matched,tls_version,tls_cert_not_after,tls_cert_issuer,kafka_topic,kafka_partition,kafka_offset,stored_at" ]
+	run -0 psql_q "SELECT string_agg(a.attname, ',' ORDER BY k.n)
+	    FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, n),
+	         pg_attribute a
+	    WHERE i.indrelid = 'checks'::regclass AND i.indisprimary
+	      AND a.attrelid = i.indrelid AND a.attnum = k.attnum"
+	[ "$output" = "id,started_at" ]
+	run -0 psql_q "SELECT count(*) FROM targets"
+	[ "$output" = 0 ]
+	# Again: nothing to apply, nothing said.
+	run -0 sm-pg-write --migrate </dev/null
+	[ -z "$output" ]
+	[ "$(psql_q "SELECT count(*) FROM schema_migrations")" = 1 ]
+}
+
+@test "pg-write: writers starting together migrate once (advisory lock)" {
+	local i pids=()
+	for i in 1 2 3 4 5 6; do
+		sm-pg-write --migrate </dev/null 2>"$T/m$i.err" &
+		pids+=($!)
+	done
+	for i in "${pids[@]}"; do
+		wait "$i"
+	done
+	[ "$(psql_q "SELECT count(*) FROM schema_migrations")" = 1 ]
+	[ "$(cat "$T"/m*.err | grep -c 'applied schema migration 1')" = 1 ]
+}
+
+@test "pg-write: stores every field, phases flattened; acks are the input lines in order" {
+	"$GEN" -n 25 -t 4 -f 5 -k results -o 100 >"$T/in"
+	run -0 --separate-stderr sm-pg-write -b 7 <"$T/in"
+	[ "$output" = "$(cat "$T/in")" ]
+	[ "$(psql_q "SELECT count(*) FROM checks")" = 25 ]
+
+	# Every row equals its record, field by field.
+	psql_q "SELECT row_to_json(c) FROM (
+	    SELECT id, target, url, labels, probe,
+	      to_char(scheduled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS scheduled_at,
+	      to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS started_at,
+	      ok, status, error_kind, error, duration_ms, dns_ms, connect_ms,
+	      tls_ms, ttfb_ms, transfer_ms, bytes, http_version, remote_ip,
+	      redirects, final_url, regex_pattern, regex_matched, tls_version,
+	      to_char(tls_cert_not_after AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS tls_cert_not_after,
+	      tls_cert_issuer, kafka_topic, kafka_partition, kafka_offset
+	    FROM checks ORDER BY started_at) AS c" >"$T/rows"
+	jq -c '{id, target, url, labels, probe, scheduled_at, started_at, ok,
+	    status, error_kind, error, duration_ms,
+	    dns_ms: .phases.dns_ms, connect_ms: .phases.connect_ms,
+	    tls_ms: .phases.tls_ms, ttfb_ms: .phases.ttfb_ms,
+	    transfer_ms: .phases.transfer_ms, bytes, http_version, remote_ip,
+	    redirects, final_url, regex_pattern: .regex.pattern,
+	    regex_matched: .regex.matched, tls_version: .tls.version,
+	    tls_cert_not_after: .tls.cert_not_after,
+	    tls_cert_issuer: .tls.cert_issuer, kafka_topic: .kafka.topic,
+	    kafka_partition: .kafka.partition, kafka_offset: .kafka.offset}' \
+	    "$T/in" >"$T/want"
+	json_eq "$(jq -s . "$T/rows")" "$(jq -s . "$T/want")"
+	[ "$(psql_q "SELECT count(*) FROM checks WHERE NOT ok AND status = 500
+	    AND error_kind = 'http_status'")" = 5 ]
+}
+
+@test "pg-write: the same stream twice is stored once and acked twice" {
+	"$GEN" -n 40 -t 5 -f 3 >"$T/in"
+	run -0 --separate-stderr sm-pg-write -b 8 <"$T/in"
+	[ "$output" = "$(cat "$T/in")" ]
+	run -0 --separate-stderr sm-pg-write -b 13 <"$T/in"
+	[ "$output" = "$(cat "$T/in")" ]
+	# Duplicates inside one batch too.
+	cat "$T/in" "$T/in" | sm-pg-write >"$T/acks"
+	cmp <(cat "$T/in" "$T/in") "$T/acks"
+	[ "$(psql_q "SELECT count(*) || ' ' || count(DISTINCT id) FROM checks")" = "40 40" ]
+}
+
+# A result for target t at second s (from 10:00:00Z), ok or not.
+result_at() {
+	"$GEN" -n 1 -s $((1795428000000 + $2 * 1000)) -f "$([ "$3" = ok ] && echo 0 || echo 1)" |
+		jq -c --arg t "$1" '.target = $t'
+}
+
+@test "pg-write: targets keep the newest state, whatever the order of a batch" {
+	{
+		result_at a 3 fail
+		result_at a 1 ok
+		result_at b 2 fail
+		result_at a 5 fail
+		result_at a 2 ok
+		result_at a 4 fail
+		result_at b 1 fail
+	} >"$T/in"
+	run -0 sm-pg-write <"$T/in"
+	run -0 psql_q "SELECT target, last_ok, last_status, to_char(last_checked_at AT TIME ZONE 'UTC', 'HH24:MI:SS'),
+	    to_char(down_since AT TIME ZONE 'UTC', 'HH24:MI:SS'), to_char(last_change_at AT TIME ZONE 'UTC', 'HH24:MI:SS')
+	    FROM targets ORDER BY target"
+	[ "${lines[0]}" = "a|f|500|10:00:05|10:00:03|10:00:03" ]
+	[ "${lines[1]}" = "b|f|500|10:00:02|10:00:01|10:00:01" ]
+
+	# An older result arriving late is stored but does not move the state.
+	result_at a 0 ok >"$T/late"
+	run -0 sm-pg-write <"$T/late"
+	[ "$(psql_q "SELECT last_ok || ' ' || to_char(last_checked_at AT TIME ZONE 'UTC', 'HH24:MI:SS') FROM targets WHERE target = 'a'")" = "false 10:00:05" ]
+	[ "$(psql_q "SELECT count(*) FROM checks WHERE target = 'a'")" = 6 ]
+
+	# Recovery in a later batch: up again, down_since cleared.
+	{ result_at a 7 ok; result_at a 6 ok; result_at b 3 fail; } >"$T/up"
+	run -0 sm-pg-write <"$T/up"
+	run -0 psql_q "SELECT target, last_ok, coalesce(to_char(down_since AT TIME ZONE 'UTC', 'HH24:MI:SS'), '-'),
+	    to_char(last_change_at AT TIME ZONE 'UTC', 'HH24:MI:SS') FROM targets ORDER BY target"
+	[ "${lines[0]}" = "a|t|-|10:00:06" ]
+	[ "${lines[1]}" = "b|f|10:00:01|10:00:01" ]
+}
+
+@test "pg-write: an invalid line is reported with its number and skipped" {
+	"$GEN" -n 6 >"$T/good"
+	{
+		sed -n 1,2p "$T/good"
+		echo 'this is not json'
+		sed -n 3p "$T/good"
+		sed -n 4p "$T/good" | jq -c 'del(.started_at)'
+		sed -n 5,6p "$T/good"
+	} >"$T/in"
+	run -0 --separate-stderr sm-pg-write -A <"$T/in"
+	[ "$output" = "$(sed -e 4d "$T/good")" ]
+	[[ "$stderr" == *"sm-pg-write: error: <stdin>:3: "*"this is not json"* ]]
+	[[ "$stderr" == *"<stdin>:5: field \"started_at\" is required"* ]]
+	[ "$(psql_q "SELECT count(*) FROM checks")" = 5 ]
+
+	# With --dead-letter the whole line lands in the file, with the reason.
+	# By default the invalid JSON object is acknowledged in its place
+	# (the line that is not JSON cannot be).
+	run -0 --separate-stderr sm-pg-write --dead-letter "$T/dead" <"$T/in"
+	[ "$output" = "$(sed -e 3d "$T/in")" ]
+	[ "$(jq -r '"\(.line) \(.input)"' "$T/dead" | head -n 1)" = "3 this is not json" ]
+	[ "$(jq -r .line "$T/dead" | tail -n 1)" = 5 ]
+	jq -e '.error | test("started_at")' <(tail -n 1 "$T/dead")
+}
+
+@test "pg-write: --strict stops with 65 at the first invalid line, after storing what came before" {
+	"$GEN" -n 5 >"$T/good"
+	{ sed -n 1,3p "$T/good"; echo '{"v":1,"id":"x"}'; sed -n 4,5p "$T/good"; } >"$T/in"
+	run -65 --separate-stderr sm-pg-write --strict <"$T/in"
+	[ "$output" = "$(sed -n 1,3p "$T/good")" ]
+	[[ "$stderr" == *"<stdin>:4:"* ]]
+	[ "$(psql_q "SELECT count(*) FROM checks")" = 3 ]
+}
+
+@test "pg-write: a database that is not there gives 69 within --retry-for, no password shown" {
+	local port start
+	port=$(free_port)
+	start=$SECONDS
+	run -69 --separate-stderr sm-pg-write -r 1s \
+		-d "postgresql://someone:Sup3rSecretPw@127.0.0.1:$port/nodb" < <("$GEN" -n 3)
+	((SECONDS - start <= 8))
+	[ -z "$output" ]
+	[[ "$stderr" == *"giving up"* ]]
+	[[ "$stderr" != *Sup3rSecretPw* ]]
+	run -69 --separate-stderr env SM_PG_DSN="host=127.0.0.1 port=$port password=Sup3rSecretPw" \
+		sm-pg-write -r 300ms </dev/null
+	[[ "$stderr" != *Sup3rSecretPw* ]]
+	# A connection string that does not parse: 78, and still not echoed.
+	run -78 --separate-stderr sm-pg-write -d "host=x password=Sup3rSecretPw =" </dev/null
+	[[ "$stderr" != *Sup3rSecretPw* ]]
+	# A wrong password against the real server: refused, not printed.
+	run -69 --separate-stderr sm-pg-write -r 300ms \
+		-d "host=$PGHOST port=$PGPORT user=nobody_here password=Sup3rSecretPw" </dev/null
+	[[ "$stderr" != *Sup3rSecretPw* ]]
+}
+
+@test "pg-write: a record the server refuses goes to the dead letter, the rest is stored" {
+	"$GEN" -n 30 -t 3 >"$T/good"
+	jq -c 'if (.duration_ms | floor) == 45 and .target == "site-2" then .status = 99999999999
+	       elif (.duration_ms | floor) == 50 then .redirects = 3000000000 else . end' \
+		"$T/good" >"$T/in"
+	bad=$(jq -c 'select(.status == 99999999999 or .redirects == 3000000000) | .id' "$T/in" | wc -l)
+	[ "$bad" -ge 2 ]
+	run -0 --separate-stderr sm-pg-write -b 10 --dead-letter "$T/dead" <"$T/in"
+	# Acks: every record in input order, the refused ones once they are in
+	# the dead letter (so that offsets move on).
+	[ "$output" = "$(cat "$T/in")" ]
+	[ "$(psql_q "SELECT count(*) FROM checks")" = $((30 - bad)) ]
+	[ "$(wc -l <"$T/dead")" = "$bad" ]
+	jq -e 'select(.error | test("out of range")) | .input | fromjson | .id' "$T/dead"
+	[ "$(jq -r '.input | fromjson | .id' "$T/dead" | sort)" = \
+	  "$(jq -r 'select(.status == 99999999999 or .redirects == 3000000000) | .id' "$T/in" | sort)" ]
+	[[ "$stderr" == *"refused by the server: "*"out of range"* ]]
+
+	# --ack-stored-only: stdout is exactly what was stored.
+	new_db
+	run -0 --separate-stderr sm-pg-write -A -b 10 <"$T/in"
+	[ "$output" = "$(jq -c 'select(.status != 99999999999 and .redirects != 3000000000)' "$T/in")" ]
+	[ "$(psql_q "SELECT count(*) FROM checks")" = $((30 - bad)) ]
+}
+
+@test "pg-write: PostgreSQL restarting mid-stream loses nothing and doubles nothing" {
+	"$GEN" -n 3000 -t 20 -f 7 >"$T/in"
+	mkfifo "$T/fifo"
+	sm-pg-write -b 50 -l 20ms -r 60s <"$T/fifo" >"$T/acks" 2>"$T/err" &
+	local writer=$!
+	track_pid "$writer"
+	# A feeder that keeps the stream going (paced, not synchronising), and
+	# holds the second half back until the restart is done, so that the
+	# writer meets a dead connection whatever the timing.
+	{
+		local i=0 line
+		while IFS= read -r line; do
+			printf '%s\n' "$line"
+			i=$((i + 1))
+			((i % 100)) || sleep 0.02
+			if ((i == 1500)); then
+				wait_for test -e "$T/restarted"
+			fi
+		done <"$T/in"
+	} >"$T/fifo" &
+	local feeder=$!
+	track_pid "$feeder"
+	wait_for stored_more_than 0
+	pg_restart
+	touch "$T/restarted"
+	wait_ok "$feeder"
+	wait_ok "$writer"
+	grep -q 'retrying' "$T/err"
+	cmp "$T/in" "$T/acks"
+	[ "$(psql_q "SELECT count(*) || ' ' || count(DISTINCT id) FROM checks")" = "3000 3000" ]
+}
+
+@test "pg-write: SIGTERM commits and acks the open batch, then exits 0" {
+	"$GEN" -n 20 >"$T/in"
+	mkfifo "$T/fifo"
+	sm-pg-write -l 1h <"$T/fifo" >"$T/acks" 2>"$T/err" &
+	local writer=$!
+	track_pid "$writer"
+	exec 7>"$T/fifo"
+	wait_for psql_q "SELECT 1 FROM checks LIMIT 0"
+	wait_for idle_in_poll "$writer"
+	local before
+	before=$(sed -n 's/^rchar: //p' "/proc/$writer/io")
+	cat "$T/in" >&7
+	# The lines are read (and held: the batch lingers for an hour).
+	wait_for read_at_least "$writer" $((before + $(wc -c <"$T/in")))
+	[ "$(stored_count)" = 0 ]
+	kill -TERM "$writer"
+	wait_ok "$writer"
+	exec 7>&-
+	cmp "$T/in" "$T/acks"
+	[ "$(psql_q "SELECT count(*) FROM checks")" = 20 ]
+}
+
+@test "pg-write: a partial batch is written after --linger while stdin stays open" {
+	"$GEN" -n 3 >"$T/in"
+	mkfifo "$T/fifo"
+	sm-pg-write -l 100ms <"$T/fifo" >"$T/acks" 2>"$T/err" &
+	local writer=$!
+	track_pid "$writer"
+	exec 7>"$T/fifo"
+	cat "$T/in" >&7
+	wait_for stored_is 3
+	wait_for cmp -s "$T/in" "$T/acks"
+	exec 7>&-
+	wait_ok "$writer"
+}
+
+@test "pg-write: checks is partitioned by day, made on demand; --retention drops old days" {
+	local now day=86400000
+	now=$(date +%s%3N)
+	{
+		"$GEN" -n 4 -s $((now - 10 * day))
+		"$GEN" -n 4 -s $((now - 5 * day))
+		"$GEN" -n 4 -s $((now - 60000)) -i 1000
+	} >"$T/in"
+	run -0 --separate-stderr sm-pg-write <"$T/in"
+	[ "$output" = "$(cat "$T/in")" ]
+	[ "$(psql_q "SELECT count(*) FROM checks")" = 12 ]
+	# Each row sits in the partition of its UTC day.
+	run -0 psql_q "SELECT count(*) FROM checks
+	    WHERE tableoid::regclass::text <> 'checks_p' || to_char(started_at AT TIME ZONE 'UTC', 'YYYYMMDD')"
+	[ "$output" = 0 ]
+	[ "$(psql_q "SELECT count(DISTINCT tableoid) FROM checks")" = 3 ]
+
+	run -0 --separate-stderr sm-pg-write --migrate --retention 7d
+	[[ "$stderr" == *"retention: dropped 2 day partitions"* ]]
+	[ "$(psql_q "SELECT count(*) FROM checks")" = 8 ]
+	[ "$(psql_q "SELECT count(*) FROM checks WHERE started_at < now() - interval '7 days'")" = 0 ]
+
+	# A writer whose cached partition was dropped by another makes it again.
+	"$GEN" -n 2 -s $((now - 10 * day)) >"$T/old"
+	mkfifo "$T/fifo"
+	sm-pg-write -l 10ms <"$T/fifo" >"$T/acks" 2>"$T/err" &
+	local writer=$!
+	track_pid "$writer"
+	exec 7>"$T/fifo"
+	cat "$T/old" >&7
+	wait_for stored_is 10
+	sm-pg-write -m -R 7d 2>/dev/null
+	[ "$(psql_q "SELECT count(*) FROM checks")" = 8 ]
+	"$GEN" -n 3 -s $((now - 10 * day + 5000)) >&7
+	wait_for stored_is 11
+	exec 7>&-
+	wait_ok "$writer"
+	[ "$(wc -l <"$T/acks")" = 5 ]
+}
+
+@test "pg-write: writers sharing an empty database store everything once" {
+	local k pids=()
+	for k in 1 2 3 4; do
+		# Results across several days: partitions made concurrently.
+		"$GEN" -n 1500 -t 30 -i 600000 -f 4 -S "$k" >"$T/in$k"
+	done
+	for k in 1 2 3 4; do
+		sm-pg-write -b 100 <"$T/in$k" >"$T/acks$k" 2>"$T/err$k" &
+		pids+=($!)
+	done
+	for k in "${pids[@]}"; do
+		wait_ok "$k"
+	done
+	for k in 1 2 3 4; do
+		cmp "$T/in$k" "$T/acks$k"
+	done
+	[ "$(psql_q "SELECT count(*) || ' ' || count(DISTINCT id) FROM checks")" = "6000 6000" ]
+	[ "$(psql_q "SELECT count(*) FROM targets")" = 30 ]
+	! grep -v 'applied schema migration' "$T"/err*
+}
+
+@test "pg-write: sm-check's own results are stored as they are" {
+	printf '%s\n' "$HTTP_URL/ok" "$HTTP_URL/status/500" "$CLOSED_URL" | sm-check >"$T/in"
+	[ "$(wc -l <"$T/in")" = 3 ]
+	run -0 --separate-stderr sm-pg-write <"$T/in"
+	[ "$output" = "$(cat "$T/in")" ]
+	psql_q "SELECT row_to_json(c) FROM (SELECT id, target, ok, status, error_kind,
+	    duration_ms, dns_ms, connect_ms, ttfb_ms, bytes, http_version, remote_ip
+	    FROM checks) AS c" | jq -cS . | sort >"$T/rows"
+	jq -cS '{id, target, ok, status, error_kind, duration_ms,
+	    dns_ms: .phases.dns_ms, connect_ms: .phases.connect_ms,
+	    ttfb_ms: .phases.ttfb_ms, bytes, http_version, remote_ip}' "$T/in" |
+		sort >"$T/want"
+	diff "$T/want" "$T/rows"
+}
+
+@test "pg-write: killed mid-stream, every ack is stored; a rerun completes without doubles" {
+	"$GEN" -n 2500 -t 40 -f 9 >"$T/in"
+	mkfifo "$T/fifo"
+	sm-pg-write -b 50 -l 10ms <"$T/fifo" >"$T/acks" 2>"$T/err" &
+	local writer=$!
+	track_pid "$writer"
+	{
+		local i=0 line
+		while IFS= read -r line; do
+			printf '%s\n' "$line"
+			i=$((i + 1))
+			((i % 100)) || sleep 0.01
+		done <"$T/in"
+	} >"$T/fifo" 2>/dev/null &
+	local feeder=$!
+	track_pid "$feeder"
+	wait_for stored_more_than 300
+	kill -KILL "$writer"
+	wait "$writer" || true
+	wait "$feeder" || true
+	# The acks are a prefix of the input, and each is in the database.
+	# (A SIGKILL can cut the last ack line short: a reader ignores an
+	# unterminated line, and so does this check.)
+	local n
+	n=$(wc -l <"$T/acks")
+	[ "$n" -gt 0 ]
+	head -n "$n" "$T/acks" >"$T/acks.complete"
+	cmp "$T/acks.complete" <(head -n "$n" "$T/in")
+	jq -r .id "$T/acks.complete" | sort >"$T/acked"
+	psql_q "SELECT id FROM checks" | sort >"$T/stored"
+	[ -z "$(comm -23 "$T/acked" "$T/stored")" ]
+	# Redelivered from the start, as Kafka would: stored once.
+	run -0 --separate-stderr sm-pg-write <"$T/in"
+	[ "$(psql_q "SELECT count(*) || ' ' || count(DISTINCT id) FROM checks")" = "2500 2500" ]
+}

@@ -1,0 +1,443 @@
+/*
+ * sm-check - probe each target read on stdin over HTTP(S) and write one
+ * result record per probe on stdout.
+ *
+ * One thread, libcurl's multi interface: stdin is read (non-blocking) while
+ * probes run, and not read at all while --concurrency probes are in flight,
+ * so a fast producer is slowed through the pipe instead of buffered.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "sm.h"
+#include "probe.h"
+#include "rxcache.h"
+
+#define DEFAULT_CONCURRENCY 64
+#define MAX_CONCURRENCY 100000
+
+static const char usage_text[] =
+    "usage: sm-check [-s] [-c n] [-l name] [-A agent] [-d file] < targets\n"
+    "\n"
+    "  -c, --concurrency N       probes in flight at most (default 64)\n"
+    "  -l, --probe-location NAME value of \"probe\" in results (default: host name)\n"
+    "  -A, --user-agent AGENT    default User-Agent (default: sitemon/VERSION)\n"
+    "  -d, --dead-letter FILE    append each invalid input line to FILE\n"
+    "  -s, --strict              an invalid input line is fatal (exit 65)\n"
+    "  -h, --help                show this help\n"
+    "  -V, --version             show the version\n"
+    "\n"
+    "Input: one target record (JSON) or one http(s) URL per line.\n"
+    "Environment: SM_CHECK_CONCURRENCY, SM_PROBE_LOCATION.\n";
+
+static const struct option long_opts[] = {
+	{ "concurrency", required_argument, NULL, 'c' },
+	{ "probe-location", required_argument, NULL, 'l' },
+	{ "user-agent", required_argument, NULL, 'A' },
+	{ "dead-letter", required_argument, NULL, 'd' },
+	{ "strict", no_argument, NULL, 's' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 },
+};
+
+struct state {
+	CURLM *multi;
+	struct line_reader *lr;
+	struct probe_opts popts;
+	size_t max_inflight;
+	size_t inflight;
+	bool strict;
+	bool eof;        /* stdin is exhausted */
+	bool bad_strict; /* --strict and an invalid line was seen */
+	bool stopping;   /* a signal asked for a drain (and it was logged) */
+	FILE *dead;      /* --dead-letter, or NULL */
+	const char *dead_path;
+};
+
+/* Signals: the first asks for a drain, through a self-pipe that wakes the
+ * poll; the second restores the default action and so ends the process
+ * at once. */
+static volatile sig_atomic_t stop_requested;
+static int sig_pipe[2] = { -1, -1 };
+static int stdin_flags = -1; /* as found, restored at exit */
+
+static void
+on_signal(int sig)
+{
+	int saved = errno;
+
+	if (stop_requested) {
+		/* atexit() will not run: give stdin back its flags here. */
+		if (stdin_flags != -1)
+			(void)fcntl(STDIN_FILENO, F_SETFL, stdin_flags);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		raise(sig);
+	}
+	stop_requested = 1;
+	(void)!write(sig_pipe[1], "", 1);
+	errno = saved;
+}
+
+static void
+setup_signals(void)
+{
+	struct sigaction sa;
+
+	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		die(EX_SOFTWARE, "pipe:");
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* stdin may be a terminal shared with the shell: give it back as found. */
+static void
+restore_stdin(void)
+{
+	if (stdin_flags != -1)
+		(void)fcntl(STDIN_FILENO, F_SETFL, stdin_flags);
+}
+
+static void
+nonblocking_stdin(void)
+{
+	if ((stdin_flags = fcntl(STDIN_FILENO, F_GETFL)) < 0)
+		die(EX_SOFTWARE, "stdin:");
+	atexit(restore_stdin);
+	if (fcntl(STDIN_FILENO, F_SETFL, stdin_flags | O_NONBLOCK) < 0)
+		die(EX_SOFTWARE, "stdin: cannot make it non-blocking:");
+}
+
+/* Each probe holds a socket: let -c use what the hard limit allows. */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/* ---- input ------------------------------------------------------------- */
+
+static void
+bad_line(struct state *st, const char *line, size_t len, const char *why)
+{
+	warn_input(line_reader_name(st->lr), line_reader_lineno(st->lr), line,
+	           len, "%s", why);
+	if (st->dead != NULL &&
+	    (fwrite(line, 1, len, st->dead) != len || putc('\n', st->dead) == EOF ||
+	     fflush(st->dead) != 0))
+		die(EX_IOERR, "%s:", st->dead_path);
+	if (st->strict)
+		st->bad_strict = true;
+}
+
+static void
+write_result(json_t *r)
+{
+	char err[256];
+
+	/* A record that fails the schema is a bug here, not bad input. */
+	if (result_validate(r, err, sizeof err) < 0)
+		die(EX_SOFTWARE, "internal error: result fails schema v1: %s",
+		    err);
+	if (json_line_write(stdout, r) < 0)
+		die(EX_IOERR, "write <stdout>:");
+}
+
+static void
+start_probe(struct state *st, struct target *t, const char *line, size_t len)
+{
+	char err[512];
+	struct probe *p;
+	CURLMcode mc;
+
+	if ((p = probe_new(t, &st->popts, err, sizeof err)) == NULL) {
+		bad_line(st, line, len, err);
+		return;
+	}
+	probe_start(p);
+	if ((mc = curl_multi_add_handle(st->multi, probe_easy(p))) != CURLM_OK) {
+		json_t *r = probe_result_error(p, ERR_OTHER,
+		                               curl_multi_strerror(mc));
+		write_result(r);
+		json_decref(r);
+		probe_free(&p);
+		return;
+	}
+	st->inflight++;
+}
+
+static void
+handle_line(struct state *st, char *line, size_t len)
+{
+	char err[512];
+	size_t a = 0, b = len;
+	struct target *t;
+	char *name;
+
+	while (a < b && (line[a] == ' ' || line[a] == '\t'))
+		a++;
+	while (b > a && (line[b - 1] == ' ' || line[b - 1] == '\t'))
+		b--;
+	/* Blank lines and "#" comments let a URL list be a plain file. */
+	if (a == b || line[a] == '#')
+		return;
+	if (line[a] == '{') {
+		json_t *obj = json_line_parse(line + a, b - a, err, sizeof err);
+
+		if (obj == NULL) {
+			bad_line(st, line, len, err);
+			return;
+		}
+		t = target_from_json(obj, err, sizeof err);
+		json_decref(obj);
+		if (t == NULL) {
+			bad_line(st, line, len, err);
+			return;
+		}
+	} else {
+		const char *reason;
+
+		line[b] = '\0';
+		if (url_check(line + a, &reason) < 0) {
+			snprintf(err, sizeof err,
+			         "not a target record or URL (%s)", reason);
+			bad_line(st, line, len, err);
+			return;
+		}
+		t = target_new(line + a, line + a);
+	}
+	/* A target named after its url is named without its password. */
+	if (strchr(t->url, '@') != NULL && strcmp(t->target, t->url) == 0) {
+		name = url_redacted(t->url);
+		free(t->target);
+		t->target = name;
+	}
+	start_probe(st, t, line, len);
+}
+
+/* Read lines while there is room for more probes.  Returns false when
+ * it stopped for want of room, with lines perhaps left in the buffer. */
+static bool
+read_input(struct state *st)
+{
+	char *line;
+	size_t len;
+
+	while (!st->eof && !st->bad_strict && !stop_requested &&
+	       st->inflight < st->max_inflight) {
+		switch (line_reader_next(st->lr, &line, &len)) {
+		case LINE_OK:
+			handle_line(st, line, len);
+			break;
+		case LINE_TOO_LONG:
+			bad_line(st, line, len, "line too long");
+			break;
+		case LINE_AGAIN:
+			return true;
+		case LINE_EOF:
+			st->eof = true;
+			return true;
+		case LINE_ERROR:
+			die(EX_IOERR, "read %s:", line_reader_name(st->lr));
+		}
+	}
+	return st->inflight < st->max_inflight;
+}
+
+/* ---- the multi loop ---------------------------------------------------- */
+
+static void
+collect_done(struct state *st)
+{
+	CURLMsg *msg;
+	int left;
+
+	while ((msg = curl_multi_info_read(st->multi, &left)) != NULL) {
+		struct probe *p = NULL;
+		json_t *r;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &p);
+		/* msg is invalid once its handle leaves the multi. */
+		r = probe_result(p, msg->data.result);
+		curl_multi_remove_handle(st->multi, probe_easy(p));
+		write_result(r);
+		json_decref(r);
+		probe_free(&p);
+		st->inflight--;
+	}
+}
+
+static void
+run(struct state *st)
+{
+	int running;
+	CURLMcode mc;
+
+	for (;;) {
+		struct curl_waitfd fds[2];
+		unsigned nfds = 0;
+		bool reading, drained;
+
+		drained = read_input(st);
+		if ((mc = curl_multi_perform(st->multi, &running)) != CURLM_OK)
+			die(EX_SOFTWARE, "curl_multi_perform: %s",
+			    curl_multi_strerror(mc));
+		collect_done(st);
+		/* Results go out before we wait, so that the pipeline streams
+		 * without a flush per record. */
+		if (fflush(stdout) != 0)
+			die(EX_IOERR, "write <stdout>:");
+
+		if (stop_requested && !st->stopping) {
+			st->stopping = true;
+			info("stopping: %zu probe%s in flight to finish",
+			     st->inflight, st->inflight == 1 ? "" : "s");
+		}
+		reading = !st->eof && !st->bad_strict && !stop_requested;
+		if (!reading && st->inflight == 0)
+			return;
+		if (reading && st->inflight < st->max_inflight) {
+			/* Probes ended since the reader stopped for want of
+			 * room: complete lines may sit in its buffer, where
+			 * poll cannot see them. */
+			if (!drained)
+				continue;
+			fds[nfds++] = (struct curl_waitfd){ .fd = STDIN_FILENO,
+			                                    .events = CURL_WAIT_POLLIN };
+		}
+		fds[nfds++] = (struct curl_waitfd){ .fd = sig_pipe[0],
+		                                    .events = CURL_WAIT_POLLIN };
+		if ((mc = curl_multi_poll(st->multi, fds, nfds, 1000, NULL)) !=
+		    CURLM_OK)
+			die(EX_SOFTWARE, "curl_multi_poll: %s",
+			    curl_multi_strerror(mc));
+		if (fds[nfds - 1].revents) {
+			char buf[16];
+
+			while (read(sig_pipe[0], buf, sizeof buf) > 0)
+				;
+		}
+	}
+}
+
+/* ---- main -------------------------------------------------------------- */
+
+static char *
+default_location(void)
+{
+	char host[256];
+
+	if (gethostname(host, sizeof host) < 0)
+		return xstrdup("unknown");
+	host[sizeof host - 1] = '\0';
+	return xstrdup(host);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct state st = { .max_inflight = DEFAULT_CONCURRENCY };
+	const char *env, *location = NULL, *user_agent = NULL;
+	char *owned_location = NULL, *owned_ua = NULL;
+	int c;
+
+	diag_init(argv[0]);
+	if ((env = getenv("SM_CHECK_CONCURRENCY")) != NULL && *env)
+		st.max_inflight = (size_t)opt_ll("SM_CHECK_CONCURRENCY", env, 1,
+		                                 MAX_CONCURRENCY);
+	if ((env = getenv("SM_PROBE_LOCATION")) != NULL && *env)
+		location = env;
+
+	while ((c = getopt_long(argc, argv, "c:l:A:d:shV", long_opts, NULL)) !=
+	       -1) {
+		switch (c) {
+		case 'c':
+			st.max_inflight = (size_t)opt_ll("-c", optarg, 1,
+			                                 MAX_CONCURRENCY);
+			break;
+		case 'l':
+			if (*optarg == '\0')
+				die(EX_USAGE, "-l: the probe location must not be empty");
+			location = optarg;
+			break;
+		case 'A':
+			user_agent = optarg;
+			break;
+		case 'd':
+			st.dead_path = optarg;
+			break;
+		case 's':
+			st.strict = true;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return fflush(stdout) == 0 ? 0 : EX_IOERR;
+		case 'V':
+			print_version_and_exit();
+		default:
+			fputs(usage_text, stderr);
+			return EX_USAGE;
+		}
+	}
+	if (optind < argc) {
+		warn("unexpected argument \"%s\": targets are read on stdin",
+		     argv[optind]);
+		fputs(usage_text, stderr);
+		return EX_USAGE;
+	}
+
+	if (location == NULL)
+		location = owned_location = default_location();
+	if (user_agent == NULL)
+		user_agent = owned_ua = xasprintf("sitemon/%s", SM_VERSION);
+	st.popts.location = location;
+	st.popts.user_agent = user_agent;
+	if (st.dead_path != NULL &&
+	    (st.dead = fopen(st.dead_path, "ae")) == NULL)
+		die(EX_CONFIG, "%s:", st.dead_path);
+
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		die(EX_SOFTWARE, "curl_global_init failed");
+	if ((st.multi = curl_multi_init()) == NULL)
+		die(EX_SOFTWARE, "curl_multi_init failed");
+	setup_signals();
+	raise_fd_limit();
+	nonblocking_stdin();
+	st.lr = line_reader_new(STDIN_FILENO, "<stdin>", SM_MAX_LINE);
+
+	run(&st);
+
+	line_reader_free(&st.lr);
+	curl_multi_cleanup(st.multi);
+	curl_global_cleanup();
+	rx_cache_clear();
+	free(owned_location);
+	free(owned_ua);
+	if (st.dead != NULL && fclose(st.dead) != 0)
+		die(EX_IOERR, "%s:", st.dead_path);
+	if (fclose(stdout) != 0)
+		die(EX_IOERR, "write <stdout>:");
+	return st.bad_strict ? EX_DATAERR : 0;
+}

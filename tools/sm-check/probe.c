@@ -1,0 +1,718 @@
+/*
+ * probe.c - set up one curl easy handle per target and turn the finished
+ * transfer into a result record (schema v1).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "sm.h"
+#include "probe.h"
+#include "rxcache.h"
+
+struct probe {
+	struct target *t;
+	CURL *easy;
+	struct curl_slist *headers;
+	char errbuf[CURL_ERROR_SIZE];
+	char id[UUID_STR_LEN];
+	const struct probe_opts *opts;
+	int64_t started_ms;      /* wall clock, for started_at */
+	int64_t started_ns;      /* monotonic, for duration when curl has none */
+
+	int64_t max_body;        /* too_large past this many body bytes */
+	int64_t bytes;           /* body bytes of the last response */
+	bool too_large;
+	bool keep_body;          /* a regex needs the body */
+	char *body;
+	size_t body_len, body_cap;
+
+	char tls_version[32];    /* from curl's "SSL connection using" line */
+};
+
+/* ---- curl callbacks --------------------------------------------------- */
+
+static size_t
+on_header(char *buf, size_t size, size_t n, void *userdata)
+{
+	struct probe *p = userdata;
+	size_t len = size * n;
+
+	/* A new status line starts a new response (after a redirect or a
+	 * 100 Continue): count and keep only the last response's body. */
+	if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
+		p->bytes = 0;
+		p->body_len = 0;
+	}
+	return len;
+}
+
+static size_t
+on_body(char *buf, size_t size, size_t n, void *userdata)
+{
+	struct probe *p = userdata;
+	size_t len = size * n;
+
+	if (p->bytes + (int64_t)len > p->max_body) {
+		/* Returning short makes curl stop with CURLE_WRITE_ERROR,
+		 * which probe_result() reports as too_large. */
+		p->bytes = p->max_body + 1;
+		p->too_large = true;
+		return 0;
+	}
+	p->bytes += (int64_t)len;
+	if (p->keep_body) {
+		if (p->body_len + len > p->body_cap) {
+			size_t cap = p->body_cap ? p->body_cap : 16384;
+
+			while (cap < p->body_len + len)
+				cap *= 2;
+			p->body = xrealloc(p->body, cap);
+			p->body_cap = cap;
+		}
+		memcpy(p->body + p->body_len, buf, len);
+		p->body_len += len;
+	}
+	return len;
+}
+
+/* Verbose mode is on only to learn the negotiated TLS version, which
+ * libcurl reports nowhere else without linking OpenSSL ourselves. */
+static int
+on_debug(CURL *easy, curl_infotype type, char *data, size_t size,
+         void *userdata)
+{
+	static const char pfx[] = "SSL connection using ";
+	struct probe *p = userdata;
+	size_t i, n = sizeof pfx - 1;
+
+	if (type != CURLINFO_TEXT || size <= n || memcmp(data, pfx, n) != 0)
+		return 0;
+	for (i = 0; n + i < size && i < sizeof p->tls_version - 1; i++) {
+		char c = data[n + i];
+
+		if (c == ' ' || c == '\n' || c == '\r' || c == '/')
+			break;
+		p->tls_version[i] = c;
+	}
+	p->tls_version[i] = '\0';
+	return 0;
+}
+
+/* ---- setup ------------------------------------------------------------ */
+
+#define SETOPT(e, opt, val)                                                   \
+	do {                                                                  \
+		CURLcode rc_ = curl_easy_setopt((e), (opt), (val));           \
+		if (rc_ != CURLE_OK)                                          \
+			die(EX_SOFTWARE, "curl_easy_setopt(%s): %s", #opt,    \
+			    curl_easy_strerror(rc_));                         \
+	} while (0)
+
+static void
+add_headers(struct probe *p)
+{
+	const char *name;
+	json_t *val;
+	bool have_ua = false;
+
+	if (p->t->headers != NULL) {
+		json_object_foreach(p->t->headers, name, val) {
+			const char *v = json_string_value(val);
+			char *line;
+
+			if (v == NULL)
+				continue;
+			if (strcasecmp(name, "User-Agent") == 0)
+				have_ua = true;
+			/* "Name;" is curl's way to send an empty value. */
+			line = *v ? xasprintf("%s: %s", name, v)
+			          : xasprintf("%s;", name);
+			p->headers = curl_slist_append(p->headers, line);
+			free(line);
+			if (p->headers == NULL)
+				die(EX_SOFTWARE, "out of memory");
+		}
+	}
+	if (!have_ua && p->opts->user_agent != NULL)
+		SETOPT(p->easy, CURLOPT_USERAGENT, p->opts->user_agent);
+	if (p->headers != NULL)
+		SETOPT(p->easy, CURLOPT_HTTPHEADER, p->headers);
+}
+
+static void
+setup_easy(struct probe *p)
+{
+	CURL *e = p->easy;
+	const struct target *t = p->t;
+
+	SETOPT(e, CURLOPT_PRIVATE, p);
+	SETOPT(e, CURLOPT_URL, t->url);
+	SETOPT(e, CURLOPT_NOSIGNAL, 1L);
+	SETOPT(e, CURLOPT_ERRORBUFFER, p->errbuf);
+	SETOPT(e, CURLOPT_HEADERFUNCTION, on_header);
+	SETOPT(e, CURLOPT_HEADERDATA, p);
+	SETOPT(e, CURLOPT_WRITEFUNCTION, on_body);
+	SETOPT(e, CURLOPT_WRITEDATA, p);
+	SETOPT(e, CURLOPT_VERBOSE, 1L);
+	SETOPT(e, CURLOPT_DEBUGFUNCTION, on_debug);
+	SETOPT(e, CURLOPT_DEBUGDATA, p);
+
+	/* Only http and https, redirects included. */
+	SETOPT(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	SETOPT(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+
+	/* Every probe measures a cold start: its own DNS lookup, connection
+	 * and TLS handshake. */
+	SETOPT(e, CURLOPT_FRESH_CONNECT, 1L);
+	SETOPT(e, CURLOPT_FORBID_REUSE, 1L);
+	SETOPT(e, CURLOPT_DNS_CACHE_TIMEOUT, 0L);
+	SETOPT(e, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+
+	SETOPT(e, CURLOPT_TIMEOUT_MS, (long)t->timeout_ms);
+	SETOPT(e, CURLOPT_CONNECTTIMEOUT_MS, (long)t->timeout_ms);
+	SETOPT(e, CURLOPT_FOLLOWLOCATION, t->follow_redirects ? 1L : 0L);
+	SETOPT(e, CURLOPT_MAXREDIRS, (long)t->max_redirects);
+	/* Ask for what a browser gets; regexes see the decoded body and
+	 * max_body_bytes bounds the decoded size. */
+	SETOPT(e, CURLOPT_ACCEPT_ENCODING, "");
+	SETOPT(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)p->max_body);
+
+	switch (t->ip_version) {
+	case IP_V4:
+		SETOPT(e, CURLOPT_IPRESOLVE, (long)CURL_IPRESOLVE_V4);
+		break;
+	case IP_V6:
+		SETOPT(e, CURLOPT_IPRESOLVE, (long)CURL_IPRESOLVE_V6);
+		break;
+	default:
+		break;
+	}
+
+	SETOPT(e, CURLOPT_SSL_VERIFYPEER, t->tls_verify ? 1L : 0L);
+	SETOPT(e, CURLOPT_SSL_VERIFYHOST, t->tls_verify ? 2L : 0L);
+	if (t->ca_file != NULL)
+		SETOPT(e, CURLOPT_CAINFO, t->ca_file);
+	SETOPT(e, CURLOPT_CERTINFO, 1L);
+
+	if (t->body != NULL) {
+		SETOPT(e, CURLOPT_POSTFIELDSIZE_LARGE,
+		       (curl_off_t)strlen(t->body));
+		SETOPT(e, CURLOPT_COPYPOSTFIELDS, t->body);
+	}
+	/* A POST with a body is curl's own POST, which turns into a GET on
+	 * a 301, 302 or 303 as browsers do; any other method is sent as is
+	 * to every hop. */
+	if (strcmp(t->method, "HEAD") == 0)
+		SETOPT(e, CURLOPT_NOBODY, 1L);
+	else if (!(strcmp(t->method, "POST") == 0 && t->body != NULL) &&
+	         (strcmp(t->method, "GET") != 0 || t->body != NULL))
+		SETOPT(e, CURLOPT_CUSTOMREQUEST, t->method);
+
+	add_headers(p);
+}
+
+struct probe *
+probe_new(struct target *t, const struct probe_opts *o, char *err,
+          size_t errlen)
+{
+	struct probe *p;
+	char rxerr[256];
+	const char *field = NULL;
+
+	if (t->regex != NULL && rx_check(t->regex, rxerr, sizeof rxerr) < 0)
+		field = "regex";
+	else if (t->regex_absent != NULL &&
+	         rx_check(t->regex_absent, rxerr, sizeof rxerr) < 0)
+		field = "regex_absent";
+	if (field != NULL) {
+		snprintf(err, errlen, "field \"%s\": %s", field, rxerr);
+		target_free(&t);
+		return NULL;
+	}
+
+	p = xcalloc(1, sizeof *p);
+	p->t = t;
+	p->opts = o;
+	p->max_body = t->max_body_bytes > 0 ? t->max_body_bytes
+	                                    : SM_DEFAULT_MAX_BODY;
+	p->keep_body = t->regex != NULL || t->regex_absent != NULL;
+	if ((p->easy = curl_easy_init()) == NULL)
+		die(EX_SOFTWARE, "curl_easy_init failed");
+	setup_easy(p);
+	uuid7_new(p->id);
+	return p;
+}
+
+void
+probe_free(struct probe **pp)
+{
+	struct probe *p = *pp;
+
+	if (p == NULL)
+		return;
+	curl_easy_cleanup(p->easy);
+	curl_slist_free_all(p->headers);
+	target_free(&p->t);
+	free(p->body);
+	free(p);
+	*pp = NULL;
+}
+
+CURL *
+probe_easy(const struct probe *p)
+{
+	return p->easy;
+}
+
+void
+probe_start(struct probe *p)
+{
+	p->started_ms = time_now_ms();
+	p->started_ns = mono_now_ns();
+}
+
+/* ---- the result record ------------------------------------------------ */
+
+char *
+url_redacted(const char *url)
+{
+	CURLU *u;
+	char *pw = NULL, *out = NULL, *copy;
+
+	if (url == NULL)
+		return NULL;
+	if (strchr(url, '@') == NULL) /* no userinfo: the common case */
+		return xstrdup(url);
+	if ((u = curl_url()) == NULL)
+		die(EX_SOFTWARE, "out of memory");
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PASSWORD, &pw, 0) != CURLUE_OK ||
+	    curl_url_set(u, CURLUPART_PASSWORD, "***", 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_URL, &out, 0) != CURLUE_OK) {
+		curl_free(pw);
+		curl_url_cleanup(u);
+		return xstrdup(url);
+	}
+	copy = xstrdup(out);
+	curl_free(pw);
+	curl_free(out);
+	curl_url_cleanup(u);
+	return copy;
+}
+
+static enum error_kind
+kind_of(const struct probe *p, CURLcode code, long status)
+{
+	switch (code) {
+	case CURLE_OK:
+		return ERR_NONE;
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+		return ERR_DNS;
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+		return ERR_CONNECT;
+	case CURLE_OPERATION_TIMEDOUT:
+		return ERR_TIMEOUT;
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_INVALIDCERTSTATUS:
+	case CURLE_SSL_CRL_BADFILE:
+	case CURLE_SSL_SHUTDOWN_FAILED:
+	case CURLE_SSL_ENGINE_NOTFOUND:
+	case CURLE_SSL_ENGINE_SETFAILED:
+	case CURLE_SSL_ENGINE_INITFAILED:
+	case CURLE_USE_SSL_FAILED:
+		return ERR_TLS;
+	case CURLE_TOO_MANY_REDIRECTS:
+		return ERR_REDIRECTS;
+	case CURLE_UNSUPPORTED_PROTOCOL:
+		/* The input's url was checked before probing, so this is a
+		 * redirect to a refused scheme, or an HTTP/0.9 reply (which
+		 * libcurl reports with the same code). */
+		return status >= 300 && status <= 399 ? ERR_REDIRECTS
+		                                      : ERR_PROTOCOL;
+	case CURLE_FILESIZE_EXCEEDED:
+		return ERR_TOO_LARGE;
+	case CURLE_WRITE_ERROR:
+		return p->too_large ? ERR_TOO_LARGE : ERR_OTHER;
+	case CURLE_GOT_NOTHING:
+	case CURLE_WEIRD_SERVER_REPLY:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_BAD_CONTENT_ENCODING:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+	case CURLE_HTTP3:
+	case CURLE_QUIC_CONNECT_ERROR:
+	case CURLE_RANGE_ERROR:
+	case CURLE_BAD_DOWNLOAD_RESUME:
+		return ERR_PROTOCOL;
+	default:
+		return ERR_OTHER;
+	}
+}
+
+/* Microseconds to milliseconds, kept to the microsecond. */
+static json_t *
+ms_of(curl_off_t us)
+{
+	return json_real((double)us / 1000.0);
+}
+
+static json_t *
+phase(curl_off_t end, curl_off_t start)
+{
+	if (end <= 0)
+		return json_null(); /* that phase never ran */
+	return ms_of(end > start ? end - start : 0);
+}
+
+static curl_off_t
+info_time(CURL *e, CURLINFO what)
+{
+	curl_off_t v = 0;
+
+	if (curl_easy_getinfo(e, what, &v) != CURLE_OK)
+		return 0;
+	return v;
+}
+
+/* Timers accumulate over redirect hops in libcurl, so each difference is
+ * that phase's total over every hop. */
+static json_t *
+phases_of(CURL *e)
+{
+	curl_off_t nl = info_time(e, CURLINFO_NAMELOOKUP_TIME_T);
+	curl_off_t ct = info_time(e, CURLINFO_CONNECT_TIME_T);
+	curl_off_t ac = info_time(e, CURLINFO_APPCONNECT_TIME_T);
+	curl_off_t pt = info_time(e, CURLINFO_PRETRANSFER_TIME_T);
+	curl_off_t st = info_time(e, CURLINFO_STARTTRANSFER_TIME_T);
+	curl_off_t tt = info_time(e, CURLINFO_TOTAL_TIME_T);
+	curl_off_t sent = pt > 0 ? pt : ac > 0 ? ac : ct;
+
+	return json_pack("{s:o,s:o,s:o,s:o,s:o}",
+	                 "dns_ms", phase(nl, 0),
+	                 "connect_ms", phase(ct, nl),
+	                 "tls_ms", ac > 0 ? phase(ac, ct) : json_null(),
+	                 "ttfb_ms", phase(st, sent),
+	                 "transfer_ms", st > 0 ? phase(tt, st) : json_null());
+}
+
+static json_t *
+str_or_null(const char *s)
+{
+	return s != NULL && *s ? json_string(s) : json_null();
+}
+
+/* One printable line: control characters become spaces, trailing
+ * whitespace goes. */
+static void
+one_line(char *s)
+{
+	size_t n;
+
+	for (char *c = s; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = ' ';
+	n = strlen(s);
+	while (n > 0 && s[n - 1] == ' ')
+		s[--n] = '\0';
+}
+
+static void
+expected_str(const struct target *t, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	if (t->n_expect_status == 0) {
+		snprintf(buf, len, "2xx");
+		return;
+	}
+	buf[0] = '\0';
+	for (size_t i = 0; i < t->n_expect_status && off < len; i++) {
+		const struct status_range *r = &t->expect_status[i];
+		const char *sep = i ? "," : "";
+		int w;
+
+		if (r->lo == r->hi)
+			w = snprintf(buf + off, len - off, "%s%d", sep, r->lo);
+		else if (r->lo % 100 == 0 && r->hi == r->lo + 99)
+			w = snprintf(buf + off, len - off, "%s%dxx", sep,
+			             r->lo / 100);
+		else
+			w = snprintf(buf + off, len - off, "%s%d-%d", sep,
+			             r->lo, r->hi);
+		if (w < 0)
+			break;
+		off += (size_t)w;
+	}
+}
+
+static const char *
+http_version_name(long v)
+{
+	switch (v) {
+	case CURL_HTTP_VERSION_1_0: return "1.0";
+	case CURL_HTTP_VERSION_1_1: return "1.1";
+	case CURL_HTTP_VERSION_2_0: return "2";
+	case CURL_HTTP_VERSION_3: return "3";
+	default: return NULL;
+	}
+}
+
+/* "Nov 23 10:53:35 2027 GMT" (OpenSSL's ASN1_TIME_print) to unix ms. */
+static int
+parse_cert_time(const char *s, int64_t *ms)
+{
+	struct tm tm;
+	const char *end;
+
+	memset(&tm, 0, sizeof tm);
+	end = strptime(s, "%b %d %H:%M:%S %Y", &tm);
+	if (end == NULL)
+		return -1;
+	*ms = (int64_t)timegm(&tm) * 1000;
+	return 0;
+}
+
+static json_t *
+cert_time(const char *s, int64_t *ms)
+{
+	char buf[TIME_STR_LEN];
+
+	if (s == NULL || parse_cert_time(s, ms) < 0)
+		return json_null();
+	time_format_ms(*ms, buf);
+	return json_string(buf);
+}
+
+/* The leaf certificate's field "name" from CURLINFO_CERTINFO. */
+static const char *
+certinfo_field(struct curl_certinfo *ci, const char *name)
+{
+	size_t n = strlen(name);
+
+	if (ci == NULL || ci->num_of_certs < 1)
+		return NULL;
+	for (struct curl_slist *s = ci->certinfo[0]; s; s = s->next)
+		if (strncmp(s->data, name, n) == 0 && s->data[n] == ':')
+			return s->data + n + 1;
+	return NULL;
+}
+
+static json_t *
+tls_of(struct probe *p)
+{
+	struct curl_certinfo *ci = NULL;
+	int64_t not_after = 0, not_before = 0;
+	json_t *tls, *na, *nb, *days = json_null();
+
+	if (curl_easy_getinfo(p->easy, CURLINFO_CERTINFO, &ci) != CURLE_OK)
+		ci = NULL;
+	na = cert_time(certinfo_field(ci, "Expire date"), &not_after);
+	nb = cert_time(certinfo_field(ci, "Start date"), &not_before);
+	if (!json_is_null(na)) {
+		int64_t left = not_after - p->started_ms;
+
+		/* Whole days, rounded down: -1 once it has expired. */
+		days = json_integer(left >= 0 ? left / 86400000
+		                              : -((-left + 86399999) / 86400000));
+	}
+	tls = json_pack("{s:o,s:o,s:o,s:o,s:o}",
+	                "version", str_or_null(p->tls_version),
+	                "cert_not_after", na,
+	                "cert_not_before", nb,
+	                "cert_days_left", days,
+	                "cert_issuer",
+	                str_or_null(certinfo_field(ci, "Issuer")));
+	return tls;
+}
+
+static bool
+is_https(const char *url)
+{
+	return url != NULL && strncasecmp(url, "https:", 6) == 0;
+}
+
+/* Truncate a pattern for an error message. */
+static void
+short_pattern(const char *pat, char *buf, size_t len)
+{
+	size_t n = strlen(pat);
+
+	if (n < len) {
+		memcpy(buf, pat, n + 1);
+		return;
+	}
+	snprintf(buf, len, "%.*s...", (int)(len - 4), pat);
+}
+
+static json_t *
+base_record(struct probe *p)
+{
+	const struct target *t = p->t;
+	char started[TIME_STR_LEN], sched[TIME_STR_LEN];
+	char *url = url_redacted(t->url);
+	json_t *r;
+
+	time_format_ms(p->started_ms, started);
+	if (t->scheduled_at_ms != 0)
+		time_format_ms(t->scheduled_at_ms, sched);
+	r = json_pack("{s:i,s:s,s:s,s:s,s:o,s:s,s:o,s:s}",
+	              "v", SM_SCHEMA_VERSION,
+	              "id", p->id,
+	              "target", t->target,
+	              "url", url,
+	              "labels", t->labels != NULL ? json_incref(t->labels)
+	                                          : json_object(),
+	              "probe", p->opts->location,
+	              "scheduled_at",
+	              t->scheduled_at_ms != 0 ? json_string(sched) : json_null(),
+	              "started_at", started);
+	free(url);
+	if (r == NULL)
+		die(EX_SOFTWARE, "cannot build a result record");
+	return r;
+}
+
+json_t *
+probe_result(struct probe *p, CURLcode code)
+{
+	const struct target *t = p->t;
+	CURL *e = p->easy;
+	long status = 0, redirects = 0, httpver = 0;
+	char *ip = NULL, *final_url = NULL, *shown;
+	curl_off_t total;
+	enum error_kind kind;
+	char msg[CURL_ERROR_SIZE + 512];
+	json_t *r, *rx = NULL;
+	bool ok;
+
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(e, CURLINFO_REDIRECT_COUNT, &redirects);
+	curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &httpver);
+	curl_easy_getinfo(e, CURLINFO_PRIMARY_IP, &ip);
+	curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &final_url);
+	total = info_time(e, CURLINFO_TOTAL_TIME_T);
+	if (total <= 0)
+		total = (curl_off_t)((mono_now_ns() - p->started_ns) / 1000);
+
+	kind = kind_of(p, code, status);
+	msg[0] = '\0';
+	if (kind == ERR_TOO_LARGE) {
+		snprintf(msg, sizeof msg, "body larger than %lld bytes",
+		         (long long)p->max_body);
+	} else if (kind != ERR_NONE) {
+		snprintf(msg, sizeof msg, "%s",
+		         p->errbuf[0] ? p->errbuf : curl_easy_strerror(code));
+		if (kind == ERR_REDIRECTS && code == CURLE_UNSUPPORTED_PROTOCOL)
+			snprintf(msg, sizeof msg,
+			         "redirect to a refused scheme (only http and "
+			         "https): %s",
+			         p->errbuf[0] ? p->errbuf
+			                      : curl_easy_strerror(code));
+	} else if (!status_expected(t, status)) {
+		char exp[256];
+
+		expected_str(t, exp, sizeof exp);
+		kind = ERR_HTTP_STATUS;
+		snprintf(msg, sizeof msg, "status %ld, expected %s", status,
+		         exp);
+	}
+
+	/* The regexes run on any complete body, so that "matched" is
+	 * reported even when the status was already wrong. */
+	if (code == CURLE_OK) {
+		char err[256], pat[96];
+		enum rx_result m;
+
+		if (t->regex != NULL) {
+			m = rx_match(t->regex, p->body, p->body_len, err,
+			             sizeof err);
+			rx = json_pack("{s:s}", "pattern", t->regex);
+			if (m != RX_ERROR)
+				json_object_set_new(rx, "matched",
+				                    json_boolean(m == RX_MATCH));
+			if (kind == ERR_NONE && m == RX_ERROR) {
+				kind = ERR_OTHER;
+				snprintf(msg, sizeof msg, "%s", err);
+			} else if (kind == ERR_NONE && m == RX_NOMATCH) {
+				kind = ERR_BODY_MISMATCH;
+				short_pattern(t->regex, pat, sizeof pat);
+				snprintf(msg, sizeof msg,
+				         "body does not match regex \"%s\"", pat);
+			}
+		}
+		if (t->regex_absent != NULL && kind == ERR_NONE) {
+			m = rx_match(t->regex_absent, p->body, p->body_len, err,
+			             sizeof err);
+			if (m == RX_ERROR) {
+				kind = ERR_OTHER;
+				snprintf(msg, sizeof msg, "%s", err);
+			} else if (m == RX_MATCH) {
+				kind = ERR_BODY_MISMATCH;
+				short_pattern(t->regex_absent, pat, sizeof pat);
+				snprintf(msg, sizeof msg,
+				         "body matches regex_absent \"%s\"", pat);
+			}
+		}
+	} else if (t->regex != NULL) {
+		/* No complete body: the regex was never tried, so there is
+		 * no "matched". */
+		rx = json_pack("{s:s}", "pattern", t->regex);
+	}
+	ok = kind == ERR_NONE;
+	one_line(msg);
+
+	r = base_record(p);
+	json_object_set_new(r, "ok", json_boolean(ok));
+	json_object_set_new(r, "status",
+	                    status > 0 ? json_integer(status) : json_null());
+	json_object_set_new(r, "error_kind", str_or_null(error_kind_name(kind)));
+	json_object_set_new(r, "error", ok ? json_null() : json_string(msg));
+	json_object_set_new(r, "duration_ms", ms_of(total));
+	json_object_set_new(r, "phases", phases_of(e));
+	json_object_set_new(r, "bytes", json_integer(p->bytes));
+	json_object_set_new(r, "http_version",
+	                    str_or_null(http_version_name(httpver)));
+	json_object_set_new(r, "remote_ip", str_or_null(ip));
+	json_object_set_new(r, "redirects", json_integer(redirects));
+	shown = url_redacted(final_url);
+	json_object_set_new(r, "final_url", str_or_null(shown));
+	free(shown);
+	if (rx != NULL)
+		json_object_set_new(r, "regex", rx);
+	if (is_https(t->url) || is_https(final_url))
+		json_object_set_new(r, "tls", tls_of(p));
+	return r;
+}
+
+json_t *
+probe_result_error(struct probe *p, enum error_kind kind, const char *msg)
+{
+	json_t *r = base_record(p);
+
+	json_object_set_new(r, "ok", json_false());
+	json_object_set_new(r, "status", json_null());
+	json_object_set_new(r, "error_kind", json_string(error_kind_name(kind)));
+	json_object_set_new(r, "error", json_string(msg));
+	json_object_set_new(r, "duration_ms", json_real(0));
+	json_object_set_new(r, "phases",
+	                    json_pack("{s:n,s:n,s:n,s:n,s:n}", "dns_ms",
+	                              "connect_ms", "tls_ms", "ttfb_ms",
+	                              "transfer_ms"));
+	json_object_set_new(r, "bytes", json_integer(0));
+	json_object_set_new(r, "http_version", json_null());
+	json_object_set_new(r, "remote_ip", json_null());
+	json_object_set_new(r, "redirects", json_integer(0));
+	json_object_set_new(r, "final_url", json_null());
+	return r;
+}

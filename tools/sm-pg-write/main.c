@@ -1,0 +1,729 @@
+/*
+ * sm-pg-write - store result records in PostgreSQL, acknowledge them.
+ *
+ * Reads result records (sm-check's output, possibly wrapped with Kafka
+ * coordinates by sm-kafka-sub) from stdin, gathers them in batches by count
+ * and by time, stores each batch in one transaction (pg.c), and only after
+ * COMMIT writes the batch's original lines to stdout, in input order: the
+ * ack stream sm-kafka-sub commits offsets from.
+ *
+ * A record that is invalid or that the server refuses is reported (stderr,
+ * --dead-letter) and, unless --ack-stored-only, acknowledged too at its
+ * place in the order: sm-kafka-sub commits an offset only when everything
+ * before it is acknowledged, so a record never acked would hold its
+ * partition's offset back for good.  A line that is not a JSON object
+ * carries no coordinates and is never acknowledged.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sm.h"
+#include "pgw.h"
+
+static const char usage_text[] =
+	"usage: sm-pg-write [-As] [-b count] [-D file] [-d conninfo] "
+	"[-l duration]\n"
+	"                   [-R duration] [-r duration]\n"
+	"       sm-pg-write -m [-d conninfo] [-R duration] [-r duration]\n"
+	"       sm-pg-write -h | -V\n";
+
+static const char options_text[] =
+	"\n"
+	"Store result records from stdin in PostgreSQL, in batches; after each\n"
+	"commit, write the batch's lines to stdout (the ack stream).\n"
+	"\n"
+	"  -d, --dsn CONNINFO        libpq connection string or URI (SM_PG_DSN;\n"
+	"                            default: the PG* variables)\n"
+	"  -b, --batch COUNT         records per transaction (1000)\n"
+	"  -l, --linger DURATION     longest wait to fill a batch (200ms)\n"
+	"  -r, --retry-for DURATION  retry an unavailable database this long,\n"
+	"                            then exit 69 (5m)\n"
+	"  -D, --dead-letter FILE    append invalid and refused lines to FILE\n"
+	"  -s, --strict              exit 65 at the first invalid or refused line\n"
+	"  -A, --ack-stored-only     do not acknowledge invalid or refused records\n"
+	"  -R, --retention DURATION  drop day partitions older than DURATION\n"
+	"  -m, --migrate             apply the schema migrations and exit\n"
+	"  -h, --help                this text\n"
+	"  -V, --version             print the version\n";
+
+/* A batch never holds more than this many bytes of input, whatever -b. */
+#define MAX_BATCH_BYTES (32L * 1024 * 1024)
+#define RETENTION_EVERY_MS (60L * 60 * 1000)
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+
+struct rec {
+	char *line;
+	size_t len;
+	unsigned long lineno;
+	int32_t day;   /* started_at's UTC day (the checks partition) */
+	bool rejected; /* refused; here only to keep the ack order */
+};
+
+struct batch {
+	struct rec *recs;
+	size_t n, cap;
+	size_t bytes;
+	int64_t opened_ns; /* mono time of the first record */
+};
+
+static struct {
+	const char *conninfo;
+	long long batch;
+	int64_t linger_ms;
+	int64_t retry_for_ms;
+	const char *dead_letter;
+	int64_t retention_ms; /* 0: keep everything */
+	bool strict;
+	bool migrate_only;
+	bool ack_rejected;
+} opt = {
+	.batch = 1000,
+	.linger_ms = 200,
+	.retry_for_ms = 5 * 60 * 1000,
+	.ack_rejected = true,
+};
+
+static struct pgw *pg;
+static FILE *dead_letter;
+static const char *input_name = "<stdin>";
+
+static volatile sig_atomic_t stop_signal;
+/* stdin's file status flags before O_NONBLOCK: the open file description
+ * may be shared with the shell (a terminal), so put them back at exit. */
+static int stdin_flags = -1;
+static int wake_pipe[2] = { -1, -1 };
+
+/* Failing since (mono ns, 0 when not failing) and the next delay. */
+static int64_t failing_since_ns;
+static int64_t backoff_ms = BACKOFF_MIN_MS;
+
+static void
+on_signal(int sig)
+{
+	int saved = errno;
+
+	/* A second signal stops at once: the open transaction dies with the
+	 * connection, nothing of it is acknowledged. */
+	if (stop_signal) {
+		if (stdin_flags != -1)
+			(void)fcntl(STDIN_FILENO, F_SETFL, stdin_flags);
+		_exit(128 + sig);
+	}
+	stop_signal = sig;
+	if (wake_pipe[1] >= 0)
+		(void)!write(wake_pipe[1], "", 1);
+	errno = saved;
+}
+
+static void
+setup_signals(void)
+{
+	struct sigaction sa;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (pipe2(wake_pipe, O_NONBLOCK | O_CLOEXEC) == -1)
+		die(EX_OSERR, "pipe:");
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0; /* no SA_RESTART: sleeps and polls wake up */
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+}
+
+static void
+usage(int status)
+{
+	if (status == 0) {
+		fputs(usage_text, stdout);
+		fputs(options_text, stdout);
+		exit(fflush(stdout) == 0 ? 0 : EX_IOERR);
+	}
+	fputs(usage_text, stderr);
+	exit(status);
+}
+
+/* ---- acks and rejects ------------------------------------------------- */
+
+static void
+ack(const struct rec *r)
+{
+	if (fwrite(r->line, 1, r->len, stdout) != r->len ||
+	    putchar('\n') == EOF)
+		die(EX_IOERR, "writing the ack stream:");
+}
+
+static void
+ack_flush(void)
+{
+	if (fflush(stdout) != 0)
+		die(EX_IOERR, "writing the ack stream:");
+}
+
+/* A JSON string for any bytes: invalid UTF-8 becomes U+FFFD. */
+static json_t *
+json_bytes(const char *s, size_t len)
+{
+	json_t *j = json_stringn(s, len);
+	char *clean;
+	size_t i, o = 0;
+
+	if (j != NULL)
+		return j;
+	clean = xmalloc(len * 3 + 1);
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c < 0x80) {
+			clean[o++] = (char)c;
+		} else {
+			memcpy(clean + o, "\xef\xbf\xbd", 3);
+			o += 3;
+		}
+	}
+	j = json_stringn(clean, o);
+	free(clean);
+	return j;
+}
+
+/* One stderr line always; the whole line to the dead-letter file too. */
+static void
+reject(unsigned long lineno, const char *line, size_t len, const char *why)
+{
+	char at[TIME_STR_LEN];
+	json_t *o;
+
+	warn_input(input_name, lineno, line, len, "%s", why);
+	if (dead_letter == NULL)
+		return;
+	time_format_ms(time_now_ms(), at);
+	o = json_object();
+	json_object_set_new(o, "at", json_string(at));
+	json_object_set_new(o, "source", json_string(input_name));
+	json_object_set_new(o, "line", json_integer((json_int_t)lineno));
+	json_object_set_new(o, "error", json_bytes(why, strlen(why)));
+	json_object_set_new(o, "input", json_bytes(line, len));
+	/* On disk before the record can be acknowledged. */
+	if (json_line_write(dead_letter, o) == -1 || fflush(dead_letter) != 0 ||
+	    fdatasync(fileno(dead_letter)) == -1)
+		die(EX_IOERR, "%s:", opt.dead_letter);
+	json_decref(o);
+}
+
+/* ---- retry budget ----------------------------------------------------- */
+
+static void
+sleep_ms(int64_t ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	/* An interrupting signal shortens the sleep; that is fine. */
+	nanosleep(&ts, NULL);
+}
+
+/* Called after a transient failure: sleep before the next attempt, or give
+ * up with 69 once the failures have lasted --retry-for. */
+static void
+retry_wait(const char *what, const char *err)
+{
+	int64_t now = mono_now_ns(), elapsed_ms, left_ms, delay;
+
+	if (failing_since_ns == 0) {
+		failing_since_ns = now;
+		backoff_ms = BACKOFF_MIN_MS;
+	}
+	elapsed_ms = (now - failing_since_ns) / 1000000;
+	left_ms = opt.retry_for_ms - elapsed_ms;
+	if (left_ms <= 0)
+		die(EX_UNAVAILABLE, "%s: giving up after %lld ms: %s", what,
+		    (long long)elapsed_ms, err);
+	/* Jitter (75-100%) so that writers restarted together spread out. */
+	delay = backoff_ms - (backoff_ms / 4) * (rand() % 1000) / 1000;
+	if (delay > left_ms)
+		delay = left_ms;
+	warn("%s: %s; retrying in %lld ms", what, err, (long long)delay);
+	sleep_ms(delay);
+	backoff_ms = backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
+	                                              : backoff_ms * 2;
+}
+
+static void
+retry_done(void)
+{
+	if (failing_since_ns != 0)
+		info("database available again");
+	failing_since_ns = 0;
+	backoff_ms = BACKOFF_MIN_MS;
+}
+
+/* Retention: drop the day partitions older than --retention.  A failure is
+ * reported and tried again at the next round, never fatal. */
+static int64_t next_retention_ns;
+
+static void
+retention(void)
+{
+	char err[1024], cutoff[TIME_STR_LEN];
+	int64_t cutoff_ms;
+	int dropped;
+
+	if (opt.retention_ms == 0 || mono_now_ns() < next_retention_ns)
+		return;
+	next_retention_ns = mono_now_ns() + RETENTION_EVERY_MS * 1000000;
+	cutoff_ms = time_now_ms() - opt.retention_ms;
+	if (pgw_drop_before(pg, cutoff_ms, &dropped, err, sizeof err) !=
+	    PGW_OK) {
+		warn("retention: %s", err);
+		return;
+	}
+	if (dropped > 0) {
+		time_format_ms(cutoff_ms, cutoff);
+		info("retention: dropped %d day partition%s before %s", dropped,
+		     dropped == 1 ? "" : "s", cutoff);
+	}
+}
+
+static void
+connect_and_migrate(void)
+{
+	char err[1024];
+	enum pgw_status st;
+	int applied;
+
+	for (;;) {
+		st = pgw_connect(pg, err, sizeof err);
+		if (st == PGW_OK)
+			st = pgw_migrate(pg, &applied, err, sizeof err);
+		if (st == PGW_OK)
+			break;
+		if (st != PGW_TRANSIENT)
+			die(EX_CONFIG, "database: %s", err);
+		pgw_disconnect(pg);
+		retry_wait("database", err);
+	}
+	retry_done();
+}
+
+/* ---- storing a batch -------------------------------------------------- */
+
+static void
+ack_range(const struct batch *b, size_t lo, size_t hi)
+{
+	size_t i;
+
+	for (i = lo; i < hi; i++)
+		if (!b->recs[i].rejected || opt.ack_rejected)
+			ack(&b->recs[i]);
+}
+
+/*
+ * Store recs[lo..hi) and acknowledge them.  A batch the server refuses for
+ * its data is split in halves until the refused record is alone; that one
+ * is rejected and the others stored, each part in its own transaction, in
+ * input order, so the acks stay in input order.
+ */
+static void
+store_range(struct batch *b, size_t lo, size_t hi)
+{
+	struct pgw_row *rows;
+	size_t i, live = 0, last_live = lo, mid;
+	enum pgw_status st;
+	char err[1024];
+
+	for (i = lo; i < hi; i++)
+		if (!b->recs[i].rejected) {
+			live++;
+			last_live = i;
+		}
+	if (live == 0) {
+		ack_range(b, lo, hi);
+		return;
+	}
+	rows = xcalloc(hi - lo, sizeof *rows);
+	for (i = lo; i < hi; i++) {
+		rows[i - lo].line = b->recs[i].line;
+		rows[i - lo].len = b->recs[i].len;
+		rows[i - lo].day = b->recs[i].day;
+		rows[i - lo].skip = b->recs[i].rejected;
+	}
+	for (;;) {
+		st = pgw_write(pg, rows, hi - lo, err, sizeof err);
+		if (st != PGW_TRANSIENT)
+			break;
+		retry_wait("database", err);
+	}
+	free(rows);
+	switch (st) {
+	case PGW_OK:
+		retry_done();
+		ack_range(b, lo, hi);
+		return;
+	case PGW_DATA:
+		retry_done();
+		if (live == 1) {
+			struct rec *r = &b->recs[last_live];
+			char why[1100];
+
+			snprintf(why, sizeof why, "refused by the server: %s",
+			         err);
+			reject(r->lineno, r->line, r->len, why);
+			r->rejected = true;
+			if (opt.strict) {
+				ack_range(b, lo, last_live);
+				ack_flush();
+				die(EX_DATAERR, "stopping (--strict)");
+			}
+			ack_range(b, lo, hi);
+			return;
+		}
+		mid = lo + (hi - lo) / 2;
+		store_range(b, lo, mid);
+		store_range(b, mid, hi);
+		return;
+	case PGW_FATAL:
+	case PGW_TRANSIENT:
+		break;
+	}
+	die(EX_CONFIG, "database: %s", err);
+}
+
+static void
+batch_clear(struct batch *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->n; i++)
+		free(b->recs[i].line);
+	b->n = 0;
+	b->bytes = 0;
+	b->opened_ns = 0;
+}
+
+static void
+batch_flush(struct batch *b)
+{
+	if (b->n == 0)
+		return;
+	store_range(b, 0, b->n);
+	ack_flush();
+	batch_clear(b);
+	retention();
+}
+
+static void
+batch_add(struct batch *b, const char *line, size_t len,
+          unsigned long lineno, int32_t day, bool rejected)
+{
+	struct rec *r;
+
+	if (b->n == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 64;
+		b->recs = xrealloc(b->recs, b->cap * sizeof *b->recs);
+	}
+	r = &b->recs[b->n++];
+	r->line = xstrndup(line, len);
+	r->len = len;
+	r->lineno = lineno;
+	r->day = day;
+	r->rejected = rejected;
+	b->bytes += len;
+	if (b->n == 1)
+		b->opened_ns = mono_now_ns();
+}
+
+static bool
+batch_full(const struct batch *b)
+{
+	return b->n >= (size_t)opt.batch || b->bytes >= MAX_BATCH_BYTES;
+}
+
+static bool
+batch_due(const struct batch *b, int64_t now_ns)
+{
+	return b->n > 0 && now_ns - b->opened_ns >= opt.linger_ms * 1000000;
+}
+
+/* ---- input ------------------------------------------------------------ */
+
+static bool
+blank(const char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
+			return false;
+	return true;
+}
+
+static void
+take_line(struct batch *b, const char *line, size_t len, unsigned long lineno)
+{
+	char err[512];
+	json_t *obj;
+	bool is_object, valid;
+	int64_t started_ms = 0;
+	int32_t day = 0;
+
+	if (blank(line, len))
+		return;
+	obj = json_line_parse(line, len, err, sizeof err);
+	is_object = obj != NULL;
+	if (obj == NULL) {
+		valid = false;
+	} else {
+		valid = result_validate(obj, err, sizeof err) == 0;
+		if (valid && time_parse_ms(json_string_value(json_object_get(
+		        obj, "started_at")), &started_ms) == 0)
+			day = (int32_t)(started_ms >= 0
+			    ? started_ms / 86400000
+			    : -((-started_ms + 86399999) / 86400000));
+		json_decref(obj);
+	}
+	if (valid) {
+		batch_add(b, line, len, lineno, day, false);
+		return;
+	}
+	reject(lineno, line, len, err);
+	if (opt.strict) {
+		/* Everything before the bad line is stored and acked. */
+		batch_flush(b);
+		die(EX_DATAERR, "stopping (--strict)");
+	}
+	/* Only a JSON object can carry the coordinates an ack is for. */
+	if (opt.ack_rejected && is_object)
+		batch_add(b, line, len, lineno, 0, true);
+}
+
+static void
+restore_stdin(void)
+{
+	if (stdin_flags != -1)
+		(void)fcntl(STDIN_FILENO, F_SETFL, stdin_flags);
+}
+
+static void
+run(void)
+{
+	struct line_reader *lr;
+	struct batch b = { 0 };
+	struct pollfd pfd[2];
+	enum line_status ls;
+	bool eof = false;
+	char *line;
+	size_t len, after_stop = 0;
+	int flags;
+
+	flags = fcntl(STDIN_FILENO, F_GETFL);
+	if (flags == -1)
+		die(EX_OSERR, "stdin:");
+	stdin_flags = flags;
+	atexit(restore_stdin);
+	if (fcntl(STDIN_FILENO, F_SETFL, flags | O_NONBLOCK) == -1)
+		die(EX_OSERR, "stdin:");
+	lr = line_reader_new(STDIN_FILENO, input_name, SM_MAX_LINE);
+
+	while (!eof) {
+		int64_t now, timeout_ms;
+		int rc;
+
+		/* Take every line already available, flushing as batches fill
+		 * or come due.  After a signal, take what is already there
+		 * (at most one more batch of lines), then stop. */
+		for (;;) {
+			if (stop_signal && after_stop++ >= (size_t)opt.batch)
+				break;
+			ls = line_reader_next(lr, &line, &len);
+			if (ls == LINE_AGAIN)
+				break;
+			if (ls == LINE_EOF) {
+				eof = true;
+				break;
+			}
+			if (ls == LINE_ERROR) {
+				batch_flush(&b);
+				die(EX_IOERR, "%s:", input_name);
+			}
+			if (ls == LINE_TOO_LONG) {
+				char why[64];
+
+				snprintf(why, sizeof why,
+				         "line longer than %d bytes", SM_MAX_LINE);
+				reject(line_reader_lineno(lr), line, len, why);
+				if (opt.strict) {
+					batch_flush(&b);
+					die(EX_DATAERR, "stopping (--strict)");
+				}
+				continue;
+			}
+			take_line(&b, line, len, line_reader_lineno(lr));
+			/* With --linger 0 a batch is what is available now. */
+			if (batch_full(&b) || (opt.linger_ms > 0 &&
+			                       batch_due(&b, mono_now_ns())))
+				batch_flush(&b);
+		}
+		if (eof || stop_signal)
+			break;
+
+		now = mono_now_ns();
+		if (batch_due(&b, now)) {
+			batch_flush(&b);
+			continue;
+		}
+		if (b.n == 0)
+			retention();
+		timeout_ms = -1;
+		if (b.n > 0)
+			timeout_ms = (b.opened_ns + opt.linger_ms * 1000000 -
+			              now + 999999) / 1000000;
+		else if (opt.retention_ms > 0)
+			timeout_ms = (next_retention_ns - now) / 1000000 + 1;
+		pfd[0].fd = STDIN_FILENO;
+		pfd[0].events = POLLIN;
+		pfd[1].fd = wake_pipe[0];
+		pfd[1].events = POLLIN;
+		rc = poll(pfd, 2, (int)timeout_ms);
+		if (rc == -1 && errno != EINTR)
+			die(EX_OSERR, "poll:");
+	}
+
+	/* EOF or SIGTERM: store and acknowledge what is held. */
+	batch_flush(&b);
+	free(b.recs);
+	line_reader_free(&lr);
+	if (stop_signal)
+		info("stopping on signal %d", (int)stop_signal);
+}
+
+/* ---- options ---------------------------------------------------------- */
+
+static void
+env_defaults(void)
+{
+	const char *v;
+
+	if ((v = getenv("SM_PG_DSN")) != NULL)
+		opt.conninfo = v;
+	if ((v = getenv("SM_PG_BATCH")) != NULL && *v)
+		opt.batch = opt_ll("SM_PG_BATCH", v, 1, 1000000);
+	if ((v = getenv("SM_PG_LINGER")) != NULL && *v)
+		opt.linger_ms = opt_duration_ms("SM_PG_LINGER", v, 0, 3600000);
+	if ((v = getenv("SM_PG_RETRY_FOR")) != NULL && *v)
+		opt.retry_for_ms = opt_duration_ms("SM_PG_RETRY_FOR", v, 0,
+		                                   INT64_C(7) * 86400000);
+	if ((v = getenv("SM_PG_DEAD_LETTER")) != NULL && *v)
+		opt.dead_letter = v;
+	if ((v = getenv("SM_PG_RETENTION")) != NULL && *v)
+		opt.retention_ms = opt_duration_ms("SM_PG_RETENTION", v, 0,
+		                                   INT64_C(100000) * 86400000);
+}
+
+static void
+parse_options(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "ack-stored-only", no_argument, NULL, 'A' },
+		{ "batch", required_argument, NULL, 'b' },
+		{ "dead-letter", required_argument, NULL, 'D' },
+		{ "dsn", required_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "linger", required_argument, NULL, 'l' },
+		{ "migrate", no_argument, NULL, 'm' },
+		{ "retention", required_argument, NULL, 'R' },
+		{ "retry-for", required_argument, NULL, 'r' },
+		{ "strict", no_argument, NULL, 's' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "Ab:D:d:hl:mR:r:sV", longopts,
+	                        NULL)) != -1) {
+		switch (c) {
+		case 'A':
+			opt.ack_rejected = false;
+			break;
+		case 'b':
+			opt.batch = opt_ll("-b", optarg, 1, 1000000);
+			break;
+		case 'D':
+			opt.dead_letter = optarg;
+			break;
+		case 'd':
+			/* Keep a copy and blank the argument, so that ps(1)
+			 * does not show a password for longer than it must. */
+			opt.conninfo = xstrdup(optarg);
+			memset(optarg, '*', strlen(optarg));
+			break;
+		case 'h':
+			usage(0);
+			break;
+		case 'l':
+			opt.linger_ms = opt_duration_ms("-l", optarg, 0, 3600000);
+			break;
+		case 'm':
+			opt.migrate_only = true;
+			break;
+		case 'R':
+			opt.retention_ms = opt_duration_ms("-R", optarg, 0,
+			    INT64_C(100000) * 86400000);
+			break;
+		case 'r':
+			opt.retry_for_ms = opt_duration_ms("-r", optarg, 0,
+			                                   INT64_C(7) * 86400000);
+			break;
+		case 's':
+			opt.strict = true;
+			break;
+		case 'V':
+			print_version_and_exit();
+			break;
+		default:
+			usage(EX_USAGE);
+		}
+	}
+	if (optind != argc) {
+		warn("unexpected argument: %s", argv[optind]);
+		usage(EX_USAGE);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	diag_init(argv[0]);
+	env_defaults();
+	parse_options(argc, argv);
+	srand((unsigned)(getpid() ^ time_now_ms()));
+
+	if (opt.conninfo == NULL)
+		opt.conninfo = "";
+	if (pgw_conninfo_ok(opt.conninfo) == -1)
+		die(EX_CONFIG, "cannot parse the connection string given by "
+		    "-d or SM_PG_DSN (not shown: it may hold a password)");
+	if (opt.dead_letter != NULL &&
+	    (dead_letter = fopen(opt.dead_letter, "a")) == NULL)
+		die(EX_CONFIG, "%s:", opt.dead_letter);
+
+	setup_signals();
+	pg = pgw_new(opt.conninfo);
+	connect_and_migrate();
+	retention();
+	if (!opt.migrate_only)
+		run();
+	pgw_free(&pg);
+
+	if (dead_letter != NULL && fclose(dead_letter) != 0)
+		die(EX_IOERR, "%s:", opt.dead_letter);
+	if (fclose(stdout) != 0)
+		die(EX_IOERR, "writing the ack stream:");
+	return 0;
+}

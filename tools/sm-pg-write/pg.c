@@ -1,0 +1,698 @@
+/*
+ * pg.c - sm-pg-write's PostgreSQL side, through libpq.
+ *
+ * A batch is one transaction: COPY the original lines into a temporary
+ * staging table as jsonb, then one statement that inserts them into checks
+ * (ON CONFLICT DO NOTHING: idempotent on id) and upserts targets (only from
+ * results newer than the stored state), then COMMIT.  Converting the JSON in
+ * SQL keeps one definition of the column mapping, and a value the server
+ * cannot store (an integer out of range, say) fails the batch with SQLSTATE
+ * class 22, which the caller answers by splitting the batch.
+ *
+ * The connection string is never printed: libpq's own messages
+ * (PQerrorMessage, the result's primary message) do not contain the
+ * password, so only those are reported.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "sm.h"
+#include "pgw.h"
+
+/* pg_advisory_xact_lock key serialising migrations between writers:
+ * the bytes of "sitemon1" read as a big-endian int8. */
+#define MIGRATION_LOCK_KEY "8319104481311206961"
+
+struct pgw {
+	char *conninfo;
+	PGconn *conn;
+	/* Days whose checks partition is known to exist on this connection. */
+	int32_t *days;
+	size_t n_days, cap_days;
+	bool no_partition; /* the last failure was "no partition for row" */
+};
+
+/* ON COMMIT DELETE ROWS: each batch starts with an empty table, and a
+ * rolled-back batch leaves nothing behind either. */
+static const char setup_sql[] =
+	"SET TIME ZONE 'UTC';"
+	"CREATE TEMP TABLE IF NOT EXISTS sm_staging (doc jsonb NOT NULL)"
+	" ON COMMIT DELETE ROWS";
+
+/*
+ * The typed view of the staged records (s), their insertion into checks
+ * (ins), the newest result per target (n), and the targets upsert.
+ *
+ * targets.last_change_at is the start of the current ok/not-ok run.  Of
+ * the batch's results newer than the stored state (w), those whose ok
+ * differs from the previous one's start a run (r).  When the batch holds
+ * more than one run, or its one run differs from the stored state, the last
+ * run's start is the change; otherwise the stored value stays.  Results
+ * older than the stored last_checked_at are stored in checks but do not
+ * move the state.
+ *
+ * XXX cur is read from the statement's snapshot: two writers upserting the
+ * same target at the same instant may compute last_change_at from a state
+ * one of them has just replaced.  Kafka partitions by target, so one writer
+ * owns a target's results outside consumer-group rebalances.
+ */
+static const char write_sql[] =
+	"WITH s AS MATERIALIZED (\n"
+	"  SELECT (d->>'id')::uuid AS id,\n"
+	"    d->>'target' AS target,\n"
+	"    d->>'url' AS url,\n"
+	"    NULLIF(d->'labels', 'null'::jsonb) AS labels,\n"
+	"    d->>'probe' AS probe,\n"
+	"    (d->>'scheduled_at')::timestamptz AS scheduled_at,\n"
+	"    (d->>'started_at')::timestamptz AS started_at,\n"
+	"    (d->>'ok')::boolean AS ok,\n"
+	"    (d->>'status')::numeric::integer AS status,\n"
+	"    d->>'error_kind' AS error_kind,\n"
+	"    d->>'error' AS error,\n"
+	"    (d->>'duration_ms')::double precision AS duration_ms,\n"
+	"    (d->'phases'->>'dns_ms')::double precision AS dns_ms,\n"
+	"    (d->'phases'->>'connect_ms')::double precision AS connect_ms,\n"
+	"    (d->'phases'->>'tls_ms')::double precision AS tls_ms,\n"
+	"    (d->'phases'->>'ttfb_ms')::double precision AS ttfb_ms,\n"
+	"    (d->'phases'->>'transfer_ms')::double precision AS transfer_ms,\n"
+	"    (d->>'bytes')::numeric::bigint AS bytes,\n"
+	"    d->>'http_version' AS http_version,\n"
+	"    d->>'remote_ip' AS remote_ip,\n"
+	"    (d->>'redirects')::numeric::integer AS redirects,\n"
+	"    d->>'final_url' AS final_url,\n"
+	"    d->'regex'->>'pattern' AS regex_pattern,\n"
+	"    (d->'regex'->>'matched')::boolean AS regex_matched,\n"
+	"    d->'tls'->>'version' AS tls_version,\n"
+	"    (d->'tls'->>'cert_not_after')::timestamptz AS tls_cert_not_after,\n"
+	"    d->'tls'->>'cert_issuer' AS tls_cert_issuer,\n"
+	"    d->'kafka'->>'topic' AS kafka_topic,\n"
+	"    (d->'kafka'->>'partition')::numeric::integer AS kafka_partition,\n"
+	"    (d->'kafka'->>'offset')::numeric::bigint AS kafka_offset\n"
+	"  FROM (SELECT doc AS d FROM sm_staging) AS staged\n"
+	"),\n"
+	"ins AS (\n"
+	"  INSERT INTO checks (id, target, url, labels, probe, scheduled_at,\n"
+	"    started_at, ok, status, error_kind, error, duration_ms, dns_ms,\n"
+	"    connect_ms, tls_ms, ttfb_ms, transfer_ms, bytes, http_version,\n"
+	"    remote_ip, redirects, final_url, regex_pattern, regex_matched,\n"
+	"    tls_version, tls_cert_not_after, tls_cert_issuer, kafka_topic,\n"
+	"    kafka_partition, kafka_offset)\n"
+	"  SELECT * FROM s\n"
+	"  ON CONFLICT (id, started_at) DO NOTHING\n"
+	"),\n"
+	"n AS (\n"
+	"  SELECT DISTINCT ON (target) * FROM s\n"
+	"  ORDER BY target, started_at DESC, id DESC\n"
+	"),\n"
+	"w AS (\n"
+	"  SELECT s.target, s.started_at,\n"
+	"    s.ok IS DISTINCT FROM lag(s.ok) OVER (PARTITION BY s.target\n"
+	"      ORDER BY s.started_at, s.id) AS run_starts\n"
+	"  FROM s LEFT JOIN targets AS cur ON cur.target = s.target\n"
+	"  WHERE cur.last_checked_at IS NULL\n"
+	"     OR s.started_at > cur.last_checked_at\n"
+	"),\n"
+	"r AS (\n"
+	"  SELECT target, count(*) FILTER (WHERE run_starts) AS runs,\n"
+	"    max(started_at) FILTER (WHERE run_starts) AS run_start\n"
+	"  FROM w GROUP BY target\n"
+	"),\n"
+	"d AS (\n"
+	"  SELECT n.*, CASE WHEN r.runs > 1 OR cur.last_ok IS DISTINCT FROM n.ok\n"
+	"               THEN r.run_start ELSE cur.last_change_at END AS change_at\n"
+	"  FROM n JOIN r ON r.target = n.target\n"
+	"  LEFT JOIN targets AS cur ON cur.target = n.target\n"
+	")\n"
+	"INSERT INTO targets AS t (target, url, labels, last_checked_at, last_ok,\n"
+	"  last_status, last_error_kind, last_duration_ms, down_since,\n"
+	"  last_change_at)\n"
+	"SELECT target, url, labels, started_at, ok, status, error_kind,\n"
+	"  duration_ms, CASE WHEN ok THEN NULL ELSE change_at END, change_at\n"
+	"FROM d ORDER BY target\n" /* writers lock rows in one order */
+	"ON CONFLICT (target) DO UPDATE SET\n"
+	"  url = EXCLUDED.url, labels = EXCLUDED.labels,\n"
+	"  last_checked_at = EXCLUDED.last_checked_at,\n"
+	"  last_ok = EXCLUDED.last_ok, last_status = EXCLUDED.last_status,\n"
+	"  last_error_kind = EXCLUDED.last_error_kind,\n"
+	"  last_duration_ms = EXCLUDED.last_duration_ms,\n"
+	"  down_since = EXCLUDED.down_since,\n"
+	"  last_change_at = EXCLUDED.last_change_at\n"
+	"WHERE t.last_checked_at < EXCLUDED.last_checked_at;\n"
+	"COMMIT";
+
+struct pgw *
+pgw_new(const char *conninfo)
+{
+	struct pgw *pg = xcalloc(1, sizeof *pg);
+
+	pg->conninfo = xstrdup(conninfo);
+	return pg;
+}
+
+void
+pgw_free(struct pgw **pgp)
+{
+	struct pgw *pg = *pgp;
+
+	if (pg == NULL)
+		return;
+	pgw_disconnect(pg);
+	/* The string may hold a password: do not leave it in freed memory. */
+	explicit_bzero(pg->conninfo, strlen(pg->conninfo));
+	free(pg->conninfo);
+	free(pg->days);
+	free(pg);
+	*pgp = NULL;
+}
+
+int
+pgw_conninfo_ok(const char *conninfo)
+{
+	char *errmsg = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &errmsg);
+
+	/* errmsg may quote part of the string, the password included: the
+	 * caller reports a generic message instead. */
+	if (errmsg != NULL)
+		PQfreemem(errmsg);
+	if (opts == NULL)
+		return -1;
+	PQconninfoFree(opts);
+	return 0;
+}
+
+void
+pgw_disconnect(struct pgw *pg)
+{
+	if (pg->conn != NULL) {
+		PQfinish(pg->conn);
+		pg->conn = NULL;
+	}
+	pg->n_days = 0;
+}
+
+/* libpq messages end with a newline and may span lines: make one line. */
+static void
+one_line(char *dst, size_t dstlen, const char *src)
+{
+	size_t o = 0;
+
+	if (dstlen == 0)
+		return;
+	for (; src != NULL && *src != '\0' && o + 1 < dstlen; src++) {
+		if (*src == '\n' || *src == '\r' || *src == '\t') {
+			if (src[1] == '\0')
+				break;
+			/* "failed: Connection refused\n\tIs the server..." */
+			if (o > 0 && dst[o - 1] != ' ' && o + 3 < dstlen) {
+				if (dst[o - 1] != ':' && dst[o - 1] != '.' &&
+				    dst[o - 1] != ';')
+					dst[o++] = ';';
+				dst[o++] = ' ';
+			}
+			continue;
+		}
+		dst[o++] = *src;
+	}
+	while (o > 0 && dst[o - 1] == ' ')
+		o--;
+	dst[o] = '\0';
+}
+
+/* Classify a failed command and describe it in err. */
+static enum pgw_status
+failure(struct pgw *pg, const PGresult *res, char *err, size_t errlen)
+{
+	const char *state = NULL, *primary = NULL;
+	char msg[1024];
+
+	if (res != NULL) {
+		state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	}
+	if (primary != NULL && state != NULL) {
+		one_line(msg, sizeof msg, primary);
+		snprintf(err, errlen, "%s (SQLSTATE %s)", msg, state);
+	} else {
+		one_line(msg, sizeof msg, PQerrorMessage(pg->conn));
+		snprintf(err, errlen, "%s", msg[0] ? msg : "unknown libpq error");
+	}
+	pg->no_partition = false;
+	if (PQstatus(pg->conn) != CONNECTION_OK || state == NULL)
+		return PGW_TRANSIENT;
+	/* check_violation: checks has no CHECK constraint, so this is "no
+	 * partition of relation checks found for row". */
+	if (strcmp(state, "23514") == 0)
+		pg->no_partition = true;
+	/* 22 data exception, 23 integrity constraint, 54 program limit
+	 * (a value too large to index): the rows are at fault. */
+	if (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0 ||
+	    strncmp(state, "54", 2) == 0)
+		return PGW_DATA;
+	/* 08 connection, 40 rollback (serialization, deadlock), 53
+	 * resources (disk full, too many connections), 55 object not in
+	 * prerequisite state (lock not available), 57 operator intervention
+	 * (shutdown, cancel), 58 system error, 25006 read-only (a failover in
+	 * progress), XX internal: worth retrying. */
+	if (strncmp(state, "08", 2) == 0 || strncmp(state, "40", 2) == 0 ||
+	    strncmp(state, "53", 2) == 0 || strncmp(state, "55", 2) == 0 ||
+	    strncmp(state, "57", 2) == 0 || strncmp(state, "58", 2) == 0 ||
+	    strcmp(state, "25006") == 0 || strncmp(state, "XX", 2) == 0)
+		return PGW_TRANSIENT;
+	/* 42 syntax or access rule (a schema someone changed, a missing
+	 * privilege), 28 authorization, 3D no such database, ...: retrying the
+	 * same statement would fail the same way. */
+	return PGW_FATAL;
+}
+
+/* Server notices: NOTICE and below ("relation already exists, skipping")
+ * are noise here; a WARNING is worth a log line. */
+static void
+on_notice(void *arg, const PGresult *res)
+{
+	const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	char line[1024];
+
+	(void)arg;
+	if (sev == NULL || msg == NULL || strcmp(sev, "WARNING") != 0)
+		return;
+	one_line(line, sizeof line, msg);
+	info("server warning: %s", line);
+}
+
+/* Leave no transaction open after a failure, if the connection lives. */
+static void
+rollback(struct pgw *pg)
+{
+	PGresult *res;
+
+	if (pg->conn == NULL || PQstatus(pg->conn) != CONNECTION_OK) {
+		pgw_disconnect(pg);
+		return;
+	}
+	if (PQtransactionStatus(pg->conn) == PQTRANS_IDLE)
+		return;
+	res = PQexec(pg->conn, "ROLLBACK");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		pgw_disconnect(pg);
+	PQclear(res);
+}
+
+/* Run sql, expecting want; on failure classify, roll back, return. */
+static enum pgw_status
+exec_expect(struct pgw *pg, const char *sql, ExecStatusType want, char *err,
+            size_t errlen)
+{
+	PGresult *res = PQexec(pg->conn, sql);
+	enum pgw_status st = PGW_OK;
+
+	if (PQresultStatus(res) != want) {
+		st = failure(pg, res, err, errlen);
+		PQclear(res);
+		rollback(pg);
+		return st;
+	}
+	PQclear(res);
+	return st;
+}
+
+enum pgw_status
+pgw_connect(struct pgw *pg, char *err, size_t errlen)
+{
+	const char *keys[12], *vals[12];
+	int k = 0;
+	char msg[1024];
+
+	if (pg->conn != NULL && PQstatus(pg->conn) == CONNECTION_OK)
+		return PGW_OK;
+	pgw_disconnect(pg);
+
+	/* Defaults first: a value in the connection string, which comes
+	 * last, or in the matching PG* variable wins. */
+	if (getenv("PGCONNECT_TIMEOUT") == NULL) {
+		keys[k] = "connect_timeout";
+		vals[k++] = "10";
+	}
+	if (getenv("PGAPPNAME") == NULL) {
+		keys[k] = "application_name";
+		vals[k++] = diag_progname();
+	}
+	/* A server that vanishes without a FIN (a network partition, a host
+	 * that died) is noticed in about a minute instead of hours. */
+	keys[k] = "keepalives_idle";
+	vals[k++] = "30";
+	keys[k] = "keepalives_interval";
+	vals[k++] = "10";
+	keys[k] = "keepalives_count";
+	vals[k++] = "3";
+	keys[k] = "tcp_user_timeout";
+	vals[k++] = "60000";
+	keys[k] = "client_encoding";
+	vals[k++] = "UTF8";
+	keys[k] = "dbname";
+	vals[k++] = pg->conninfo;
+	keys[k] = NULL;
+	vals[k] = NULL;
+
+	pg->conn = PQconnectdbParams(keys, vals, 1);
+	if (pg->conn == NULL) {
+		snprintf(err, errlen, "out of memory in libpq");
+		return PGW_TRANSIENT;
+	}
+	if (PQstatus(pg->conn) != CONNECTION_OK) {
+		one_line(msg, sizeof msg, PQerrorMessage(pg->conn));
+		snprintf(err, errlen, "cannot connect: %s", msg);
+		pgw_disconnect(pg);
+		return PGW_TRANSIENT;
+	}
+	PQsetNoticeReceiver(pg->conn, on_notice, NULL);
+	return exec_expect(pg, setup_sql, PGRES_COMMAND_OK, err, errlen);
+}
+
+static enum pgw_status
+migrate_one(struct pgw *pg, const struct migration *m, int *applied,
+            char *err, size_t errlen)
+{
+	char version[16];
+	const char *params[2];
+	PGresult *res;
+	enum pgw_status st;
+	bool present;
+
+	st = exec_expect(pg,
+	    "BEGIN;"
+	    "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK_KEY ");"
+	    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+	    " version integer PRIMARY KEY,"
+	    " name text NOT NULL,"
+	    " applied_at timestamptz NOT NULL DEFAULT now())",
+	    PGRES_COMMAND_OK, err, errlen);
+	if (st != PGW_OK)
+		return st;
+
+	snprintf(version, sizeof version, "%d", m->version);
+	params[0] = version;
+	params[1] = m->name;
+	res = PQexecParams(pg->conn,
+	    "SELECT 1 FROM schema_migrations WHERE version = $1::integer",
+	    1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		st = failure(pg, res, err, errlen);
+		PQclear(res);
+		rollback(pg);
+		return st;
+	}
+	present = PQntuples(res) > 0;
+	PQclear(res);
+	if (present)
+		return exec_expect(pg, "COMMIT", PGRES_COMMAND_OK, err, errlen);
+
+	st = exec_expect(pg, m->sql, PGRES_COMMAND_OK, err, errlen);
+	if (st != PGW_OK) {
+		char inner[512];
+
+		snprintf(inner, sizeof inner, "%s", err);
+		snprintf(err, errlen, "migration %d (%s): %s", m->version,
+		         m->name, inner);
+		return st;
+	}
+	res = PQexecParams(pg->conn,
+	    "INSERT INTO schema_migrations (version, name)"
+	    " VALUES ($1::integer, $2)",
+	    2, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		st = failure(pg, res, err, errlen);
+		PQclear(res);
+		rollback(pg);
+		return st;
+	}
+	PQclear(res);
+	st = exec_expect(pg, "COMMIT", PGRES_COMMAND_OK, err, errlen);
+	if (st == PGW_OK) {
+		(*applied)++;
+		info("applied schema migration %d (%s)", m->version, m->name);
+	}
+	return st;
+}
+
+enum pgw_status
+pgw_migrate(struct pgw *pg, int *applied, char *err, size_t errlen)
+{
+	enum pgw_status st;
+	PGresult *res;
+	size_t i;
+
+	*applied = 0;
+	for (i = 0; i < pgw_n_migrations; i++) {
+		st = migrate_one(pg, &pgw_migrations[i], applied, err, errlen);
+		if (st != PGW_OK)
+			return st;
+	}
+	res = PQexec(pg->conn, "SELECT max(version) FROM schema_migrations");
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+	    !PQgetisnull(res, 0, 0)) {
+		long v = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+
+		if (v > pgw_migrations[pgw_n_migrations - 1].version)
+			info("database schema version %ld is newer than this "
+			     "program's %d", v,
+			     pgw_migrations[pgw_n_migrations - 1].version);
+	}
+	PQclear(res);
+	return PGW_OK;
+}
+
+/* Append line to buf as one COPY text-format field and row. */
+static size_t
+copy_escape(char *buf, const char *line, size_t len)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < len; i++) {
+		char c = line[i];
+
+		switch (c) {
+		case '\\': buf[o++] = '\\'; buf[o++] = '\\'; break;
+		case '\n': buf[o++] = '\\'; buf[o++] = 'n'; break;
+		case '\r': buf[o++] = '\\'; buf[o++] = 'r'; break;
+		case '\t': buf[o++] = '\\'; buf[o++] = 't'; break;
+		default: buf[o++] = c; break;
+		}
+	}
+	buf[o++] = '\n';
+	return o;
+}
+
+static enum pgw_status
+copy_rows(struct pgw *pg, const struct pgw_row *rows, size_t n, char *err,
+          size_t errlen)
+{
+	enum { CHUNK = 256 * 1024 };
+	char *buf = NULL;
+	size_t cap = 0, used = 0, i;
+	PGresult *res;
+	enum pgw_status st = PGW_OK;
+	bool sent_ok = true;
+
+	res = PQexec(pg->conn, "COPY sm_staging (doc) FROM STDIN");
+	if (PQresultStatus(res) != PGRES_COPY_IN) {
+		st = failure(pg, res, err, errlen);
+		PQclear(res);
+		rollback(pg);
+		return st;
+	}
+	PQclear(res);
+
+	for (i = 0; i < n && sent_ok; i++) {
+		size_t need;
+
+		if (rows[i].skip)
+			continue;
+		need = rows[i].len * 2 + 1;
+		if (used + need > cap) {
+			if (used > 0 &&
+			    PQputCopyData(pg->conn, buf, (int)used) != 1) {
+				sent_ok = false;
+				break;
+			}
+			used = 0;
+			if (need > cap) {
+				cap = need > CHUNK ? need : CHUNK;
+				buf = xrealloc(buf, cap);
+			}
+		}
+		used += copy_escape(buf + used, rows[i].line, rows[i].len);
+	}
+	if (sent_ok && used > 0 &&
+	    PQputCopyData(pg->conn, buf, (int)used) != 1)
+		sent_ok = false;
+	free(buf);
+	if (PQputCopyEnd(pg->conn, sent_ok ? NULL : "client error") != 1)
+		sent_ok = false;
+
+	/* The COPY's own result, then NULL. */
+	while ((res = PQgetResult(pg->conn)) != NULL) {
+		if (PQresultStatus(res) != PGRES_COMMAND_OK && st == PGW_OK)
+			st = failure(pg, res, err, errlen);
+		PQclear(res);
+	}
+	if (st == PGW_OK && (!sent_ok || PQstatus(pg->conn) != CONNECTION_OK))
+		st = failure(pg, NULL, err, errlen);
+	if (st != PGW_OK)
+		rollback(pg);
+	return st;
+}
+
+static bool
+day_known(const struct pgw *pg, int32_t day)
+{
+	size_t i;
+
+	for (i = 0; i < pg->n_days; i++)
+		if (pg->days[i] == day)
+			return true;
+	return false;
+}
+
+static void
+day_add(struct pgw *pg, int32_t day)
+{
+	if (day_known(pg, day))
+		return;
+	if (pg->n_days == pg->cap_days) {
+		pg->cap_days = pg->cap_days ? pg->cap_days * 2 : 16;
+		pg->days = xrealloc(pg->days, pg->cap_days * sizeof *pg->days);
+	}
+	pg->days[pg->n_days++] = day;
+}
+
+/* Make the day partitions rows need (and the day after each, so that a
+ * partition exists before midnight brings its first rows). */
+static enum pgw_status
+ensure_partitions(struct pgw *pg, const struct pgw_row *rows, size_t n,
+                  char *err, size_t errlen)
+{
+	int32_t *want = NULL;
+	size_t n_want = 0, i, j, o;
+	char *list, date[TIME_STR_LEN];
+	const char *params[1];
+	PGresult *res;
+	enum pgw_status st = PGW_OK;
+
+	for (i = 0; i < n; i++) {
+		int32_t d;
+
+		if (rows[i].skip)
+			continue;
+		for (d = rows[i].day; d <= rows[i].day + 1; d++) {
+			if (day_known(pg, d))
+				continue;
+			for (j = 0; j < n_want && want[j] != d; j++)
+				;
+			if (j < n_want)
+				continue;
+			want = xrealloc(want, (n_want + 1) * sizeof *want);
+			want[n_want++] = d;
+		}
+	}
+	if (n_want == 0)
+		return PGW_OK;
+
+	/* A date[] literal: {2026-11-23,2026-11-24} */
+	list = xmalloc(n_want * 11 + 3);
+	o = 0;
+	list[o++] = '{';
+	for (i = 0; i < n_want; i++) {
+		time_format_ms((int64_t)want[i] * 86400000, date);
+		if (i > 0)
+			list[o++] = ',';
+		memcpy(list + o, date, 10);
+		o += 10;
+	}
+	list[o++] = '}';
+	list[o] = '\0';
+	params[0] = list;
+	res = PQexecParams(pg->conn,
+	    "SELECT sm_checks_ensure_partitions($1::date[])",
+	    1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		st = failure(pg, res, err, errlen);
+		rollback(pg);
+	} else {
+		for (i = 0; i < n_want; i++)
+			day_add(pg, want[i]);
+	}
+	PQclear(res);
+	free(list);
+	free(want);
+	return st;
+}
+
+enum pgw_status
+pgw_write(struct pgw *pg, const struct pgw_row *rows, size_t n, char *err,
+          size_t errlen)
+{
+	enum pgw_status st;
+	int attempt;
+
+	for (attempt = 0;; attempt++) {
+		if (pg->conn == NULL || PQstatus(pg->conn) != CONNECTION_OK) {
+			st = pgw_connect(pg, err, errlen);
+			if (st != PGW_OK)
+				return st;
+		}
+		st = ensure_partitions(pg, rows, n, err, errlen);
+		if (st != PGW_OK)
+			return st;
+		st = exec_expect(pg, "BEGIN", PGRES_COMMAND_OK, err, errlen);
+		if (st != PGW_OK)
+			return st;
+		st = copy_rows(pg, rows, n, err, errlen);
+		/* A COMMIT lost with the connection leaves the outcome
+		 * unknown; the caller retries, and the statements are
+		 * idempotent. */
+		if (st == PGW_OK)
+			st = exec_expect(pg, write_sql, PGRES_COMMAND_OK, err,
+			                 errlen);
+		/* A partition dropped by retention since we made it: forget
+		 * what we know and make it again, once. */
+		if (st == PGW_DATA && pg->no_partition && attempt == 0) {
+			pg->n_days = 0;
+			continue;
+		}
+		return st;
+	}
+}
+
+enum pgw_status
+pgw_drop_before(struct pgw *pg, int64_t cutoff_ms, int *dropped, char *err,
+                size_t errlen)
+{
+	char cutoff[TIME_STR_LEN];
+	const char *params[1];
+	PGresult *res;
+	enum pgw_status st;
+
+	*dropped = 0;
+	st = pgw_connect(pg, err, errlen);
+	if (st != PGW_OK)
+		return st;
+	time_format_ms(cutoff_ms, cutoff);
+	params[0] = cutoff;
+	res = PQexecParams(pg->conn,
+	    "SELECT sm_checks_drop_partitions($1::timestamptz)",
+	    1, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		st = failure(pg, res, err, errlen);
+		PQclear(res);
+		rollback(pg);
+		return st;
+	}
+	*dropped = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	pg->n_days = 0; /* some of them may be gone */
+	return PGW_OK;
+}

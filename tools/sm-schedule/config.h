@@ -1,0 +1,45 @@
+/*
+ * config.h - sm-schedule's input: sites.yaml or NDJSON target records,
+ * parsed, substituted and validated into target records ready to emit.
+ */
+#ifndef SM_SCHEDULE_CONFIG_H
+#define SM_SCHEDULE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+/* Used when neither the target nor defaults give an interval. */
+#define CONFIG_DEFAULT_INTERVAL_MS 60000
+#define CONFIG_MIN_INTERVAL_MS 100
+#define CONFIG_MAX_INTERVAL_MS (31LL * 24 * 3600 * 1000)
+
+enum config_format { CONFIG_YAML, CONFIG_NDJSON };
+
+struct config_target {
+	char *name;          /* the record's "target" */
+	json_t *record;      /* target_to_json() of the validated target */
+	int64_t interval_ms;
+	int64_t timeout_ms;
+	uint64_t hash;       /* sched_hash(name) */
+	unsigned long line;  /* where the target is defined */
+};
+
+struct config {
+	char *path;
+	struct config_target *v; /* in input order */
+	size_t n, cap;
+};
+
+/* Reads and validates path ("-" is stdin for NDJSON).  On any error prints
+ * every error found as "prog: error: FILE:LINE:COLUMN: message" on stderr
+ * and returns NULL. */
+struct config *config_load(const char *path, enum config_format fmt);
+void config_free(struct config **c);
+
+/* "30s", "5m", "1h30m" style, for messages and summaries. */
+void config_format_duration(int64_t ms, char *buf, size_t len);
+
+#endif
