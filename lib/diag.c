@@ -59,6 +59,17 @@ warn(const char *fmt, ...)
 }
 
 void
+warning(const char *fmt, ...)
+{
+	int saved_errno = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vemit("warning", fmt, ap, saved_errno);
+	va_end(ap);
+}
+
+void
 info(const char *fmt, ...)
 {
 	int saved_errno = errno;

@@ -76,6 +76,30 @@ url_check(const char *url, const char **reason)
 	return rc;
 }
 
+char *
+url_redact_new(const char *url)
+{
+	CURLU *u;
+	char *out = NULL, *copy;
+
+	if (strchr(url, '@') == NULL) /* no userinfo: the common case */
+		return xstrdup(url);
+	if ((u = curl_url()) == NULL)
+		die(EX_SOFTWARE, "out of memory");
+	if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) ==
+	        CURLUE_OK &&
+	    curl_url_set(u, CURLUPART_PASSWORD, "***", 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_URL, &out, 0) == CURLUE_OK) {
+		copy = xstrdup(out);
+	} else { /* not parseable: fall back to the textual scrub */
+		copy = xstrdup(url);
+		redact_userinfo(copy);
+	}
+	curl_free(out);
+	curl_url_cleanup(u);
+	return copy;
+}
+
 /* Parses a non-negative decimal of exactly ndigits digits. */
 static int
 status_code(const char *s, size_t n, int *out)
@@ -146,7 +170,8 @@ target_new(const char *name, const char *url)
 {
 	struct target *t = xcalloc(1, sizeof *t);
 
-	t->target = xstrdup(name);
+	/* A target named after its url is named without its password. */
+	t->target = strcmp(name, url) == 0 ? url_redact_new(url) : xstrdup(name);
 	t->url = xstrdup(url);
 	t->method = xstrdup("GET");
 	t->timeout_ms = SM_DEFAULT_TIMEOUT_MS;
@@ -428,9 +453,9 @@ target_from_json(const json_t *obj, char *err, size_t errlen)
 			return NULL;
 		}
 	}
-	if (*t->target == '\0') { /* unnamed: the url names it */
+	if (*t->target == '\0') { /* unnamed: the url names it, sans password */
 		free(t->target);
-		t->target = xstrdup(t->url);
+		t->target = url_redact_new(t->url);
 	}
 	return t;
 }

@@ -16,6 +16,8 @@
 #include <sysexits.h>
 
 #include <jansson.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 #define SM_VERSION "0.1.0"
 #define SM_SCHEMA_VERSION 1
@@ -31,7 +33,10 @@ const char *diag_progname(void);
 /* A message whose format ends in ':' gets ": strerror(errno)" appended. */
 void die(int status, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 2, 3)));
+/* warn: something failed ("error:"); warning: something worth a look that
+ * the program handled ("warning:"); info: a plain event ("info:"). */
 void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "prog: error: NAME:LINE: message: PREFIX" where PREFIX is the first
  * 80 bytes of the offending line, control characters escaped. */
@@ -177,6 +182,15 @@ int error_kind_parse(const char *s, enum error_kind *out);
 /* Validate a result record (sm-check's output) as schema v1: required
  * fields present with the right types.  0, or -1 with a reason in err. */
 int result_validate(const json_t *obj, char *err, size_t errlen);
+
+/* The url with any password replaced by "***" (a new string). */
+char *url_redact_new(const char *url);
+
+/* ---- regex.c: PCRE2 patterns ------------------------------------------ */
+
+/* Compile with the options every program uses (UTF, invalid UTF matched
+ * around).  NULL with "invalid PCRE2 pattern at offset N: why" in err. */
+pcre2_code *regex_compile(const char *pattern, char *err, size_t errlen);
 
 /* ---- jsonline.c: one JSON object per line ----------------------------- */
 

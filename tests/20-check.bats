@@ -213,7 +213,7 @@ teardown_file() {
 	[ "$status" -eq 0 ]
 	nresults 1
 	[[ "$stderr" == *"<stdin>:1:"* ]]
-	[[ "$stderr" == *"field \"regex\": missing closing parenthesis"* ]]
+	[[ "$stderr" == *"field \"regex\": invalid PCRE2 pattern at offset "*": missing closing parenthesis"* ]]
 }
 
 @test "check: the same regex on many targets, and more distinct ones than the cache holds" {

@@ -70,6 +70,24 @@ ack_new_until() {
 	[ "${lines[1]}" = $'b\t{"target":"b"}' ]
 }
 
+@test "kafka-pub: JSON edge cases are judged as jansson judges them" {
+	TOPIC=$(new_topic)
+	printf '%s\n' '{"a":1,"a":2}' '{"s":"\u0000"}' '{"s":"\ud83d\ude00","target":"x"}' \
+		'{"s":"\ud800"}' '{"n":123456789012345678901234567890}' '{"n":1e400}' \
+		'{"target":"caf\u00e9"}' '{"target":42}' '{"target":1.50}' '{"b":{"a":1,"a":2}}' >"$T/in"
+	printf '{"x":"\xff"}\n' >>"$T/in"
+	run -0 --separate-stderr sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC" <"$T/in"
+	for n in 1 2 4 5 6 10 11; do
+		[[ "$stderr" == *"<stdin>:$n: "* ]] || { echo "line $n not refused"; false; }
+	done
+	run -0 kcat_all "$TOPIC"
+	[ "${#lines[@]}" -eq 4 ]
+	[ "${lines[0]}" = $'1.5\t{"target":1.50}' ]
+	[ "${lines[1]}" = $'42\t{"target":42}' ]
+	[ "${lines[2]}" = $'café\t{"target":"caf\\u00e9"}' ]
+	[ "${lines[3]}" = $'x\t{"s":"\\ud83d\\ude00","target":"x"}' ]
+}
+
 @test "kafka-pub: --strict stops at the first invalid line with 65" {
 	TOPIC=$(new_topic)
 	printf '%s\n' '{"target":"a"}' '{oops' '{"target":"b"}' >"$T/in"
@@ -308,6 +326,14 @@ private_broker() {
 	BROKERS=$(head -n 1 "$T/broker.out")
 }
 
+# fifo_empty PATH: nothing is waiting in the FIFO to be read.
+fifo_empty() {
+	/usr/bin/python3 -c 'import fcntl, os, struct, sys, termios
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK)
+n = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+sys.exit(0 if n == 0 else 1)' "$1"
+}
+
 # broker_cmd CMD: send CMD and wait for its answer.
 broker_cmd() {
 	local n
@@ -317,7 +343,9 @@ broker_cmd() {
 	tail -n 1 "$T/broker.out" | grep -qx ok
 }
 
-@test "kafka-pub: the brokers go down mid-stream and come back: every record once, no restart" {
+# start_pub_on_private_broker: sm-kafka-pub --tee on a private broker,
+# reading the FIFO $T/in that fd 8 writes to; its pid in $pid.
+start_pub_on_private_broker() {
 	private_broker
 	TOPIC=$(new_topic)
 	mkfifo "$T/in"
@@ -325,6 +353,10 @@ broker_cmd() {
 	pid=$!
 	track_pid $pid
 	exec 8>"$T/in"
+}
+
+@test "kafka-pub: the brokers go down mid-stream and come back: every record once, no restart" {
+	start_pub_on_private_broker
 	for i in $(seq 1 100); do echo "{\"target\":\"t$((i % 9))\",\"id\":$i}"; done >&8
 	wait_for has_lines "$T/out" 100
 	broker_cmd "down all"
@@ -342,18 +374,12 @@ broker_cmd() {
 }
 
 @test "kafka-pub: SIGTERM while the brokers are down drains once they are back, exit 0" {
-	private_broker
-	TOPIC=$(new_topic)
-	mkfifo "$T/in"
-	sm-kafka-pub -b "$BROKERS" -t "$TOPIC" --tee <"$T/in" >"$T/out" 2>"$T/err" &
-	pid=$!
-	track_pid $pid
-	exec 8>"$T/in"
+	start_pub_on_private_broker
 	echo '{"target":"a","id":1}' >&8
 	wait_for has_lines "$T/out" 1
 	broker_cmd "down all"
 	for i in 2 3 4 5; do echo "{\"target\":\"a\",\"id\":$i}" >&8; done
-	sleep 0.5
+	wait_for fifo_empty "$T/in"  # sm-kafka-pub has read them
 	kill -TERM "$pid"
 	broker_cmd "up all"
 	wait "$pid"  # exit 0: the four queued records were delivered in the drain
@@ -427,7 +453,7 @@ stored_at_least() {
 		sm-pg-write -b 500 <"$T/data" >"$T/ack" 2>>"$T/pgw.err" &
 		PGW=$!
 		track_pid "$SUB $PGW"
-		WAIT_TIMEOUT=60 wait_for stored_at_least $((round * 4000 + RANDOM % 3000))
+		WAIT_TIMEOUT=60 wait_for stored_at_least $((round * 4000 + RANDOM % 3000)) || { cat "$T/sub.err" "$T/pgw.err" >&2; psql_q "select count(*) from checks" >&2; false; }
 		kill -KILL $SUB $PGW
 		wait $SUB $PGW 2>/dev/null || true
 	done

@@ -69,6 +69,8 @@ wait_ok() {
 	    WHERE i.indrelid = 'checks'::regclass AND i.indisprimary
 	      AND a.attrelid = i.indrelid AND a.attnum = k.attnum"
 	[ "$output" = "id,started_at" ]
+	# Range-partitioned by started_at.
+	[ "$(psql_q "SELECT pg_get_partkeydef('checks'::regclass)")" = "RANGE (started_at)" ]
 	run -0 psql_q "SELECT count(*) FROM targets"
 	[ "$output" = 0 ]
 	# Again: nothing to apply, nothing said.
@@ -344,6 +346,16 @@ result_at() {
 	[ "$(psql_q "SELECT count(*) FROM checks")" = 8 ]
 	[ "$(psql_q "SELECT count(*) FROM checks WHERE started_at < now() - interval '7 days'")" = 0 ]
 
+	# With --retention, results older than it are acknowledged, not stored
+	# (their partition is not made again).
+	"$GEN" -n 3 -s $((now - 9 * day)) >"$T/expired"
+	run -0 --separate-stderr sm-pg-write -R 7d <"$T/expired"
+	[ "$output" = "$(cat "$T/expired")" ]
+	[[ "$stderr" == *"skipped 3 results older than the retention"* ]]
+	[ "$(psql_q "SELECT count(*) FROM checks")" = 8 ]
+	[ "$(psql_q "SELECT count(*) FROM pg_inherits WHERE inhparent = 'checks'::regclass
+	    AND inhrelid::regclass::text < 'checks_p' || to_char(now() - interval '7 days', 'YYYYMMDD')")" = 0 ]
+
 	# A writer whose cached partition was dropped by another makes it again.
 	"$GEN" -n 2 -s $((now - 10 * day)) >"$T/old"
 	mkfifo "$T/fifo"
@@ -432,4 +444,25 @@ result_at() {
 	# Redelivered from the start, as Kafka would: stored once.
 	run -0 --separate-stderr sm-pg-write <"$T/in"
 	[ "$(psql_q "SELECT count(*) || ' ' || count(DISTINCT id) FROM checks")" = "2500 2500" ]
+}
+
+@test "pg-write: a writer role with only the grants it needs works on a migrated schema" {
+	local role="w_$PGDATABASE"
+	run -0 --separate-stderr sm-pg-write --migrate
+	psql_q "CREATE ROLE $role LOGIN;
+	    GRANT SELECT, INSERT ON checks TO $role;
+	    GRANT SELECT, INSERT, UPDATE ON targets TO $role;
+	    GRANT SELECT ON schema_migrations TO $role;
+	    GRANT EXECUTE ON FUNCTION sm_checks_ensure_partitions(date[]) TO $role;
+	    REVOKE CREATE ON SCHEMA public FROM PUBLIC;"
+	"$GEN" -n 30 -t 3 -i 3600000 >"$T/in"   # spans two days: new partitions
+	run -0 --separate-stderr sm-pg-write -b 7 \
+		-d "host=$PGHOST port=$PGPORT dbname=$PGDATABASE user=$role" <"$T/in"
+	[ "$output" = "$(cat "$T/in")" ]
+	[ "$(psql_q "SELECT count(*) FROM checks")" = 30 ]
+	# The functions are not open to everyone (a failed retention round is
+	# reported, not fatal).
+	run -0 --separate-stderr sm-pg-write -m -R 1d \
+		-d "host=$PGHOST port=$PGPORT dbname=$PGDATABASE user=$role"
+	[[ "$stderr" == *"retention: permission denied"* ]]
 }

@@ -2,6 +2,7 @@
  * probe.c - set up one curl easy handle per target and turn the finished
  * transfer into a result record (schema v1).
  */
+#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -10,6 +11,7 @@
 #include "sm.h"
 #include "probe.h"
 #include "rxcache.h"
+#include "jtext.h"
 
 struct probe {
 	struct target *t;
@@ -29,9 +31,45 @@ struct probe {
 	size_t body_len, body_cap;
 
 	char tls_version[32];    /* from curl's "SSL connection using" line */
+	bool verbose;            /* the debug callback is on */
 };
 
 /* ---- curl callbacks --------------------------------------------------- */
+
+/* OpenSSL's SSL_get_version(), found in the libssl that libcurl loaded
+ * (sm-check does not link OpenSSL itself); NULL with another TLS library. */
+typedef const char *ssl_version_fn(const void *ssl);
+
+static ssl_version_fn *
+ssl_get_version_fn(void)
+{
+	static bool looked;
+	static ssl_version_fn *fn;
+
+	if (!looked) {
+		void *sym = dlsym(RTLD_DEFAULT, "SSL_get_version");
+
+		looked = true;
+		memcpy(&fn, &sym, sizeof fn);
+	}
+	return fn;
+}
+
+/* The TLS version of the connection in use, while it is in use. */
+static void
+tls_version_from_ssl(struct probe *p)
+{
+	struct curl_tlssessioninfo *ti = NULL;
+	ssl_version_fn *fn;
+	const char *v;
+
+	if (curl_easy_getinfo(p->easy, CURLINFO_TLS_SSL_PTR, &ti) != CURLE_OK ||
+	    ti == NULL || ti->backend != CURLSSLBACKEND_OPENSSL ||
+	    ti->internals == NULL || (fn = ssl_get_version_fn()) == NULL ||
+	    (v = fn(ti->internals)) == NULL)
+		return;
+	snprintf(p->tls_version, sizeof p->tls_version, "%s", v);
+}
 
 static size_t
 on_header(char *buf, size_t size, size_t n, void *userdata)
@@ -44,6 +82,10 @@ on_header(char *buf, size_t size, size_t n, void *userdata)
 	if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
 		p->bytes = 0;
 		p->body_len = 0;
+		/* An http probe runs without the debug callback; a redirect
+		 * may still take it to https. */
+		if (!p->verbose)
+			tls_version_from_ssl(p);
 	}
 	return len;
 }
@@ -77,8 +119,12 @@ on_body(char *buf, size_t size, size_t n, void *userdata)
 	return len;
 }
 
-/* Verbose mode is on only to learn the negotiated TLS version, which
- * libcurl reports nowhere else without linking OpenSSL ourselves. */
+/* Verbose mode is on, for https URLs, only to learn the negotiated TLS
+ * version, which libcurl reports nowhere else without OpenSSL's own
+ * functions, and that also when the handshake is done but the certificate
+ * then refused.  It costs some formatting in libcurl on every probe, so an
+ * http URL (most of them) goes without, and learns the version of a
+ * redirect to https from the connection itself (tls_version_from_ssl). */
 static int
 on_debug(CURL *easy, curl_infotype type, char *data, size_t size,
          void *userdata)
@@ -155,9 +201,12 @@ setup_easy(struct probe *p)
 	SETOPT(e, CURLOPT_HEADERDATA, p);
 	SETOPT(e, CURLOPT_WRITEFUNCTION, on_body);
 	SETOPT(e, CURLOPT_WRITEDATA, p);
-	SETOPT(e, CURLOPT_VERBOSE, 1L);
-	SETOPT(e, CURLOPT_DEBUGFUNCTION, on_debug);
-	SETOPT(e, CURLOPT_DEBUGDATA, p);
+	if (strncasecmp(t->url, "https:", 6) == 0) {
+		p->verbose = true;
+		SETOPT(e, CURLOPT_VERBOSE, 1L);
+		SETOPT(e, CURLOPT_DEBUGFUNCTION, on_debug);
+		SETOPT(e, CURLOPT_DEBUGDATA, p);
+	}
 
 	/* Only http and https, redirects included. */
 	SETOPT(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -194,6 +243,12 @@ setup_easy(struct probe *p)
 	SETOPT(e, CURLOPT_SSL_VERIFYHOST, t->tls_verify ? 2L : 0L);
 	if (t->ca_file != NULL)
 		SETOPT(e, CURLOPT_CAINFO, t->ca_file);
+	/* Only the CA bundle (the default one or ca_file), no CA directory:
+	 * libcurl then keeps the parsed bundle in the multi handle
+	 * (CURLOPT_CA_CACHE_TIMEOUT) instead of parsing every certificate
+	 * of the bundle again for each probe.  Connections, sessions and
+	 * DNS are still fresh for every probe. */
+	SETOPT(e, CURLOPT_CAPATH, (char *)NULL);
 	SETOPT(e, CURLOPT_CERTINFO, 1L);
 
 	if (t->body != NULL) {
@@ -275,33 +330,6 @@ probe_start(struct probe *p)
 
 /* ---- the result record ------------------------------------------------ */
 
-char *
-url_redacted(const char *url)
-{
-	CURLU *u;
-	char *pw = NULL, *out = NULL, *copy;
-
-	if (url == NULL)
-		return NULL;
-	if (strchr(url, '@') == NULL) /* no userinfo: the common case */
-		return xstrdup(url);
-	if ((u = curl_url()) == NULL)
-		die(EX_SOFTWARE, "out of memory");
-	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_PASSWORD, &pw, 0) != CURLUE_OK ||
-	    curl_url_set(u, CURLUPART_PASSWORD, "***", 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_URL, &out, 0) != CURLUE_OK) {
-		curl_free(pw);
-		curl_url_cleanup(u);
-		return xstrdup(url);
-	}
-	copy = xstrdup(out);
-	curl_free(pw);
-	curl_free(out);
-	curl_url_cleanup(u);
-	return copy;
-}
-
 static enum error_kind
 kind_of(const struct probe *p, CURLcode code, long status)
 {
@@ -360,21 +388,6 @@ kind_of(const struct probe *p, CURLcode code, long status)
 	}
 }
 
-/* Microseconds to milliseconds, kept to the microsecond. */
-static json_t *
-ms_of(curl_off_t us)
-{
-	return json_real((double)us / 1000.0);
-}
-
-static json_t *
-phase(curl_off_t end, curl_off_t start)
-{
-	if (end <= 0)
-		return json_null(); /* that phase never ran */
-	return ms_of(end > start ? end - start : 0);
-}
-
 static curl_off_t
 info_time(CURL *e, CURLINFO what)
 {
@@ -385,10 +398,20 @@ info_time(CURL *e, CURLINFO what)
 	return v;
 }
 
+static void
+phase(struct jtext *j, const char *k, curl_off_t end, curl_off_t start)
+{
+	jt_key(j, k);
+	if (end <= 0)
+		jt_null(j); /* that phase never ran */
+	else
+		jt_ms(j, end > start ? end - start : 0);
+}
+
 /* Timers accumulate over redirect hops in libcurl, so each difference is
  * that phase's total over every hop. */
-static json_t *
-phases_of(CURL *e)
+static void
+phases_of(CURL *e, struct jtext *j)
 {
 	curl_off_t nl = info_time(e, CURLINFO_NAMELOOKUP_TIME_T);
 	curl_off_t ct = info_time(e, CURLINFO_CONNECT_TIME_T);
@@ -398,18 +421,21 @@ phases_of(CURL *e)
 	curl_off_t tt = info_time(e, CURLINFO_TOTAL_TIME_T);
 	curl_off_t sent = pt > 0 ? pt : ac > 0 ? ac : ct;
 
-	return json_pack("{s:o,s:o,s:o,s:o,s:o}",
-	                 "dns_ms", phase(nl, 0),
-	                 "connect_ms", phase(ct, nl),
-	                 "tls_ms", ac > 0 ? phase(ac, ct) : json_null(),
-	                 "ttfb_ms", phase(st, sent),
-	                 "transfer_ms", st > 0 ? phase(tt, st) : json_null());
+	jt_key(j, "phases");
+	jt_open(j);
+	phase(j, "dns_ms", nl, 0);
+	phase(j, "connect_ms", ct, nl);
+	phase(j, "tls_ms", ac > 0 ? ac : 0, ct);
+	phase(j, "ttfb_ms", st, sent);
+	phase(j, "transfer_ms", st > 0 ? tt : 0, st);
+	jt_close(j);
 }
 
-static json_t *
-str_or_null(const char *s)
+static void
+put_empty_object(struct jtext *j)
 {
-	return s != NULL && *s ? json_string(s) : json_null();
+	jt_open(j);
+	jt_close(j);
 }
 
 /* One printable line: control characters become spaces, trailing
@@ -483,15 +509,18 @@ parse_cert_time(const char *s, int64_t *ms)
 	return 0;
 }
 
-static json_t *
-cert_time(const char *s, int64_t *ms)
+static void
+cert_time(struct jtext *j, const char *k, const char *s, int64_t *ms)
 {
 	char buf[TIME_STR_LEN];
 
-	if (s == NULL || parse_cert_time(s, ms) < 0)
-		return json_null();
+	jt_key(j, k);
+	if (s == NULL || parse_cert_time(s, ms) < 0) {
+		jt_null(j);
+		return;
+	}
 	time_format_ms(*ms, buf);
-	return json_string(buf);
+	jt_str(j, buf, false);
 }
 
 /* The leaf certificate's field "name" from CURLINFO_CERTINFO. */
@@ -508,32 +537,34 @@ certinfo_field(struct curl_certinfo *ci, const char *name)
 	return NULL;
 }
 
-static json_t *
-tls_of(struct probe *p)
+static void
+tls_of(struct probe *p, struct jtext *j)
 {
 	struct curl_certinfo *ci = NULL;
 	int64_t not_after = 0, not_before = 0;
-	json_t *tls, *na, *nb, *days = json_null();
+	const char *na;
 
 	if (curl_easy_getinfo(p->easy, CURLINFO_CERTINFO, &ci) != CURLE_OK)
 		ci = NULL;
-	na = cert_time(certinfo_field(ci, "Expire date"), &not_after);
-	nb = cert_time(certinfo_field(ci, "Start date"), &not_before);
-	if (!json_is_null(na)) {
+	jt_key(j, "tls");
+	jt_open(j);
+	jt_kstr(j, "version", p->tls_version, true);
+	na = certinfo_field(ci, "Expire date");
+	cert_time(j, "cert_not_after", na, &not_after);
+	cert_time(j, "cert_not_before", certinfo_field(ci, "Start date"),
+	          &not_before);
+	jt_key(j, "cert_days_left");
+	if (na != NULL && parse_cert_time(na, &not_after) == 0) {
 		int64_t left = not_after - p->started_ms;
 
 		/* Whole days, rounded down: -1 once it has expired. */
-		days = json_integer(left >= 0 ? left / 86400000
-		                              : -((-left + 86399999) / 86400000));
+		jt_int(j, left >= 0 ? left / 86400000
+		                    : -((-left + 86399999) / 86400000));
+	} else {
+		jt_null(j);
 	}
-	tls = json_pack("{s:o,s:o,s:o,s:o,s:o}",
-	                "version", str_or_null(p->tls_version),
-	                "cert_not_after", na,
-	                "cert_not_before", nb,
-	                "cert_days_left", days,
-	                "cert_issuer",
-	                str_or_null(certinfo_field(ci, "Issuer")));
-	return tls;
+	jt_kstr(j, "cert_issuer", certinfo_field(ci, "Issuer"), true);
+	jt_close(j);
 }
 
 static bool
@@ -560,7 +591,7 @@ base_record(struct probe *p)
 {
 	const struct target *t = p->t;
 	char started[TIME_STR_LEN], sched[TIME_STR_LEN];
-	char *url = url_redacted(t->url);
+	char *url = url_redact_new(t->url);
 	json_t *r;
 
 	time_format_ms(p->started_ms, started);
@@ -583,8 +614,39 @@ base_record(struct probe *p)
 	return r;
 }
 
-json_t *
-probe_result(struct probe *p, CURLcode code)
+/* The members every result starts with, as base_record() has them. */
+static void
+base_text(struct probe *p, struct jtext *j)
+{
+	const struct target *t = p->t;
+	char when[TIME_STR_LEN];
+	char *url = url_redact_new(t->url);
+
+	jt_open(j);
+	jt_kint(j, "v", SM_SCHEMA_VERSION);
+	jt_kstr(j, "id", p->id, false);
+	jt_kstr(j, "target", t->target, false);
+	jt_kstr(j, "url", url, false);
+	free(url);
+	jt_key(j, "labels");
+	if (t->labels != NULL)
+		jt_json(j, t->labels);
+	else
+		put_empty_object(j);
+	jt_kstr(j, "probe", p->opts->location, false);
+	jt_key(j, "scheduled_at");
+	if (t->scheduled_at_ms != 0) {
+		time_format_ms(t->scheduled_at_ms, when);
+		jt_str(j, when, false);
+	} else {
+		jt_null(j);
+	}
+	time_format_ms(p->started_ms, when);
+	jt_kstr(j, "started_at", when, false);
+}
+
+void
+probe_result(struct probe *p, CURLcode code, struct jtext *j)
 {
 	const struct target *t = p->t;
 	CURL *e = p->easy;
@@ -593,8 +655,7 @@ probe_result(struct probe *p, CURLcode code)
 	curl_off_t total;
 	enum error_kind kind;
 	char msg[CURL_ERROR_SIZE + 512];
-	json_t *r, *rx = NULL;
-	bool ok;
+	bool ok, rx_done = false, rx_matched = false;
 
 	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_getinfo(e, CURLINFO_REDIRECT_COUNT, &redirects);
@@ -637,10 +698,10 @@ probe_result(struct probe *p, CURLcode code)
 		if (t->regex != NULL) {
 			m = rx_match(t->regex, p->body, p->body_len, err,
 			             sizeof err);
-			rx = json_pack("{s:s}", "pattern", t->regex);
-			if (m != RX_ERROR)
-				json_object_set_new(rx, "matched",
-				                    json_boolean(m == RX_MATCH));
+			if (m != RX_ERROR) {
+				rx_done = true;
+				rx_matched = m == RX_MATCH;
+			}
 			if (kind == ERR_NONE && m == RX_ERROR) {
 				kind = ERR_OTHER;
 				snprintf(msg, sizeof msg, "%s", err);
@@ -664,35 +725,46 @@ probe_result(struct probe *p, CURLcode code)
 				         "body matches regex_absent \"%s\"", pat);
 			}
 		}
-	} else if (t->regex != NULL) {
-		/* No complete body: the regex was never tried, so there is
-		 * no "matched". */
-		rx = json_pack("{s:s}", "pattern", t->regex);
 	}
 	ok = kind == ERR_NONE;
 	one_line(msg);
 
-	r = base_record(p);
-	json_object_set_new(r, "ok", json_boolean(ok));
-	json_object_set_new(r, "status",
-	                    status > 0 ? json_integer(status) : json_null());
-	json_object_set_new(r, "error_kind", str_or_null(error_kind_name(kind)));
-	json_object_set_new(r, "error", ok ? json_null() : json_string(msg));
-	json_object_set_new(r, "duration_ms", ms_of(total));
-	json_object_set_new(r, "phases", phases_of(e));
-	json_object_set_new(r, "bytes", json_integer(p->bytes));
-	json_object_set_new(r, "http_version",
-	                    str_or_null(http_version_name(httpver)));
-	json_object_set_new(r, "remote_ip", str_or_null(ip));
-	json_object_set_new(r, "redirects", json_integer(redirects));
-	shown = url_redacted(final_url);
-	json_object_set_new(r, "final_url", str_or_null(shown));
+	jt_reset(j);
+	base_text(p, j);
+	jt_key(j, "ok");
+	jt_bool(j, ok);
+	jt_key(j, "status");
+	if (status > 0)
+		jt_int(j, status);
+	else
+		jt_null(j);
+	jt_kstr(j, "error_kind", error_kind_name(kind), true);
+	jt_kstr(j, "error", ok ? NULL : msg, false);
+	jt_key(j, "duration_ms");
+	jt_ms(j, total);
+	phases_of(e, j);
+	jt_kint(j, "bytes", p->bytes);
+	jt_kstr(j, "http_version", http_version_name(httpver), true);
+	jt_kstr(j, "remote_ip", ip, true);
+	jt_kint(j, "redirects", redirects);
+	shown = url_redact_new(final_url);
+	jt_kstr(j, "final_url", shown, true);
 	free(shown);
-	if (rx != NULL)
-		json_object_set_new(r, "regex", rx);
+	/* No complete body: the regex was never tried, so there is no
+	 * "matched". */
+	if (t->regex != NULL) {
+		jt_key(j, "regex");
+		jt_open(j);
+		jt_kstr(j, "pattern", t->regex, false);
+		if (rx_done) {
+			jt_key(j, "matched");
+			jt_bool(j, rx_matched);
+		}
+		jt_close(j);
+	}
 	if (is_https(t->url) || is_https(final_url))
-		json_object_set_new(r, "tls", tls_of(p));
-	return r;
+		tls_of(p, j);
+	jt_close(j);
 }
 
 json_t *

@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 
 #include "sm.h"
+#include "jtext.h"
 
 struct probe_opts {
 	const char *location;   /* "probe" field of every result */
@@ -18,7 +19,6 @@ struct probe;
 
 /* url with the password of its userinfo, if any, replaced by "***"; a new
  * string.  Results and names never carry a password. */
-char *url_redacted(const char *url);
 
 /* Takes over t (freed with the probe, or at once on failure).  Returns NULL with a reason in err
  * when the target cannot be probed (a regex that does not compile). */
@@ -29,8 +29,9 @@ void probe_free(struct probe **p);
 CURL *probe_easy(const struct probe *p);
 /* Mark the start (call when the handle is added to the multi). */
 void probe_start(struct probe *p);
-/* The result record of a finished transfer.  Returns a new reference. */
-json_t *probe_result(struct probe *p, CURLcode code);
+/* The result record of a finished transfer, as one line of JSON text
+ * (without the newline) in out, which is emptied first. */
+void probe_result(struct probe *p, CURLcode code, struct jtext *out);
 /* A result for a probe that never ran (the multi refused it). */
 json_t *probe_result_error(struct probe *p, enum error_kind kind,
                            const char *msg);

@@ -6,8 +6,6 @@
  * distinct patterns a long-running sm-check sees, while a schedule that
  * reuses a few hundred patterns never recompiles them.
  */
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -42,23 +40,10 @@ fnv1a(const char *s)
 static pcre2_code *
 compile(const char *pattern, char *err, size_t errlen)
 {
-	int errcode;
-	PCRE2_SIZE erroff;
-	PCRE2_UCHAR msg[256];
-	pcre2_code *code;
+	pcre2_code *code = regex_compile(pattern, err, errlen);
 
-	/* Bodies are often not valid UTF-8: match what is valid, skip the
-	 * rest, rather than failing the whole match. */
-	code = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
-	                     PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &errcode,
-	                     &erroff, NULL);
-	if (code == NULL) {
-		if (pcre2_get_error_message(errcode, msg, sizeof msg) < 0)
-			strcpy((char *)msg, "invalid pattern");
-		snprintf(err, errlen, "%s at offset %zu", (char *)msg,
-		         (size_t)erroff);
+	if (code == NULL)
 		return NULL;
-	}
 	/* JIT is an optimisation only: a pattern it refuses still works. */
 	(void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
 	return code;

@@ -152,12 +152,13 @@ digits(struct scan *sc)
 	return sc->p > s;
 }
 
-/* RFC 8259 number.  1 valid, 0 invalid, -1 unsure (may be out of range
- * for jansson's json_int_t or double). */
+/* RFC 8259 number.  1 valid, 0 invalid, -1 unsure: it may be out of range
+ * for jansson's json_int_t or double (long, or with an exponent: 1e400). */
 static int
 number(struct scan *sc)
 {
 	const unsigned char *s = sc->p;
+	bool exponent = false;
 
 	if (*sc->p == '-')
 		sc->p++;
@@ -173,13 +174,14 @@ number(struct scan *sc)
 			return 0;
 	}
 	if (sc->p < sc->end && (*sc->p == 'e' || *sc->p == 'E')) {
+		exponent = true;
 		sc->p++;
 		if (sc->p < sc->end && (*sc->p == '+' || *sc->p == '-'))
 			sc->p++;
 		if (!digits(sc))
 			return 0;
 	}
-	return sc->p - s > 15 ? -1 : 1;
+	return exponent || sc->p - s > 15 ? -1 : 1;
 }
 
 static int

@@ -357,6 +357,7 @@ restore_stdin(void)
 {
 	if (stdin_flags != -1)
 		(void)fcntl(STDIN_FILENO, F_SETFL, stdin_flags);
+	stdin_flags = -1;
 }
 
 /* Reads stdin until EOF, a signal, --strict, or a fatal error, serving
@@ -366,7 +367,7 @@ read_input(struct pub *p, int wake_fd)
 {
 	struct line_reader *lr;
 	enum line_status st;
-	bool more = false;
+	bool more = false, stopped_reading = false;
 	char *line;
 	size_t len;
 	int status = 0;
@@ -378,13 +379,24 @@ read_input(struct pub *p, int wake_fd)
 	if (fcntl(STDIN_FILENO, F_SETFL, stdin_flags | O_NONBLOCK) == -1)
 		die(EX_SOFTWARE, "stdin: O_NONBLOCK:");
 	lr = line_reader_new(STDIN_FILENO, p->input_name, SM_MAX_LINE);
-	while (signals == 0 && !p->fatal && !p->out_error) {
+	while (signals < 2 && !p->fatal && !p->out_error) {
 		struct pollfd fds[2] = {
 			{ .fd = STDIN_FILENO, .events = POLLIN },
 			{ .fd = wake_fd, .events = POLLIN },
 		};
 		int n;
 
+		/* SIGTERM: read nothing more, but produce every line already
+		 * read: what upstream handed over is not dropped. */
+		if (signals == 1 && !stopped_reading) {
+			int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+			restore_stdin();
+			if (null == -1 || dup2(null, STDIN_FILENO) == -1)
+				die(EX_OSERR, "/dev/null:");
+			close(null);
+			stopped_reading = true;
+		}
 		if (!more && poll(fds, 2, 1000) < 0 && errno != EINTR)
 			die(EX_SOFTWARE, "poll:");
 		if (fds[1].revents & POLLIN) {
@@ -396,12 +408,12 @@ read_input(struct pub *p, int wake_fd)
 		serve(p, 0);
 		/* Take a bounded batch, then serve reports again. */
 		more = false;
-		for (n = 0; n < 1000 && signals == 0 && !p->fatal; n++) {
+		for (n = 0; n < 1000 && signals < 2 && !p->fatal; n++) {
 			st = line_reader_next(lr, &line, &len);
 			if (st == LINE_AGAIN)
 				break;
 			if (st == LINE_EOF)
-				goto done;
+				goto done; /* (after a SIGTERM too) */
 			if (st == LINE_ERROR) {
 				warn("%s:", p->input_name);
 				status = EX_IOERR;

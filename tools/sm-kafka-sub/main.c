@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "kafkaconf.h"
+#include "output.h"
 #include "sm.h"
 #include "track.h"
 
@@ -79,6 +80,7 @@ enum start_at { START_STORED, START_BEGINNING, START_END };
 
 #define BATCH 1000            /* messages taken per loop turn */
 #define COMMIT_EVERY_NS 1000000000LL
+#define OUT_HIGH (4 << 20)    /* pause past this much unwritten output */
 
 static volatile sig_atomic_t signals;
 
@@ -99,7 +101,7 @@ struct sub {
 	bool draining;            /* stopping: emit nothing more */
 	bool fatal;
 	int status;               /* exit status so far */
-	bool unflushed;
+	struct output out;        /* stdout */
 	unsigned long emitted, dead_letters, acked;
 };
 
@@ -345,7 +347,8 @@ static void
 flow_control(struct sub *s)
 {
 	rd_kafka_topic_partition_list_t *l = NULL;
-	bool want = s->draining || s->t.inflight >= s->max_inflight;
+	bool want = s->draining || s->t.inflight >= s->max_inflight ||
+	            output_pending(&s->out) >= OUT_HIGH;
 
 	if (want == s->paused)
 		return;
@@ -461,21 +464,36 @@ emit(struct sub *s, struct part *p, const rd_kafka_message_t *m,
 	if (json_object_get(obj, "kafka") == NULL && n > 0 &&
 	    v[n - 1] == '}' && memchr(v, '\n', n) == NULL &&
 	    memchr(v, '\r', n) == NULL) {
-		fwrite(v, 1, n - 1, stdout);
-		printf("%s\"kafka\":{\"topic\":%s,\"partition\":%" PRId32
-		       ",\"offset\":%" PRId64 "}}\n",
-		       json_object_size(obj) > 0 ? "," : "", p->qtopic,
-		       m->partition, m->offset);
-	} else {
+		char coords[1024];
+		int c = snprintf(coords, sizeof coords,
+		                 "%s\"kafka\":{\"topic\":%s,\"partition\":%" PRId32
+		                 ",\"offset\":%" PRId64 "}}\n",
+		                 json_object_size(obj) > 0 ? "," : "", p->qtopic,
+		                 m->partition, m->offset);
+
+		if (c > 0 && (size_t)c < sizeof coords) {
+			output_append(&s->out, v, n - 1);
+			output_append(&s->out, coords, (size_t)c);
+			s->emitted++;
+			return;
+		}
+	}
+	{
+		char *text;
+
 		/* json_object_set_new steals the new object. */
 		json_object_set_new(obj, "kafka",
 		                    json_pack("{s:s, s:i, s:I}", "topic",
 		                              p->topic, "partition",
 		                              (int)m->partition, "offset",
 		                              (json_int_t)m->offset));
-		json_line_write(stdout, obj);
+		text = json_dumps(obj, JSON_COMPACT);
+		if (text == NULL)
+			die(EX_SOFTWARE, "out of memory");
+		output_append(&s->out, text, strlen(text));
+		output_append(&s->out, "\n", 1);
+		free(text);
 	}
-	s->unflushed = true;
 	s->emitted++;
 }
 
@@ -519,20 +537,44 @@ handle_message(struct sub *s, rd_kafka_message_t *m)
 	part_emit(&s->t, p, m->offset, false);
 }
 
-/* Flush stdout; without --ack, written is done: commit it. */
+/* Write what stdout takes; without --ack, written is done: commit it. */
 static void
 flush_output(struct sub *s)
 {
-	if (!s->unflushed)
+	if (output_pending(&s->out) == 0)
 		return;
-	s->unflushed = false;
-	if (fflush(stdout) != 0 || ferror(stdout)) {
+	if (output_flush(&s->out) != 0) {
 		warn("stdout:");
+		output_discard(&s->out);
 		stop(s, EX_IOERR);
 		return;
 	}
-	if (s->acks == NULL)
+	if (s->acks == NULL && output_pending(&s->out) == 0)
 		tracker_ack_all(&s->t);
+}
+
+/* At the end with --ack: never leave half a line in the pipe.  Finish the
+ * line being written (reading acks meanwhile, the next stage may wait on
+ * us), drop the rest: it was not acknowledged, it will come again. */
+static void
+finish_output(struct sub *s)
+{
+	int64_t deadline = mono_now_ns() + 2000000000LL;
+
+	while (!output_at_line_end(&s->out) && mono_now_ns() < deadline) {
+		struct pollfd fds[2] = {
+			{ .fd = s->out.fd, .events = POLLOUT },
+			{ .fd = s->acks ? ack_stream_poll_fd(s->acks) : -1,
+			  .events = POLLIN },
+		};
+
+		if (poll(fds, 2, 100) < 0 && errno != EINTR)
+			break;
+		if (output_flush_line(&s->out) != 0)
+			break;
+		read_acks(s, fds[1].fd == -1 ? POLLIN : fds[1].revents);
+	}
+	output_discard(&s->out);
 }
 
 /* -e: every assigned partition at its end, nothing awaited. */
@@ -566,10 +608,12 @@ run(struct sub *s, int wake_fd)
 	bool more = false;
 
 	while (!s->fatal) {
-		struct pollfd fds[2] = {
+		struct pollfd fds[3] = {
 			{ .fd = wake_fd, .events = POLLIN },
 			{ .fd = s->acks ? ack_stream_poll_fd(s->acks) : -1,
 			  .events = POLLIN },
+			{ .fd = output_pending(&s->out) > 0 ? s->out.fd : -1,
+			  .events = POLLOUT },
 		};
 		int64_t now = mono_now_ns();
 		int timeout, n;
@@ -603,7 +647,7 @@ run(struct sub *s, int wake_fd)
 			timeout = (int)((next_commit_ns - now) / 1000000);
 		if (timeout < 0)
 			timeout = 0;
-		if (poll(fds, 2, timeout) < 0 && errno != EINTR)
+		if (poll(fds, 3, timeout) < 0 && errno != EINTR)
 			die(EX_OSERR, "poll:");
 		if (fds[0].revents & POLLIN)
 			drain_wake(wake_fd);
@@ -619,7 +663,8 @@ run(struct sub *s, int wake_fd)
 			rd_kafka_message_destroy(m);
 			/* Pausing discards what librdkafka fetched ahead, so
 			 * the limit holds exactly. */
-			if (s->t.inflight >= s->max_inflight) {
+			if (s->t.inflight >= s->max_inflight ||
+			    output_pending(&s->out) >= OUT_HIGH) {
 				flow_control(s);
 				break;
 			}
@@ -747,7 +792,7 @@ main(int argc, char **argv)
 	}
 	if (ack_path != NULL)
 		s.acks = ack_stream_open(ack_path);
-	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+	output_init(&s.out, STDOUT_FILENO, ack_path != NULL);
 	tracker_init(&s.t);
 
 	rd_kafka_conf_set_opaque(conf, &s);
@@ -779,6 +824,7 @@ main(int argc, char **argv)
 	run(&s, wake[0]);
 
 	flush_output(&s);
+	finish_output(&s);
 	read_acks(&s, POLLIN);
 	if (commit(&s, false) != 0 && s.status == 0)
 		s.status = EX_UNAVAILABLE;
@@ -797,9 +843,6 @@ main(int argc, char **argv)
 		if (s.status == 0)
 			s.status = EX_IOERR;
 	}
-	if (fflush(stdout) != 0 || ferror(stdout)) {
-		if (s.status == 0)
-			s.status = EX_IOERR;
-	}
+	output_free(&s.out);
 	return s.status;
 }

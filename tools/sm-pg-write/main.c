@@ -93,6 +93,7 @@ static struct {
 
 static struct pgw *pg;
 static FILE *dead_letter;
+static unsigned long expired; /* results skipped for --retention */
 static const char *input_name = "<stdin>";
 
 static volatile sig_atomic_t stop_signal;
@@ -410,6 +411,11 @@ batch_clear(struct batch *b)
 static void
 batch_flush(struct batch *b)
 {
+	if (expired > 0) {
+		info("skipped %lu result%s older than the retention", expired,
+		     expired == 1 ? "" : "s");
+		expired = 0;
+	}
 	if (b->n == 0)
 		return;
 	store_range(b, 0, b->n);
@@ -487,6 +493,16 @@ take_line(struct batch *b, const char *line, size_t len, unsigned long lineno)
 			    ? started_ms / 86400000
 			    : -((-started_ms + 86399999) / 86400000));
 		json_decref(obj);
+	}
+	/* Older than the retention: it would only bring back a partition
+	 * that the next round drops.  Done with, so acknowledged like a
+	 * refused record, but not an error. */
+	if (valid && opt.retention_ms > 0 &&
+	    started_ms < time_now_ms() - opt.retention_ms) {
+		expired++;
+		if (opt.ack_rejected)
+			batch_add(b, line, len, lineno, day, true);
+		return;
 	}
 	if (valid) {
 		batch_add(b, line, len, lineno, day, false);

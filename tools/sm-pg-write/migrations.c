@@ -67,7 +67,7 @@ static const char m001_initial[] =
 	 * sm-pg-write before a batch that needs it, or by hand).  The
 	 * advisory lock keeps writers from creating the same one at once. */
 	"CREATE FUNCTION sm_checks_ensure_partitions(days date[])\n"
-	"RETURNS integer LANGUAGE plpgsql AS $fn$\n"
+	"RETURNS integer LANGUAGE plpgsql SECURITY DEFINER AS $fn$\n"
 	"DECLARE\n"
 	"  d date;\n"
 	"  part text;\n"
@@ -95,7 +95,7 @@ static const char m001_initial[] =
 	"\n"
 	/* Retention: drop the day partitions that end at or before cutoff. */
 	"CREATE FUNCTION sm_checks_drop_partitions(cutoff timestamptz)\n"
-	"RETURNS integer LANGUAGE plpgsql AS $fn$\n"
+	"RETURNS integer LANGUAGE plpgsql SECURITY DEFINER AS $fn$\n"
 	"DECLARE\n"
 	"  r record;\n"
 	"  dropped integer := 0;\n"
@@ -117,6 +117,18 @@ static const char m001_initial[] =
 	"END\n"
 	"$fn$;\n"
 	"\n"
+	/* The functions run as the schema's owner, so that a writer role
+	 * with only INSERT/UPDATE rights (and EXECUTE, granted) can make
+	 * partitions; hence a fixed search_path and no EXECUTE for PUBLIC. */
+	"DO $do$ BEGIN\n"
+	"  EXECUTE format('ALTER FUNCTION sm_checks_ensure_partitions(date[])'\n"
+	"    ' SET search_path = %I, pg_temp', current_schema());\n"
+	"  EXECUTE format('ALTER FUNCTION sm_checks_drop_partitions(timestamptz)'\n"
+	"    ' SET search_path = %I, pg_temp', current_schema());\n"
+	"END $do$;\n"
+	"REVOKE ALL ON FUNCTION sm_checks_ensure_partitions(date[]) FROM PUBLIC;\n"
+	"REVOKE ALL ON FUNCTION sm_checks_drop_partitions(timestamptz)\n"
+	"  FROM PUBLIC;\n"
 	"CREATE TABLE targets (\n"
 	"  target text PRIMARY KEY,\n"
 	"  url text NOT NULL,\n"

@@ -438,30 +438,61 @@ migrate_one(struct pgw *pg, const struct migration *m, int *applied,
 	return st;
 }
 
+/* The version the database is at, 0 when schema_migrations is missing.
+ * Reads only, so that a writer role without CREATE privilege starts
+ * against an up-to-date schema. */
+static enum pgw_status
+schema_version(struct pgw *pg, long *version, char *err, size_t errlen)
+{
+	PGresult *res;
+	enum pgw_status st;
+	bool exists;
+
+	*version = 0;
+	res = PQexec(pg->conn,
+	    "SELECT to_regclass('schema_migrations') IS NOT NULL");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		goto fail;
+	exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	if (!exists)
+		return PGW_OK;
+	res = PQexec(pg->conn,
+	    "SELECT coalesce(max(version), 0) FROM schema_migrations");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		goto fail;
+	*version = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return PGW_OK;
+fail:
+	st = failure(pg, res, err, errlen);
+	PQclear(res);
+	rollback(pg);
+	return st;
+}
+
 enum pgw_status
 pgw_migrate(struct pgw *pg, int *applied, char *err, size_t errlen)
 {
+	int latest = pgw_migrations[pgw_n_migrations - 1].version;
 	enum pgw_status st;
-	PGresult *res;
+	long v;
 	size_t i;
 
 	*applied = 0;
+	st = schema_version(pg, &v, err, errlen);
+	if (st != PGW_OK)
+		return st;
+	if (v > latest)
+		info("database schema version %ld is newer than this "
+		     "program's %d", v, latest);
+	if (v >= latest)
+		return PGW_OK;
 	for (i = 0; i < pgw_n_migrations; i++) {
 		st = migrate_one(pg, &pgw_migrations[i], applied, err, errlen);
 		if (st != PGW_OK)
 			return st;
 	}
-	res = PQexec(pg->conn, "SELECT max(version) FROM schema_migrations");
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-	    !PQgetisnull(res, 0, 0)) {
-		long v = strtol(PQgetvalue(res, 0, 0), NULL, 10);
-
-		if (v > pgw_migrations[pgw_n_migrations - 1].version)
-			info("database schema version %ld is newer than this "
-			     "program's %d", v,
-			     pgw_migrations[pgw_n_migrations - 1].version);
-	}
-	PQclear(res);
 	return PGW_OK;
 }
 

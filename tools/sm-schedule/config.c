@@ -16,12 +16,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
 #include <yaml.h>
 
 #include "sched.h"
 #include "sm.h"
+#include "subst.h"
+#include "suggest.h"
 
 /* A YAML alias may point at its own ancestor; stop before the stack does. */
 #define MAX_DEPTH 64
@@ -143,6 +143,7 @@ cerr_print_all(struct loader *L)
 		    e->at.col == e[-1].at.col && !strcmp(e->msg, e[-1].msg))
 			continue;
 		shown++;
+		redact_userinfo(e->msg); /* a name may be a url with a password */
 		if (e->at.line)
 			fprintf(stderr, "%s: error: %s:%lu:%lu: %s\n",
 			        diag_progname(), L->path, e->at.line,
@@ -173,63 +174,6 @@ field_find(const struct loader *L, const char *key)
 	return NULL;
 }
 
-static int
-fold(int c)
-{
-	return c == '-' ? '_' : tolower(c);
-}
-
-/* Levenshtein distance, case-insensitive, '-' the same as '_'. */
-static size_t
-edit_distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	size_t *row = xcalloc(lb + 1, sizeof(*row));
-	size_t d;
-
-	for (size_t j = 0; j <= lb; j++)
-		row[j] = j;
-	for (size_t i = 1; i <= la; i++) {
-		size_t diag = row[0];
-
-		row[0] = i;
-		for (size_t j = 1; j <= lb; j++) {
-			size_t up = row[j];
-			size_t best = diag + (fold(a[i - 1]) != fold(b[j - 1]));
-
-			if (up + 1 < best)
-				best = up + 1;
-			if (row[j - 1] + 1 < best)
-				best = row[j - 1] + 1;
-			row[j] = best;
-			diag = up;
-		}
-	}
-	d = row[lb];
-	free(row);
-	return d;
-}
-
-/* The closest of names to key when it is near enough to be a typo. */
-static const char *
-suggest(const char *key, const char *const *names, size_t n)
-{
-	const char *best = NULL;
-	size_t best_d = (size_t)-1, klen = strlen(key);
-
-	for (size_t i = 0; i < n; i++) {
-		size_t d = edit_distance(key, names[i]);
-
-		if (d < best_d) {
-			best_d = d;
-			best = names[i];
-		}
-	}
-	if (best && (best_d <= 2 || best_d * 4 <= klen) && best_d < klen)
-		return best;
-	return NULL;
-}
-
 static void
 unknown_key(struct loader *L, struct pos at, const char *key,
             const char *const *names, size_t n)
@@ -253,71 +197,6 @@ unknown_field(struct loader *L, struct pos at, const char *key)
 		if (L->fmt == CONFIG_NDJSON || !fields[i].ndjson_only)
 			names[n++] = fields[i].name;
 	unknown_key(L, at, key, names, n);
-}
-
-/* ---- ${VAR} substitution --------------------------------------------- */
-
-/* Expands ${NAME} from the environment; "$${" stands for a literal "${".
- * Returns a new string, or NULL with *bad_off at the offending reference
- * and a new message in *why. */
-static char *
-subst_env(const char *s, size_t len, size_t *outlen, size_t *bad_off,
-          char **why)
-{
-	size_t cap = len + 1, n = 0;
-	char *out = xmalloc(cap);
-
-	for (size_t i = 0; i < len;) {
-		const char *add = s + i;
-		size_t addlen = 1;
-
-		if (s[i] == '$' && i + 2 < len && s[i + 1] == '$' &&
-		    s[i + 2] == '{') {
-			add = "${";
-			addlen = 2;
-			i += 3;
-		} else if (s[i] == '$' && i + 1 < len && s[i + 1] == '{') {
-			size_t j = i + 2;
-			char *name;
-
-			while (j < len && (isalnum((unsigned char)s[j]) ||
-			                   s[j] == '_'))
-				j++;
-			if (j == i + 2 || j >= len || s[j] != '}' ||
-			    isdigit((unsigned char)s[i + 2])) {
-				*bad_off = i;
-				*why = xstrdup("malformed variable reference "
-				               "(write ${NAME}, or $${ for a "
-				               "literal ${)");
-				free(out);
-				return NULL;
-			}
-			name = xstrndup(s + i + 2, j - i - 2);
-			add = getenv(name);
-			if (!add) {
-				*bad_off = i;
-				*why = xasprintf("environment variable %s is "
-				                 "not set", name);
-				free(name);
-				free(out);
-				return NULL;
-			}
-			free(name);
-			addlen = strlen(add);
-			i = j + 1;
-		} else {
-			i++;
-		}
-		if (n + addlen + 1 > cap) {
-			cap = (n + addlen + 1) * 2;
-			out = xrealloc(out, cap);
-		}
-		memcpy(out + n, add, addlen);
-		n += addlen;
-	}
-	out[n] = '\0';
-	*outlen = n;
-	return out;
 }
 
 static json_t *
@@ -739,22 +618,14 @@ static void
 check_regex(struct loader *L, struct rawmap *rm, const char *key,
             const char *pattern)
 {
-	PCRE2_UCHAR msg[256];
-	PCRE2_SIZE off;
-	pcre2_code *re;
-	int code;
+	char msg[512];
+	pcre2_code *re = regex_compile(pattern, msg, sizeof msg);
 
-	re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, 0,
-	                   &code, &off, NULL);
 	if (re) {
 		pcre2_code_free(re);
 		return;
 	}
-	if (pcre2_get_error_message(code, msg, sizeof(msg)) < 0)
-		snprintf((char *)msg, sizeof(msg), "error %d", code);
-	cerr_add(L, rawmap_pos(rm, key, true),
-	         "field \"%s\": invalid PCRE2 pattern at offset %zu: %s", key,
-	         (size_t)off, (const char *)msg);
+	cerr_add(L, rawmap_pos(rm, key, true), "field \"%s\": %s", key, msg);
 	rawmap_fail(rm, key);
 }
 
@@ -1143,9 +1014,9 @@ parse_error:
 		cerr_add(L, (struct pos){0, 0}, "%s",
 		         parser.problem ? parser.problem : "read error");
 	else if (parser.context)
-		cerr_add(L, mark_pos(parser.problem_mark), "%s: %s (%s at line "
+		cerr_add(L, mark_pos(parser.problem_mark), "%s %s (from line "
 		         "%zu)", parser.problem, parser.context,
-		         "which started", parser.context_mark.line + 1);
+		         parser.context_mark.line + 1);
 	else
 		cerr_add(L, mark_pos(parser.problem_mark), "%s",
 		         parser.problem ? parser.problem : "YAML syntax error");
@@ -1288,7 +1159,11 @@ load_ndjson(struct loader *L, int fd)
 		if (skip == len || line[skip] == '#')
 			continue;
 		if (!(obj = json_line_parse(line, len, err, sizeof(err)))) {
-			cerr_add(L, (struct pos){lineno, 1}, "%s", err);
+			const char *c = strstr(err, "at column ");
+			unsigned long col = c ? strtoul(c + 10, NULL, 10) : 0;
+
+			cerr_add(L, (struct pos){lineno, col ? col : 1}, "%s",
+			         err);
 			continue;
 		}
 		if (tn == tcap) {

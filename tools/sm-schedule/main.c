@@ -405,7 +405,8 @@ report_skips(struct state *S, int64_t now, bool force)
 	    now - S->last_report_ms < SKIP_REPORT_MS)
 		return;
 	S->skipped_total += S->skipped;
-	warn("stdout blocked: skipped %llu ticks (%llu since start)",
+	warning("skipped %llu ticks that could not be written on time "
+	     "(stdout blocked, or the process stalled); %llu since start",
 	     S->skipped, S->skipped_total);
 	S->skipped = 0;
 	S->last_report_ms = now;
@@ -593,7 +594,7 @@ check_summary(const struct state *S, const struct config *cfg)
 	printf(", %.2f checks/s\n", rate);
 	for (size_t i = 0; i < cfg->n; i++) {
 		const struct config_target *ct = &cfg->v[i];
-		char iv[32], to[32], next[TIME_STR_LEN];
+		char iv[32], to[32], next[TIME_STR_LEN], *name;
 
 		if (!in_shard(S, ct->hash))
 			continue;
@@ -603,8 +604,12 @@ check_summary(const struct state *S, const struct config *cfg)
 		                              sched_phase(ct->hash,
 		                                          ct->interval_ms)),
 		               next);
-		printf("  %s: line %lu, every %s, timeout %s, next %s\n",
-		       ct->name, ct->line, iv, to, next);
+		/* Unnamed targets are named after their url: no password. */
+		name = xstrdup(ct->name);
+		redact_userinfo(name);
+		printf("  %s: line %lu, every %s, timeout %s, next %s\n", name,
+		       ct->line, iv, to, next);
+		free(name);
 	}
 	if (fflush(stdout) == EOF || ferror(stdout))
 		die(EX_IOERR, "write error on stdout:");
