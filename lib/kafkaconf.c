@@ -70,7 +70,7 @@ kconf_error(rd_kafka_t *rk, int err, const char *reason)
 	if (err == RD_KAFKA_RESP_ERR__TRANSPORT ||
 	    err == RD_KAFKA_RESP_ERR__RESOLVE)
 		return false;
-	fprintf(stderr, "%s: warning: kafka: %s\n", diag_progname(), reason);
+	warning("kafka: %s", reason);
 	return false;
 }
 

@@ -70,6 +70,8 @@ struct state {
 	bool stdin_polled; /* stdin is in epfd (not a regular file) */
 	bool stdin_armed;  /* ... and armed (EPOLLONESHOT) */
 	int64_t timer_ns;  /* when curl wants its timeout handled, or -1 */
+	unsigned char *wanted; /* by fd: curl waits on that socket */
+	size_t n_wanted;
 	const char *dead_path;
 };
 
@@ -298,7 +300,35 @@ collect_done(struct state *st)
 	}
 }
 
-/* CURLMOPT_SOCKETFUNCTION: follow what curl wants of each socket. */
+static void
+set_wanted(struct state *st, int fd, bool on)
+{
+	if ((size_t)fd >= st->n_wanted) {
+		size_t n = st->n_wanted ? st->n_wanted : 1024;
+
+		if (!on)
+			return;
+		while (n <= (size_t)fd)
+			n *= 2;
+		st->wanted = xrealloc(st->wanted, n);
+		memset(st->wanted + st->n_wanted, 0, n - st->n_wanted);
+		st->n_wanted = n;
+	}
+	st->wanted[fd] = on;
+}
+
+static bool
+is_wanted(const struct state *st, int fd)
+{
+	return fd >= 0 && (size_t)fd < st->n_wanted && st->wanted[fd];
+}
+
+/* CURLMOPT_SOCKETFUNCTION: follow what curl wants of each socket.
+ *
+ * A socket curl is done with is not taken out of the epoll set at once:
+ * curl closes it right after (every probe has its own connection), and
+ * closing it takes it out, which saves a system call per probe.  Should
+ * one stay open and report an event, run() takes it out then. */
 static int
 on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
           void *socketp)
@@ -308,7 +338,7 @@ on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
 
 	if (what == CURL_POLL_REMOVE) {
 		if (socketp != NULL) {
-			(void)epoll_ctl(st->epfd, EPOLL_CTL_DEL, fd, NULL);
+			set_wanted(st, fd, false);
 			curl_multi_assign(st->multi, fd, NULL);
 		}
 		return 0;
@@ -327,6 +357,7 @@ on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
 	    (errno != EEXIST || epoll_ctl(st->epfd, EPOLL_CTL_MOD, fd, &ev) < 0))
 		die(EX_SOFTWARE, "epoll_ctl:");
 	curl_multi_assign(st->multi, fd, st);
+	set_wanted(st, fd, true);
 	return 0;
 }
 
@@ -457,6 +488,11 @@ run(struct state *st)
 					;
 				continue;
 			}
+			if (!is_wanted(st, fd)) {
+				/* Left open by curl after its REMOVE. */
+				(void)epoll_ctl(st->epfd, EPOLL_CTL_DEL, fd, NULL);
+				continue;
+			}
 			if (e & (EPOLLIN | EPOLLHUP))
 				flags |= CURL_CSELECT_IN;
 			if (e & EPOLLOUT)
@@ -560,6 +596,7 @@ main(int argc, char **argv)
 	jt_free(&st.out);
 	curl_multi_cleanup(st.multi);
 	close(st.epfd);
+	free(st.wanted);
 	curl_global_cleanup();
 	rx_cache_clear();
 	free(owned_location);
