@@ -584,6 +584,10 @@ main(int argc, char **argv)
 		die(EX_SOFTWARE, "curl_global_init failed");
 	if ((st.multi = curl_multi_init()) == NULL)
 		die(EX_SOFTWARE, "curl_multi_init failed");
+	/* Results are flushed once per turn of the loop (before it waits),
+	 * not per record: a buffer of 64 KiB makes that one write. */
+	static char outbuf[65536];
+	setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
 	setup_signals();
 	raise_fd_limit();
 	nonblocking_stdin();
@@ -595,6 +599,7 @@ main(int argc, char **argv)
 	line_reader_free(&st.lr);
 	jt_free(&st.out);
 	curl_multi_cleanup(st.multi);
+	probe_pool_clear();
 	close(st.epfd);
 	free(st.wanted);
 	curl_global_cleanup();
