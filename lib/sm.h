@@ -186,6 +186,22 @@ int result_validate(const json_t *obj, char *err, size_t errlen);
 /* The url with any password replaced by "***" (a new string). */
 char *url_redact_new(const char *url);
 
+/* ---- stats.c: the periodic stats line --------------------------------- */
+
+/* Each long-running program takes --stats-interval DURATION (default from
+ * SM_STATS_INTERVAL, 0 = off) and, when the clock is due, writes one line
+ * info("stats: key=value ...") with its counters. */
+struct stats_clock {
+	int64_t interval_ns; /* 0: off */
+	int64_t next_ns;     /* CLOCK_MONOTONIC */
+};
+void stats_clock_init(struct stats_clock *c, int64_t interval_ms);
+int64_t stats_interval_default_ms(void);
+/* True once per interval; call it from the main loop. */
+bool stats_clock_due(struct stats_clock *c);
+/* Milliseconds until due (for poll), or -1 when off. */
+int stats_clock_timeout_ms(const struct stats_clock *c);
+
 /* ---- regex.c: PCRE2 patterns ------------------------------------------ */
 
 /* Compile with the options every program uses (UTF, invalid UTF matched

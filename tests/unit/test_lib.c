@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sm.h"
@@ -232,6 +233,22 @@ test_redact(void)
 	CHECK(strcmp(c, "no url here, mail@example.com") == 0);
 }
 
+static void
+test_stats_clock(void)
+{
+	struct stats_clock c;
+	struct timespec ts = { 0, 250 * 1000000 };
+
+	stats_clock_init(&c, 0);
+	CHECK(!stats_clock_due(&c) && stats_clock_timeout_ms(&c) == -1);
+	stats_clock_init(&c, 200);
+	CHECK(!stats_clock_due(&c));
+	CHECK(stats_clock_timeout_ms(&c) > 0 && stats_clock_timeout_ms(&c) <= 200);
+	nanosleep(&ts, NULL); /* past one interval (and part of the next) */
+	CHECK(stats_clock_due(&c));
+	CHECK(!stats_clock_due(&c)); /* once per interval, not per call */
+}
+
 int
 main(void)
 {
@@ -244,6 +261,7 @@ main(void)
 	test_target();
 	test_result();
 	test_redact();
+	test_stats_clock();
 	printf("1..%d\n", n_run);
 	return n_failed ? 1 : 0;
 }

@@ -45,6 +45,7 @@ struct loader {
 	size_t nerrs, cap;
 	yaml_document_t *doc;
 	size_t nodes; /* YAML nodes converted so far, aliases expanded */
+	char *re_ok;  /* the last pattern that compiled (many targets share one) */
 };
 
 /* One mapping of the input (defaults or a target) on its way to a record. */
@@ -619,10 +620,14 @@ check_regex(struct loader *L, struct rawmap *rm, const char *key,
             const char *pattern)
 {
 	char msg[512];
-	pcre2_code *re = regex_compile(pattern, msg, sizeof msg);
+	pcre2_code *re;
 
-	if (re) {
+	if (L->re_ok && !strcmp(L->re_ok, pattern))
+		return;
+	if ((re = regex_compile(pattern, msg, sizeof msg))) {
 		pcre2_code_free(re);
+		free(L->re_ok);
+		L->re_ok = xstrdup(pattern);
 		return;
 	}
 	cerr_add(L, rawmap_pos(rm, key, true), "field \"%s\": %s", key, msg);
@@ -630,6 +635,45 @@ check_regex(struct loader *L, struct rawmap *rm, const char *key,
 }
 
 static void drop_nulls(json_t *obj);
+
+/* Most mappings are valid, and one run of lib's validator over all their
+ * fields together says so; check_fields() then needs no run per field. */
+static bool
+fields_valid_together(const struct rawmap *rm)
+{
+	json_t *o = json_object(), *val;
+	const char *key;
+	struct target *t;
+	char err[256];
+	bool ok;
+
+	json_object_foreach(rm->obj, key, val) {
+		if (json_is_null(val))
+			continue;
+		if (json_is_object(val)) {
+			json_t *c = json_copy(val);
+
+			drop_nulls(c);
+			json_object_set_new(o, key, c);
+		} else {
+			json_object_set(o, key, val);
+		}
+	}
+	if (!json_object_get(o, "target"))
+		json_object_set_new(o, "target", json_string("x"));
+	if (!json_object_get(o, "url"))
+		json_object_set_new(o, "url", json_string("http://localhost/"));
+	t = target_from_json(o, err, sizeof(err));
+	json_decref(o);
+	if (!t)
+		return false;
+	val = json_object_get(rm->obj, "interval");
+	ok = !val || json_is_null(val) ||
+	     (t->interval_ms >= CONFIG_MIN_INTERVAL_MS &&
+	      t->interval_ms <= CONFIG_MAX_INTERVAL_MS);
+	target_free(&t);
+	return ok;
+}
 
 /* Each field alone, so that one mapping can yield several errors, each at
  * its own value: lib's validator on a minimal record plus that field. */
@@ -640,6 +684,14 @@ check_fields(struct loader *L, struct rawmap *rm)
 	json_t *val;
 	void *tmp;
 
+	if (fields_valid_together(rm)) {
+		static const char *const res[] = {"regex", "regex_absent"};
+
+		for (size_t i = 0; i < 2; i++)
+			if (json_is_string(val = json_object_get(rm->obj, res[i])))
+				check_regex(L, rm, res[i], json_string_value(val));
+		return;
+	}
 	json_object_foreach_safe(rm->obj, tmp, key, val) {
 		char err[256];
 		struct target *t;
@@ -791,6 +843,7 @@ config_add(struct config *cfg, struct target *t, int64_t interval_ms,
            unsigned long line)
 {
 	struct config_target *ct;
+	json_t *rec;
 
 	if (cfg->n == cfg->cap) {
 		cfg->cap = cfg->cap ? cfg->cap * 2 : 64;
@@ -798,7 +851,14 @@ config_add(struct config *cfg, struct target *t, int64_t interval_ms,
 	}
 	ct = &cfg->v[cfg->n++];
 	ct->name = xstrdup(t->target);
-	ct->record = target_to_json(t);
+	/* Encoded now, once: 100,000 JSON trees kept until the end of the
+	 * load would cost far more than their text. */
+	rec = target_to_json(t);
+	if (!(ct->json = json_dumps(rec, JSON_COMPACT)))
+		die(EX_SOFTWARE, "cannot encode target \"%s\"", t->target);
+	json_decref(rec);
+	ct->json_len = strlen(ct->json) - 1;
+	ct->json[ct->json_len] = '\0';
 	ct->interval_ms = interval_ms;
 	ct->timeout_ms = t->timeout_ms;
 	ct->hash = sched_hash(ct->name);
@@ -864,45 +924,62 @@ check_target(struct loader *L, struct rawmap *rm, struct named *nm)
 	return t;
 }
 
-static struct config *
-build(struct loader *L, struct rawmap *defs, struct rawmap *tv, size_t tn)
-{
-	struct config *cfg = xcalloc(1, sizeof(*cfg));
-	struct named *names = xcalloc(tn ? tn : 1, sizeof(*names));
-	size_t nn = 0;
-
-	if (defs)
-		check_defaults(L, defs);
-	for (size_t i = 0; i < tn; i++) {
-		struct rawmap *rm = &tv[i];
-		struct target *t;
-
-		normalize(L, rm);
-		check_fields(L, rm);
-		if (defs)
-			merge_defaults(rm, defs);
-		else
-			drop_nulls(rm->obj);
-		names[nn].idx = i;
-		if (!(t = check_target(L, rm, &names[nn])))
-			continue;
-		if (names[nn].name)
-			nn++;
-		if (!rm->bad && !(defs && defs->bad))
-			config_add(cfg, t, t->interval_ms, rm->at.line);
-		target_free(&t);
-	}
-	check_unique(L, names, nn);
-	free(names);
-	return cfg;
-}
+/* Targets are checked one at a time as they are read, so that only one
+ * target's intermediate JSON is alive at once (100,000 targets at once
+ * cost hundreds of MiB and most of the load time in malloc). */
+struct builder {
+	struct config *cfg;
+	struct rawmap *defs; /* or NULL */
+	struct named *names;
+	size_t nn, cap, idx;
+};
 
 static void
-rawmaps_free(struct rawmap *tv, size_t tn)
+build_begin(struct loader *L, struct builder *B, struct rawmap *defs)
 {
-	for (size_t i = 0; i < tn; i++)
-		rawmap_clear(&tv[i]);
-	free(tv);
+	memset(B, 0, sizeof(*B));
+	B->cfg = xcalloc(1, sizeof(*B->cfg));
+	B->defs = defs;
+	if (defs)
+		check_defaults(L, defs);
+}
+
+/* One target; clears rm. */
+static void
+build_one(struct loader *L, struct builder *B, struct rawmap *rm)
+{
+	struct rawmap *defs = B->defs;
+	struct target *t;
+
+	normalize(L, rm);
+	check_fields(L, rm);
+	if (defs)
+		merge_defaults(rm, defs);
+	else
+		drop_nulls(rm->obj);
+	if (B->nn == B->cap) {
+		B->cap = B->cap ? B->cap * 2 : 64;
+		B->names = xrealloc(B->names, B->cap * sizeof(*B->names));
+	}
+	memset(&B->names[B->nn], 0, sizeof(*B->names));
+	B->names[B->nn].idx = B->idx++;
+	if ((t = check_target(L, rm, &B->names[B->nn]))) {
+		if (B->names[B->nn].name)
+			B->nn++;
+		if (!rm->bad && !(defs && defs->bad))
+			config_add(B->cfg, t, t->interval_ms, rm->at.line);
+		target_free(&t);
+	}
+	rawmap_clear(rm);
+}
+
+static struct config *
+build_end(struct loader *L, struct builder *B)
+{
+	check_unique(L, B->names, B->nn);
+	free(B->names);
+	B->names = NULL;
+	return B->cfg;
 }
 
 static struct config *
@@ -911,8 +988,8 @@ load_yaml(struct loader *L, FILE *fp)
 	yaml_parser_t parser;
 	yaml_document_t doc, extra;
 	yaml_node_t *root, *defs_node = NULL, *targets_node = NULL;
-	struct rawmap defs, *tv = NULL;
-	size_t tn = 0;
+	struct rawmap defs, rm;
+	struct builder B;
 	struct config *cfg = NULL;
 	bool have_defs = false;
 
@@ -982,14 +1059,14 @@ load_yaml(struct loader *L, FILE *fp)
 		rawmap_from_yaml(L, defs_node, &defs, "\"defaults\"");
 		have_defs = true;
 	}
+	build_begin(L, &B, have_defs ? &defs : NULL);
 	if (targets_node->type == YAML_SEQUENCE_NODE) {
-		yaml_node_item_t *it = targets_node->data.sequence.items.start;
-
-		tn = (size_t)(targets_node->data.sequence.items.top - it);
-		tv = xcalloc(tn ? tn : 1, sizeof(*tv));
-		for (size_t i = 0; i < tn; i++)
-			rawmap_from_yaml(L, yaml_document_get_node(&doc, it[i]),
-			                 &tv[i], "a target");
+		for (yaml_node_item_t *it = targets_node->data.sequence.items.start;
+		     it < targets_node->data.sequence.items.top; it++) {
+			rawmap_from_yaml(L, yaml_document_get_node(&doc, *it),
+			                 &rm, "a target");
+			build_one(L, &B, &rm);
+		}
 	} else if (!(targets_node->type == YAML_SCALAR_NODE &&
 	             is_null_text(
 	                 (const char *)targets_node->data.scalar.value,
@@ -997,8 +1074,7 @@ load_yaml(struct loader *L, FILE *fp)
 		cerr_add(L, mark_pos(targets_node->start_mark),
 		         "\"targets\" must be a list of mappings");
 	}
-	cfg = build(L, have_defs ? &defs : NULL, tv, tn);
-	rawmaps_free(tv, tn);
+	cfg = build_end(L, &B);
 	if (have_defs)
 		rawmap_clear(&defs);
 out:
@@ -1128,9 +1204,10 @@ static struct config *
 load_ndjson(struct loader *L, int fd)
 {
 	struct line_reader *lr = line_reader_new(fd, L->path, SM_MAX_LINE);
-	struct rawmap *tv = NULL;
-	size_t tn = 0, tcap = 0;
-	struct config *cfg;
+	struct rawmap rm;
+	struct builder B;
+
+	build_begin(L, &B, NULL);
 
 	for (;;) {
 		enum line_status st;
@@ -1166,17 +1243,12 @@ load_ndjson(struct loader *L, int fd)
 			         err);
 			continue;
 		}
-		if (tn == tcap) {
-			tcap = tcap ? tcap * 2 : 64;
-			tv = xrealloc(tv, tcap * sizeof(*tv));
-		}
-		rawmap_from_json(L, obj, line, len, lineno, &tv[tn++]);
+		rawmap_from_json(L, obj, line, len, lineno, &rm);
 		json_decref(obj);
+		build_one(L, &B, &rm);
 	}
 	line_reader_free(&lr);
-	cfg = build(L, NULL, tv, tn);
-	rawmaps_free(tv, tn);
-	return cfg;
+	return build_end(L, &B);
 }
 
 /* ---- public ----------------------------------------------------------- */
@@ -1212,6 +1284,7 @@ config_load(const char *path, enum config_format fmt)
 		if (fd != STDIN_FILENO)
 			close(fd);
 	}
+	free(L.re_ok);
 	if (L.nerrs) {
 		cerr_print_all(&L);
 		config_free(&cfg);
@@ -1231,7 +1304,7 @@ config_free(struct config **cp)
 		return;
 	for (size_t i = 0; i < c->n; i++) {
 		free(c->v[i].name);
-		json_decref(c->v[i].record);
+		free(c->v[i].json);
 	}
 	free(c->v);
 	free(c->path);

@@ -20,7 +20,10 @@ enum config_format { CONFIG_YAML, CONFIG_NDJSON };
 
 struct config_target {
 	char *name;          /* the record's "target" */
-	json_t *record;      /* target_to_json() of the validated target */
+	char *json;          /* target_to_json() of the validated target,
+	                        compact, without its closing brace (the
+	                        scheduler appends scheduled_at) */
+	size_t json_len;
 	int64_t interval_ms;
 	int64_t timeout_ms;
 	uint64_t hash;       /* sched_hash(name) */

@@ -6,17 +6,21 @@
  * Every target fires at a fixed phase within its interval (a hash of its
  * name), aligned to the wall clock, so its rhythm survives restarts and
  * reloads.  Timing runs on CLOCK_MONOTONIC; a min-heap holds the next due
- * time of each target.  When stdout is full, ticks that cannot be written
- * in time are skipped and counted, never bunched up.
+ * time of each target.  Each wake-up writes what is due in one write(2).
+ * When stdout is full, ticks that cannot be written in time are skipped
+ * and counted, never bunched up.  SIGHUP loads the new configuration in a
+ * thread while emission goes on; only the swap happens on the main loop.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +35,8 @@
 #define SKIP_REPORT_MS 10000
 /* A wall clock step larger than this re-aligns the schedule. */
 #define CLOCK_STEP_MS 1000
+/* Records per write(2) at most, when many are due at once. */
+#define BATCH_MAX 256
 
 static const char usage_text[] =
     "usage: sm-schedule [-1c] [-s i/N] sites.yaml\n"
@@ -57,9 +63,30 @@ enum out_status { OUT_OK, OUT_BLOCKED };
 
 struct slot {
 	char *name;
+	uint64_t hash; /* sched_hash(name) */
 	int64_t interval_ms, phase_ms;
 	char *prefix; /* the record's JSON without its closing brace */
 	size_t prefix_len;
+};
+
+/* A configuration loaded by the reload thread, ready to swap in. */
+struct loaded {
+	bool ok;
+	struct slot *slots;
+	size_t n;
+	size_t *tab;       /* open addressing on hash: slot index + 1, 0 free */
+	size_t tab_mask;
+	size_t *old_to_new; /* per current slot: its successor's index + 1,
+	                       0 when removed or its interval changed */
+	size_t kept, changed;
+	int64_t load_ms;   /* how long the load took */
+};
+
+struct reloader {
+	pthread_t th;
+	bool running, again; /* again: SIGHUP during a load */
+	int efd;             /* eventfd: the thread is done */
+	struct loaded out;   /* the thread's, until efd says done */
 };
 
 struct state {
@@ -70,13 +97,16 @@ struct state {
 	struct slot *slots;
 	size_t n;
 	struct heap heap;    /* due times in unix ms, indices into slots */
-	int64_t offset_ms;   /* wall clock minus monotonic clock */
+	int64_t offset_ns;   /* wall clock minus monotonic clock */
 
-	char *line;          /* the record being written, reused */
-	size_t line_cap;
+	char *buf;           /* the records of one write, reused */
+	size_t buf_len, buf_cap;
+	struct heap_item batch[BATCH_MAX]; /* popped from the heap */
+	size_t batch_end[BATCH_MAX];       /* where each record ends in buf */
 	char *pend;          /* the unwritten tail of a partial write */
 	size_t pend_len, pend_cap;
 
+	struct reloader rl;
 	unsigned long long skipped, skipped_total;
 	int64_t last_report_ms;
 };
@@ -140,16 +170,30 @@ in_shard(const struct state *S, uint64_t hash)
 /* ---- clocks ----------------------------------------------------------- */
 
 static int64_t
-mono_ms(void)
+real_now_ns(void)
 {
-	return mono_now_ns() / 1000000;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Now, in the wall-clock frame but advancing with the monotonic clock. */
+/* Wall clock minus monotonic clock, to the nanosecond (to the millisecond,
+ * due times would drift up to a millisecond off the wall clock). */
+static int64_t
+clock_offset_ns(void)
+{
+	int64_t m = mono_now_ns(), r = real_now_ns(), m2 = mono_now_ns();
+
+	return r - (m + (m2 - m) / 2);
+}
+
+/* Now, in the wall-clock frame (unix ms) but advancing with the monotonic
+ * clock. */
 static int64_t
 sched_now(const struct state *S)
 {
-	return mono_ms() + S->offset_ms;
+	return (mono_now_ns() + S->offset_ns) / 1000000;
 }
 
 /* ---- output ----------------------------------------------------------- */
@@ -200,15 +244,12 @@ out_flush(struct state *S)
 	return true;
 }
 
-/* OUT_BLOCKED: nothing written (the pipe is full); a partial write keeps
- * its tail pending, to be finished before anything else. */
-static enum out_status
-out_write(struct state *S, const char *buf, size_t len)
+/* Writes as much of buf as stdout takes now; returns how much. */
+static size_t
+write_some(const char *buf, size_t len)
 {
 	size_t off = 0;
 
-	if (S->pend_len)
-		return OUT_BLOCKED;
 	while (off < len) {
 		ssize_t w = write(STDOUT_FILENO, buf + off, len - off);
 
@@ -220,42 +261,63 @@ out_write(struct state *S, const char *buf, size_t len)
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			die(EX_IOERR, "write error on stdout:");
-		if (off == 0)
-			return OUT_BLOCKED;
-		if (len - off > S->pend_cap) {
-			S->pend_cap = len - off;
-			S->pend = xrealloc(S->pend, S->pend_cap);
-		}
-		memcpy(S->pend, buf + off, len - off);
-		S->pend_len = len - off;
 		break;
 	}
-	return OUT_OK;
+	return off;
 }
 
+/* Keeps buf[off, len) as the pending tail, to be finished first. */
+static void
+pend_keep(struct state *S, const char *buf, size_t off, size_t len)
+{
+	if (len - off > S->pend_cap) {
+		S->pend_cap = len - off;
+		S->pend = xrealloc(S->pend, S->pend_cap);
+	}
+	memcpy(S->pend, buf + off, len - off);
+	S->pend_len = len - off;
+}
+
+/* Appends the record of sl due at scheduled_ms to S->buf: the JSON encoded
+ * once at load, then scheduled_at. */
+static void
+encode(struct state *S, const struct slot *sl, int64_t scheduled_ms)
+{
+	static const char mid[] = ",\"scheduled_at\":\"";
+	size_t need = sl->prefix_len + sizeof(mid) + TIME_STR_LEN + 3;
+	char *p;
+
+	if (S->buf_len + need > S->buf_cap) {
+		S->buf_cap = (S->buf_len + need) * 2;
+		S->buf = xrealloc(S->buf, S->buf_cap);
+	}
+	p = S->buf + S->buf_len;
+	memcpy(p, sl->prefix, sl->prefix_len);
+	p += sl->prefix_len;
+	memcpy(p, mid, sizeof(mid) - 1);
+	p += sizeof(mid) - 1;
+	time_format_ms(scheduled_ms, p);
+	p += strlen(p);
+	memcpy(p, "\"}\n", 3);
+	S->buf_len = (size_t)(p + 3 - S->buf);
+}
+
+/* One record, for --once.  OUT_BLOCKED: nothing written (the pipe is
+ * full); a partial write keeps its tail pending. */
 static enum out_status
 emit(struct state *S, const struct slot *sl, int64_t scheduled_ms)
 {
-	static const char mid[] = ",\"scheduled_at\":\"";
-	char ts[TIME_STR_LEN];
-	size_t n = 0, tl, need;
+	size_t w;
 
-	time_format_ms(scheduled_ms, ts);
-	tl = strlen(ts);
-	need = sl->prefix_len + sizeof(mid) + tl + 3;
-	if (need > S->line_cap) {
-		S->line_cap = need * 2;
-		S->line = xrealloc(S->line, S->line_cap);
-	}
-	memcpy(S->line, sl->prefix, sl->prefix_len);
-	n = sl->prefix_len;
-	memcpy(S->line + n, mid, sizeof(mid) - 1);
-	n += sizeof(mid) - 1;
-	memcpy(S->line + n, ts, tl);
-	n += tl;
-	memcpy(S->line + n, "\"}\n", 3);
-	n += 3;
-	return out_write(S, S->line, n);
+	if (S->pend_len)
+		return OUT_BLOCKED;
+	S->buf_len = 0;
+	encode(S, sl, scheduled_ms);
+	if ((w = write_some(S->buf, S->buf_len)) == 0)
+		return OUT_BLOCKED;
+	if (w < S->buf_len)
+		pend_keep(S, S->buf, w, S->buf_len);
+	return OUT_OK;
 }
 
 /* ---- targets ---------------------------------------------------------- */
@@ -280,21 +342,16 @@ slots_new(const struct state *S, const struct config *cfg, size_t *np)
 	for (size_t i = 0; i < cfg->n; i++) {
 		const struct config_target *ct = &cfg->v[i];
 		struct slot *sl;
-		char *js;
 
 		if (!in_shard(S, ct->hash))
 			continue;
 		sl = &v[n++];
 		sl->name = xstrdup(ct->name);
+		sl->hash = ct->hash;
 		sl->interval_ms = ct->interval_ms;
 		sl->phase_ms = sched_phase(ct->hash, ct->interval_ms);
-		if (!(js = json_dumps(ct->record, JSON_COMPACT)))
-			die(EX_SOFTWARE, "cannot encode target \"%s\"",
-			    ct->name);
-		/* Drop the closing brace: emit() appends scheduled_at. */
-		sl->prefix_len = strlen(js) - 1;
-		js[sl->prefix_len] = '\0';
-		sl->prefix = js;
+		sl->prefix = xstrndup(ct->json, ct->json_len);
+		sl->prefix_len = ct->json_len;
 	}
 	*np = n;
 	return v;
@@ -321,77 +378,192 @@ schedule_all(struct state *S)
 	free(due);
 }
 
-struct old_due {
-	const char *name;
-	const struct slot *slot;
-	int64_t due;
-};
+/* ---- reload: load in a thread, swap on the loop ---------------------- */
 
-static int
-old_due_cmp(const void *a, const void *b)
+static void
+loaded_free(struct loaded *ld)
 {
-	return strcmp(((const struct old_due *)a)->name,
-	              ((const struct old_due *)b)->name);
+	slots_free(ld->slots, ld->n);
+	free(ld->tab);
+	free(ld->old_to_new);
+	memset(ld, 0, sizeof(*ld));
 }
 
-/* SIGHUP: a new configuration.  Targets that stay keep their next due
- * time; new ones start at their phase; removed ones are dropped. */
-static void
-reload(struct state *S)
-{
-	struct config *cfg = config_load(S->path, S->fmt);
-	struct old_due *od, key;
-	struct slot *nv;
-	size_t nn, added = 0, changed = 0, kept = 0;
-	int64_t now, *due;
+struct old_slots {
+	struct slot *v;
+	size_t n;
+};
 
-	if (!cfg) {
-		warn("reload of %s failed; keeping the %zu current targets",
-		     S->path, S->n);
+static void *
+free_thread(void *arg)
+{
+	struct old_slots *o = arg;
+
+	slots_free(o->v, o->n);
+	free(o);
+	return NULL;
+}
+
+/* 100,000 targets take some 10 ms to free: not on the loop. */
+static void
+slots_free_later(struct slot *v, size_t n)
+{
+	struct old_slots *o = xmalloc(sizeof(*o));
+	pthread_attr_t attr;
+	pthread_t th;
+
+	o->v = v;
+	o->n = n;
+	if (pthread_attr_init(&attr) == 0 &&
+	    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
+	    pthread_create(&th, &attr, free_thread, o) == 0) {
+		pthread_attr_destroy(&attr);
 		return;
 	}
-	nv = slots_new(S, cfg, &nn);
-	config_free(&cfg);
-	od = xcalloc(S->n + 1, sizeof(*od));
-	for (size_t i = 0; i < S->heap.n; i++) {
-		const struct slot *sl = &S->slots[S->heap.v[i].idx];
+	free_thread(o);
+}
 
-		od[i].name = sl->name;
-		od[i].slot = sl;
-		od[i].due = S->heap.v[i].due;
+/* The slot of ld named like sl, or NULL. */
+static const struct slot *
+loaded_find(const struct loaded *ld, const struct slot *sl)
+{
+	for (size_t i = sl->hash & ld->tab_mask; ld->tab[i];
+	     i = (i + 1) & ld->tab_mask) {
+		const struct slot *c = &ld->slots[ld->tab[i] - 1];
+
+		if (c->hash == sl->hash && !strcmp(c->name, sl->name))
+			return c;
 	}
-	qsort(od, S->heap.n, sizeof(*od), old_due_cmp);
-	now = sched_now(S);
-	due = xcalloc(nn + 1, sizeof(*due));
-	for (size_t i = 0; i < nn; i++) {
-		const struct old_due *o;
+	return NULL;
+}
 
-		key.name = nv[i].name;
-		o = bsearch(&key, od, S->heap.n, sizeof(*od), old_due_cmp);
-		if (o && o->slot->interval_ms == nv[i].interval_ms) {
-			due[i] = o->due;
-			kept++;
-			if (strcmp(o->slot->prefix, nv[i].prefix))
-				changed++;
-		} else {
-			due[i] = sched_next_due(now, nv[i].interval_ms,
-			                        nv[i].phase_ms);
-			if (o) {
-				kept++;
-				changed++;
-			} else {
-				added++;
-			}
+/* Everything that takes time happens here, off the loop: parsing,
+ * validation, encoding, and matching the new targets with the current
+ * ones by name.  S's path, format and shard never change; its slots (not
+ * its heap) stay as they are until the loop has joined this thread. */
+static void *
+reload_thread(void *arg)
+{
+	struct state *S = arg;
+	struct loaded *ld = &S->rl.out;
+	int64_t t0 = mono_now_ns();
+	struct config *cfg = config_load(S->path, S->fmt);
+	size_t cap = 16;
+	uint64_t one = 1;
+
+	if (cfg) {
+		ld->slots = slots_new(S, cfg, &ld->n);
+		config_free(&cfg);
+		while (cap < ld->n * 2)
+			cap *= 2;
+		ld->tab = xcalloc(cap, sizeof(*ld->tab));
+		ld->tab_mask = cap - 1;
+		for (size_t i = 0; i < ld->n; i++) {
+			size_t j = ld->slots[i].hash & ld->tab_mask;
+
+			while (ld->tab[j])
+				j = (j + 1) & ld->tab_mask;
+			ld->tab[j] = i + 1;
 		}
+		ld->old_to_new = xcalloc(S->n + 1, sizeof(*ld->old_to_new));
+		for (size_t i = 0; i < S->n; i++) {
+			const struct slot *o = &S->slots[i];
+			const struct slot *c = loaded_find(ld, o);
+
+			if (!c)
+				continue;
+			ld->kept++;
+			if (c->interval_ms != o->interval_ms) {
+				ld->changed++;
+				continue;
+			}
+			if (c->prefix_len != o->prefix_len ||
+			    memcmp(c->prefix, o->prefix, o->prefix_len))
+				ld->changed++;
+			ld->old_to_new[i] = (size_t)(c - ld->slots) + 1;
+		}
+		free(ld->tab);
+		ld->tab = NULL;
+		ld->ok = true;
 	}
-	info("reloaded %s: %zu targets (%zu new, %zu changed, %zu removed)",
-	     S->path, nn, added, changed, S->n - kept);
-	free(od);
-	slots_free(S->slots, S->n);
-	S->slots = nv;
-	S->n = nn;
+	ld->load_ms = (mono_now_ns() - t0) / 1000000;
+	while (write(S->rl.efd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+	return NULL;
+}
+
+static void
+reload_start(struct state *S)
+{
+	int err;
+
+	if (S->rl.running) {
+		S->rl.again = true;
+		return;
+	}
+	memset(&S->rl.out, 0, sizeof(S->rl.out));
+	if ((err = pthread_create(&S->rl.th, NULL, reload_thread, S))) {
+		errno = err;
+		warn("reload of %s: cannot start a thread:", S->path);
+		return;
+	}
+	S->rl.running = true;
+}
+
+/* Waits for the reload thread to end (it has, when efd is readable). */
+static void
+reload_join(struct state *S)
+{
+	uint64_t v;
+
+	while (read(S->rl.efd, &v, sizeof(v)) < 0 && errno == EINTR)
+		;
+	pthread_join(S->rl.th, NULL);
+	S->rl.running = false;
+}
+
+/* The swap: targets that stay keep their next due time (and so their
+ * rhythm); new ones start at their phase; removed ones are dropped.
+ * The thread matched them: a few ms for 100,000 targets. */
+static void
+reload_apply(struct state *S)
+{
+	struct loaded *ld = &S->rl.out;
+	size_t old_n = S->n;
+	int64_t now, t0 = mono_now_ns(), *due;
+
+	if (!ld->ok) {
+		warn("reload of %s failed; keeping the %zu current targets",
+		     S->path, S->n);
+		loaded_free(ld);
+		return;
+	}
+	due = xmalloc((ld->n + 1) * sizeof(*due));
+	for (size_t i = 0; i < ld->n; i++)
+		due[i] = -1;
+	for (size_t i = 0; i < S->heap.n; i++) {
+		size_t j = ld->old_to_new[S->heap.v[i].idx];
+
+		if (j)
+			due[j - 1] = S->heap.v[i].due;
+	}
+	now = sched_now(S);
+	for (size_t i = 0; i < ld->n; i++)
+		if (due[i] < 0)
+			due[i] = sched_next_due(now, ld->slots[i].interval_ms,
+			                        ld->slots[i].phase_ms);
+	slots_free_later(S->slots, S->n);
+	S->slots = ld->slots;
+	S->n = ld->n;
 	heap_fill(S, due);
 	free(due);
+	info("reloaded %s: %zu targets (%zu new, %zu changed, %zu removed); "
+	     "loaded in %lld ms, swapped in %lld ms",
+	     S->path, S->n, S->n - ld->kept, ld->changed, old_n - ld->kept,
+	     (long long)ld->load_ms,
+	     (long long)((mono_now_ns() - t0) / 1000000));
+	free(ld->old_to_new);
+	memset(ld, 0, sizeof(*ld));
 }
 
 /* ---- the loop ----------------------------------------------------------- */
@@ -416,13 +588,14 @@ report_skips(struct state *S, int64_t now, bool force)
 static void
 check_clock_step(struct state *S)
 {
-	int64_t drift = time_now_ms() - sched_now(S);
+	int64_t drift = (real_now_ns() - (mono_now_ns() + S->offset_ns)) /
+	                1000000;
 
 	if (drift > -CLOCK_STEP_MS && drift < CLOCK_STEP_MS)
 		return;
 	info("wall clock stepped by %+lld ms; schedule re-aligned",
 	     (long long)drift);
-	S->offset_ms += drift;
+	S->offset_ns = clock_offset_ns();
 	schedule_all(S);
 }
 
@@ -433,32 +606,58 @@ max_late(const struct slot *sl)
 	                                          : MAX_LATE_MS;
 }
 
-/* Emits every due tick that can be written; true when stdout blocked. */
+/* Emits every due tick that can be written, up to BATCH_MAX records per
+ * write(2); true when stdout blocked.  A record that did not go out at all
+ * goes back on the heap as it was: it is tried again on the next wake-up,
+ * or skipped once too late, so that nothing is bunched up. */
 static bool
 run_due(struct state *S, int64_t now)
 {
-	while (S->heap.n && S->heap.v[0].due <= now) {
-		struct heap_item *top = &S->heap.v[0];
-		const struct slot *sl = &S->slots[top->idx];
-		int64_t late = now - top->due;
+	for (;;) {
+		size_t nb = 0, w, done;
 
-		if (late > max_late(sl)) {
-			/* Too late to honour: skip to the first tick that is
-			 * still in time (or in the future). */
-			int64_t k = (late - max_late(sl) + sl->interval_ms - 1) /
-			            sl->interval_ms;
+		S->buf_len = 0;
+		while (nb < BATCH_MAX && S->heap.n && S->heap.v[0].due <= now) {
+			struct heap_item *top = &S->heap.v[0];
+			const struct slot *sl = &S->slots[top->idx];
+			int64_t late = now - top->due;
 
-			S->skipped += (unsigned long long)k;
-			top->due += k * sl->interval_ms;
-			heap_sift_top(&S->heap);
-			continue;
+			if (late > max_late(sl)) {
+				/* Too late to honour: skip to the first tick
+				 * that is still in time (or in the future). */
+				int64_t k = (late - max_late(sl) +
+				             sl->interval_ms - 1) / sl->interval_ms;
+
+				S->skipped += (unsigned long long)k;
+				top->due += k * sl->interval_ms;
+				heap_sift_top(&S->heap);
+				continue;
+			}
+			encode(S, sl, top->due);
+			S->batch[nb] = *top;
+			S->batch_end[nb++] = S->buf_len;
+			heap_pop(&S->heap);
 		}
-		if (emit(S, sl, top->due) == OUT_BLOCKED)
+		if (nb == 0)
+			return false;
+		w = write_some(S->buf, S->buf_len);
+		/* Records begun are sent (a partial one is finished first
+		 * thing, from pend); the others go back as they were. */
+		for (done = 0; done < nb && (done == 0 ? 0 : S->batch_end[done - 1]) < w;
+		     done++)
+			;
+		if (w < S->buf_len && w > 0)
+			pend_keep(S, S->buf, w, S->batch_end[done - 1]);
+		for (size_t i = 0; i < nb; i++) {
+			const struct slot *sl = &S->slots[S->batch[i].idx];
+
+			heap_push(&S->heap, S->batch[i].due +
+			                        (i < done ? sl->interval_ms : 0),
+			          S->batch[i].idx);
+		}
+		if (w < S->buf_len)
 			return true;
-		top->due += sl->interval_ms;
-		heap_sift_top(&S->heap);
 	}
-	return false;
 }
 
 static int
@@ -483,14 +682,19 @@ run(struct state *S)
 	sigprocmask(SIG_BLOCK, &block, &orig);
 
 	stdout_nonblocking();
-	S->offset_ms = time_now_ms() - mono_ms();
+	if ((S->rl.efd = eventfd(0, EFD_CLOEXEC)) < 0)
+		die(EX_SOFTWARE, "eventfd:");
+	S->offset_ns = clock_offset_ns();
 	schedule_all(S);
 	if (S->n == 0)
 		info("no targets%s; waiting for SIGHUP",
 		     S->shard_n ? " in this shard" : "");
 
 	while (!stop_signals) {
-		struct pollfd pfd = {.fd = STDOUT_FILENO, .events = POLLOUT};
+		struct pollfd pfd[2] = {
+		    {.fd = STDOUT_FILENO, .events = POLLOUT},
+		    {.fd = S->rl.efd, .events = POLLIN},
+		};
 		struct timespec ts, *tsp = NULL;
 		int64_t now, deadline = INT64_MAX;
 		bool blocked;
@@ -498,7 +702,7 @@ run(struct state *S)
 		if (hup_signal) {
 			hup_signal = 0;
 			if (strcmp(S->path, "-"))
-				reload(S);
+				reload_start(S);
 			else
 				warn("SIGHUP: targets read from stdin cannot be "
 				     "reloaded");
@@ -521,7 +725,7 @@ run(struct state *S)
 		if (S->skipped && S->last_report_ms + SKIP_REPORT_MS < deadline)
 			deadline = S->last_report_ms + SKIP_REPORT_MS;
 		if (deadline != INT64_MAX) {
-			int64_t wait_ns = (deadline - S->offset_ms) * 1000000 -
+			int64_t wait_ns = deadline * 1000000 - S->offset_ns -
 			                  mono_now_ns();
 
 			if (wait_ns < 0)
@@ -530,9 +734,33 @@ run(struct state *S)
 			ts.tv_nsec = wait_ns % 1000000000;
 			tsp = &ts;
 		}
-		if (ppoll(&pfd, blocked ? 1 : 0, tsp, &orig) < 0 &&
-		    errno != EINTR)
+		/* pfd[0] only when blocked; pfd[1] only during a reload. */
+		if (!blocked)
+			pfd[0].fd = -1;
+		if (!S->rl.running)
+			pfd[1].fd = -1;
+		if (ppoll(pfd, 2, tsp, &orig) < 0 && errno != EINTR)
 			die(EX_SOFTWARE, "ppoll:");
+		if (S->rl.running && (pfd[1].revents & POLLIN)) {
+			reload_join(S);
+			reload_apply(S);
+			if (S->rl.again) {
+				S->rl.again = false;
+				reload_start(S);
+			}
+		}
+	}
+	/* A reload under way is waited for (and dropped), unless stopped
+	 * again: then the process exits with the thread still loading. */
+	while (S->rl.running && stop_signals < 2) {
+		struct pollfd pfd = {.fd = S->rl.efd, .events = POLLIN};
+
+		if (ppoll(&pfd, 1, NULL, &orig) < 0 && errno != EINTR)
+			break;
+		if (pfd.revents & POLLIN) {
+			reload_join(S);
+			loaded_free(&S->rl.out);
+		}
 	}
 
 	/* Finish a partially written record, unless stopped again. */
@@ -545,6 +773,11 @@ run(struct state *S)
 			break;
 	}
 	report_skips(S, sched_now(S), true);
+	if (S->rl.running) {
+		restore_stdout();
+		_exit(0); /* the thread still uses the configuration */
+	}
+	close(S->rl.efd);
 	return 0;
 }
 
@@ -684,7 +917,7 @@ main(int argc, char **argv)
 	status = once ? run_once(&S) : run(&S);
 	slots_free(S.slots, S.n);
 	heap_clear(&S.heap);
-	free(S.line);
+	free(S.buf);
 	free(S.pend);
 	return status;
 }

@@ -100,6 +100,15 @@ heap_sift_top(struct heap *h)
 }
 
 void
+heap_pop(struct heap *h)
+{
+	if (h->n == 0)
+		return;
+	h->v[0] = h->v[--h->n];
+	heap_sift_top(h);
+}
+
+void
 heap_clear(struct heap *h)
 {
 	free(h->v);

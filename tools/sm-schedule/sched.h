@@ -33,6 +33,8 @@ struct heap {
 void heap_push(struct heap *h, int64_t due, size_t idx);
 /* Restore the order after the caller changed v[0].due. */
 void heap_sift_top(struct heap *h);
+/* Remove v[0]. */
+void heap_pop(struct heap *h);
 void heap_clear(struct heap *h); /* frees the storage */
 
 #endif
