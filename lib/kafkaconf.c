@@ -96,6 +96,14 @@ set_or_die(struct kconf *kc, const char *where, const char *name,
 	}
 }
 
+/* The mechanisms --sasl-mechanism maps (others: -X sasl.mechanisms). */
+static bool
+sasl_mechanism_ok(const char *m)
+{
+	return strcmp(m, "PLAIN") == 0 || strcmp(m, "SCRAM-SHA-256") == 0 ||
+	       strcmp(m, "SCRAM-SHA-512") == 0;
+}
+
 struct kconf *
 kconf_new(enum kconf_role role)
 {
@@ -123,6 +131,9 @@ kconf_new(enum kconf_role role)
 	kc->cert = env_nonempty("SM_KAFKA_CERT");
 	kc->key = env_nonempty("SM_KAFKA_KEY");
 	kc->sasl_mechanism = env_nonempty("SM_KAFKA_SASL_MECHANISM");
+	if (kc->sasl_mechanism != NULL && !sasl_mechanism_ok(kc->sasl_mechanism))
+		die(EX_CONFIG, "SM_KAFKA_SASL_MECHANISM %s: expected PLAIN, "
+		    "SCRAM-SHA-256 or SCRAM-SHA-512", kc->sasl_mechanism);
 	kc->sasl_user = env_nonempty("SM_KAFKA_SASL_USER");
 	kc->sasl_password_file = env_nonempty("SM_KAFKA_SASL_PASSWORD_FILE");
 	return kc;
@@ -324,6 +335,9 @@ kconf_option(struct kconf *kc, int opt, const char *arg)
 		replace(&kc->key, arg);
 		return true;
 	case KCONF_OPT_SASL_MECHANISM:
+		if (!sasl_mechanism_ok(arg))
+			die(EX_USAGE, "--sasl-mechanism %s: expected PLAIN, "
+			    "SCRAM-SHA-256 or SCRAM-SHA-512", arg);
 		replace(&kc->sasl_mechanism, arg);
 		return true;
 	case KCONF_OPT_SASL_USER:

@@ -1,0 +1,378 @@
+/* jsonscan.c - is this line certainly a JSON object?  (See jsonscan.h.) */
+#include <string.h>
+
+#include "jsonscan.h"
+#include "sm.h"
+
+#define MAX_DEPTH 2048 /* jansson's JSON_PARSER_MAX_DEPTH */
+
+struct key {
+	const unsigned char *p;
+	size_t len;
+};
+
+/* Keys of the objects being scanned, innermost last (for duplicates). */
+static struct key *keys;
+static size_t n_keys, cap_keys;
+
+struct scan {
+	const unsigned char *p, *end;
+	int depth;
+	struct jscan_field *a, *b;
+};
+
+static void
+ws(struct scan *sc)
+{
+	while (sc->p < sc->end && (*sc->p == ' ' || *sc->p == '\t' ||
+	                           *sc->p == '\n' || *sc->p == '\r'))
+		sc->p++;
+}
+
+static int
+hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* One UTF-8 sequence of 2-4 bytes at p (RFC 3629: no overlongs, no
+ * surrogates, nothing past U+10FFFF); its length or 0. */
+static size_t
+utf8_seq(const unsigned char *p, const unsigned char *end)
+{
+	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
+	size_t n, i;
+
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if ((size_t)(end - p) < n)
+		return 0;
+	if (c == 0xe0)
+		lo = 0xa0;
+	else if (c == 0xed)
+		hi = 0x9f;
+	else if (c == 0xf0)
+		lo = 0x90;
+	else if (c == 0xf4)
+		hi = 0x8f;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+/* A string at the opening quote.  1 valid, 0 invalid, -1 unsure. */
+static int
+string(struct scan *sc, const unsigned char **start, size_t *len,
+       bool *escaped)
+{
+	const unsigned char *s = ++sc->p;
+	int sure = 1;
+
+	*escaped = false;
+	while (sc->p < sc->end) {
+		unsigned char c = *sc->p;
+
+		if (c == '"') {
+			*start = s;
+			*len = (size_t)(sc->p - s);
+			sc->p++;
+			return sure;
+		}
+		if (c == '\\') {
+			*escaped = true;
+			if (++sc->p >= sc->end)
+				return 0;
+			switch (*sc->p) {
+			case '"': case '\\': case '/': case 'b': case 'f':
+			case 'n': case 'r': case 't':
+				sc->p++;
+				break;
+			case 'u': {
+				int i, v = 0;
+
+				if (sc->end - sc->p < 5)
+					return 0;
+				for (i = 1; i <= 4; i++) {
+					int h = hexval(sc->p[i]);
+
+					if (h < 0)
+						return 0;
+					v = v * 16 + h;
+				}
+				/* NUL and surrogate pairs: jansson decides. */
+				if (v == 0 || (v >= 0xd800 && v <= 0xdfff))
+					sure = -1;
+				sc->p += 5;
+				break;
+			}
+			default:
+				return 0;
+			}
+			continue;
+		}
+		if (c < 0x20)
+			return 0;
+		if (c < 0x80) {
+			sc->p++;
+			continue;
+		}
+		{
+			size_t n = utf8_seq(sc->p, sc->end);
+
+			if (n == 0)
+				return 0;
+			sc->p += n;
+		}
+	}
+	return 0;
+}
+
+static int
+digits(struct scan *sc)
+{
+	const unsigned char *s = sc->p;
+
+	while (sc->p < sc->end && *sc->p >= '0' && *sc->p <= '9')
+		sc->p++;
+	return sc->p > s;
+}
+
+/* RFC 8259 number.  1 valid, 0 invalid, -1 unsure: it may be out of range
+ * for jansson's json_int_t or double (long, or with an exponent: 1e400). */
+static int
+number(struct scan *sc)
+{
+	const unsigned char *s = sc->p;
+	bool exponent = false;
+
+	if (*sc->p == '-')
+		sc->p++;
+	if (sc->p < sc->end && *sc->p == '0')
+		sc->p++;
+	else if (sc->p < sc->end && *sc->p >= '1' && *sc->p <= '9')
+		digits(sc);
+	else
+		return 0;
+	if (sc->p < sc->end && *sc->p == '.') {
+		sc->p++;
+		if (!digits(sc))
+			return 0;
+	}
+	if (sc->p < sc->end && (*sc->p == 'e' || *sc->p == 'E')) {
+		exponent = true;
+		sc->p++;
+		if (sc->p < sc->end && (*sc->p == '+' || *sc->p == '-'))
+			sc->p++;
+		if (!digits(sc))
+			return 0;
+	}
+	return exponent || sc->p - s > 15 ? -1 : 1;
+}
+
+static int
+literal(struct scan *sc, const char *word, size_t n)
+{
+	if ((size_t)(sc->end - sc->p) < n || memcmp(sc->p, word, n) != 0)
+		return 0;
+	sc->p += n;
+	return 1;
+}
+
+static int value(struct scan *sc, struct jscan_field *f);
+
+/* Combine "sure" verdicts: invalid wins, then unsure. */
+static int
+worst(int a, int b)
+{
+	return a == 0 || b == 0 ? 0 : (a < 0 || b < 0 ? -1 : 1);
+}
+
+static int
+object(struct scan *sc)
+{
+	size_t base = n_keys, i;
+	bool top = sc->depth == 1;
+	int sure = 1, r;
+
+	sc->p++; /* '{' */
+	ws(sc);
+	if (sc->p < sc->end && *sc->p == '}') {
+		sc->p++;
+		return 1;
+	}
+	for (;;) {
+		const unsigned char *k;
+		struct jscan_field *f = NULL;
+		size_t klen;
+		bool esc;
+
+		if (sc->p >= sc->end || *sc->p != '"')
+			return 0;
+		if ((r = string(sc, &k, &klen, &esc)) == 0)
+			return 0;
+		sure = worst(sure, r);
+		if (esc) {
+			sure = -1; /* cannot compare escaped keys raw */
+		} else {
+			for (i = base; i < n_keys; i++)
+				if (keys[i].len == klen &&
+				    memcmp(keys[i].p, k, klen) == 0)
+					return 0; /* duplicate key */
+			if (n_keys == cap_keys) {
+				cap_keys = cap_keys ? cap_keys * 2 : 64;
+				keys = xrealloc(keys, cap_keys * sizeof *keys);
+			}
+			keys[n_keys].p = k;
+			keys[n_keys++].len = klen;
+			if (top && sc->a->name != NULL &&
+			    strlen(sc->a->name) == klen &&
+			    memcmp(sc->a->name, k, klen) == 0)
+				f = sc->a;
+			else if (top && sc->b->name != NULL &&
+			         strlen(sc->b->name) == klen &&
+			         memcmp(sc->b->name, k, klen) == 0)
+				f = sc->b;
+		}
+		ws(sc);
+		if (sc->p >= sc->end || *sc->p != ':')
+			return 0;
+		sc->p++;
+		ws(sc);
+		if ((r = value(sc, f)) == 0)
+			return 0;
+		sure = worst(sure, r);
+		ws(sc);
+		if (sc->p >= sc->end)
+			return 0;
+		if (*sc->p == '}') {
+			sc->p++;
+			n_keys = base;
+			return sure;
+		}
+		if (*sc->p != ',')
+			return 0;
+		sc->p++;
+		ws(sc);
+	}
+}
+
+static int
+array(struct scan *sc)
+{
+	int sure = 1, r;
+
+	sc->p++; /* '[' */
+	ws(sc);
+	if (sc->p < sc->end && *sc->p == ']') {
+		sc->p++;
+		return 1;
+	}
+	for (;;) {
+		if ((r = value(sc, NULL)) == 0)
+			return 0;
+		sure = worst(sure, r);
+		ws(sc);
+		if (sc->p >= sc->end)
+			return 0;
+		if (*sc->p == ']') {
+			sc->p++;
+			return sure;
+		}
+		if (*sc->p != ',')
+			return 0;
+		sc->p++;
+		ws(sc);
+	}
+}
+
+/* Any value; f (or NULL) receives where it is. */
+static int
+value(struct scan *sc, struct jscan_field *f)
+{
+	const unsigned char *start = sc->p;
+	enum jscan_type type = JV_OTHER;
+	int r;
+
+	if (sc->p >= sc->end)
+		return 0;
+	switch (*sc->p) {
+	case '{':
+	case '[':
+		if (++sc->depth > MAX_DEPTH)
+			return -1;
+		r = *sc->p == '{' ? object(sc) : array(sc);
+		sc->depth--;
+		type = JV_COMPLEX;
+		break;
+	case '"': {
+		const unsigned char *s;
+		size_t n;
+		bool esc;
+
+		r = string(sc, &s, &n, &esc);
+		if (f != NULL && r != 0) {
+			f->type = esc ? JV_COMPLEX : JV_STRING;
+			f->val = (const char *)s;
+			f->len = n;
+		}
+		return r;
+	}
+	case 't':
+		r = literal(sc, "true", 4);
+		break;
+	case 'f':
+		r = literal(sc, "false", 5);
+		type = JV_FALSE;
+		break;
+	case 'n':
+		r = literal(sc, "null", 4);
+		break;
+	default:
+		r = number(sc);
+		break;
+	}
+	if (f != NULL && r != 0) {
+		f->type = type;
+		f->val = (const char *)start;
+		f->len = (size_t)(sc->p - start);
+	}
+	return r;
+}
+
+enum jscan_result
+jscan_object(const char *s, size_t len, struct jscan_field *a,
+             struct jscan_field *b)
+{
+	struct scan sc = {
+		.p = (const unsigned char *)s,
+		.end = (const unsigned char *)s + len,
+		.a = a,
+		.b = b,
+	};
+	int r;
+
+	a->type = b->type = JV_NONE;
+	n_keys = 0;
+	ws(&sc);
+	if (sc.p >= sc.end || *sc.p != '{')
+		return JSCAN_UNSURE;
+	sc.depth = 1;
+	r = object(&sc);
+	ws(&sc);
+	return r == 1 && sc.p == sc.end ? JSCAN_OBJECT : JSCAN_UNSURE;
+}
