@@ -67,6 +67,9 @@ run: deps all
 bench: all
 	bench/run
 
+soak: all
+	tests/run tests/soak/*.bats
+
 install: all
 	mkdir -p $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5
 	for p in $(PROGS); do install -m 755 tools/$$p/$$p $(DESTDIR)$(BINDIR)/$$p; done

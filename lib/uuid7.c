@@ -4,17 +4,27 @@
 
 #include "sm.h"
 
+/* Random bytes from a pool refilled 4 KiB at a time: one getrandom(2) per
+ * 256 ids instead of one per id (sm-check mints one per probe). */
 static void
 random_bytes(unsigned char *p, size_t n)
 {
-	while (n > 0) {
-		ssize_t r = getrandom(p, n, 0);
+	static unsigned char pool[4096];
+	static size_t left;
 
-		if (r < 0)
-			die(EX_SOFTWARE, "getrandom:");
-		p += r;
-		n -= (size_t)r;
+	if (left < n) {
+		for (size_t got = 0; got < sizeof pool;) {
+			ssize_t r = getrandom(pool + got, sizeof pool - got, 0);
+
+			if (r < 0)
+				die(EX_SOFTWARE, "getrandom:");
+			got += (size_t)r;
+		}
+		left = sizeof pool;
 	}
+	memcpy(p, pool + sizeof pool - left, n);
+	memset(pool + sizeof pool - left, 0, n); /* never hand out twice */
+	left -= n;
 }
 
 void
@@ -42,11 +52,15 @@ uuid7_new(char out[UUID_STR_LEN])
 	b[6] = (unsigned char)(0x70 | ((seq >> 8) & 0x0f));
 	b[7] = (unsigned char)(seq & 0xff);
 	b[8] = (unsigned char)(0x80 | (b[8] & 0x3f));
-	snprintf(out, UUID_STR_LEN,
-	         "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-	         "%02x%02x%02x%02x%02x%02x",
-	         b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
-	         b[10], b[11], b[12], b[13], b[14], b[15]);
+	for (int i = 0, o = 0; i < 16; i++) {
+		static const char hex[] = "0123456789abcdef";
+
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[b[i] >> 4];
+		out[o++] = hex[b[i] & 0xf];
+	}
+	out[36] = '\0';
 }
 
 bool

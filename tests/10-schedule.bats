@@ -151,6 +151,30 @@ unix_ms() {
 
 # ---- refused configurations ---------------------------------------------------
 
+@test "schedule: an interval or timeout without a unit is refused, quoted or not" {
+	sites <<-'YAML'
+	targets:
+	  - {name: a, url: "http://127.0.0.1:9/a", interval: 30}
+	  - {name: b, url: "http://127.0.0.1:9/b", interval: "30"}
+	  - {name: c, url: "http://127.0.0.1:9/c", timeout: '5'}
+	YAML
+	refused "$T/sites.yaml" \
+		"sites.yaml:2:54: \"30\" needs a unit" \
+		"sites.yaml:3:54: \"30\" needs a unit" \
+		"sites.yaml:4:53: \"5\" needs a unit"
+	cat >"$T/targets.ndjson" <<-'EOF'
+	{"target":"a","url":"http://127.0.0.1:9/a","interval":"30"}
+	{"target":"b","url":"http://127.0.0.1:9/b","timeout":"5"}
+	{"target":"c","url":"http://127.0.0.1:9/c","interval":30}
+	EOF
+	run --separate-stderr sm-schedule --check -f "$T/targets.ndjson"
+	[ "$status" -eq 78 ]
+	[[ "$stderr" == *"targets.ndjson:1:55: \"30\" needs a unit"* ]]
+	[[ "$stderr" == *"targets.ndjson:2:54: \"5\" needs a unit"* ]]
+	# A JSON number is whole seconds (sm-schedule(1), -f).
+	[[ "$stderr" != *"targets.ndjson:3:"* ]]
+}
+
 @test "schedule: unknown keys are refused with a did-you-mean" {
 	sites <<-'YAML'
 	defaults:
@@ -470,6 +494,24 @@ for name in sys.stdin.read().split():
 	((last <= $(date +%s%3N)))
 }
 
+@test "schedule: 10,000 targets at 60s are spread evenly over the minute" {
+	{
+		echo "targets:"
+		for i in $(seq 1 10000); do
+			printf '  - {name: site-%d, url: "http://127.0.0.1:9/%d"}\n' "$i" "$i"
+		done
+	} | sites
+	schedule --check "$T/sites.yaml"
+	[ "$status" -eq 0 ]
+	# The second of the minute each target is next due at: the phase.
+	printf '%s\n' "${lines[@]:1}" | sed 's/.* next //' | cut -c18-19 |
+		sort | uniq -c >"$T/per-second"
+	# Every second of the minute has its share (~167), none a burst.
+	[ "$(wc -l <"$T/per-second")" -eq 60 ]
+	awk '$1 < 125 || $1 > 209 { print "second " $2 ": " $1; bad = 1 } END { exit bad }' \
+		"$T/per-second"
+}
+
 # ---- signals --------------------------------------------------------------------
 
 # count NAME: records of target NAME in $T/out so far.
@@ -529,6 +571,48 @@ more_than() {
 	done
 	# Every line is a whole record.
 	jq -e . "$T/out" >/dev/null
+}
+
+# catches_hup PID: PID has its SIGHUP handler in place (SigCgt bit 0).
+catches_hup() {
+	local m
+	m=$(awk '$1 == "SigCgt:" { print $2 }' "/proc/$1/status") && ((0x$m & 1))
+}
+
+@test "schedule: a reload loads beside the running schedule, which keeps its rhythm" {
+	# 100,000 targets take a second or more to load: ticks go on meanwhile.
+	awk 'BEGIN {
+		print "targets:"
+		print "  - {name: beat, url: \"http://127.0.0.1:9/\", interval: 2s, timeout: 1s}"
+		for (i = 0; i < 100000; i++)
+			printf "  - {name: s%d, url: \"http://127.0.0.1:9/%d\", interval: 1h}\n", i, i
+	}' >"$T/sites.yaml"
+	sm-schedule "$T/sites.yaml" >"$T/out" 2>"$T/err" 3>&- &
+	local pid=$!
+	track_pid "$pid"
+	# A SIGHUP during the first load is acted on once it is loaded.
+	wait_for catches_hup "$pid"
+	kill -HUP "$pid"
+	WAIT_TIMEOUT=60 wait_for grep -q '"target":"beat"' "$T/out"
+	WAIT_TIMEOUT=60 wait_for grep -q 'reloaded .*: 100001 targets' "$T/err"
+	# SIGHUPs during a load: one more load follows, with the last file.
+	kill -HUP "$pid"
+	printf '  - {name: added, url: "http://127.0.0.1:9/added", interval: 2s, timeout: 1s}\n' >>"$T/sites.yaml"
+	kill -HUP "$pid"
+	kill -HUP "$pid"
+	WAIT_TIMEOUT=60 wait_for grep -q '"target":"added"' "$T/out"
+	grep -q 'reloaded .*: 100002 targets (1 new, 0 changed, 0 removed); loaded in [0-9]* ms, swapped in [0-9]* ms' "$T/err"
+	# SIGTERM during a load: exit 0 all the same.
+	kill -HUP "$pid"
+	kill -TERM "$pid"
+	local st=0
+	wait "$pid" || st=$?
+	[ "$st" -eq 0 ] || { cat "$T/err"; false; }
+	# No tick of beat was skipped or moved while the loads went on.
+	! grep -q skipped "$T/err"
+	grep '"target":"beat"' "$T/out" | unix_ms |
+		awk 'NR > 1 && $1 - prev != 2000 { print "gap " $1 - prev; bad = 1 }
+		     { prev = $1 } END { exit bad }'
 }
 
 @test "schedule: SIGTERM and SIGINT stop it with exit 0" {

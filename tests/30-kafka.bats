@@ -196,6 +196,14 @@ ack_new_until() {
 	run -64 sm-kafka-pub -b b:1 -t x -X sasl.password=hunter4
 	[[ "$output" != *hunter4* ]]
 	run -78 env -u SM_KAFKA_SASL_PASSWORD sm-kafka-pub -b b:1 -t x --sasl-user u -X dump
+
+	# SCRAM-SHA-256 too; a mechanism outside the three is refused.
+	SM_KAFKA_SASL_PASSWORD=pw run -0 sm-kafka-sub -b b:1 -t x \
+		--sasl-mechanism SCRAM-SHA-256 --sasl-user u -X dump
+	[[ "$output" == *$'\nsasl.mechanisms = SCRAM-SHA-256\n'* ]]
+	run -64 sm-kafka-pub -b b:1 -t x --sasl-mechanism BOGUS -X dump
+	[[ "$output" == *"--sasl-mechanism BOGUS: expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"* ]]
+	SM_KAFKA_SASL_MECHANISM=scram run -78 sm-kafka-sub -b b:1 -t x -X dump
 }
 
 @test "kafka-sub: consumes what kcat produced, coordinates added, -e exits at the end" {
@@ -258,6 +266,30 @@ ack_new_until() {
 	run -0 --separate-stderr timeout 60 sm-kafka-sub -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "$G1" \
 		"${FAST_GROUP[@]}" -e --ack "$T/acks2"
 	[ -z "$output" ]
+}
+
+@test "kafka-sub: JSON edge cases are judged as jansson judges them, valid values kept as sent" {
+	TOPIC=$(new_topic)
+	printf '%s\n' '{"a":1,"a":2}' '{"s":"\u0000"}' '{"s":"\ud83d\ude00","target":"x"}' \
+		'{"s":"\ud800"}' '{"n":123456789012345678901234567890}' '{"n":1e400}' \
+		'{"target":"caf\u00e9"}' '{"target":42}' '{"target":1.50}' '{"b":{"a":1,"a":2}}' >"$T/in"
+	printf '{"x":"\xff"}\n' >>"$T/in"
+	printf '%s\n' '{"kafka":1,"x":2}' '{"k\u0061fka":1}' ' { "a" : 1 } ' >>"$T/in"
+	kcat -P -b "$SM_TEST_BROKERS" -t "$TOPIC" -p 0 <"$T/in"
+	run -0 --separate-stderr timeout 60 sm-kafka-sub -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "$G1" \
+		-e --dead-letter "$T/dead"
+	K='"kafka":{"topic":"'$TOPIC'","partition":0,"offset":'
+	[ "${#lines[@]}" -eq 7 ]
+	[ "${lines[0]}" = '{"s":"\ud83d\ude00","target":"x",'"$K"'2}}' ]
+	[ "${lines[1]}" = '{"target":"caf\u00e9",'"$K"'6}}' ]
+	[ "${lines[2]}" = '{"target":42,'"$K"'7}}' ]
+	[ "${lines[3]}" = '{"target":1.50,'"$K"'8}}' ]
+	# A "kafka" field of the value's own is replaced.
+	json_eq "${lines[4]}" '{'"$K"'11},"x":2}'
+	json_eq "${lines[5]}" '{'"$K"'12}}'
+	[ "${lines[6]}" = '{ "a" : 1 ,'"$K"'13}}' ]
+	run -0 jq -c .offset "$T/dead"
+	[ "$(tr '\n' ' ' <<<"$output")" = "0 1 3 4 5 9 10 " ]
 }
 
 @test "kafka-sub: a message that is not a JSON object goes to the dead letter and does not block" {
@@ -370,6 +402,38 @@ start_pub_on_private_broker() {
 	run -0 kcat -C -b "$BROKERS" -t "$TOPIC" -e -q -f '%s\n'
 	[ "${#lines[@]}" -eq 200 ]
 	[ "$(jq -r .id <<<"$output" | sort -n | uniq | wc -l)" -eq 200 ]
+	exec 7>&-
+}
+
+@test "kafka-pub: a full queue stops the reading of stdin until it drains" {
+	private_broker
+	TOPIC=$(new_topic)
+	mkfifo "$T/in"
+	sm-kafka-pub -b "$BROKERS" -t "$TOPIC" --tee -X queue.buffering.max.messages=50 \
+		<"$T/in" >"$T/out" 2>"$T/err" &
+	pid=$!
+	track_pid $pid
+	exec 8>"$T/in"
+	"$BATS_TEST_DIRNAME/fixtures/results-gen" -n 5000 >"$T/results"
+	head -n 1 "$T/results" >&8
+	wait_for has_lines "$T/out" 1
+	broker_cmd "down all"
+	# 5000 records of ~700 bytes: far more than the queue, the pipe and the
+	# line buffer (1 MiB) hold.
+	sed 1d "$T/results" >&8 &
+	writer=$!
+	track_pid $writer
+	sleep 2
+	kill -0 "$writer"  # still blocked: sm-kafka-pub stopped reading
+	rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
+	[ "$rss" -lt 65536 ]  # KiB
+	broker_cmd "up all"
+	WAIT_TIMEOUT=60 wait_for has_lines "$T/out" 5000
+	wait "$writer"
+	exec 8>&-
+	wait "$pid"
+	run -0 kcat -C -b "$BROKERS" -t "$TOPIC" -e -q -f '%s\n'
+	diff <(jq -r .id "$T/results" | sort) <(jq -r .id <<<"$output" | sort)
 	exec 7>&-
 }
 

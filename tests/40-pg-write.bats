@@ -58,8 +58,8 @@ wait_ok() {
 @test "pg-write: --migrate creates the schema on an empty database, once" {
 	run -0 sm-pg-write --migrate </dev/null
 	[ -z "$(psql_q "SELECT 1 FROM checks LIMIT 1")" ]
-	run -0 psql_q "SELECT version || ':' || name FROM schema_migrations"
-	[ "$output" = "1:initial" ]
+	run -0 psql_q "SELECT string_agg(version || ':' || name, ' ' ORDER BY version) FROM schema_migrations"
+	[ "$output" = "1:initial 2:targets_hot_updates" ]
 	run -0 psql_q "SELECT string_agg(column_name, ',' ORDER BY ordinal_position)
 	    FROM information_schema.columns WHERE table_name = 'checks'"
 	[ "$output" = "id,target,url,labels,probe,scheduled_at,started_at,ok,status,error_kind,error,duration_ms,dns_ms,connect_ms,tls_ms,ttfb_ms,transfer_ms,bytes,http_version,remote_ip,redirects,final_url,regex_pattern,regex_matched,tls_version,tls_cert_not_after,tls_cert_issuer,kafka_topic,kafka_partition,kafka_offset,stored_at" ]
@@ -76,7 +76,46 @@ wait_ok() {
 	# Again: nothing to apply, nothing said.
 	run -0 sm-pg-write --migrate </dev/null
 	[ -z "$output" ]
-	[ "$(psql_q "SELECT count(*) FROM schema_migrations")" = 1 ]
+	[ "$(psql_q "SELECT count(*) FROM schema_migrations")" = 2 ]
+}
+
+# The database as the previous release (schema version 1) left it: the
+# current schema with migration 2 undone, by hand.
+schema_v1() {
+	psql_q "ALTER TABLE targets RESET (fillfactor, autovacuum_vacuum_scale_factor);
+	    DELETE FROM schema_migrations WHERE version > 1"
+}
+
+@test "pg-write: a database at the previous schema version is upgraded in place" {
+	"$GEN" -n 60 -t 4 -f 5 -S 1 >"$T/old"
+	"$GEN" -n 60 -t 4 -f 7 -S 2 -s $((1795428000000 + 60000)) >"$T/new"
+	run -0 --separate-stderr sm-pg-write <"$T/old"
+	schema_v1
+	[ "$(psql_q "SELECT max(version) FROM schema_migrations")" = 1 ]
+	[ "$(psql_q "SELECT reloptions IS NULL FROM pg_class WHERE relname = 'targets'")" = t ]
+
+	# The new version applies only what is missing, keeps the data, and
+	# goes on storing.
+	run -0 --separate-stderr sm-pg-write <"$T/new"
+	[ "$output" = "$(cat "$T/new")" ]
+	[[ "$stderr" == *"applied schema migration 2 (targets_hot_updates)"* ]]
+	[[ "$stderr" != *"applied schema migration 1"* ]]
+	[ "$(psql_q "SELECT string_agg(version::text, ' ' ORDER BY version) FROM schema_migrations")" = "1 2" ]
+	[ "$(psql_q "SELECT count(*) || ' ' || count(DISTINCT id) FROM checks")" = "120 120" ]
+	[ "$(psql_q "SELECT count(*) FROM targets WHERE last_checked_at >= '2026-11-23T10:01:00Z'")" = 4 ]
+
+	# The upgraded schema is the one a new database gets.
+	local upgraded=$PGDATABASE
+	new_db
+	sm-pg-write --migrate 2>/dev/null
+	psql_q "SELECT sm_checks_ensure_partitions('{2026-11-23,2026-11-24}')"
+	diff <(pg_dump -s -O -x "$upgraded" | grep -v -e '^--' -e '^\\') \
+	     <(pg_dump -s -O -x "$PGDATABASE" | grep -v -e '^--' -e '^\\')
+
+	# A database newer than the program is used as it is, with a note.
+	psql_q "INSERT INTO schema_migrations (version, name) VALUES (99, 'future')"
+	run -0 --separate-stderr sm-pg-write --migrate
+	[[ "$stderr" == *"schema version 99 is newer than this program's 2"* ]]
 }
 
 @test "pg-write: writers starting together migrate once (advisory lock)" {
@@ -88,8 +127,9 @@ wait_ok() {
 	for i in "${pids[@]}"; do
 		wait "$i"
 	done
-	[ "$(psql_q "SELECT count(*) FROM schema_migrations")" = 1 ]
+	[ "$(psql_q "SELECT count(*) FROM schema_migrations")" = 2 ]
 	[ "$(cat "$T"/m*.err | grep -c 'applied schema migration 1')" = 1 ]
+	[ "$(cat "$T"/m*.err | grep -c 'applied schema migration 2')" = 1 ]
 }
 
 @test "pg-write: stores every field, phases flattened; acks are the input lines in order" {

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "jsonscan.h"
 #include "kafkaconf.h"
 #include "output.h"
 #include "sm.h"
@@ -80,7 +81,8 @@ enum start_at { START_STORED, START_BEGINNING, START_END };
 
 #define BATCH 1000            /* messages taken per loop turn */
 #define COMMIT_EVERY_NS 1000000000LL
-#define OUT_HIGH (4 << 20)    /* pause past this much unwritten output */
+#define OUT_HIGH (4 << 20)    /* take no more past this much unwritten output */
+#define OUT_PAUSE_NS 5000000000LL /* ... and pause past this long so */
 
 static volatile sig_atomic_t signals;
 
@@ -97,6 +99,7 @@ struct sub {
 	int64_t drain_timeout_ms;
 	bool verbose;             /* -v: one line per group event */
 	bool paused;
+	int64_t out_full_since;   /* when output reached OUT_HIGH, or 0 */
 	bool assigned_once;
 	bool draining;            /* stopping: emit nothing more */
 	bool fatal;
@@ -129,23 +132,51 @@ stop(struct sub *s, int status)
 
 /* ---- acknowledgements ------------------------------------------------ */
 
+/* The "kafka" object of an ack line: the scan finds it without parsing
+ * the whole record (jansson parses just that object); where the scan is
+ * unsure, jansson parses the line.  NULL with *err set for invalid JSON;
+ * NULL with *err empty when there is no "kafka" object. */
+static json_t *
+ack_kafka_object(const char *line, size_t len, char *err, size_t errlen)
+{
+	struct jscan_field kf = { .name = "kafka" }, unused = { .name = NULL };
+	json_t *obj, *k;
+
+	*err = '\0';
+	if (jscan_object(line, len, &kf, &unused) == JSCAN_OBJECT) {
+		/* An object's text starts at its brace; a string's after
+		 * its quote. */
+		if (kf.type != JV_COMPLEX || kf.val[0] != '{' ||
+		    kf.val[-1] == '"')
+			return NULL;
+		return json_loadb(kf.val, kf.len, 0, NULL);
+	}
+	if ((obj = json_line_parse(line, len, err, errlen)) == NULL)
+		return NULL;
+	/* json_incref: k outlives obj. */
+	if ((k = json_object_get(obj, "kafka")) != NULL)
+		json_incref(k);
+	json_decref(obj);
+	return k;
+}
+
 static void
 on_ack_line(const char *line, size_t len, unsigned long lineno, void *arg)
 {
 	struct sub *s = arg;
-	const json_t *k, *topic, *partition, *offset;
+	const json_t *topic, *partition, *offset;
 	char err[256];
 	struct part *p;
-	json_t *obj;
+	json_t *k;
 
 	if (len == 0)
 		return;
-	if ((obj = json_line_parse(line, len, err, sizeof err)) == NULL) {
+	k = ack_kafka_object(line, len, err, sizeof err);
+	if (k == NULL && *err != '\0') {
 		warn_input(ack_stream_name(s->acks), lineno, line, len, "%s",
 		           err);
 		return;
 	}
-	k = json_object_get(obj, "kafka");
 	topic = json_object_get(k, "topic");
 	partition = json_object_get(k, "partition");
 	offset = json_object_get(k, "offset");
@@ -162,7 +193,7 @@ on_ack_line(const char *line, size_t len, unsigned long lineno, void *arg)
 	}
 	/* Anything else is an ack for a revoked partition or a duplicate:
 	 * nothing to do, the record's new owner handles it. */
-	json_decref(obj);
+	json_decref(k);
 }
 
 /* -v: "committed results [3] at 1207" for each partition of a commit. */
@@ -347,8 +378,20 @@ static void
 flow_control(struct sub *s)
 {
 	rd_kafka_topic_partition_list_t *l = NULL;
-	bool want = s->draining || s->t.inflight >= s->max_inflight ||
-	            output_pending(&s->out) >= OUT_HIGH;
+	bool want;
+
+	/* A slow stdout first only stops the taking of messages: librdkafka
+	 * stops fetching when its own queue is full, and what it fetched
+	 * stays.  Pausing discards that (it is fetched again on resume), so
+	 * it is kept for a stdout blocked long enough that the group would
+	 * miss our polls (max.poll.interval.ms). */
+	if (output_pending(&s->out) < OUT_HIGH)
+		s->out_full_since = 0;
+	else if (s->out_full_since == 0)
+		s->out_full_since = mono_now_ns();
+	want = s->draining || s->t.inflight >= s->max_inflight ||
+	       (s->out_full_since != 0 &&
+	        mono_now_ns() - s->out_full_since >= OUT_PAUSE_NS);
 
 	if (want == s->paused)
 		return;
@@ -446,14 +489,18 @@ dead_letter(struct sub *s, const rd_kafka_message_t *m, const char *reason)
 	return true;
 }
 
-/* The value with "kafka" added, as one line.  Most values are written as
- * they came with the coordinates spliced in before the closing brace. */
-static void
-emit(struct sub *s, struct part *p, const rd_kafka_message_t *m,
-     json_t *obj)
+/* The value with "kafka" added before its closing brace, written as it
+ * came: no re-serialising.  False when the text does not lend itself
+ * (a line break inside, or a "kafka" field already there). */
+static bool
+emit_spliced(struct sub *s, struct part *p, const rd_kafka_message_t *m,
+             bool has_kafka)
 {
-	const char *v = m->payload;
-	size_t n = m->len;
+	const char *v = m->payload ? m->payload : "", *q;
+	size_t n = m->payload ? m->len : 0;
+	char coords[1024];
+	bool empty;
+	int c;
 
 	while (n > 0 && (*v == ' ' || *v == '\t')) {
 		v++;
@@ -461,39 +508,42 @@ emit(struct sub *s, struct part *p, const rd_kafka_message_t *m,
 	}
 	while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
 		n--;
-	if (json_object_get(obj, "kafka") == NULL && n > 0 &&
-	    v[n - 1] == '}' && memchr(v, '\n', n) == NULL &&
-	    memchr(v, '\r', n) == NULL) {
-		char coords[1024];
-		int c = snprintf(coords, sizeof coords,
-		                 "%s\"kafka\":{\"topic\":%s,\"partition\":%" PRId32
-		                 ",\"offset\":%" PRId64 "}}\n",
-		                 json_object_size(obj) > 0 ? "," : "", p->qtopic,
-		                 m->partition, m->offset);
+	if (has_kafka || n < 2 || *v != '{' || v[n - 1] != '}' ||
+	    memchr(v, '\n', n) != NULL || memchr(v, '\r', n) != NULL)
+		return false;
+	for (q = v + 1; *q == ' ' || *q == '\t'; q++)
+		;
+	empty = q == v + n - 1;
+	c = snprintf(coords, sizeof coords,
+	             "%s\"kafka\":{\"topic\":%s,\"partition\":%" PRId32
+	             ",\"offset\":%" PRId64 "}}\n",
+	             empty ? "" : ",", p->qtopic, m->partition, m->offset);
+	if (c <= 0 || (size_t)c >= sizeof coords)
+		return false;
+	output_append(&s->out, v, n - 1);
+	output_append(&s->out, coords, (size_t)c);
+	s->emitted++;
+	return true;
+}
 
-		if (c > 0 && (size_t)c < sizeof coords) {
-			output_append(&s->out, v, n - 1);
-			output_append(&s->out, coords, (size_t)c);
-			s->emitted++;
-			return;
-		}
-	}
-	{
-		char *text;
+/* The slow path: add "kafka" to the parsed object and print it again. */
+static void
+emit_dumped(struct sub *s, struct part *p, const rd_kafka_message_t *m,
+            json_t *obj)
+{
+	char *text;
 
-		/* json_object_set_new steals the new object. */
-		json_object_set_new(obj, "kafka",
-		                    json_pack("{s:s, s:i, s:I}", "topic",
-		                              p->topic, "partition",
-		                              (int)m->partition, "offset",
-		                              (json_int_t)m->offset));
-		text = json_dumps(obj, JSON_COMPACT);
-		if (text == NULL)
-			die(EX_SOFTWARE, "out of memory");
-		output_append(&s->out, text, strlen(text));
-		output_append(&s->out, "\n", 1);
-		free(text);
-	}
+	/* json_object_set_new steals the new object. */
+	json_object_set_new(obj, "kafka",
+	                    json_pack("{s:s, s:i, s:I}", "topic", p->topic,
+	                              "partition", (int)m->partition,
+	                              "offset", (json_int_t)m->offset));
+	text = json_dumps(obj, JSON_COMPACT);
+	if (text == NULL)
+		die(EX_SOFTWARE, "out of memory");
+	output_append(&s->out, text, strlen(text));
+	output_append(&s->out, "\n", 1);
+	free(text);
 	s->emitted++;
 }
 
@@ -501,6 +551,7 @@ static void
 handle_message(struct sub *s, rd_kafka_message_t *m)
 {
 	const char *topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "";
+	struct jscan_field kf = { .name = "kafka" }, unused = { .name = NULL };
 	char err[256];
 	struct part *p;
 	json_t *obj;
@@ -522,6 +573,15 @@ handle_message(struct sub *s, rd_kafka_message_t *m)
 		return; /* not emitted: re-delivered after the restart */
 	p = tracker_get(&s->t, topic, m->partition);
 	p->eof = false;
+	/* The fast path: the scan is certain the value is a valid object
+	 * (where it is unsure, jansson, the reference, decides). */
+	if (jscan_object(m->payload ? m->payload : "",
+	                 m->payload ? m->len : 0, &kf, &unused) ==
+	        JSCAN_OBJECT &&
+	    emit_spliced(s, p, m, kf.type != JV_NONE)) {
+		part_emit(&s->t, p, m->offset, false);
+		return;
+	}
 	obj = json_line_parse(m->payload ? m->payload : "",
 	                      m->payload ? m->len : 0, err, sizeof err);
 	if (obj == NULL) {
@@ -532,7 +592,8 @@ handle_message(struct sub *s, rd_kafka_message_t *m)
 		part_emit(&s->t, p, m->offset, true);
 		return;
 	}
-	emit(s, p, m, obj);
+	if (!emit_spliced(s, p, m, json_object_get(obj, "kafka") != NULL))
+		emit_dumped(s, p, m, obj);
 	json_decref(obj);
 	part_emit(&s->t, p, m->offset, false);
 }
@@ -653,7 +714,11 @@ run(struct sub *s, int wake_fd)
 			drain_wake(wake_fd);
 		read_acks(s, fds[1].fd == -1 ? POLLIN : fds[1].revents);
 
-		for (n = 0; n < BATCH && !s->fatal; n++) {
+		/* While stdout is full, take nothing more (unless paused:
+		 * then polling only serves the group's events). */
+		for (n = 0; n < BATCH && !s->fatal &&
+		            (s->paused || output_pending(&s->out) < OUT_HIGH);
+		     n++) {
 			rd_kafka_message_t *m =
 			    rd_kafka_consumer_poll(s->rk, 0);
 
@@ -663,8 +728,7 @@ run(struct sub *s, int wake_fd)
 			rd_kafka_message_destroy(m);
 			/* Pausing discards what librdkafka fetched ahead, so
 			 * the limit holds exactly. */
-			if (s->t.inflight >= s->max_inflight ||
-			    output_pending(&s->out) >= OUT_HIGH) {
+			if (s->t.inflight >= s->max_inflight) {
 				flow_control(s);
 				break;
 			}

@@ -41,7 +41,7 @@ static const char options_text[] =
 	"\n"
 	"  -d, --dsn CONNINFO        libpq connection string or URI (SM_PG_DSN;\n"
 	"                            default: the PG* variables)\n"
-	"  -b, --batch COUNT         records per transaction (1000)\n"
+	"  -b, --batch COUNT         records per transaction (5000)\n"
 	"  -l, --linger DURATION     longest wait to fill a batch (200ms)\n"
 	"  -r, --retry-for DURATION  retry an unavailable database this long,\n"
 	"                            then exit 69 (5m)\n"
@@ -60,8 +60,10 @@ static const char options_text[] =
 #define BACKOFF_MAX_MS 5000
 
 struct rec {
-	char *line;
+	char *line;    /* the input line, then its COPY row (one allocation) */
 	size_t len;
+	const char *copy;
+	size_t copy_len;
 	unsigned long lineno;
 	int32_t day;   /* started_at's UTC day (the checks partition) */
 	bool rejected; /* refused; here only to keep the ack order */
@@ -85,7 +87,7 @@ static struct {
 	bool migrate_only;
 	bool ack_rejected;
 } opt = {
-	.batch = 1000,
+	.batch = 5000,
 	.linger_ms = 200,
 	.retry_for_ms = 5 * 60 * 1000,
 	.ack_rejected = true,
@@ -350,8 +352,8 @@ store_range(struct batch *b, size_t lo, size_t hi)
 	}
 	rows = xcalloc(hi - lo, sizeof *rows);
 	for (i = lo; i < hi; i++) {
-		rows[i - lo].line = b->recs[i].line;
-		rows[i - lo].len = b->recs[i].len;
+		rows[i - lo].copy = b->recs[i].copy;
+		rows[i - lo].len = b->recs[i].copy_len;
 		rows[i - lo].day = b->recs[i].day;
 		rows[i - lo].skip = b->recs[i].rejected;
 	}
@@ -424,23 +426,32 @@ batch_flush(struct batch *b)
 	retention();
 }
 
+/* copy: the record's COPY row, NULL for a rejected record. */
 static void
 batch_add(struct batch *b, const char *line, size_t len,
-          unsigned long lineno, int32_t day, bool rejected)
+          const struct pgw_buf *copy, unsigned long lineno, int32_t day,
+          bool rejected)
 {
 	struct rec *r;
+	size_t copy_len = copy != NULL ? copy->len : 0;
 
 	if (b->n == b->cap) {
 		b->cap = b->cap ? b->cap * 2 : 64;
 		b->recs = xrealloc(b->recs, b->cap * sizeof *b->recs);
 	}
 	r = &b->recs[b->n++];
-	r->line = xstrndup(line, len);
+	r->line = xmalloc(len + copy_len + 1);
+	memcpy(r->line, line, len);
+	r->line[len] = '\0';
 	r->len = len;
+	r->copy = r->line + len + 1;
+	if (copy_len > 0)
+		memcpy(r->line + len + 1, copy->data, copy_len);
+	r->copy_len = copy_len;
 	r->lineno = lineno;
 	r->day = day;
 	r->rejected = rejected;
-	b->bytes += len;
+	b->bytes += len + copy_len;
 	if (b->n == 1)
 		b->opened_ns = mono_now_ns();
 }
@@ -473,6 +484,7 @@ blank(const char *s, size_t len)
 static void
 take_line(struct batch *b, const char *line, size_t len, unsigned long lineno)
 {
+	static struct pgw_buf copy; /* reused: one row at a time */
 	char err[512];
 	json_t *obj;
 	bool is_object, valid;
@@ -492,6 +504,9 @@ take_line(struct batch *b, const char *line, size_t len, unsigned long lineno)
 			day = (int32_t)(started_ms >= 0
 			    ? started_ms / 86400000
 			    : -((-started_ms + 86399999) / 86400000));
+		copy.len = 0;
+		if (valid)
+			pgw_row_format(&copy, obj);
 		json_decref(obj);
 	}
 	/* Older than the retention: it would only bring back a partition
@@ -501,11 +516,11 @@ take_line(struct batch *b, const char *line, size_t len, unsigned long lineno)
 	    started_ms < time_now_ms() - opt.retention_ms) {
 		expired++;
 		if (opt.ack_rejected)
-			batch_add(b, line, len, lineno, day, true);
+			batch_add(b, line, len, NULL, lineno, day, true);
 		return;
 	}
 	if (valid) {
-		batch_add(b, line, len, lineno, day, false);
+		batch_add(b, line, len, &copy, lineno, day, false);
 		return;
 	}
 	reject(lineno, line, len, err);
@@ -516,7 +531,7 @@ take_line(struct batch *b, const char *line, size_t len, unsigned long lineno)
 	}
 	/* Only a JSON object can carry the coordinates an ack is for. */
 	if (opt.ack_rejected && is_object)
-		batch_add(b, line, len, lineno, 0, true);
+		batch_add(b, line, len, NULL, lineno, 0, true);
 }
 
 static void
@@ -621,6 +636,21 @@ run(void)
 
 /* ---- options ---------------------------------------------------------- */
 
+/* --retention: a duration, or a bare number of days (never milliseconds:
+ * "-R 30" dropping all but today's partitions would be a costly typo).
+ * At least a day, the partitions' width. */
+static int64_t
+opt_retention(const char *name, const char *v)
+{
+	char days[32];
+
+	if (v[strspn(v, "0123456789")] == '\0' && strlen(v) < 20) {
+		snprintf(days, sizeof days, "%sd", v);
+		v = days;
+	}
+	return opt_duration_ms(name, v, 86400000, INT64_C(100000) * 86400000);
+}
+
 static void
 env_defaults(void)
 {
@@ -638,8 +668,7 @@ env_defaults(void)
 	if ((v = getenv("SM_PG_DEAD_LETTER")) != NULL && *v)
 		opt.dead_letter = v;
 	if ((v = getenv("SM_PG_RETENTION")) != NULL && *v)
-		opt.retention_ms = opt_duration_ms("SM_PG_RETENTION", v, 0,
-		                                   INT64_C(100000) * 86400000);
+		opt.retention_ms = opt_retention("SM_PG_RETENTION", v);
 }
 
 static void
@@ -689,8 +718,7 @@ parse_options(int argc, char **argv)
 			opt.migrate_only = true;
 			break;
 		case 'R':
-			opt.retention_ms = opt_duration_ms("-R", optarg, 0,
-			    INT64_C(100000) * 86400000);
+			opt.retention_ms = opt_retention("-R", optarg);
 			break;
 		case 'r':
 			opt.retry_for_ms = opt_duration_ms("-r", optarg, 0,

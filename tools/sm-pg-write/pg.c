@@ -1,13 +1,13 @@
 /*
  * pg.c - sm-pg-write's PostgreSQL side, through libpq.
  *
- * A batch is one transaction: COPY the original lines into a temporary
- * staging table as jsonb, then one statement that inserts them into checks
- * (ON CONFLICT DO NOTHING: idempotent on id) and upserts targets (only from
- * results newer than the stored state), then COMMIT.  Converting the JSON in
- * SQL keeps one definition of the column mapping, and a value the server
- * cannot store (an integer out of range, say) fails the batch with SQLSTATE
- * class 22, which the caller answers by splitting the batch.
+ * A batch is one transaction: COPY the rows (row.c: fields extracted in C,
+ * COPY text format) into a temporary staging table with the column types
+ * of checks, then insert them into checks (ON CONFLICT DO NOTHING:
+ * idempotent on id) and upsert targets (only from results newer than the
+ * stored state), then COMMIT.  A value the server cannot store (an integer
+ * out of range, say) fails the batch with SQLSTATE class 22, which the
+ * caller answers by splitting the batch.
  *
  * The connection string is never printed: libpq's own messages
  * (PQerrorMessage, the result's primary message) do not contain the
@@ -32,18 +32,23 @@ struct pgw {
 	int32_t *days;
 	size_t n_days, cap_days;
 	bool no_partition; /* the last failure was "no partition for row" */
+	bool staged;       /* sm_staging exists on this connection */
 };
 
-/* ON COMMIT DELETE ROWS: each batch starts with an empty table, and a
- * rolled-back batch leaves nothing behind either. */
-static const char setup_sql[] =
-	"SET TIME ZONE 'UTC';"
-	"CREATE TEMP TABLE IF NOT EXISTS sm_staging (doc jsonb NOT NULL)"
-	" ON COMMIT DELETE ROWS";
+static const char setup_sql[] = "SET TIME ZONE 'UTC'";
+
+/* The staging table: the columns of checks the rows carry, no constraint,
+ * no index, not logged (temporary).  ON COMMIT DELETE ROWS: each batch
+ * starts with an empty table, and a rolled-back batch leaves nothing
+ * behind either.  Made from checks after the migrations, so that it
+ * follows the schema. */
+static const char staging_sql[] =
+	"CREATE TEMP TABLE IF NOT EXISTS sm_staging ON COMMIT DELETE ROWS AS"
+	" SELECT " PGW_COLUMNS " FROM checks WITH NO DATA";
 
 /*
- * The typed view of the staged records (s), their insertion into checks
- * (ins), the newest result per target (n), and the targets upsert.
+ * The staged rows go into checks (ON CONFLICT DO NOTHING: idempotent on
+ * id), then the newest result per target (n) upserts targets.
  *
  * targets.last_change_at is the start of the current ok/not-ok run.  Of
  * the batch's results newer than the stored state (w), those whose ok
@@ -59,58 +64,20 @@ static const char setup_sql[] =
  * owns a target's results outside consumer-group rebalances.
  */
 static const char write_sql[] =
-	"WITH s AS MATERIALIZED (\n"
-	"  SELECT (d->>'id')::uuid AS id,\n"
-	"    d->>'target' AS target,\n"
-	"    d->>'url' AS url,\n"
-	"    NULLIF(d->'labels', 'null'::jsonb) AS labels,\n"
-	"    d->>'probe' AS probe,\n"
-	"    (d->>'scheduled_at')::timestamptz AS scheduled_at,\n"
-	"    (d->>'started_at')::timestamptz AS started_at,\n"
-	"    (d->>'ok')::boolean AS ok,\n"
-	"    (d->>'status')::numeric::integer AS status,\n"
-	"    d->>'error_kind' AS error_kind,\n"
-	"    d->>'error' AS error,\n"
-	"    (d->>'duration_ms')::double precision AS duration_ms,\n"
-	"    (d->'phases'->>'dns_ms')::double precision AS dns_ms,\n"
-	"    (d->'phases'->>'connect_ms')::double precision AS connect_ms,\n"
-	"    (d->'phases'->>'tls_ms')::double precision AS tls_ms,\n"
-	"    (d->'phases'->>'ttfb_ms')::double precision AS ttfb_ms,\n"
-	"    (d->'phases'->>'transfer_ms')::double precision AS transfer_ms,\n"
-	"    (d->>'bytes')::numeric::bigint AS bytes,\n"
-	"    d->>'http_version' AS http_version,\n"
-	"    d->>'remote_ip' AS remote_ip,\n"
-	"    (d->>'redirects')::numeric::integer AS redirects,\n"
-	"    d->>'final_url' AS final_url,\n"
-	"    d->'regex'->>'pattern' AS regex_pattern,\n"
-	"    (d->'regex'->>'matched')::boolean AS regex_matched,\n"
-	"    d->'tls'->>'version' AS tls_version,\n"
-	"    (d->'tls'->>'cert_not_after')::timestamptz AS tls_cert_not_after,\n"
-	"    d->'tls'->>'cert_issuer' AS tls_cert_issuer,\n"
-	"    d->'kafka'->>'topic' AS kafka_topic,\n"
-	"    (d->'kafka'->>'partition')::numeric::integer AS kafka_partition,\n"
-	"    (d->'kafka'->>'offset')::numeric::bigint AS kafka_offset\n"
-	"  FROM (SELECT doc AS d FROM sm_staging) AS staged\n"
-	"),\n"
-	"ins AS (\n"
-	"  INSERT INTO checks (id, target, url, labels, probe, scheduled_at,\n"
-	"    started_at, ok, status, error_kind, error, duration_ms, dns_ms,\n"
-	"    connect_ms, tls_ms, ttfb_ms, transfer_ms, bytes, http_version,\n"
-	"    remote_ip, redirects, final_url, regex_pattern, regex_matched,\n"
-	"    tls_version, tls_cert_not_after, tls_cert_issuer, kafka_topic,\n"
-	"    kafka_partition, kafka_offset)\n"
-	"  SELECT * FROM s\n"
-	"  ON CONFLICT (id, started_at) DO NOTHING\n"
-	"),\n"
-	"n AS (\n"
-	"  SELECT DISTINCT ON (target) * FROM s\n"
+	"INSERT INTO checks (" PGW_COLUMNS ")\n"
+	"SELECT " PGW_COLUMNS " FROM sm_staging\n"
+	"ON CONFLICT (id, started_at) DO NOTHING;\n"
+	"WITH n AS (\n"
+	"  SELECT DISTINCT ON (target) target, url, labels, started_at, ok,\n"
+	"    status, error_kind, duration_ms\n"
+	"  FROM sm_staging\n"
 	"  ORDER BY target, started_at DESC, id DESC\n"
 	"),\n"
 	"w AS (\n"
 	"  SELECT s.target, s.started_at,\n"
 	"    s.ok IS DISTINCT FROM lag(s.ok) OVER (PARTITION BY s.target\n"
 	"      ORDER BY s.started_at, s.id) AS run_starts\n"
-	"  FROM s LEFT JOIN targets AS cur ON cur.target = s.target\n"
+	"  FROM sm_staging AS s LEFT JOIN targets AS cur ON cur.target = s.target\n"
 	"  WHERE cur.last_checked_at IS NULL\n"
 	"     OR s.started_at > cur.last_checked_at\n"
 	"),\n"
@@ -191,6 +158,7 @@ pgw_disconnect(struct pgw *pg)
 		pg->conn = NULL;
 	}
 	pg->n_days = 0;
+	pg->staged = false;
 }
 
 /* libpq messages end with a newline and may span lines: make one line. */
@@ -496,27 +464,6 @@ pgw_migrate(struct pgw *pg, int *applied, char *err, size_t errlen)
 	return PGW_OK;
 }
 
-/* Append line to buf as one COPY text-format field and row. */
-static size_t
-copy_escape(char *buf, const char *line, size_t len)
-{
-	size_t i, o = 0;
-
-	for (i = 0; i < len; i++) {
-		char c = line[i];
-
-		switch (c) {
-		case '\\': buf[o++] = '\\'; buf[o++] = '\\'; break;
-		case '\n': buf[o++] = '\\'; buf[o++] = 'n'; break;
-		case '\r': buf[o++] = '\\'; buf[o++] = 'r'; break;
-		case '\t': buf[o++] = '\\'; buf[o++] = 't'; break;
-		default: buf[o++] = c; break;
-		}
-	}
-	buf[o++] = '\n';
-	return o;
-}
-
 static enum pgw_status
 copy_rows(struct pgw *pg, const struct pgw_row *rows, size_t n, char *err,
           size_t errlen)
@@ -528,7 +475,7 @@ copy_rows(struct pgw *pg, const struct pgw_row *rows, size_t n, char *err,
 	enum pgw_status st = PGW_OK;
 	bool sent_ok = true;
 
-	res = PQexec(pg->conn, "COPY sm_staging (doc) FROM STDIN");
+	res = PQexec(pg->conn, "COPY sm_staging (" PGW_COLUMNS ") FROM STDIN");
 	if (PQresultStatus(res) != PGRES_COPY_IN) {
 		st = failure(pg, res, err, errlen);
 		PQclear(res);
@@ -542,7 +489,7 @@ copy_rows(struct pgw *pg, const struct pgw_row *rows, size_t n, char *err,
 
 		if (rows[i].skip)
 			continue;
-		need = rows[i].len * 2 + 1;
+		need = rows[i].len;
 		if (used + need > cap) {
 			if (used > 0 &&
 			    PQputCopyData(pg->conn, buf, (int)used) != 1) {
@@ -555,7 +502,8 @@ copy_rows(struct pgw *pg, const struct pgw_row *rows, size_t n, char *err,
 				buf = xrealloc(buf, cap);
 			}
 		}
-		used += copy_escape(buf + used, rows[i].line, rows[i].len);
+		memcpy(buf + used, rows[i].copy, rows[i].len);
+		used += rows[i].len;
 	}
 	if (sent_ok && used > 0 &&
 	    PQputCopyData(pg->conn, buf, (int)used) != 1)
@@ -674,6 +622,13 @@ pgw_write(struct pgw *pg, const struct pgw_row *rows, size_t n, char *err,
 			st = pgw_connect(pg, err, errlen);
 			if (st != PGW_OK)
 				return st;
+		}
+		if (!pg->staged) {
+			st = exec_expect(pg, staging_sql, PGRES_COMMAND_OK, err,
+			                 errlen);
+			if (st != PGW_OK)
+				return st;
+			pg->staged = true;
 		}
 		st = ensure_partitions(pg, rows, n, err, errlen);
 		if (st != PGW_OK)

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 /* ---- migrations.c ----------------------------------------------------- */
 
 struct migration {
@@ -20,13 +22,34 @@ struct migration {
 extern const struct migration pgw_migrations[];
 extern const size_t pgw_n_migrations;
 
+/* ---- row.c ------------------------------------------------------------ */
+
+/* The staging table's columns, in the order of pgw_row_format's fields:
+ * every column of checks but stored_at. */
+#define PGW_COLUMNS \
+	"id, target, url, labels, probe, scheduled_at, started_at, ok, " \
+	"status, error_kind, error, duration_ms, dns_ms, connect_ms, tls_ms, " \
+	"ttfb_ms, transfer_ms, bytes, http_version, remote_ip, redirects, " \
+	"final_url, regex_pattern, regex_matched, tls_version, " \
+	"tls_cert_not_after, tls_cert_issuer, kafka_topic, kafka_partition, " \
+	"kafka_offset"
+
+struct pgw_buf {
+	char *data;
+	size_t len, cap;
+};
+
+/* Append the result record r (validated) to b as one COPY text row,
+ * newline included. */
+void pgw_row_format(struct pgw_buf *b, const json_t *r);
+
 /* ---- pg.c ------------------------------------------------------------- */
 
-/* One record of a batch as pg.c sees it: the original line (sent to the
- * server as jsonb) and whether it is in the batch only to keep the ack
- * order (a record refused earlier, never sent). */
+/* One record of a batch as pg.c sees it: its COPY row (pgw_row_format)
+ * and whether it is in the batch only to keep the ack order (a record
+ * refused earlier, never sent). */
 struct pgw_row {
-	const char *line;
+	const char *copy;
 	size_t len;
 	int32_t day; /* started_at's UTC day, days since 1970-01-01 */
 	bool skip;

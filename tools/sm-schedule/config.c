@@ -296,7 +296,8 @@ scalar_to_json(struct loader *L, yaml_node_t *n, enum kind kind)
 	}
 	if (plain && is_null_text(s, len)) {
 		v = json_null();
-	} else if (plain && kind == K_DUR && strspn(s, "0123456789") == len) {
+	} else if (kind == K_DUR && len && strspn(s, "0123456789") == len) {
+		/* Quoted too: "30" is as ambiguous as 30. */
 		cerr_add(L, at, "\"%s\" needs a unit (such as 500ms, 30s, 5m, "
 		         "1h)", s);
 		v = NULL;
@@ -731,6 +732,19 @@ check_fields(struct loader *L, struct rawmap *rm)
 static void
 normalize(struct loader *L, struct rawmap *rm)
 {
+	static const char *const durs[] = {"interval", "timeout"};
+
+	/* NDJSON strings; YAML scalars were refused as they were read. */
+	for (size_t i = 0; i < 2; i++) {
+		json_t *v = json_object_get(rm->obj, durs[i]);
+		const char *d = json_string_value(v);
+
+		if (!d || !*d || strspn(d, "0123456789") != strlen(d))
+			continue;
+		cerr_add(L, rawmap_pos(rm, durs[i], true), "\"%s\" needs a unit "
+		         "(such as 500ms, 30s, 5m, 1h)", d);
+		rawmap_fail(rm, durs[i]);
+	}
 	rename_key(L, rm, "name", "target");
 	duration_key(L, rm, "timeout", "timeout_ms");
 	/* Records fed back from --once output: when is decided here. */
