@@ -24,8 +24,8 @@ SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 endif
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
-ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -Ilib $(PKG_CFLAGS) $(SANFLAGS) $(CFLAGS)
-ALL_LDFLAGS = $(SANFLAGS) -Wl,--as-needed $(LDFLAGS)
+ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -pthread -Ilib $(PKG_CFLAGS) $(SANFLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(SANFLAGS) -pthread -Wl,--as-needed $(LDFLAGS)
 LDLIBS   = $(PKG_LIBS) -lm
 
 PROGS    = sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroker

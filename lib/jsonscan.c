@@ -19,6 +19,21 @@ struct scan {
 	const unsigned char *p, *end;
 	int depth;
 	struct jscan_field *a, *b;
+	size_t alen, blen;      /* strlen of a->name, b->name */
+};
+
+/* Bytes that a string holds as they are: printable ASCII but '"' and
+ * '\\'.  The loop in string() skips runs of them at once. */
+static const unsigned char plain[256] = {
+#define R16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
+	R16(0), R16(0),                 /* 0x00-0x1f: control */
+	1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  /* 0x20: '"' */
+	R16(1), R16(1),
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,  /* 0x5c: '\\' */
+	R16(1), R16(1),
+	R16(0), R16(0), R16(0), R16(0), /* 0x80-0xff: UTF-8, checked */
+	R16(0), R16(0), R16(0), R16(0),
+#undef R16
 };
 
 static void
@@ -85,7 +100,13 @@ string(struct scan *sc, const unsigned char **start, size_t *len,
 
 	*escaped = false;
 	while (sc->p < sc->end) {
-		unsigned char c = *sc->p;
+		unsigned char c;
+
+		while (sc->p < sc->end && plain[*sc->p])
+			sc->p++;
+		if (sc->p >= sc->end)
+			break;
+		c = *sc->p;
 
 		if (c == '"') {
 			*start = s;
@@ -231,6 +252,7 @@ object(struct scan *sc)
 		} else {
 			for (i = base; i < n_keys; i++)
 				if (keys[i].len == klen &&
+				    (klen == 0 || keys[i].p[0] == k[0]) &&
 				    memcmp(keys[i].p, k, klen) == 0)
 					return 0; /* duplicate key */
 			if (n_keys == cap_keys) {
@@ -239,12 +261,11 @@ object(struct scan *sc)
 			}
 			keys[n_keys].p = k;
 			keys[n_keys++].len = klen;
-			if (top && sc->a->name != NULL &&
-			    strlen(sc->a->name) == klen &&
+			if (top && sc->a->name != NULL && sc->alen == klen &&
 			    memcmp(sc->a->name, k, klen) == 0)
 				f = sc->a;
 			else if (top && sc->b->name != NULL &&
-			         strlen(sc->b->name) == klen &&
+			         sc->blen == klen &&
 			         memcmp(sc->b->name, k, klen) == 0)
 				f = sc->b;
 		}
@@ -363,6 +384,8 @@ jscan_object(const char *s, size_t len, struct jscan_field *a,
 		.end = (const unsigned char *)s + len,
 		.a = a,
 		.b = b,
+		.alen = a->name != NULL ? strlen(a->name) : 0,
+		.blen = b->name != NULL ? strlen(b->name) : 0,
 	};
 	int r;
 

@@ -359,8 +359,10 @@ get_interval(const json_t *v, int64_t *out, char *err, size_t errlen)
 		*out = json_integer_value(v) * 1000;
 		return 0;
 	}
-	if (!json_is_string(v) || parse_duration_ms(json_string_value(v), out) < 0 ||
-	    *out <= 0)
+	/* A string needs its unit: "30" could mean seconds or milliseconds. */
+	if (!json_is_string(v) || json_string_length(v) == 0 ||
+	    isdigit((unsigned char)json_string_value(v)[json_string_length(v) - 1]) ||
+	    parse_duration_ms(json_string_value(v), out) < 0 || *out <= 0)
 		FAIL("field \"interval\" must be a duration such as \"30s\"");
 	return 0;
 }

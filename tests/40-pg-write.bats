@@ -53,6 +53,11 @@ wait_ok() {
 	run -64 sm-pg-write -b 0
 	run -64 sm-pg-write --linger forever
 	run -64 sm-pg-write extra-argument
+	# --retention: a bare number is days, less than a day is refused.
+	run -64 sm-pg-write -R 30ms
+	run -64 sm-pg-write -R 23h
+	run -64 --separate-stderr sm-pg-write -R 0
+	[[ "$stderr" == *"out of range"* ]]
 }
 
 @test "pg-write: --migrate creates the schema on an empty database, once" {
@@ -381,7 +386,7 @@ result_at() {
 	[ "$output" = 0 ]
 	[ "$(psql_q "SELECT count(DISTINCT tableoid) FROM checks")" = 3 ]
 
-	run -0 --separate-stderr sm-pg-write --migrate --retention 7d
+	run -0 --separate-stderr sm-pg-write --migrate --retention 7
 	[[ "$stderr" == *"retention: dropped 2 day partitions"* ]]
 	[ "$(psql_q "SELECT count(*) FROM checks")" = 8 ]
 	[ "$(psql_q "SELECT count(*) FROM checks WHERE started_at < now() - interval '7 days'")" = 0 ]

@@ -190,6 +190,12 @@ test_target(void)
 	                  err, sizeof err) == NULL);
 	CHECK(target_from("{\"url\":\"http://a.test/\",\"v\":2}", err,
 	                  sizeof err) == NULL);
+	CHECK(target_from("{\"url\":\"http://a.test/\",\"interval\":\"30\"}",
+	                  err, sizeof err) == NULL && strstr(err, "interval"));
+	t = target_from("{\"url\":\"http://a.test/\",\"interval\":\"30s\"}",
+	                err, sizeof err);
+	CHECK(t && t->interval_ms == 30000);
+	target_free(&t);
 	CHECK(target_from("{\"target\":\"x\"}", err, sizeof err) == NULL &&
 	      strstr(err, "url"));
 }

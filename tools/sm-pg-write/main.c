@@ -49,6 +49,7 @@ static const char options_text[] =
 	"  -s, --strict              exit 65 at the first invalid or refused line\n"
 	"  -A, --ack-stored-only     do not acknowledge invalid or refused records\n"
 	"  -R, --retention DURATION  drop day partitions older than DURATION\n"
+	"                            (a bare number is days; at least 1d)\n"
 	"  -m, --migrate             apply the schema migrations and exit\n"
 	"  -h, --help                this text\n"
 	"  -V, --version             print the version\n";
