@@ -135,7 +135,8 @@ cerr_print_all(struct loader *L)
 {
 	size_t shown = 0;
 
-	qsort(L->errs, L->nerrs, sizeof(*L->errs), cerr_cmp);
+	if (L->nerrs > 1)
+		qsort(L->errs, L->nerrs, sizeof(*L->errs), cerr_cmp);
 	for (size_t i = 0; i < L->nerrs; i++) {
 		const struct cerr *e = &L->errs[i];
 
@@ -833,6 +834,8 @@ named_cmp(const void *a, const void *b)
 static void
 check_unique(struct loader *L, struct named *v, size_t n)
 {
+	if (n < 2) /* qsort(NULL, 0, ...) is undefined */
+		return;
 	qsort(v, n, sizeof(*v), named_cmp);
 	for (size_t i = 1, first = 0; i < n; i++) {
 		if (strcmp(v[first].name, v[i].name)) {
