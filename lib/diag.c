@@ -146,6 +146,17 @@ warn_input(const char *name, unsigned long lineno, const char *line,
 }
 
 void
+usage_exit(const char *text, int status)
+{
+	FILE *fp = status == 0 ? stdout : stderr;
+
+	fputs(text, fp);
+	if (status == 0 && fflush(stdout) != 0)
+		status = EX_IOERR;
+	exit(status);
+}
+
+void
 print_version_and_exit(void)
 {
 	printf("%s (sitemon) %s\n", progname, SM_VERSION);

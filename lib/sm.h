@@ -46,6 +46,8 @@ void warn_input(const char *name, unsigned long lineno, const char *line,
 /* Replace the password of every "scheme://user:password@" in s with
  * "***" (shorter passwords with as many stars), in place. */
 void redact_userinfo(char *s);
+/* --help (status 0: text on stdout) or a usage error (64: on stderr). */
+void usage_exit(const char *text, int status) __attribute__((noreturn));
 /* Print the --version line and exit 0. */
 void print_version_and_exit(void) __attribute__((noreturn));
 

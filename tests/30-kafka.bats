@@ -440,7 +440,9 @@ start_pub_on_private_broker() {
 @test "kafka-pub: SIGTERM while the brokers are down drains once they are back, exit 0" {
 	start_pub_on_private_broker
 	echo '{"target":"a","id":1}' >&8
-	wait_for has_lines "$T/out" 1
+	# A fresh broker's first delivery (producer id, metadata) once took
+	# over 20 s on a loaded machine.
+	WAIT_TIMEOUT=60 wait_for has_lines "$T/out" 1
 	broker_cmd "down all"
 	for i in 2 3 4 5; do echo "{\"target\":\"a\",\"id\":$i}" >&8; done
 	wait_for fifo_empty "$T/in"  # sm-kafka-pub has read them

@@ -249,13 +249,11 @@ main(int argc, char **argv)
 			topics[ntopics++] = optarg;
 			break;
 		case 'h':
-			fputs(usage_text, stdout);
-			return 0;
+			usage_exit(usage_text, 0);
 		case 'V':
 			print_version_and_exit();
 		default:
-			fputs(usage_text, stderr);
-			return EX_USAGE;
+			usage_exit(usage_text, EX_USAGE);
 		}
 	}
 	if (optind != argc) {

@@ -814,13 +814,11 @@ main(int argc, char **argv)
 			                                     optarg, 0, 86400000);
 			break;
 		case 'h':
-			fputs(usage_text, stdout);
-			return fflush(stdout) == 0 ? 0 : EX_IOERR;
+			usage_exit(usage_text, 0);
 		case 'V':
 			print_version_and_exit();
 		default:
-			fputs(usage_text, stderr);
-			return EX_USAGE;
+			usage_exit(usage_text, EX_USAGE);
 		}
 	}
 	if (optind < argc)
