@@ -46,25 +46,12 @@ schema_ok() {
 	"$SM_TOP/tests/fixtures/schema-check" "$SM_TOP/schema/result.schema.json" <"$T/out"
 }
 
-held_is() {
-	[ "$(curl -fsS "$SCRIPTED_URL/held?id=$1")" = "$2" ]
-}
-
-release() {
-	curl -fsS -o /dev/null "$SCRIPTED_URL/release?id=$1"
-}
-
 alive() {
 	kill -0 "$1" 2>/dev/null
 }
 
 dead() {
 	! kill -0 "$1" 2>/dev/null
-}
-
-# A unique id for /hold.
-hold_id() {
-	echo "h${BATS_TEST_NUMBER}_$$_$RANDOM"
 }
 
 # ---- HTTPS servers, once for this file --------------------------------------

@@ -447,11 +447,34 @@ start_pub_on_private_broker() {
 	for i in 2 3 4 5; do echo "{\"target\":\"a\",\"id\":$i}" >&8; done
 	wait_for fifo_empty "$T/in"  # sm-kafka-pub has read them
 	kill -TERM "$pid"
+	# What the stage before drains after the signal is read to EOF.
+	echo '{"target":"a","id":6}' >&8
+	exec 8>&-
 	broker_cmd "up all"
-	wait "$pid"  # exit 0: the four queued records were delivered in the drain
-	[ "$(lines_in "$T/out")" -eq 5 ]
+	wait "$pid"  # exit 0: the queued records were delivered in the drain
+	[ "$(lines_in "$T/out")" -eq 6 ]
 	run -0 kcat -C -b "$BROKERS" -t "$TOPIC" -e -q -f '%s\n'
-	[ "$(jq -r .id <<<"$output" | sort -n | tr '\n' ' ')" = "1 2 3 4 5 " ]
+	[ "$(jq -r .id <<<"$output" | sort -n | tr '\n' ' ')" = "1 2 3 4 5 6 " ]
+	exec 7>&-
+}
+
+@test "kafka-pub: after SIGTERM an input that never ends is read for half of --flush-timeout, then delivered, exit 0" {
+	private_broker
+	TOPIC=$(new_topic)
+	mkfifo "$T/in"
+	sm-kafka-pub -b "$BROKERS" -t "$TOPIC" --tee --flush-timeout 2s <"$T/in" >"$T/out" 2>"$T/err" &
+	pid=$!
+	track_pid $pid
+	exec 8>"$T/in"
+	echo '{"target":"a","id":1}' >&8
+	WAIT_TIMEOUT=60 wait_for has_lines "$T/out" 1
+	kill -TERM "$pid"
+	echo '{"target":"a","id":2}' >&8
+	# fd 8 stays open: only the read deadline ends the reading.
+	wait "$pid"
+	grep -q 'input still open 1000 ms after the signal: reading no more' "$T/err"
+	run -0 kcat -C -b "$BROKERS" -t "$TOPIC" -e -q -f '%s\n'
+	[ "$(jq -r .id <<<"$output" | sort -n | tr '\n' ' ')" = "1 2 " ]
 	exec 8>&- 7>&-
 }
 

@@ -3,6 +3,8 @@
 # -> sm-kafka-pub -> dev broker -> sm-kafka-sub -> sm-pg-write -> PostgreSQL,
 # with the ack FIFO that makes the consumer side lossless.
 
+bats_require_minimum_version 1.5.0
+
 load helpers
 
 write_sites() {
@@ -113,4 +115,33 @@ consume() {
 	# The consumer script removed its private FIFO directory.
 	run bash -c 'ls -d "$1"/sm-consumer.* 2>/dev/null' _ "$T"
 	[ -z "$output" ]
+}
+
+@test "scripts: SIGTERM to sm-producer's process group drains the probe in flight into Kafka, exit 0" {
+	local id pid rc=0
+	id=$(hold_id)
+	TOPIC=$(new_topic)
+	cat >"$T/sites.yaml" <<-YAML
+	targets:
+	  - name: held
+	    url: $SCRIPTED_URL/hold?id=$id
+	    interval: 5s
+	    timeout: 5s
+	YAML
+	SM_KAFKA_BROKERS=$SM_TEST_BROKERS SM_KAFKA_TOPIC=$TOPIC \
+		setsid "$SM_TOP/scripts/sm-producer" "$T/sites.yaml" >"$T/out" 2>"$T/err" &
+	pid=$!
+	track_pid "$pid"
+	WAIT_TIMEOUT=15 wait_for held_is "$id" 1
+	# As systemd (KillMode=control-group) or Ctrl-C does: every stage
+	# gets the signal while the probe is in flight.
+	kill -TERM -- "-$pid"
+	release "$id"
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 0 ]
+	run -0 kcat -C -b "$SM_TEST_BROKERS" -t "$TOPIC" -e -q -f '%k %s\n'
+	[ "${#lines[@]}" -ge 1 ]
+	[ "${lines[0]%% *}" = held ]
+	run -0 jq -r '[.target, .ok, (.url | contains("/hold"))] | @tsv' <<<"${lines[0]#* }"
+	[ "$output" = "$(printf 'held\ttrue\ttrue')" ]
 }

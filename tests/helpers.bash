@@ -78,3 +78,17 @@ json_eq() {
 		return 1
 	fi
 }
+
+# The scripted server's /hold: hold_id makes a unique id, held_is ID N is
+# true when N requests wait on it, release ID answers them.
+hold_id() {
+	echo "h${BATS_TEST_NUMBER}_$$_$RANDOM"
+}
+
+held_is() {
+	[ "$(curl -fsS "$SCRIPTED_URL/held?id=$1")" = "$2" ]
+}
+
+release() {
+	curl -fsS -o /dev/null "$SCRIPTED_URL/release?id=$1"
+}

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -34,7 +35,8 @@ static const char usage_text[] =
 "      --dead-letter FILE    append undelivered and invalid records to FILE\n"
 "                            (default: stderr)\n"
 "      --flush-timeout DUR   on EOF or SIGTERM wait at most DUR for\n"
-"                            deliveries (default 30s)\n"
+"                            deliveries (default 30s); after SIGTERM,\n"
+"                            input is read until EOF for at most DUR/2\n"
 "      --tee                 write each record to stdout once delivered\n"
 "      --strict              stop at the first invalid line (exit 65)\n"
 KCONF_USAGE
@@ -79,6 +81,7 @@ struct pub {
 	bool tee, strict;
 	int64_t flush_timeout_ms;
 	int64_t stop_deadline_ns;   /* set when the drain starts */
+	int64_t read_deadline_ns;   /* after a signal: stop reading then */
 	unsigned long produced, delivered, failed, invalid;
 	bool fatal;                 /* librdkafka's fatal error: stop */
 	bool out_error;             /* writing stdout failed */
@@ -221,15 +224,28 @@ serve(struct pub *p, int timeout_ms)
 	}
 }
 
+/* The first signal starts the clock: reading may go on for half of
+ * --flush-timeout (the stage before us drains its work on the same
+ * signal), deliveries for all of it. */
+static void
+note_signal(struct pub *p)
+{
+	int64_t now;
+
+	if (signals == 0 || p->stop_deadline_ns != 0)
+		return;
+	now = mono_now_ns();
+	p->stop_deadline_ns = now + p->flush_timeout_ms * 1000000;
+	p->read_deadline_ns = now + p->flush_timeout_ms * 500000;
+}
+
 /* Past the drain's deadline, or told twice to stop. */
 static bool
 must_give_up(struct pub *p)
 {
 	if (signals >= 2 || p->fatal)
 		return true;
-	if (signals > 0 && p->stop_deadline_ns == 0)
-		p->stop_deadline_ns = mono_now_ns() +
-		                      p->flush_timeout_ms * 1000000;
+	note_signal(p);
 	return p->stop_deadline_ns != 0 && mono_now_ns() >= p->stop_deadline_ns;
 }
 
@@ -386,9 +402,16 @@ read_input(struct pub *p, int wake_fd)
 		};
 		int n;
 
-		/* SIGTERM: read nothing more, but produce every line already
-		 * read: what upstream handed over is not dropped. */
-		if (signals == 1 && !stopped_reading) {
+		/* SIGTERM: go on reading until EOF, so that what the stage
+		 * before us drains is not lost (a whole pipeline gets the
+		 * signal), but not past the read deadline on an endless
+		 * input; every line read is produced. */
+		note_signal(p);
+		if (signals == 1 && !stopped_reading &&
+		    mono_now_ns() >= p->read_deadline_ns) {
+			warning("input still open %" PRId64 " ms after the "
+			        "signal: reading no more",
+			        p->flush_timeout_ms / 2);
 			int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
 			restore_stdin();
@@ -397,7 +420,8 @@ read_input(struct pub *p, int wake_fd)
 			close(null);
 			stopped_reading = true;
 		}
-		if (!more && poll(fds, 2, 1000) < 0 && errno != EINTR)
+		if (!more && poll(fds, 2, signals ? 100 : 1000) < 0 &&
+		    errno != EINTR)
 			die(EX_SOFTWARE, "poll:");
 		if (fds[1].revents & POLLIN) {
 			char buf[256];
