@@ -84,4 +84,4 @@ install: all
 clean:
 	rm -f lib/*.o lib/libsm.a tools/*/*.o $(BINS) tests/unit/*.o $(UNIT_BIN)
 
-.PHONY: all deps test check run bench install clean
+.PHONY: all deps test check run bench soak install clean
