@@ -1,6 +1,8 @@
 #!/usr/bin/env bats
 # Every program has --help, --version and a man page that agree.
 
+bats_require_minimum_version 1.5.0
+
 load helpers
 
 PROGRAMS="sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroker"
@@ -49,4 +51,29 @@ PROGRAMS="sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroke
 	done
 	[ -x "$T/root/usr/bin/sm-producer" ]
 	[ -x "$T/root/usr/bin/sm-consumer" ]
+}
+
+@test "units: systemd-analyze verify passes on the installed units, their man pages found" {
+	make -s -C "$SM_TOP" install PREFIX="$T/usr" >/dev/null
+	local u
+	for u in sitemon-producer sitemon-consumer; do
+		grep -qx "ExecStart=$T/usr/bin/sm-${u#sitemon-}" "$T/usr/lib/systemd/system/$u.service"
+	done
+	# systemd-analyze only warns (exit 0) on a line it cannot parse, so
+	# stderr must be empty too.
+	run -0 --separate-stderr env MANPATH="$T/usr/share/man" \
+		systemd-analyze verify "$T"/usr/lib/systemd/system/sitemon-*.service
+	[ -z "$stderr" ] || { echo "$stderr" >&2; false; }
+}
+
+@test "docs: examples/sitemon.env names every SM_ variable the programs and scripts read" {
+	local v missing=""
+	# SM_LOCAL_STATE belongs to the local run (make run), not to a service.
+	# In C a variable is a string ("SM_PG_DSN"), in the scripts $SM_...
+	for v in $( { grep -rhoE '"SM_[A-Z_]+"' "$SM_TOP"/tools/*/*.c "$SM_TOP"/lib/*.c
+		grep -hoE '[$][{]?SM_[A-Z_]+' "$SM_TOP"/scripts/sm-producer "$SM_TOP"/scripts/sm-consumer
+	} | tr -d '"${' | sort -u); do
+		grep -qE "^#? ?$v=" "$SM_TOP/examples/sitemon.env" || missing="$missing $v"
+	done
+	[ -z "$missing" ] || { echo "not in examples/sitemon.env:$missing" >&2; false; }
 }
