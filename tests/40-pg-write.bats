@@ -34,6 +34,12 @@ stored_is() {
 	[ "$(stored_count)" = "$1" ]
 }
 
+# has_stats FILE COUNTERS [N]: FILE holds at least N (1) stats lines whose
+# counters match COUNTERS (an extended regex) exactly.
+has_stats() {
+	(($(grep -Ec "^sm-pg-write: info: stats: $2\$" "$1") >= ${3:-1}))
+}
+
 # wait_ok PID: wait for a background job, succeed only if it exited 0.
 wait_ok() {
 	local rc=0
@@ -283,7 +289,8 @@ result_at() {
 		"$T/good" >"$T/in"
 	bad=$(jq -c 'select(.status == 99999999999 or .redirects == 3000000000) | .id' "$T/in" | wc -l)
 	[ "$bad" -ge 2 ]
-	run -0 --separate-stderr sm-pg-write -b 10 --dead-letter "$T/dead" <"$T/in"
+	run -0 --separate-stderr sm-pg-write -b 10 --dead-letter "$T/dead" \
+		--stats-interval 1h <"$T/in"
 	# Acks: every record in input order, the refused ones once they are in
 	# the dead letter (so that offsets move on).
 	[ "$output" = "$(cat "$T/in")" ]
@@ -293,6 +300,7 @@ result_at() {
 	[ "$(jq -r '.input | fromjson | .id' "$T/dead" | sort)" = \
 	  "$(jq -r 'select(.status == 99999999999 or .redirects == 3000000000) | .id' "$T/in" | sort)" ]
 	[[ "$stderr" == *"refused by the server: "*"out of range"* ]]
+	[[ "$stderr" == *"stats: in=30 stored=$((30 - bad)) duplicates=0 acked=30 dead=$bad invalid=0 "* ]]
 
 	# --ack-stored-only: stdout is exactly what was stored.
 	new_db
@@ -304,7 +312,7 @@ result_at() {
 @test "pg-write: PostgreSQL restarting mid-stream loses nothing and doubles nothing" {
 	"$GEN" -n 3000 -t 20 -f 7 >"$T/in"
 	mkfifo "$T/fifo"
-	sm-pg-write -b 50 -l 20ms -r 60s <"$T/fifo" >"$T/acks" 2>"$T/err" &
+	sm-pg-write -b 50 -l 20ms -r 60s --stats-interval 1h <"$T/fifo" >"$T/acks" 2>"$T/err" &
 	local writer=$!
 	track_pid "$writer"
 	# A feeder that keeps the stream going (paced, not synchronising), and
@@ -330,6 +338,7 @@ result_at() {
 	wait_ok "$writer"
 	grep -q 'retrying' "$T/err"
 	cmp "$T/in" "$T/acks"
+	grep -Eq 'stats: in=3000 .* reconnects=[1-9][0-9]* ' "$T/err"
 	[ "$(psql_q "SELECT count(*) || ' ' || count(DISTINCT id) FROM checks")" = "3000 3000" ]
 }
 
@@ -367,6 +376,53 @@ result_at() {
 	wait_for cmp -s "$T/in" "$T/acks"
 	exec 7>&-
 	wait_ok "$writer"
+}
+
+@test "pg-write: --stats-interval writes the totals to stderr on time, idle or busy, and at exit" {
+	local now lag
+	now=$(date +%s%3N)
+	# Newest started_at: now - 58 s.
+	"$GEN" -n 3 -s $((now - 60000)) -i 1000 >"$T/good"
+	{
+		cat "$T/good"
+		sed -n 1p "$T/good"     # stored already: a duplicate
+		echo 'this is not json' # invalid, and never acked
+	} >"$T/in"
+	mkfifo "$T/fifo"
+	sm-pg-write --stats-interval 100ms -l 50ms <"$T/fifo" >"$T/acks" 2>"$T/err" &
+	local writer=$!
+	track_pid "$writer"
+	exec 7>"$T/fifo"
+	# Nothing read yet: the stats clock alone brings the lines, again and
+	# again.
+	wait_for has_stats "$T/err" 'in=0 stored=0 duplicates=0 acked=0 dead=0 invalid=0 batches=0 pending=0 reconnects=0 lag_ms=-' 3
+	cat "$T/in" >&7  # one write (< PIPE_BUF): one batch
+	# Idle again after the commit: more lines come, with the same totals.
+	wait_for has_stats "$T/err" 'in=5 stored=3 duplicates=1 acked=4 dead=0 invalid=1 batches=1 pending=0 reconnects=0 lag_ms=[0-9]+' 3
+	# Totals since the start, not per interval.
+	sed -n 2p "$T/good" >&7
+	wait_for has_stats "$T/err" 'in=6 stored=3 duplicates=2 acked=5 dead=0 invalid=1 batches=2 pending=0 reconnects=0 lag_ms=[0-9]+'
+	exec 7>&-
+	wait_ok "$writer"
+	# The last line at exit holds the totals; lag_ms is from the newest
+	# started_at committed.
+	tail -n 1 "$T/err" >"$T/last"
+	has_stats "$T/last" 'in=6 stored=3 duplicates=2 acked=5 dead=0 invalid=1 batches=2 pending=0 reconnects=0 lag_ms=[0-9]+'
+	lag=$(sed 's/.*lag_ms=//' "$T/last")
+	((lag >= 58000 && lag < 58000 + 60000))
+	[ "$(wc -l <"$T/acks")" = 5 ]
+
+	# SM_STATS_INTERVAL is the default (here only the line at exit comes);
+	# --stats-interval 0 turns it off; off without either.
+	run -0 --separate-stderr env SM_STATS_INTERVAL=1h sm-pg-write <"$T/in"
+	[ "$(grep -c 'stats: ' <<<"$stderr")" = 1 ]
+	has_stats <(printf '%s\n' "$stderr") 'in=5 stored=0 duplicates=4 acked=4 dead=0 invalid=1 batches=1 pending=0 reconnects=0 lag_ms=[0-9]+'
+	run -0 --separate-stderr env SM_STATS_INTERVAL=1h sm-pg-write --stats-interval 0 <"$T/in"
+	[[ "$stderr" != *"stats: "* ]]
+	run -0 --separate-stderr sm-pg-write <"$T/in"
+	[[ "$stderr" != *"stats: "* ]]
+	run -64 sm-pg-write --stats-interval bogus </dev/null
+	run -64 env SM_STATS_INTERVAL=bogus sm-pg-write </dev/null
 }
 
 @test "pg-write: checks is partitioned by day, made on demand; --retention drops old days" {

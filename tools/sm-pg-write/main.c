@@ -30,7 +30,8 @@
 static const char usage_text[] =
 	"usage: sm-pg-write [-As] [-b count] [-D file] [-d conninfo] "
 	"[-l duration]\n"
-	"                   [-R duration] [-r duration]\n"
+	"                   [-R duration] [-r duration] "
+	"[--stats-interval duration]\n"
 	"       sm-pg-write -m [-d conninfo] [-R duration] [-r duration]\n"
 	"       sm-pg-write -h | -V\n";
 
@@ -51,6 +52,9 @@ static const char options_text[] =
 	"  -R, --retention DURATION  drop day partitions older than DURATION\n"
 	"                            (a bare number is days; at least 1d)\n"
 	"  -m, --migrate             apply the schema migrations and exit\n"
+	"      --stats-interval DURATION\n"
+	"                            write a stats line to stderr this often\n"
+	"                            (SM_STATS_INTERVAL; default 0: never)\n"
 	"  -h, --help                this text\n"
 	"  -V, --version             print the version\n";
 
@@ -59,6 +63,8 @@ static const char options_text[] =
 #define RETENTION_EVERY_MS (60L * 60 * 1000)
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+/* getopt_long value of the long-only option. */
+#define OPT_STATS_INTERVAL 256
 
 struct rec {
 	char *line;    /* the input line, then its COPY row (one allocation) */
@@ -66,6 +72,7 @@ struct rec {
 	const char *copy;
 	size_t copy_len;
 	unsigned long lineno;
+	int64_t started_ms; /* started_at, unix ms (for lag_ms) */
 	int32_t day;   /* started_at's UTC day (the checks partition) */
 	bool rejected; /* refused; here only to keep the ack order */
 };
@@ -84,6 +91,7 @@ static struct {
 	int64_t retry_for_ms;
 	const char *dead_letter;
 	int64_t retention_ms; /* 0: keep everything */
+	int64_t stats_ms;     /* 0: no stats line */
 	bool strict;
 	bool migrate_only;
 	bool ack_rejected;
@@ -98,6 +106,16 @@ static struct pgw *pg;
 static FILE *dead_letter;
 static unsigned long expired; /* results skipped for --retention */
 static const char *input_name = "<stdin>";
+
+/* Cumulative counters for the stats line (--stats-interval). */
+static struct {
+	unsigned long long in, stored, duplicates, acked, dead, invalid;
+	unsigned long long batches;
+	int64_t newest_ms; /* newest started_at committed; INT64_MIN: none */
+} stats = { .newest_ms = INT64_MIN };
+static struct stats_clock stats_clock;
+/* The batch being filled, for "pending" (NULL outside run()). */
+static const struct batch *open_batch;
 
 static volatile sig_atomic_t stop_signal;
 /* stdin's file status flags before O_NONBLOCK: the open file description
@@ -163,6 +181,7 @@ ack(const struct rec *r)
 	if (fwrite(r->line, 1, r->len, stdout) != r->len ||
 	    putchar('\n') == EOF)
 		die(EX_IOERR, "writing the ack stream:");
+	stats.acked++;
 }
 
 static void
@@ -222,6 +241,44 @@ reject(unsigned long lineno, const char *line, size_t len, const char *why)
 	json_decref(o);
 }
 
+/* ---- stats line ------------------------------------------------------- */
+
+static void
+stats_write(void)
+{
+	char lag[24] = "-";
+
+	if (stats.newest_ms != INT64_MIN)
+		snprintf(lag, sizeof lag, "%lld",
+		         (long long)(time_now_ms() - stats.newest_ms));
+	info("stats: in=%llu stored=%llu duplicates=%llu acked=%llu dead=%llu "
+	     "invalid=%llu batches=%llu pending=%zu reconnects=%lu lag_ms=%s",
+	     stats.in, stats.stored, stats.duplicates, stats.acked, stats.dead,
+	     stats.invalid, stats.batches,
+	     open_batch != NULL ? open_batch->n : 0, pgw_reconnects(pg), lag);
+}
+
+/* Called between batches and while waiting, never per line: the clock is
+ * read only when the interval is on. */
+static void
+stats_tick(void)
+{
+	if (stats_clock_due(&stats_clock))
+		stats_write();
+}
+
+/* The poll timeout bounded by the stats clock, so that the line comes on
+ * time while the input is idle. */
+static int
+stats_bound(int64_t timeout_ms)
+{
+	int s = stats_clock_timeout_ms(&stats_clock);
+
+	if (s >= 0 && (timeout_ms < 0 || s < timeout_ms))
+		return s;
+	return (int)timeout_ms;
+}
+
 /* ---- retry budget ----------------------------------------------------- */
 
 static void
@@ -254,6 +311,8 @@ retry_wait(const char *what, const char *err)
 	if (delay > left_ms)
 		delay = left_ms;
 	warn("%s: %s; retrying in %lld ms", what, err, (long long)delay);
+	/* An outage is when the stats line matters most. */
+	stats_tick();
 	sleep_ms(delay);
 	backoff_ms = backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
 	                                              : backoff_ms * 2;
@@ -328,6 +387,18 @@ ack_range(const struct batch *b, size_t lo, size_t hi)
 			ack(&b->recs[i]);
 }
 
+/* A committed transaction of live records, inserted of them new to checks:
+ * the rest were there already (redelivered), which is no error. */
+static void
+stats_committed(size_t live, size_t inserted, int64_t newest_ms)
+{
+	stats.batches++;
+	stats.stored += inserted;
+	stats.duplicates += live - (inserted < live ? inserted : live);
+	if (newest_ms > stats.newest_ms)
+		stats.newest_ms = newest_ms;
+}
+
 /*
  * Store recs[lo..hi) and acknowledge them.  A batch the server refuses for
  * its data is split in halves until the refused record is alone; that one
@@ -338,7 +409,8 @@ static void
 store_range(struct batch *b, size_t lo, size_t hi)
 {
 	struct pgw_row *rows;
-	size_t i, live = 0, last_live = lo, mid;
+	size_t i, live = 0, last_live = lo, mid, inserted;
+	int64_t newest_ms = INT64_MIN;
 	enum pgw_status st;
 	char err[1024];
 
@@ -357,9 +429,11 @@ store_range(struct batch *b, size_t lo, size_t hi)
 		rows[i - lo].len = b->recs[i].copy_len;
 		rows[i - lo].day = b->recs[i].day;
 		rows[i - lo].skip = b->recs[i].rejected;
+		if (!b->recs[i].rejected && b->recs[i].started_ms > newest_ms)
+			newest_ms = b->recs[i].started_ms;
 	}
 	for (;;) {
-		st = pgw_write(pg, rows, hi - lo, err, sizeof err);
+		st = pgw_write(pg, rows, hi - lo, &inserted, err, sizeof err);
 		if (st != PGW_TRANSIENT)
 			break;
 		retry_wait("database", err);
@@ -368,6 +442,7 @@ store_range(struct batch *b, size_t lo, size_t hi)
 	switch (st) {
 	case PGW_OK:
 		retry_done();
+		stats_committed(live, inserted, newest_ms);
 		ack_range(b, lo, hi);
 		return;
 	case PGW_DATA:
@@ -380,6 +455,7 @@ store_range(struct batch *b, size_t lo, size_t hi)
 			         err);
 			reject(r->lineno, r->line, r->len, why);
 			r->rejected = true;
+			stats.dead++;
 			if (opt.strict) {
 				ack_range(b, lo, last_live);
 				ack_flush();
@@ -428,10 +504,18 @@ batch_flush(struct batch *b)
 }
 
 /* copy: the record's COPY row, NULL for a rejected record. */
+/* started_at's UTC day: the checks partition. */
+static int32_t
+utc_day(int64_t ms)
+{
+	return (int32_t)(ms >= 0 ? ms / 86400000
+	                         : -((-ms + 86399999) / 86400000));
+}
+
 static void
 batch_add(struct batch *b, const char *line, size_t len,
-          const struct pgw_buf *copy, unsigned long lineno, int32_t day,
-          bool rejected)
+          const struct pgw_buf *copy, unsigned long lineno,
+          int64_t started_ms, bool rejected)
 {
 	struct rec *r;
 	size_t copy_len = copy != NULL ? copy->len : 0;
@@ -450,7 +534,8 @@ batch_add(struct batch *b, const char *line, size_t len,
 		memcpy(r->line + len + 1, copy->data, copy_len);
 	r->copy_len = copy_len;
 	r->lineno = lineno;
-	r->day = day;
+	r->started_ms = started_ms;
+	r->day = utc_day(started_ms);
 	r->rejected = rejected;
 	b->bytes += len + copy_len;
 	if (b->n == 1)
@@ -490,7 +575,6 @@ take_line(struct batch *b, const char *line, size_t len, unsigned long lineno)
 	json_t *obj;
 	bool is_object, valid;
 	int64_t started_ms = 0;
-	int32_t day = 0;
 
 	if (blank(line, len))
 		return;
@@ -501,10 +585,8 @@ take_line(struct batch *b, const char *line, size_t len, unsigned long lineno)
 	} else {
 		valid = result_validate(obj, err, sizeof err) == 0;
 		if (valid && time_parse_ms(json_string_value(json_object_get(
-		        obj, "started_at")), &started_ms) == 0)
-			day = (int32_t)(started_ms >= 0
-			    ? started_ms / 86400000
-			    : -((-started_ms + 86399999) / 86400000));
+		        obj, "started_at")), &started_ms) != 0)
+			started_ms = 0;
 		copy.len = 0;
 		if (valid)
 			pgw_row_format(&copy, obj);
@@ -517,14 +599,15 @@ take_line(struct batch *b, const char *line, size_t len, unsigned long lineno)
 	    started_ms < time_now_ms() - opt.retention_ms) {
 		expired++;
 		if (opt.ack_rejected)
-			batch_add(b, line, len, NULL, lineno, day, true);
+			batch_add(b, line, len, NULL, lineno, started_ms, true);
 		return;
 	}
 	if (valid) {
-		batch_add(b, line, len, &copy, lineno, day, false);
+		batch_add(b, line, len, &copy, lineno, started_ms, false);
 		return;
 	}
 	reject(lineno, line, len, err);
+	stats.invalid++;
 	if (opt.strict) {
 		/* Everything before the bad line is stored and acked. */
 		batch_flush(b);
@@ -562,6 +645,7 @@ run(void)
 	if (fcntl(STDIN_FILENO, F_SETFL, flags | O_NONBLOCK) == -1)
 		die(EX_OSERR, "stdin:");
 	lr = line_reader_new(STDIN_FILENO, input_name, SM_MAX_LINE);
+	open_batch = &b;
 
 	while (!eof) {
 		int64_t now, timeout_ms;
@@ -584,12 +668,14 @@ run(void)
 				batch_flush(&b);
 				die(EX_IOERR, "%s:", input_name);
 			}
+			stats.in++;
 			if (ls == LINE_TOO_LONG) {
 				char why[64];
 
 				snprintf(why, sizeof why,
 				         "line longer than %d bytes", SM_MAX_LINE);
 				reject(line_reader_lineno(lr), line, len, why);
+				stats.invalid++;
 				if (opt.strict) {
 					batch_flush(&b);
 					die(EX_DATAERR, "stopping (--strict)");
@@ -599,8 +685,10 @@ run(void)
 			take_line(&b, line, len, line_reader_lineno(lr));
 			/* With --linger 0 a batch is what is available now. */
 			if (batch_full(&b) || (opt.linger_ms > 0 &&
-			                       batch_due(&b, mono_now_ns())))
+			                       batch_due(&b, mono_now_ns()))) {
 				batch_flush(&b);
+				stats_tick();
+			}
 		}
 		if (eof || stop_signal)
 			break;
@@ -612,6 +700,7 @@ run(void)
 		}
 		if (b.n == 0)
 			retention();
+		stats_tick();
 		timeout_ms = -1;
 		if (b.n > 0)
 			timeout_ms = (b.opened_ns + opt.linger_ms * 1000000 -
@@ -622,13 +711,16 @@ run(void)
 		pfd[0].events = POLLIN;
 		pfd[1].fd = wake_pipe[0];
 		pfd[1].events = POLLIN;
-		rc = poll(pfd, 2, (int)timeout_ms);
+		rc = poll(pfd, 2, stats_bound(timeout_ms));
 		if (rc == -1 && errno != EINTR)
 			die(EX_OSERR, "poll:");
 	}
 
 	/* EOF or SIGTERM: store and acknowledge what is held. */
 	batch_flush(&b);
+	if (opt.stats_ms > 0)
+		stats_write(); /* the totals, as the last word */
+	open_batch = NULL;
 	free(b.recs);
 	line_reader_free(&lr);
 	if (stop_signal)
@@ -670,6 +762,7 @@ env_defaults(void)
 		opt.dead_letter = v;
 	if ((v = getenv("SM_PG_RETENTION")) != NULL && *v)
 		opt.retention_ms = opt_retention("SM_PG_RETENTION", v);
+	opt.stats_ms = stats_interval_default_ms();
 }
 
 static void
@@ -685,6 +778,8 @@ parse_options(int argc, char **argv)
 		{ "migrate", no_argument, NULL, 'm' },
 		{ "retention", required_argument, NULL, 'R' },
 		{ "retry-for", required_argument, NULL, 'r' },
+		{ "stats-interval", required_argument, NULL,
+		  OPT_STATS_INTERVAL },
 		{ "strict", no_argument, NULL, 's' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -728,6 +823,11 @@ parse_options(int argc, char **argv)
 		case 's':
 			opt.strict = true;
 			break;
+		case OPT_STATS_INTERVAL:
+			opt.stats_ms = opt_duration_ms("--stats-interval",
+			                               optarg, 0,
+			                               INT64_C(7) * 86400000);
+			break;
 		case 'V':
 			print_version_and_exit();
 			break;
@@ -759,6 +859,9 @@ main(int argc, char **argv)
 		die(EX_CONFIG, "%s:", opt.dead_letter);
 
 	setup_signals();
+	/* From the start: a database down at start is worth a stats line. */
+	if (!opt.migrate_only)
+		stats_clock_init(&stats_clock, opt.stats_ms);
 	pg = pgw_new(opt.conninfo);
 	connect_and_migrate();
 	retention();

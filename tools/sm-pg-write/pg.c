@@ -33,6 +33,7 @@ struct pgw {
 	size_t n_days, cap_days;
 	bool no_partition; /* the last failure was "no partition for row" */
 	bool staged;       /* sm_staging exists on this connection */
+	unsigned long connections; /* made since start, for the stats line */
 };
 
 static const char setup_sql[] = "SET TIME ZONE 'UTC'";
@@ -336,6 +337,7 @@ pgw_connect(struct pgw *pg, char *err, size_t errlen)
 		pgw_disconnect(pg);
 		return PGW_TRANSIENT;
 	}
+	pg->connections++;
 	PQsetNoticeReceiver(pg->conn, on_notice, NULL);
 	return exec_expect(pg, setup_sql, PGRES_COMMAND_OK, err, errlen);
 }
@@ -462,6 +464,39 @@ pgw_migrate(struct pgw *pg, int *applied, char *err, size_t errlen)
 			return st;
 	}
 	return PGW_OK;
+}
+
+/* write_sql in one round trip, as PQexec would, but keeping the first
+ * statement's row count: the rows new to checks (the others were already
+ * stored, ON CONFLICT DO NOTHING). */
+static enum pgw_status
+exec_write(struct pgw *pg, size_t *inserted, char *err, size_t errlen)
+{
+	PGresult *res;
+	enum pgw_status st = PGW_OK;
+	int results = 0;
+
+	if (PQsendQuery(pg->conn, write_sql) != 1) {
+		st = failure(pg, NULL, err, errlen);
+		rollback(pg);
+		return st;
+	}
+	while ((res = PQgetResult(pg->conn)) != NULL) {
+		if (st == PGW_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
+			st = failure(pg, res, err, errlen);
+		else if (st == PGW_OK && results == 0)
+			*inserted = strtoul(PQcmdTuples(res), NULL, 10);
+		results++;
+		PQclear(res);
+	}
+	/* No result at all: the connection went away under us. */
+	if (st == PGW_OK && results == 0)
+		st = failure(pg, NULL, err, errlen);
+	if (st != PGW_OK) {
+		*inserted = 0;
+		rollback(pg);
+	}
+	return st;
 }
 
 static enum pgw_status
@@ -611,12 +646,13 @@ ensure_partitions(struct pgw *pg, const struct pgw_row *rows, size_t n,
 }
 
 enum pgw_status
-pgw_write(struct pgw *pg, const struct pgw_row *rows, size_t n, char *err,
-          size_t errlen)
+pgw_write(struct pgw *pg, const struct pgw_row *rows, size_t n,
+          size_t *inserted, char *err, size_t errlen)
 {
 	enum pgw_status st;
 	int attempt;
 
+	*inserted = 0;
 	for (attempt = 0;; attempt++) {
 		if (pg->conn == NULL || PQstatus(pg->conn) != CONNECTION_OK) {
 			st = pgw_connect(pg, err, errlen);
@@ -641,8 +677,7 @@ pgw_write(struct pgw *pg, const struct pgw_row *rows, size_t n, char *err,
 		 * unknown; the caller retries, and the statements are
 		 * idempotent. */
 		if (st == PGW_OK)
-			st = exec_expect(pg, write_sql, PGRES_COMMAND_OK, err,
-			                 errlen);
+			st = exec_write(pg, inserted, err, errlen);
 		/* A partition dropped by retention since we made it: forget
 		 * what we know and make it again, once. */
 		if (st == PGW_DATA && pg->no_partition && attempt == 0) {
@@ -651,6 +686,12 @@ pgw_write(struct pgw *pg, const struct pgw_row *rows, size_t n, char *err,
 		}
 		return st;
 	}
+}
+
+unsigned long
+pgw_reconnects(const struct pgw *pg)
+{
+	return pg->connections > 0 ? pg->connections - 1 : 0;
 }
 
 enum pgw_status

@@ -83,9 +83,14 @@ enum pgw_status pgw_migrate(struct pgw *pg, int *applied, char *err,
 /* Store rows[0..n) (skipping those marked skip) in one transaction:
  * COPY into the staging table, insert into checks, upsert targets, commit.
  * The day partitions the rows need are made first, in their own
- * transaction. */
+ * transaction.  *inserted: how many rows were new to checks (the others
+ * were stored before), when PGW_OK. */
 enum pgw_status pgw_write(struct pgw *pg, const struct pgw_row *rows,
-                          size_t n, char *err, size_t errlen);
+                          size_t n, size_t *inserted, char *err,
+                          size_t errlen);
+/* Connections made again after the first one (lost, or refused and
+ * retried), for the stats line. */
+unsigned long pgw_reconnects(const struct pgw *pg);
 /* Retention: drop the day partitions of checks that end at or before
  * cutoff_ms (unix ms); *dropped is how many. */
 enum pgw_status pgw_drop_before(struct pgw *pg, int64_t cutoff_ms,
