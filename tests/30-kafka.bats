@@ -153,6 +153,45 @@ ack_new_until() {
 	run -78 sm-kafka-pub -b 127.0.0.1:1 -t x -F "$T/missing.properties"
 }
 
+# stats_lines_at_least FILE N: N stats lines in FILE.
+stats_lines_at_least() {
+	[ "$(grep -c ': info: stats: ' "$1")" -ge "$2" ]
+}
+
+@test "kafka-pub: --stats-interval writes cumulative counts to stderr; SM_STATS_INTERVAL is the default" {
+	TOPIC=$(new_topic)
+	mkfifo "$T/in"
+	sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC" --stats-interval 100ms \
+		<"$T/in" >"$T/out" 2>"$T/err" &
+	pid=$!
+	track_pid $pid
+	exec 8>"$T/in"
+	printf '%s\n' '{"target":"a"}' 'not json' '{"target":"b"}' '{"target":"c"}' >&8
+	# The input stays open: the line comes from the idle wait, on time.
+	STATS='sm-kafka-pub: info: stats: in=4 delivered=3 failed=0 invalid=1 queue=0'
+	wait_for grep -qxF "$STATS" "$T/err"
+	# Idle, it would wait 1 s a turn: 5 more lines in under 3 s.
+	WAIT_TIMEOUT=3 wait_for stats_lines_at_least "$T/err" $(($(grep -c ': info: stats: ' "$T/err") + 5))
+	exec 8>&-
+	wait "$pid"
+	[ "$(tail -n 1 "$T/err")" = "$STATS" ]
+
+	# From the environment: no period passes, the last line still comes.
+	SM_STATS_INTERVAL=1h run -0 --separate-stderr sm-kafka-pub -b "$SM_TEST_BROKERS" \
+		-t "$TOPIC" <<<'{"target":"d"}'
+	[ "$stderr" = 'sm-kafka-pub: info: stats: in=1 delivered=1 failed=0 invalid=0 queue=0' ]
+	# The flag wins; off by default.
+	SM_STATS_INTERVAL=1h run -0 --separate-stderr sm-kafka-pub -b "$SM_TEST_BROKERS" \
+		-t "$TOPIC" --stats-interval 0 <<<'{"target":"e"}'
+	[ -z "$stderr" ]
+	run -0 --separate-stderr sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC" <<<'{"target":"f"}'
+	[ -z "$stderr" ]
+	run -64 sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC" --stats-interval bogus </dev/null
+	[[ "$output" == *'--stats-interval: "bogus" is not a duration'* ]]
+	SM_STATS_INTERVAL=bogus run -64 sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC" </dev/null
+	[[ "$output" == *'SM_STATS_INTERVAL: "bogus" is not a duration'* ]]
+}
+
 @test "kafka: -X dump shows TLS and SASL settings, the password masked" {
 	printf 'hunter2-from-file\n' >"$T/pw"
 	run -0 sm-kafka-pub -b broker.example:9093 -t x --ca /etc/ca.pem \
@@ -345,6 +384,46 @@ ack_new_until() {
 	ACKED=0
 	wait_for ack_new_until 50
 	[ "$(lines_in "$T/out")" -eq 50 ]
+}
+
+@test "kafka-sub: --stats-interval writes cumulative counts and the lag to stderr; SM_STATS_INTERVAL is the default" {
+	TOPIC=$(new_topic)
+	printf '%s\n' '{"n":0}' '{"n":1}' 'garbage' '{"n":3}' '{"n":4}' |
+		kcat -P -b "$SM_TEST_BROKERS" -t "$TOPIC" -p 0
+	# Acks through a FIFO held open (a file would be looked at every
+	# 100 ms anyway).
+	mkfifo "$T/acks"
+	exec 9<>"$T/acks"
+	sm-kafka-sub -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "$G1" --ack "$T/acks" \
+		--drain-timeout 0 --stats-interval 100ms >"$T/out" 2>"$T/err" &
+	pid=$!
+	track_pid $pid
+	wait_for has_lines "$T/out" 4
+	head -n 2 "$T/out" >&9
+	# Offsets 0-2 acknowledged (the dead letter counts): one commit; every
+	# message consumed: no lag.
+	STATS='sm-kafka-sub: info: stats: out=4 acked=2 invalid=1 unacked=2 committed=1 lag=0'
+	wait_for grep -qxF "$STATS" "$T/err"
+	# Idle, it would wait 1 s a turn: 5 more lines in under 3 s.
+	WAIT_TIMEOUT=3 wait_for stats_lines_at_least "$T/err" $(($(grep -c ': info: stats: ' "$T/err") + 5))
+	# Before the group's assignment the lag is unknown.
+	grep -qxF 'sm-kafka-sub: info: stats: out=0 acked=0 invalid=0 unacked=0 committed=0 lag=-' "$T/err"
+	kill -TERM "$pid"
+	wait "$pid"
+	exec 9>&-
+	[ "$(tail -n 1 "$T/err")" = "$STATS" ]
+
+	# From the environment: the last line at the end, though no period
+	# passed.  Without --ack, written is done: nothing is unacked.
+	SM_STATS_INTERVAL=1h run -0 --separate-stderr timeout 60 sm-kafka-sub -b "$SM_TEST_BROKERS" \
+		-t "$TOPIC" -G "$G2" -e
+	[ "${#lines[@]}" -eq 4 ]
+	re='^sm-kafka-sub: info: stats: out=4 acked=0 invalid=1 unacked=0 committed=[12] lag=0$'
+	[[ "$(tail -n 1 <<<"$stderr")" =~ $re ]]
+	run -64 sm-kafka-sub -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "$G2" --stats-interval bogus
+	[[ "$output" == *'--stats-interval: "bogus" is not a duration'* ]]
+	SM_STATS_INTERVAL=bogus run -64 sm-kafka-sub -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "$G2"
+	[[ "$output" == *'SM_STATS_INTERVAL: "bogus" is not a duration'* ]]
 }
 
 # private_broker: a broker of this test's own, driven through the FIFO on

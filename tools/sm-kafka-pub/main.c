@@ -20,8 +20,9 @@ static const char usage_text[] =
 "usage: sm-kafka-pub [-b BROKERS] [-t TOPIC] [-X PROP=VAL]... [-F FILE]\n"
 "                    [--key-field FIELD] [--failure-topic TOPIC]\n"
 "                    [--dead-letter FILE] [--flush-timeout DURATION]\n"
-"                    [--tee] [--strict] [--ca FILE] [--cert FILE]\n"
-"                    [--key FILE] [--sasl-mechanism M] [--sasl-user USER]\n"
+"                    [--stats-interval DURATION] [--tee] [--strict]\n"
+"                    [--ca FILE] [--cert FILE] [--key FILE]\n"
+"                    [--sasl-mechanism M] [--sasl-user USER]\n"
 "                    [--sasl-password-file FILE]\n"
 "\n"
 "Produce each JSON object line of stdin to TOPIC, keyed by its \"target\"\n"
@@ -37,6 +38,8 @@ static const char usage_text[] =
 "      --flush-timeout DUR   on EOF or SIGTERM wait at most DUR for\n"
 "                            deliveries (default 30s); after SIGTERM,\n"
 "                            input is read until EOF for at most DUR/2\n"
+"      --stats-interval DUR  write a stats line to stderr every DUR\n"
+"                            (SM_STATS_INTERVAL; default 0: never)\n"
 "      --tee                 write each record to stdout once delivered\n"
 "      --strict              stop at the first invalid line (exit 65)\n"
 KCONF_USAGE
@@ -50,6 +53,7 @@ enum {
 	OPT_FLUSH_TIMEOUT,
 	OPT_TEE,
 	OPT_STRICT,
+	OPT_STATS_INTERVAL,
 };
 
 static const struct option long_options[] = {
@@ -60,6 +64,7 @@ static const struct option long_options[] = {
 	{ "flush-timeout", required_argument, NULL, OPT_FLUSH_TIMEOUT },
 	{ "tee", no_argument, NULL, OPT_TEE },
 	{ "strict", no_argument, NULL, OPT_STRICT },
+	{ "stats-interval", required_argument, NULL, OPT_STATS_INTERVAL },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	KCONF_LONGOPTS,
@@ -82,7 +87,9 @@ struct pub {
 	int64_t flush_timeout_ms;
 	int64_t stop_deadline_ns;   /* set when the drain starts */
 	int64_t read_deadline_ns;   /* after a signal: stop reading then */
+	unsigned long in;           /* lines read, blank ones too */
 	unsigned long produced, delivered, failed, invalid;
+	struct stats_clock stats;   /* --stats-interval */
 	bool fatal;                 /* librdkafka's fatal error: stop */
 	bool out_error;             /* writing stdout failed */
 	bool tee_unflushed;
@@ -210,11 +217,35 @@ error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		p->fatal = true;
 }
 
-/* Serve delivery reports and keep --tee output streaming. */
+/* The stats line: counts since the start.  queue: produced, awaiting
+ * its delivery report (rd_kafka_outq_len would count requests too). */
+static void
+stats_line(const struct pub *p)
+{
+	info("stats: in=%lu delivered=%lu failed=%lu invalid=%lu queue=%lu",
+	     p->in, p->delivered, p->failed, p->invalid,
+	     p->produced - p->delivered - p->failed);
+}
+
+/* A wait of at most max_ms that ends when the stats line is due, so that
+ * it comes on time on an idle input too. */
+static int
+wait_ms(const struct pub *p, int max_ms)
+{
+	int due = stats_clock_timeout_ms(&p->stats);
+
+	return due >= 0 && due < max_ms ? due : max_ms;
+}
+
+/* Serve delivery reports and keep --tee output streaming; every wait
+ * goes through here (once per batch), so the stats line is checked here
+ * too. */
 static void
 serve(struct pub *p, int timeout_ms)
 {
 	rd_kafka_poll(p->rk, timeout_ms);
+	if (stats_clock_due(&p->stats))
+		stats_line(p);
 	if (p->tee_unflushed) {
 		p->tee_unflushed = false;
 		if (fflush(stdout) != 0 && !p->out_error) {
@@ -291,7 +322,7 @@ produce_record(struct pub *p, const char *line, size_t len,
 			err = RD_KAFKA_RESP_ERR__TIMED_OUT;
 			break;
 		}
-		serve(p, 100);
+		serve(p, wait_ms(p, 100));
 	}
 	p->produced++;
 	if (err) {
@@ -420,7 +451,8 @@ read_input(struct pub *p, int wake_fd)
 			close(null);
 			stopped_reading = true;
 		}
-		if (!more && poll(fds, 2, signals ? 100 : 1000) < 0 &&
+		if (!more &&
+		    poll(fds, 2, wait_ms(p, signals ? 100 : 1000)) < 0 &&
 		    errno != EINTR)
 			die(EX_SOFTWARE, "poll:");
 		if (fds[1].revents & POLLIN) {
@@ -443,6 +475,7 @@ read_input(struct pub *p, int wake_fd)
 				status = EX_IOERR;
 				goto done;
 			}
+			p->in++;
 			if (st == LINE_TOO_LONG) {
 				p->invalid++;
 				warn_input(p->input_name, line_reader_lineno(lr),
@@ -480,7 +513,7 @@ drain(struct pub *p)
 	while (p->delivered + p->failed < p->produced && !p->fatal) {
 		if (signals >= 2 || mono_now_ns() >= p->stop_deadline_ns)
 			break;
-		rd_kafka_flush(p->rk, 100);
+		rd_kafka_flush(p->rk, wait_ms(p, 100));
 		serve(p, 0);
 	}
 	if (p->delivered + p->failed < p->produced) {
@@ -508,6 +541,7 @@ main(int argc, char **argv)
 	const char *topic = getenv("SM_KAFKA_TOPIC");
 	const char *failure_topic = NULL;
 	const char *dead_path = NULL;
+	int64_t stats_ms = -1;
 	char errstr[512];
 	struct sigaction sa;
 	struct kconf *kc;
@@ -546,6 +580,10 @@ main(int argc, char **argv)
 		case OPT_STRICT:
 			p.strict = true;
 			break;
+		case OPT_STATS_INTERVAL:
+			stats_ms = opt_duration_ms("--stats-interval", optarg, 0,
+			                           86400000);
+			break;
 		case 'h':
 			usage_exit(usage_text, 0);
 		case 'V':
@@ -561,6 +599,10 @@ main(int argc, char **argv)
 	if (topic == NULL || *topic == '\0')
 		usage_error("no topic: give -t TOPIC or set SM_KAFKA_TOPIC");
 	p.topic = topic;
+	/* The environment only when the flag is absent: a flag overrides a
+	 * bad SM_STATS_INTERVAL. */
+	stats_clock_init(&p.stats, stats_ms >= 0 ? stats_ms :
+	                                           stats_interval_default_ms());
 
 	if (dead_path != NULL) {
 		if ((p.dead = fopen(dead_path, "a")) == NULL)
@@ -612,6 +654,8 @@ main(int argc, char **argv)
 	if (p.failed > 0 || p.fatal || p.invalid > 0)
 		info("%lu delivered, %lu failed, %lu invalid lines skipped",
 		     p.delivered, p.failed, p.invalid);
+	if (p.stats.interval_ns != 0)
+		stats_line(&p); /* the final counts */
 	if (p.fail_rkt != NULL)
 		rd_kafka_topic_destroy(p.fail_rkt);
 	rd_kafka_topic_destroy(p.rkt);

@@ -23,7 +23,8 @@ static const char usage_text[] =
 "usage: sm-kafka-sub [-b BROKERS] [-t TOPIC]... [-G GROUP]\n"
 "                    [-o beginning|end|stored] [-e] [--ack PATH]\n"
 "                    [--dead-letter FILE] [--max-inflight N]\n"
-"                    [--drain-timeout DURATION] [-v] [-X PROP=VAL]...\n"
+"                    [--drain-timeout DURATION]\n"
+"                    [--stats-interval DURATION] [-v] [-X PROP=VAL]...\n"
 "                    [-F FILE] [--ca FILE] [--cert FILE] [--key FILE]\n"
 "                    [--sasl-mechanism M] [--sasl-user USER]\n"
 "                    [--sasl-password-file FILE]\n"
@@ -49,6 +50,8 @@ static const char usage_text[] =
 "                            (default 10000)\n"
 "      --drain-timeout DUR   on SIGTERM wait at most DUR for outstanding\n"
 "                            acks (default 10s)\n"
+"      --stats-interval DUR  write a stats line to stderr every DUR\n"
+"                            (SM_STATS_INTERVAL; default 0: never)\n"
 "  -v, --verbose             log assignments, revocations and commits\n"
 KCONF_USAGE
 "  -h, --help                this text\n"
@@ -59,6 +62,7 @@ enum {
 	OPT_DEAD_LETTER,
 	OPT_MAX_INFLIGHT,
 	OPT_DRAIN_TIMEOUT,
+	OPT_STATS_INTERVAL,
 };
 
 static const struct option long_options[] = {
@@ -70,6 +74,7 @@ static const struct option long_options[] = {
 	{ "dead-letter", required_argument, NULL, OPT_DEAD_LETTER },
 	{ "max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT },
 	{ "drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT },
+	{ "stats-interval", required_argument, NULL, OPT_STATS_INTERVAL },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
@@ -106,6 +111,7 @@ struct sub {
 	int status;               /* exit status so far */
 	struct output out;        /* stdout */
 	unsigned long emitted, dead_letters, acked;
+	struct stats_clock stats; /* --stats-interval */
 };
 
 static void
@@ -652,6 +658,78 @@ at_end(const struct sub *s)
 	return true;
 }
 
+/* ---- the stats line -------------------------------------------------- */
+
+/* The lag of one partition: high watermark minus position, from
+ * librdkafka's cache (the watermarks come with each fetch response: no
+ * broker round trip).  Before its first message the position is unknown;
+ * an empty partition or one at its end (partition EOF, enabled with the
+ * stats) has none.  -1 when unknown. */
+static int64_t
+part_lag(struct sub *s, const rd_kafka_topic_partition_t *tp)
+{
+	const struct part *p;
+	int64_t lo, hi;
+
+	if (rd_kafka_get_watermark_offsets(s->rk, tp->topic, tp->partition,
+	                                   &lo, &hi) !=
+	        RD_KAFKA_RESP_ERR_NO_ERROR ||
+	    hi < 0)
+		return -1;
+	if (tp->offset >= 0)
+		return hi > tp->offset ? hi - tp->offset : 0;
+	p = tracker_find(&s->t, tp->topic, tp->partition);
+	return lo == hi || (p != NULL && p->eof) ? 0 : -1;
+}
+
+/* Sum over the assigned partitions; -1 when one is unknown, or before
+ * the group's first assignment (none yet is not none at all). */
+static int64_t
+consumer_lag(struct sub *s)
+{
+	rd_kafka_topic_partition_list_t *l = NULL;
+	int64_t sum = 0, lag;
+	int i;
+
+	if (!s->assigned_once ||
+	    rd_kafka_assignment(s->rk, &l) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+	    l == NULL)
+		return -1;
+	if (rd_kafka_position(s->rk, l) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		sum = -1;
+	for (i = 0; sum >= 0 && i < l->cnt; i++) {
+		lag = part_lag(s, &l->elems[i]);
+		sum = lag < 0 ? -1 : sum + lag;
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+	return sum;
+}
+
+/* Counts since the start; unacked: written, awaiting an ack (without
+ * --ack, awaiting the write). */
+static void
+stats_line(struct sub *s)
+{
+	int64_t lag = consumer_lag(s);
+	char lagstr[24] = "-";
+
+	if (lag >= 0)
+		snprintf(lagstr, sizeof lagstr, "%" PRId64, lag);
+	info("stats: out=%lu acked=%lu invalid=%lu unacked=%zu committed=%lu "
+	     "lag=%s",
+	     s->emitted, s->acked, s->dead_letters, s->t.inflight,
+	     s->t.commits, lagstr);
+}
+
+/* The loop's poll timeout, cut short when the stats line is due. */
+static int
+stats_bound(const struct sub *s, int timeout_ms)
+{
+	int due = stats_clock_timeout_ms(&s->stats);
+
+	return due >= 0 && due < timeout_ms ? due : timeout_ms;
+}
+
 static void
 drain_wake(int fd)
 {
@@ -708,6 +786,7 @@ run(struct sub *s, int wake_fd)
 			timeout = (int)((next_commit_ns - now) / 1000000);
 		if (timeout < 0)
 			timeout = 0;
+		timeout = stats_bound(s, timeout);
 		if (poll(fds, 3, timeout) < 0 && errno != EINTR)
 			die(EX_OSERR, "poll:");
 		if (fds[0].revents & POLLIN)
@@ -740,6 +819,8 @@ run(struct sub *s, int wake_fd)
 			(void)commit(s, true);
 			next_commit_ns = mono_now_ns() + COMMIT_EVERY_NS;
 		}
+		if (stats_clock_due(&s->stats))
+			stats_line(s);
 	}
 }
 
@@ -765,6 +846,7 @@ main(int argc, char **argv)
 	struct sigaction sa;
 	struct kconf *kc;
 	char errstr[512];
+	int64_t stats_ms = -1;
 	int wake[2], c;
 
 	diag_init(argv[0]);
@@ -813,6 +895,10 @@ main(int argc, char **argv)
 			s.drain_timeout_ms = opt_duration_ms("--drain-timeout",
 			                                     optarg, 0, 86400000);
 			break;
+		case OPT_STATS_INTERVAL:
+			stats_ms = opt_duration_ms("--stats-interval", optarg, 0,
+			                           86400000);
+			break;
 		case 'h':
 			usage_exit(usage_text, 0);
 		case 'V':
@@ -830,7 +916,13 @@ main(int argc, char **argv)
 	else if (getenv("SM_KAFKA_GROUP") != NULL &&
 	         *getenv("SM_KAFKA_GROUP") != '\0')
 		kconf_default(kc, "group.id", getenv("SM_KAFKA_GROUP"));
-	if (s.exit_at_end)
+	/* The environment only when the flag is absent: a flag overrides a
+	 * bad SM_STATS_INTERVAL. */
+	stats_clock_init(&s.stats, stats_ms >= 0 ? stats_ms :
+	                                           stats_interval_default_ms());
+	/* The stats line's lag needs to know a partition is at its end
+	 * before a message gives the position. */
+	if (s.exit_at_end || s.stats.interval_ns != 0)
 		kconf_default(kc, "enable.partition.eof", "true");
 	conf = kconf_finish(kc); /* -X dump exits here */
 	kconf_free(&kc);
@@ -890,6 +982,8 @@ main(int argc, char **argv)
 	read_acks(&s, POLLIN);
 	if (commit(&s, false) != 0 && s.status == 0)
 		s.status = EX_UNAVAILABLE;
+	if (s.stats.interval_ns != 0)
+		stats_line(&s); /* the final counts, while lag is known */
 	rd_kafka_queue_io_event_enable(q, -1, NULL, 0);
 	rd_kafka_queue_destroy(q);
 	s.draining = true; /* nothing more is emitted while closing */

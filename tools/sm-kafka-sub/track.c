@@ -207,8 +207,14 @@ tracker_committed(struct tracker *t,
 		if (tp->err || tp->offset < 0)
 			continue;
 		p = tracker_find(t, tp->topic, tp->partition);
-		if (p != NULL && tp->offset > p->committed)
-			p->committed = tp->offset;
+		if (p == NULL || tp->offset <= p->committed)
+			continue;
+		/* Counted once: a sync commit comes back through the
+		 * offset commit callback too, later (after a revoke, when
+		 * committed was reset: hence assigned). */
+		if (p->assigned)
+			t->commits++;
+		p->committed = tp->offset;
 	}
 }
 

@@ -35,6 +35,7 @@ struct tracker {
 	size_t n_parts;
 	size_t inflight;      /* records emitted and not yet acked */
 	size_t last;          /* index of the last lookup, a cheap cache */
+	unsigned long commits; /* committed offsets that moved a partition */
 };
 
 void tracker_init(struct tracker *t);
