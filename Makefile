@@ -38,10 +38,17 @@ HDRS     = $(wildcard lib/*.h) $(wildcard tools/*/*.h)
 
 all: $(BINS) $(UNIT_BIN)
 
+# The flags of the last build: when they change (SAN=1 after a plain
+# build, say) every object is rebuilt, never mixed.  (-Werror changes
+# no object, so it is not one of them.)
+BUILD_FLAGS = $(CC) $(CFLAGS) $(SANFLAGS) $(LDFLAGS) $(PKG_CFLAGS) $(LDLIBS)
+.build-flags: FORCE
+	@echo '$(BUILD_FLAGS)' | cmp -s - $@ || echo '$(BUILD_FLAGS)' >$@
+
 lib/libsm.a: $(LIB_OBJ)
 	$(AR) rcs $@ $(LIB_OBJ)
 
-%.o: %.c $(HDRS)
+%.o: %.c $(HDRS) .build-flags
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 .SECONDEXPANSION:
@@ -82,6 +89,6 @@ install: all
 	done
 
 clean:
-	rm -f lib/*.o lib/libsm.a tools/*/*.o $(BINS) tests/unit/*.o $(UNIT_BIN)
+	rm -f .build-flags lib/*.o lib/libsm.a tools/*/*.o $(BINS) tests/unit/*.o $(UNIT_BIN)
 
-.PHONY: all deps test check run bench soak install clean
+.PHONY: all deps test check run bench soak install clean FORCE

@@ -834,9 +834,8 @@ named_cmp(const void *a, const void *b)
 static void
 check_unique(struct loader *L, struct named *v, size_t n)
 {
-	if (n < 2) /* qsort(NULL, 0, ...) is undefined */
-		return;
-	qsort(v, n, sizeof(*v), named_cmp);
+	if (n > 1) /* (qsort(NULL, 0, ...) is undefined) */
+		qsort(v, n, sizeof(*v), named_cmp);
 	for (size_t i = 1, first = 0; i < n; i++) {
 		if (strcmp(v[first].name, v[i].name)) {
 			first = i;
