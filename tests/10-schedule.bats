@@ -631,6 +631,77 @@ catches_hup() {
 	done
 }
 
+# ---- the stats line (--stats-interval) ------------------------------------------
+
+# run_idle [ARG...]: run sm-schedule ARGs on no targets until it is up,
+# then stop it; its stderr is in $T/err.
+run_idle() {
+	sites <<<'targets: []'
+	sm-schedule "$@" "$T/sites.yaml" >/dev/null 2>"$T/err" 3>&- &
+	local pid=$! st=0
+	track_pid "$pid"
+	wait_for grep -q 'no targets; waiting for SIGHUP' "$T/err"
+	kill -TERM "$pid"
+	wait "$pid" || st=$?
+	[ "$st" -eq 0 ]
+}
+
+# nstats PATTERN: how many stats lines of $T/err match PATTERN (an ERE).
+nstats() {
+	grep -Ec "^sm-schedule: info: stats: $1\$" "$T/err" || true
+}
+
+# stats_ge N PATTERN: at least N stats lines match PATTERN (for wait_for).
+stats_ge() {
+	[ "$(nstats "$2")" -ge "$1" ]
+}
+
+@test "schedule: --stats-interval writes cumulative counters on stderr, on time even when idle" {
+	# Due in 30 days at the earliest: only the stats clock wakes the loop.
+	sites <<-'YAML'
+	targets:
+	  - {name: idle, url: "http://127.0.0.1:9/", interval: 30d, timeout: 1s}
+	YAML
+	sm-schedule --stats-interval 100ms "$T/sites.yaml" >"$T/out" 2>"$T/err" 3>&- &
+	local pid=$!
+	track_pid "$pid"
+	wait_for stats_ge 3 'targets=1 emitted=0 skipped=0 reloads=0'
+
+	# A reload adds a target due every second: the counters go on.
+	printf '  - {name: beat, url: "http://127.0.0.1:9/b", interval: 1s, timeout: 1s}\n' >>"$T/sites.yaml"
+	kill -HUP "$pid"
+	wait_for grep -q '"target":"beat"' "$T/out"
+	wait_for stats_ge 1 'targets=2 emitted=[1-9][0-9]* skipped=0 reloads=1'
+
+	kill -TERM "$pid"
+	local st=0
+	wait "$pid" || st=$?
+	[ "$st" -eq 0 ] || { cat "$T/err"; false; }
+	# The last line has the final counts: every record written, and only
+	# those, counted as emitted.
+	[ "$(tail -n 1 "$T/err")" = \
+	  "sm-schedule: info: stats: targets=2 emitted=$(grep -c . "$T/out") skipped=0 reloads=1" ] ||
+		{ cat "$T/err"; wc -l "$T/out"; false; }
+}
+
+@test "schedule: SM_STATS_INTERVAL is the default of --stats-interval; a bad one is a usage error" {
+	# Off by default: no stats line, not even at exit.
+	run_idle
+	[ "$(nstats '.*')" -eq 0 ]
+	# On (a period longer than the run): just the last line, at exit.
+	SM_STATS_INTERVAL=1h run_idle
+	[ "$(nstats '.*')" -eq 1 ]
+	[ "$(nstats 'targets=0 emitted=0 skipped=0 reloads=0')" -eq 1 ]
+	# The option wins over the environment; 0 turns the line off.
+	SM_STATS_INTERVAL=1h run_idle --stats-interval 0
+	[ "$(nstats '.*')" -eq 0 ]
+	run -64 sm-schedule --stats-interval bogus "$T/sites.yaml"
+	[[ "$output" == *'--stats-interval: "bogus" is not a duration'* ]]
+	run -64 sm-schedule --stats-interval -1s "$T/sites.yaml"
+	SM_STATS_INTERVAL=bogus run -64 sm-schedule "$T/sites.yaml"
+	[[ "$output" == *'SM_STATS_INTERVAL: "bogus"'* ]]
+}
+
 # ---- backpressure -------------------------------------------------------------------
 
 @test "schedule: a blocked stdout skips ticks and says so instead of bunching them" {
@@ -644,12 +715,14 @@ catches_hup() {
 	# The reader does not read until sm-schedule has said it skipped ticks
 	# (the pipe fills within a second), then reads for two seconds.
 	local start=$SECONDS
-	timeout -s TERM 30 sm-schedule "$T/sites.yaml" 2>"$T/err" | {
-		WAIT_TIMEOUT=20 wait_for grep -q 'skipped' "$T/err"
+	timeout -s TERM 30 sm-schedule --stats-interval 200ms "$T/sites.yaml" 2>"$T/err" | {
+		WAIT_TIMEOUT=20 wait_for grep -q 'warning: skipped' "$T/err"
 		timeout 2 cat || true
 	} >"$T/out"
 	local elapsed=$((SECONDS - start + 1))
 	grep -Eq 'sm-schedule: warning: skipped [0-9]+ ticks that could not be written on time' "$T/err"
+	# The stats line counts them too.
+	grep -Eq '^sm-schedule: info: stats: targets=3000 emitted=[0-9]+ skipped=[1-9][0-9]* reloads=0$' "$T/err"
 	# What did get through: whole records, none twice, and never more than
 	# one per target per second (nothing bunched up after the stall).
 	jq -e . "$T/out" >/dev/null

@@ -574,6 +574,64 @@ teardown_file() {
 	[ ! -s "$T/out" ]
 }
 
+# ---- the stats line (--stats-interval) ----------------------------------------
+
+# nstats PATTERN: how many stats lines of $T/err are exactly PATTERN.
+nstats() {
+	grep -Fcx "sm-check: info: stats: $1" "$T/err" || true
+}
+
+# has_stats PATTERN: a stats line of $T/err is exactly PATTERN.
+has_stats() {
+	[ "$(nstats "$1")" -ge 1 ]
+}
+
+@test "check: --stats-interval writes cumulative counters on stderr, and the last ones at exit" {
+	local a pid
+	a=$(hold_id)
+	mkfifo "$T/fifo"
+	sm-check --stats-interval 100ms <"$T/fifo" >"$T/out" 2>"$T/err" 3>&- &
+	pid=$!
+	track_pid "$pid"
+	# Input stays open: only the stats clock makes the lines come.
+	exec 5>"$T/fifo"
+	printf '%s\n' "$HTTP_URL/ok" "$HTTP_URL/ok" "$CLOSED_URL" "not a url" \
+		"$SCRIPTED_URL/hold?id=$a" >&5
+	wait_for has_stats "in=4 out=3 in_flight=1 ok=2 failed=1 invalid=1 err_connect=1"
+	release "$a"
+	# Counters since start, not since the last line.
+	wait_for has_stats "in=4 out=4 in_flight=0 ok=3 failed=1 invalid=1 err_connect=1"
+	echo "$HTTP_URL/status/500" >&5
+	wait_for has_stats "in=5 out=5 in_flight=0 ok=3 failed=2 invalid=1 err_connect=1 err_http_status=1"
+	exec 5>&-
+	local rc=0
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 0 ]
+	nresults 5
+	[ "$(tail -n 1 "$T/err")" = \
+	  "sm-check: info: stats: in=5 out=5 in_flight=0 ok=3 failed=2 invalid=1 err_connect=1 err_http_status=1" ] ||
+		{ cat "$T/err"; false; }
+}
+
+@test "check: SM_STATS_INTERVAL is the default of --stats-interval; a bad one is a usage error" {
+	printf '%s\n' "$HTTP_URL/ok" >"$T/in"
+	# Off by default: no stats line, not even at exit.
+	sm-check <"$T/in" >/dev/null 2>"$T/err"
+	[ "$(grep -c 'stats:' "$T/err")" -eq 0 ]
+	# On (a period longer than the run): just the last line, at exit.
+	SM_STATS_INTERVAL=1h sm-check <"$T/in" >/dev/null 2>"$T/err"
+	[ "$(grep -c 'stats:' "$T/err")" -eq 1 ]
+	[ "$(nstats 'in=1 out=1 in_flight=0 ok=1 failed=0 invalid=0')" -eq 1 ]
+	# The option wins over the environment; 0 turns the line off.
+	SM_STATS_INTERVAL=1h sm-check --stats-interval 0 <"$T/in" >/dev/null 2>"$T/err"
+	[ "$(grep -c 'stats:' "$T/err")" -eq 0 ]
+	run -64 sm-check --stats-interval bogus </dev/null
+	[[ "$output" == *'--stats-interval: "bogus" is not a duration'* ]]
+	run -64 sm-check --stats-interval -1s </dev/null
+	SM_STATS_INTERVAL=bogus run -64 sm-check </dev/null
+	[[ "$output" == *'SM_STATS_INTERVAL: "bogus"'* ]]
+}
+
 @test "check: probe location from SM_PROBE_LOCATION, -l wins" {
 	SM_PROBE_LOCATION=from-env probe -- "$HTTP_URL/ok"
 	jqe '.probe == "from-env"'

@@ -138,7 +138,7 @@ consume() {
 	kill -TERM -- "-$pid"
 	release "$id"
 	wait "$pid" || rc=$?
-	[ "$rc" -eq 0 ]
+	[ "$rc" -eq 0 ] || { echo "sm-producer: exit $rc"; cat "$T/err"; false; }
 	run -0 kcat -C -b "$SM_TEST_BROKERS" -t "$TOPIC" -e -q -f '%k %s\n'
 	[ "${#lines[@]}" -ge 1 ]
 	[ "${lines[0]%% *}" = held ]

@@ -28,6 +28,10 @@
 
 #define DEFAULT_CONCURRENCY 64
 #define MAX_CONCURRENCY 100000
+/* Longest --stats-interval: a day. */
+#define STATS_INTERVAL_MAX_MS 86400000
+/* getopt value of the long-only --stats-interval (not a character). */
+#define OPT_STATS_INTERVAL 256
 
 static const char usage_text[] =
     "usage: sm-check [-s] [-c n] [-l name] [-A agent] [-d file] < targets\n"
@@ -37,11 +41,13 @@ static const char usage_text[] =
     "  -A, --user-agent AGENT    default User-Agent (default: sitemon/VERSION)\n"
     "  -d, --dead-letter FILE    append each invalid input line to FILE\n"
     "  -s, --strict              an invalid input line is fatal (exit 65)\n"
+    "      --stats-interval DUR  a stats line on stderr every DUR (0: off)\n"
     "  -h, --help                show this help\n"
     "  -V, --version             show the version\n"
     "\n"
     "Input: one target record (JSON) or one http(s) URL per line.\n"
-    "Environment: SM_CHECK_CONCURRENCY, SM_PROBE_LOCATION.\n";
+    "Environment: SM_CHECK_CONCURRENCY, SM_PROBE_LOCATION, "
+    "SM_STATS_INTERVAL.\n";
 
 static const struct option long_opts[] = {
 	{ "concurrency", required_argument, NULL, 'c' },
@@ -49,9 +55,18 @@ static const struct option long_opts[] = {
 	{ "user-agent", required_argument, NULL, 'A' },
 	{ "dead-letter", required_argument, NULL, 'd' },
 	{ "strict", no_argument, NULL, 's' },
+	{ "stats-interval", required_argument, NULL, OPT_STATS_INTERVAL },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
+};
+
+/* Since start, for the stats line.  in counts the targets taken up (each
+ * is in flight or has its result out: in = out + in_flight); invalid the
+ * input lines refused, which are not in. */
+struct counts {
+	unsigned long long in, out, ok, failed, invalid;
+	unsigned long long err[ERR_OTHER + 1]; /* by error kind */
 };
 
 struct state {
@@ -73,6 +88,8 @@ struct state {
 	unsigned char *wanted; /* by fd: curl waits on that socket */
 	size_t n_wanted;
 	const char *dead_path;
+	struct stats_clock stats; /* --stats-interval */
+	struct counts n;
 };
 
 /* Signals: the first asks for a drain, through a self-pipe that wakes the
@@ -153,12 +170,26 @@ bad_line(struct state *st, const char *line, size_t len, const char *why)
 {
 	warn_input(line_reader_name(st->lr), line_reader_lineno(st->lr), line,
 	           len, "%s", why);
+	st->n.invalid++;
 	if (st->dead != NULL &&
 	    (fwrite(line, 1, len, st->dead) != len || putc('\n', st->dead) == EOF ||
 	     fflush(st->dead) != 0))
 		die(EX_IOERR, "%s:", st->dead_path);
 	if (st->strict)
 		st->bad_strict = true;
+}
+
+/* A result went out with error kind k (ERR_NONE: ok). */
+static void
+count_result(struct counts *n, enum error_kind k)
+{
+	n->out++;
+	if (k == ERR_NONE) {
+		n->ok++;
+		return;
+	}
+	n->failed++;
+	n->err[(size_t)k <= ERR_OTHER ? k : ERR_OTHER]++;
 }
 
 static void
@@ -194,12 +225,14 @@ start_probe(struct state *st, struct target *t, const char *line, size_t len)
 		bad_line(st, line, len, err);
 		return;
 	}
+	st->n.in++;
 	probe_start(p);
 	if ((mc = curl_multi_add_handle(st->multi, probe_easy(p))) != CURLM_OK) {
 		json_t *r = probe_result_error(p, ERR_OTHER,
 		                               curl_multi_strerror(mc));
 		write_result(r);
 		json_decref(r);
+		count_result(&st->n, ERR_OTHER);
 		probe_free(&p);
 		return;
 	}
@@ -287,17 +320,49 @@ collect_done(struct state *st)
 
 	while ((msg = curl_multi_info_read(st->multi, &left)) != NULL) {
 		struct probe *p = NULL;
+		enum error_kind kind;
 
 		if (msg->msg != CURLMSG_DONE)
 			continue;
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &p);
 		/* msg is invalid once its handle leaves the multi. */
-		probe_result(p, msg->data.result, &st->out);
+		kind = probe_result(p, msg->data.result, &st->out);
 		curl_multi_remove_handle(st->multi, probe_easy(p));
 		write_text(&st->out);
+		count_result(&st->n, kind);
 		probe_free(&p);
 		st->inflight--;
 	}
+}
+
+/* ---- the stats line ---------------------------------------------------- */
+
+static void
+stats_report(const struct state *st)
+{
+	const struct counts *n = &st->n;
+	char kinds[512];
+	size_t off = 0;
+
+	kinds[0] = '\0';
+	for (int k = ERR_NONE + 1; k <= ERR_OTHER && off < sizeof kinds; k++)
+		if (n->err[k])
+			off += (size_t)snprintf(kinds + off, sizeof kinds - off,
+			                        " err_%s=%llu",
+			                        error_kind_name((enum error_kind)k),
+			                        n->err[k]);
+	info("stats: in=%llu out=%llu in_flight=%zu ok=%llu failed=%llu "
+	     "invalid=%llu%s", n->in, n->out, st->inflight, n->ok, n->failed,
+	     n->invalid, kinds);
+}
+
+/* The wait of the loop, shortened to when the stats line is due. */
+static int
+stats_wait_ms(const struct state *st, int wait_ms)
+{
+	int s = stats_clock_timeout_ms(&st->stats);
+
+	return s >= 0 && s < wait_ms ? s : wait_ms;
 }
 
 static void
@@ -439,6 +504,9 @@ run(struct state *st)
 		 * without a flush per record. */
 		if (fflush(stdout) != 0)
 			die(EX_IOERR, "write <stdout>:");
+		/* After the flush: the line counts what has gone out. */
+		if (stats_clock_due(&st->stats))
+			stats_report(st);
 
 		if (stop_requested && !st->stopping) {
 			st->stopping = true;
@@ -467,7 +535,7 @@ run(struct state *st)
 				arm_stdin(st);
 		}
 		n = epoll_wait(st->epfd, evs, (int)(sizeof evs / sizeof evs[0]),
-		               wait_ms);
+		               stats_wait_ms(st, wait_ms));
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -523,6 +591,7 @@ main(int argc, char **argv)
 	struct state st = { .max_inflight = DEFAULT_CONCURRENCY };
 	const char *env, *location = NULL, *user_agent = NULL;
 	char *owned_location = NULL, *owned_ua = NULL;
+	int64_t stats_ms = -1; /* -1: not given, SM_STATS_INTERVAL then */
 	int c;
 
 	diag_init(argv[0]);
@@ -553,6 +622,10 @@ main(int argc, char **argv)
 		case 's':
 			st.strict = true;
 			break;
+		case OPT_STATS_INTERVAL:
+			stats_ms = opt_duration_ms("--stats-interval", optarg,
+			                           0, STATS_INTERVAL_MAX_MS);
+			break;
 		case 'h':
 			usage_exit(usage_text, 0);
 		case 'V':
@@ -567,6 +640,8 @@ main(int argc, char **argv)
 		fputs(usage_text, stderr);
 		return EX_USAGE;
 	}
+	if (stats_ms < 0)
+		stats_ms = stats_interval_default_ms();
 
 	if (location == NULL)
 		location = owned_location = default_location();
@@ -591,8 +666,11 @@ main(int argc, char **argv)
 	nonblocking_stdin();
 	st.lr = line_reader_new(STDIN_FILENO, "<stdin>", SM_MAX_LINE);
 	setup_events(&st);
+	stats_clock_init(&st.stats, stats_ms);
 
 	run(&st);
+	if (st.stats.interval_ns)
+		stats_report(&st); /* the last word, with the final counts */
 
 	line_reader_free(&st.lr);
 	jt_free(&st.out);

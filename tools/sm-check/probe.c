@@ -684,7 +684,7 @@ base_text(struct probe *p, struct jtext *j)
 	jt_kstr(j, "started_at", when, false);
 }
 
-void
+enum error_kind
 probe_result(struct probe *p, CURLcode code, struct jtext *j)
 {
 	const struct target *t = p->t;
@@ -804,6 +804,7 @@ probe_result(struct probe *p, CURLcode code, struct jtext *j)
 	if (is_https(t->url) || is_https(final_url))
 		tls_of(p, j);
 	jt_close(j);
+	return kind;
 }
 
 json_t *

@@ -33,8 +33,10 @@ CURL *probe_easy(const struct probe *p);
 /* Mark the start (call when the handle is added to the multi). */
 void probe_start(struct probe *p);
 /* The result record of a finished transfer, as one line of JSON text
- * (without the newline) in out, which is emptied first. */
-void probe_result(struct probe *p, CURLcode code, struct jtext *out);
+ * (without the newline) in out, which is emptied first.  Returns its
+ * error kind (ERR_NONE: ok), for the stats line. */
+enum error_kind probe_result(struct probe *p, CURLcode code,
+                             struct jtext *out);
 /* A result for a probe that never ran (the multi refused it). */
 json_t *probe_result_error(struct probe *p, enum error_kind kind,
                            const char *msg);

@@ -37,6 +37,10 @@
 #define SKIP_REPORT_MS 10000
 /* A wall clock step larger than this re-aligns the schedule. */
 #define CLOCK_STEP_MS 1000
+/* Longest --stats-interval: a day. */
+#define STATS_INTERVAL_MAX_MS 86400000
+/* getopt value of the long-only --stats-interval (not a character). */
+#define OPT_STATS_INTERVAL 256
 /* Records per write(2) at most, when many are due at once. */
 #define BATCH_MAX 256
 /* Wake-ups fall on even milliseconds of the wall clock: a record waits at
@@ -57,10 +61,13 @@ static const char help_text[] =
     "  -f, --file FILE    read NDJSON target records instead of YAML\n"
     "                     (\"-\" is stdin)\n"
     "  -s, --shard i/N    only targets whose name hash mod N is i\n"
+    "      --stats-interval DUR\n"
+    "                     write a stats line on stderr every DUR (0: off)\n"
     "  -h, --help         show this help and exit\n"
     "  -V, --version      show the version and exit\n"
     "\n"
-    "Environment: SM_SHARD (default of --shard).\n"
+    "Environment: SM_SHARD (default of --shard), SM_STATS_INTERVAL\n"
+    "(default of --stats-interval).\n"
     "Signals: SIGHUP reloads the configuration, SIGTERM and SIGINT stop.\n"
     "Exit status: 0 ok, 64 usage, 70 internal, 74 write error, 78 bad\n"
     "configuration.  See sm-schedule(1) and sites.yaml(5).\n";
@@ -115,6 +122,9 @@ struct state {
 	struct reloader rl;
 	unsigned long long skipped, skipped_total;
 	int64_t last_report_ms;
+
+	struct stats_clock stats; /* --stats-interval */
+	unsigned long long emitted, reloads; /* since start, for the line */
 };
 
 static volatile sig_atomic_t stop_signals, hup_signal;
@@ -584,6 +594,7 @@ reload_apply(struct state *S)
 	S->n = ld->n;
 	heap_fill(S, due);
 	free(due);
+	S->reloads++;
 	info("reloaded %s: %zu targets (%zu new, %zu changed, %zu removed); "
 	     "loaded in %lld ms, swapped in %lld ms",
 	     S->path, S->n, S->n - ld->kept, ld->changed, old_n - ld->kept,
@@ -609,6 +620,46 @@ report_skips(struct state *S, int64_t now, bool force)
 	     S->skipped, S->skipped_total);
 	S->skipped = 0;
 	S->last_report_ms = now;
+}
+
+/* The --stats-interval line: counters since start.  Skipped ticks not yet
+ * reported by report_skips() count too. */
+static void
+stats_report(const struct state *S)
+{
+	info("stats: targets=%zu emitted=%llu skipped=%llu reloads=%llu",
+	     S->n, S->emitted, S->skipped_total + S->skipped, S->reloads);
+}
+
+/* Called after the due ticks went out, so the line never delays one. */
+static void
+stats_tick(struct state *S)
+{
+	if (stats_clock_due(&S->stats))
+		stats_report(S);
+}
+
+/* The wait before the next tick (or none: NULL), shortened to when the
+ * stats line is due.  The tick's own wait is kept to the nanosecond. */
+static struct timespec *
+wait_until(const struct state *S, int64_t deadline, struct timespec *ts)
+{
+	int64_t wait_ns = -1;
+	int stats_ms = stats_clock_timeout_ms(&S->stats);
+
+	if (deadline != INT64_MAX) {
+		wait_ns = deadline * 1000000 - S->offset_ns - mono_now_ns();
+		if (wait_ns < 0)
+			wait_ns = 0;
+	}
+	if (stats_ms >= 0 &&
+	    (wait_ns < 0 || (int64_t)stats_ms * 1000000 < wait_ns))
+		wait_ns = (int64_t)stats_ms * 1000000;
+	if (wait_ns < 0)
+		return NULL;
+	ts->tv_sec = wait_ns / 1000000000;
+	ts->tv_nsec = wait_ns % 1000000000;
+	return ts;
 }
 
 /* The wall clock was set: due times are wall-aligned, so start over. */
@@ -675,6 +726,8 @@ run_due(struct state *S, int64_t now)
 			;
 		if (w < S->buf_len && w > 0)
 			pend_keep(S, S->buf, w, S->batch_end[done - 1]);
+		/* A record begun is counted: its tail goes out first next. */
+		S->emitted += done;
 		for (size_t i = 0; i < nb; i++) {
 			const struct slot *sl = &S->slots[S->batch[i].idx];
 
@@ -731,7 +784,7 @@ run(struct state *S, const sigset_t *origp)
 		    {.fd = STDOUT_FILENO, .events = POLLOUT},
 		    {.fd = S->rl.efd, .events = POLLIN},
 		};
-		struct timespec ts, *tsp = NULL;
+		struct timespec ts, *tsp;
 		int64_t now, deadline = INT64_MAX;
 		bool blocked;
 
@@ -749,6 +802,7 @@ run(struct state *S, const sigset_t *origp)
 		if (!blocked)
 			blocked = run_due(S, now);
 		report_skips(S, now, false);
+		stats_tick(S);
 
 		if (S->heap.n) {
 			const struct heap_item *top = &S->heap.v[0];
@@ -761,16 +815,7 @@ run(struct state *S, const sigset_t *origp)
 		}
 		if (S->skipped && S->last_report_ms + SKIP_REPORT_MS < deadline)
 			deadline = S->last_report_ms + SKIP_REPORT_MS;
-		if (deadline != INT64_MAX) {
-			int64_t wait_ns = deadline * 1000000 - S->offset_ns -
-			                  mono_now_ns();
-
-			if (wait_ns < 0)
-				wait_ns = 0;
-			ts.tv_sec = wait_ns / 1000000000;
-			ts.tv_nsec = wait_ns % 1000000000;
-			tsp = &ts;
-		}
+		tsp = wait_until(S, deadline, &ts);
 		/* pfd[0] only when blocked; pfd[1] only during a reload. */
 		if (!blocked)
 			pfd[0].fd = -1;
@@ -810,6 +855,8 @@ run(struct state *S, const sigset_t *origp)
 			break;
 	}
 	report_skips(S, sched_now(S), true);
+	if (S->stats.interval_ns)
+		stats_report(S); /* the last word, with the final counts */
 	if (S->rl.running) {
 		restore_stdout();
 		_exit(0); /* the thread still uses the configuration */
@@ -894,6 +941,7 @@ main(int argc, char **argv)
 	    {"check", no_argument, NULL, 'c'},
 	    {"file", required_argument, NULL, 'f'},
 	    {"shard", required_argument, NULL, 's'},
+	    {"stats-interval", required_argument, NULL, OPT_STATS_INTERVAL},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
@@ -901,6 +949,7 @@ main(int argc, char **argv)
 	struct state S = {.fmt = CONFIG_YAML};
 	const char *shard = getenv("SM_SHARD"), *shard_from = "SM_SHARD";
 	bool once = false, check = false;
+	int64_t stats_ms = -1; /* -1: not given, SM_STATS_INTERVAL then */
 	struct config *cfg;
 	sigset_t orig;
 	int c, status;
@@ -923,6 +972,10 @@ main(int argc, char **argv)
 			shard = optarg;
 			shard_from = "--shard";
 			break;
+		case OPT_STATS_INTERVAL:
+			stats_ms = opt_duration_ms("--stats-interval", optarg,
+			                           0, STATS_INTERVAL_MAX_MS);
+			break;
 		case 'h':
 			usage(stdout, 0);
 			break;
@@ -942,11 +995,15 @@ main(int argc, char **argv)
 		die(EX_USAGE, "--once and --check exclude each other");
 	if (shard && *shard)
 		parse_shard(shard_from, shard, &S.shard_i, &S.shard_n);
+	if (stats_ms < 0)
+		stats_ms = stats_interval_default_ms();
 
 	if (!once && !check)
 		signals_setup(&orig);
 	if (!(cfg = config_load(S.path, S.fmt)))
 		return EX_CONFIG;
+	/* From here: the first interval starts when targets can be due. */
+	stats_clock_init(&S.stats, stats_ms);
 	if (check) {
 		status = check_summary(&S, cfg);
 		config_free(&cfg);
