@@ -369,6 +369,8 @@ show_logs() {
 	[ "$doubled" -eq 0 ] || { echo "DOUBLED: $doubled rows"; ok=false; }
 	[ "$extra" -eq 0 ] || { echo "$extra ids in PostgreSQL are not in the topic"; ok=false; }
 	[ "$stored_n" -gt 0 ] || ok=false
+	# A stop drains: the probes in flight reach Kafka, every stage exits 0.
+	[ "$PRODUCER_RC" -eq 0 ] || { echo "the producer's stop exited $PRODUCER_RC"; ok=false; }
 	[ -n "$out_n" ] && [ "$out_n" -gt 0 ] || { echo "no record outside the fault windows"; ok=false; }
 	[ -n "$out_p99" ] && awk -v p="$out_p99" -v g="$SOAK_P99_GOAL_MS" 'BEGIN { exit !(p < g) }' ||
 		{ echo "p99 latency outside the fault windows ${out_p99} ms, goal < $SOAK_P99_GOAL_MS ms"; ok=false; }
