@@ -145,3 +145,22 @@ consume() {
 	run -0 jq -r '[.target, .ok, (.url | contains("/hold"))] | @tsv' <<<"${lines[0]#* }"
 	[ "$output" = "$(printf 'held\ttrue\ttrue')" ]
 }
+
+@test "scripts: a stage that dies takes its pipeline down with its own exit status" {
+	# sm-schedule refuses the sites file (78): the producer exits 78.
+	printf 'targets:\n  - {name: x, url: "ftp://127.0.0.1/"}\n' >"$T/bad.yaml"
+	SM_KAFKA_BROKERS=$SM_TEST_BROKERS run -78 --separate-stderr \
+		timeout 60 "$SM_TOP/scripts/sm-producer" "$T/bad.yaml"
+	[[ "$stderr" == *'sm-schedule: error: '*'bad.yaml:2:'* ]]
+	# sm-pg-write cannot reach its database (69): the consumer exits 69,
+	# and its private FIFO directory is gone.
+	TOPIC=$(new_topic)
+	echo '{"target":"x"}' | kcat -P -b "$SM_TEST_BROKERS" -t "$TOPIC"
+	TMPDIR=$T SM_KAFKA_BROKERS=$SM_TEST_BROKERS SM_KAFKA_TOPIC=$TOPIC SM_KAFKA_GROUP=g \
+		SM_KAFKA_SUB_OPTS="-o beginning" SM_PG_DSN="host=$T/nowhere dbname=x" \
+		SM_PG_WRITE_OPTS="--retry-for 1s" \
+		run -69 --separate-stderr timeout 60 "$SM_TOP/scripts/sm-consumer"
+	[[ "$stderr" == *'sm-pg-write: error: '* ]]
+	run bash -c 'ls -d "$1"/sm-consumer.* 2>/dev/null' _ "$T"
+	[ -z "$output" ]
+}
