@@ -557,6 +557,30 @@ start_pub_on_private_broker() {
 	exec 8>&- 7>&-
 }
 
+@test "kafka-sub: a second signal stops it at once, even when no coordinator answers: 69" {
+	private_broker
+	TOPIC=$(new_topic)
+	for i in 1 2 3; do echo "{\"n\":$i}"; done | kcat -P -b "$BROKERS" -t "$TOPIC"
+	# With the brokers gone, the final commit and leaving the group would
+	# wait for a coordinator for up to the (long) session timeout.
+	sm-kafka-sub -b "$BROKERS" -t "$TOPIC" -G g -o beginning -X session.timeout.ms=60000 \
+		>"$T/out" 2>"$T/err" &
+	pid=$!
+	track_pid $pid
+	WAIT_TIMEOUT=60 wait_for has_lines "$T/out" 3
+	broker_cmd "down all"
+	kill -TERM "$pid"
+	kill -TERM "$pid"
+	WAIT_TIMEOUT=10 wait_for eval '! kill -0 '"$pid"' 2>/dev/null'
+	local rc=0
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 69 ]
+	grep -q 'second signal: exiting without the final commit' "$T/err"
+	# Every record was written out before it stopped.
+	[ "$(lines_in "$T/out")" -eq 3 ]
+	exec 7>&-
+}
+
 @test "kafka-pub: --flush-timeout bounds the drain: the undelivered are dead-lettered, 69" {
 	private_broker
 	TOPIC=$(new_topic)

@@ -114,11 +114,29 @@ struct sub {
 	struct stats_clock stats; /* --stats-interval */
 };
 
+/* Set once everything was written: the final commit and leaving the
+ * group may still block while no coordinator answers (up to
+ * session.timeout.ms). */
+static volatile sig_atomic_t closing;
+
+/* A second signal stops at once.  Nothing is lost by not committing:
+ * what was not committed is delivered again to the group. */
+static void
+stop_now(void)
+{
+	static const char msg[] = "sm-kafka-sub: warning: second signal: "
+		"exiting without the final commit\n";
+
+	(void)!write(STDERR_FILENO, msg, sizeof msg - 1);
+	_exit(EX_UNAVAILABLE);
+}
+
 static void
 on_signal(int sig)
 {
 	(void)sig;
-	signals++;
+	if (++signals >= 2 && closing)
+		stop_now();
 }
 
 static void
@@ -980,6 +998,9 @@ main(int argc, char **argv)
 	flush_output(&s);
 	finish_output(&s);
 	read_acks(&s, POLLIN);
+	closing = 1;
+	if (signals >= 2)
+		stop_now();
 	if (commit(&s, false) != 0 && s.status == 0)
 		s.status = EX_UNAVAILABLE;
 	if (s.stats.interval_ns != 0)
