@@ -197,8 +197,12 @@ struct stats_clock {
 	int64_t interval_ns; /* 0: off */
 	int64_t next_ns;     /* CLOCK_MONOTONIC */
 };
+#define STATS_INTERVAL_MAX_MS 86400000 /* a day */
 void stats_clock_init(struct stats_clock *c, int64_t interval_ms);
+/* The default: SM_STATS_INTERVAL, or 0.  A bad value exits 64. */
 int64_t stats_interval_default_ms(void);
+/* The value of --stats-interval.  A bad value exits 64. */
+int64_t stats_interval_option_ms(const char *arg);
 /* True once per interval; call it from the main loop. */
 bool stats_clock_due(struct stats_clock *c);
 /* Milliseconds until due (for poll), or -1 when off. */

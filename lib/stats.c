@@ -19,10 +19,18 @@ stats_interval_default_ms(void)
 
 	if (env == NULL || *env == '\0')
 		return 0;
-	if (parse_duration_ms(env, &ms) < 0 || ms < 0)
+	if (parse_duration_ms(env, &ms) < 0 || ms < 0 ||
+	    ms > STATS_INTERVAL_MAX_MS)
 		die(EX_USAGE, "SM_STATS_INTERVAL: \"%s\" is not a duration "
-		    "(such as 60s)", env);
+		    "from 0 to 1d (such as 60s)", env);
 	return ms;
+}
+
+int64_t
+stats_interval_option_ms(const char *arg)
+{
+	return opt_duration_ms("--stats-interval", arg, 0,
+	                       STATS_INTERVAL_MAX_MS);
 }
 
 bool

@@ -28,8 +28,6 @@
 
 #define DEFAULT_CONCURRENCY 64
 #define MAX_CONCURRENCY 100000
-/* Longest --stats-interval: a day. */
-#define STATS_INTERVAL_MAX_MS 86400000
 /* getopt value of the long-only --stats-interval (not a character). */
 #define OPT_STATS_INTERVAL 256
 
@@ -623,8 +621,7 @@ main(int argc, char **argv)
 			st.strict = true;
 			break;
 		case OPT_STATS_INTERVAL:
-			stats_ms = opt_duration_ms("--stats-interval", optarg,
-			                           0, STATS_INTERVAL_MAX_MS);
+			stats_ms = stats_interval_option_ms(optarg);
 			break;
 		case 'h':
 			usage_exit(usage_text, 0);

@@ -581,8 +581,7 @@ main(int argc, char **argv)
 			p.strict = true;
 			break;
 		case OPT_STATS_INTERVAL:
-			stats_ms = opt_duration_ms("--stats-interval", optarg, 0,
-			                           86400000);
+			stats_ms = stats_interval_option_ms(optarg);
 			break;
 		case 'h':
 			usage_exit(usage_text, 0);

@@ -824,9 +824,7 @@ parse_options(int argc, char **argv)
 			opt.strict = true;
 			break;
 		case OPT_STATS_INTERVAL:
-			opt.stats_ms = opt_duration_ms("--stats-interval",
-			                               optarg, 0,
-			                               INT64_C(7) * 86400000);
+			opt.stats_ms = stats_interval_option_ms(optarg);
 			break;
 		case 'V':
 			print_version_and_exit();

@@ -37,8 +37,6 @@
 #define SKIP_REPORT_MS 10000
 /* A wall clock step larger than this re-aligns the schedule. */
 #define CLOCK_STEP_MS 1000
-/* Longest --stats-interval: a day. */
-#define STATS_INTERVAL_MAX_MS 86400000
 /* getopt value of the long-only --stats-interval (not a character). */
 #define OPT_STATS_INTERVAL 256
 /* Records per write(2) at most, when many are due at once. */
@@ -973,8 +971,7 @@ main(int argc, char **argv)
 			shard_from = "--shard";
 			break;
 		case OPT_STATS_INTERVAL:
-			stats_ms = opt_duration_ms("--stats-interval", optarg,
-			                           0, STATS_INTERVAL_MAX_MS);
+			stats_ms = stats_interval_option_ms(optarg);
 			break;
 		case 'h':
 			usage(stdout, 0);
