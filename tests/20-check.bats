@@ -46,6 +46,17 @@ schema_ok() {
 	"$SM_TOP/tests/fixtures/schema-check" "$SM_TOP/schema/result.schema.json" <"$T/out"
 }
 
+# check_on_fifo [ARG...]: sm-check ARG... reading the FIFO $T/fifo, which
+# fd 5 holds open (so only a signal or closing fd 5 ends its input); its
+# pid in $pid, stdout in $T/out, stderr in $T/err.
+check_on_fifo() {
+	mkfifo "$T/fifo"
+	sm-check "$@" <"$T/fifo" >"$T/out" 2>"$T/err" 3>&- &
+	pid=$!
+	track_pid "$pid"
+	exec 5>"$T/fifo"
+}
+
 alive() {
 	kill -0 "$1" 2>/dev/null
 }
@@ -460,11 +471,7 @@ teardown_file() {
 @test "check: results are written as each probe ends" {
 	local a pid
 	a=$(hold_id)
-	mkfifo "$T/fifo"
-	sm-check <"$T/fifo" >"$T/out" 2>"$T/err" 3>&- &
-	pid=$!
-	track_pid "$pid"
-	exec 5>"$T/fifo"
+	check_on_fifo
 	printf '%s\n' "$SCRIPTED_URL/hold?id=$a" "$HTTP_URL/ok" >&5
 	# The quick probe's result comes out while the other is held.
 	wait_for grep -q '"status":200' "$T/out"
@@ -480,11 +487,7 @@ teardown_file() {
 @test "check: EOF drains the probes in flight, then exits 0" {
 	local a pid
 	a=$(hold_id)
-	mkfifo "$T/fifo"
-	sm-check <"$T/fifo" >"$T/out" 2>"$T/err" 3>&- &
-	pid=$!
-	track_pid "$pid"
-	exec 5>"$T/fifo"
+	check_on_fifo
 	printf '%s\n' "$SCRIPTED_URL/hold?id=$a" "$SCRIPTED_URL/hold?id=$a" >&5
 	exec 5>&-
 	wait_for held_is "$a" 2
@@ -501,11 +504,7 @@ teardown_file() {
 @test "check: SIGTERM drains the probes in flight, then exits 0" {
 	local a pid
 	a=$(hold_id)
-	mkfifo "$T/fifo"
-	sm-check <"$T/fifo" >"$T/out" 2>"$T/err" 3>&- &
-	pid=$!
-	track_pid "$pid"
-	exec 5>"$T/fifo"
+	check_on_fifo
 	echo "$SCRIPTED_URL/hold?id=$a" >&5
 	wait_for held_is "$a" 1
 	kill -TERM "$pid"
@@ -526,11 +525,7 @@ teardown_file() {
 @test "check: SIGINT drains like SIGTERM" {
 	local a pid
 	a=$(hold_id)
-	mkfifo "$T/fifo"
-	sm-check <"$T/fifo" >"$T/out" 2>"$T/err" 3>&- &
-	pid=$!
-	track_pid "$pid"
-	exec 5>"$T/fifo"
+	check_on_fifo
 	echo "$SCRIPTED_URL/hold?id=$a" >&5
 	wait_for held_is "$a" 1
 	kill -INT "$pid"
@@ -554,11 +549,7 @@ teardown_file() {
 @test "check: a second SIGTERM stops at once" {
 	local a pid
 	a=$(hold_id)
-	mkfifo "$T/fifo"
-	sm-check <"$T/fifo" >"$T/out" 2>"$T/err" 3>&- &
-	pid=$!
-	track_pid "$pid"
-	exec 5>"$T/fifo"
+	check_on_fifo
 	echo "$SCRIPTED_URL/hold?id=$a" >&5
 	wait_for held_is "$a" 1
 	kill -TERM "$pid"
@@ -589,12 +580,8 @@ has_stats() {
 @test "check: --stats-interval writes cumulative counters on stderr, and the last ones at exit" {
 	local a pid
 	a=$(hold_id)
-	mkfifo "$T/fifo"
-	sm-check --stats-interval 100ms <"$T/fifo" >"$T/out" 2>"$T/err" 3>&- &
-	pid=$!
-	track_pid "$pid"
 	# Input stays open: only the stats clock makes the lines come.
-	exec 5>"$T/fifo"
+	check_on_fifo --stats-interval 100ms
 	printf '%s\n' "$HTTP_URL/ok" "$HTTP_URL/ok" "$CLOSED_URL" "not a url" \
 		"$SCRIPTED_URL/hold?id=$a" >&5
 	wait_for has_stats "in=4 out=3 in_flight=1 ok=2 failed=1 invalid=1 err_connect=1"
