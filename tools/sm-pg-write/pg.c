@@ -270,21 +270,34 @@ rollback(struct pgw *pg)
 	PQclear(res);
 }
 
+/* Run sql (with nparams params, none when 0).  The result when its status
+ * is want (the caller clears it); else NULL, with *st and err saying why,
+ * and the transaction rolled back. */
+static PGresult *
+query(struct pgw *pg, const char *sql, int nparams, const char *const *params,
+      ExecStatusType want, enum pgw_status *st, char *err, size_t errlen)
+{
+	PGresult *res = nparams > 0
+	    ? PQexecParams(pg->conn, sql, nparams, NULL, params, NULL, NULL, 0)
+	    : PQexec(pg->conn, sql);
+
+	*st = PGW_OK;
+	if (PQresultStatus(res) == want)
+		return res;
+	*st = failure(pg, res, err, errlen);
+	PQclear(res);
+	rollback(pg);
+	return NULL;
+}
+
 /* Run sql, expecting want; on failure classify, roll back, return. */
 static enum pgw_status
 exec_expect(struct pgw *pg, const char *sql, ExecStatusType want, char *err,
             size_t errlen)
 {
-	PGresult *res = PQexec(pg->conn, sql);
-	enum pgw_status st = PGW_OK;
+	enum pgw_status st;
 
-	if (PQresultStatus(res) != want) {
-		st = failure(pg, res, err, errlen);
-		PQclear(res);
-		rollback(pg);
-		return st;
-	}
-	PQclear(res);
+	PQclear(query(pg, sql, 0, NULL, want, &st, err, errlen));
 	return st;
 }
 
@@ -366,15 +379,11 @@ migrate_one(struct pgw *pg, const struct migration *m, int *applied,
 	snprintf(version, sizeof version, "%d", m->version);
 	params[0] = version;
 	params[1] = m->name;
-	res = PQexecParams(pg->conn,
+	res = query(pg,
 	    "SELECT 1 FROM schema_migrations WHERE version = $1::integer",
-	    1, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		st = failure(pg, res, err, errlen);
-		PQclear(res);
-		rollback(pg);
+	    1, params, PGRES_TUPLES_OK, &st, err, errlen);
+	if (res == NULL)
 		return st;
-	}
 	present = PQntuples(res) > 0;
 	PQclear(res);
 	if (present)
@@ -389,16 +398,12 @@ migrate_one(struct pgw *pg, const struct migration *m, int *applied,
 		         m->name, inner);
 		return st;
 	}
-	res = PQexecParams(pg->conn,
+	res = query(pg,
 	    "INSERT INTO schema_migrations (version, name)"
 	    " VALUES ($1::integer, $2)",
-	    2, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		st = failure(pg, res, err, errlen);
-		PQclear(res);
-		rollback(pg);
+	    2, params, PGRES_COMMAND_OK, &st, err, errlen);
+	if (res == NULL)
 		return st;
-	}
 	PQclear(res);
 	st = exec_expect(pg, "COMMIT", PGRES_COMMAND_OK, err, errlen);
 	if (st == PGW_OK) {
@@ -419,26 +424,21 @@ schema_version(struct pgw *pg, long *version, char *err, size_t errlen)
 	bool exists;
 
 	*version = 0;
-	res = PQexec(pg->conn,
-	    "SELECT to_regclass('schema_migrations') IS NOT NULL");
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		goto fail;
+	res = query(pg, "SELECT to_regclass('schema_migrations') IS NOT NULL",
+	            0, NULL, PGRES_TUPLES_OK, &st, err, errlen);
+	if (res == NULL)
+		return st;
 	exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	PQclear(res);
 	if (!exists)
 		return PGW_OK;
-	res = PQexec(pg->conn,
-	    "SELECT coalesce(max(version), 0) FROM schema_migrations");
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		goto fail;
+	res = query(pg, "SELECT coalesce(max(version), 0) FROM schema_migrations",
+	            0, NULL, PGRES_TUPLES_OK, &st, err, errlen);
+	if (res == NULL)
+		return st;
 	*version = strtol(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
 	return PGW_OK;
-fail:
-	st = failure(pg, res, err, errlen);
-	PQclear(res);
-	rollback(pg);
-	return st;
 }
 
 enum pgw_status
@@ -510,13 +510,10 @@ copy_rows(struct pgw *pg, const struct pgw_row *rows, size_t n, char *err,
 	enum pgw_status st = PGW_OK;
 	bool sent_ok = true;
 
-	res = PQexec(pg->conn, "COPY sm_staging (" PGW_COLUMNS ") FROM STDIN");
-	if (PQresultStatus(res) != PGRES_COPY_IN) {
-		st = failure(pg, res, err, errlen);
-		PQclear(res);
-		rollback(pg);
+	res = query(pg, "COPY sm_staging (" PGW_COLUMNS ") FROM STDIN", 0, NULL,
+	            PGRES_COPY_IN, &st, err, errlen);
+	if (res == NULL)
 		return st;
-	}
 	PQclear(res);
 
 	for (i = 0; i < n && sent_ok; i++) {
@@ -629,17 +626,13 @@ ensure_partitions(struct pgw *pg, const struct pgw_row *rows, size_t n,
 	list[o++] = '}';
 	list[o] = '\0';
 	params[0] = list;
-	res = PQexecParams(pg->conn,
-	    "SELECT sm_checks_ensure_partitions($1::date[])",
-	    1, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		st = failure(pg, res, err, errlen);
-		rollback(pg);
-	} else {
+	res = query(pg, "SELECT sm_checks_ensure_partitions($1::date[])",
+	            1, params, PGRES_TUPLES_OK, &st, err, errlen);
+	if (res != NULL) {
 		for (i = 0; i < n_want; i++)
 			day_add(pg, want[i]);
+		PQclear(res);
 	}
-	PQclear(res);
 	free(list);
 	free(want);
 	return st;
@@ -709,15 +702,10 @@ pgw_drop_before(struct pgw *pg, int64_t cutoff_ms, int *dropped, char *err,
 		return st;
 	time_format_ms(cutoff_ms, cutoff);
 	params[0] = cutoff;
-	res = PQexecParams(pg->conn,
-	    "SELECT sm_checks_drop_partitions($1::timestamptz)",
-	    1, NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		st = failure(pg, res, err, errlen);
-		PQclear(res);
-		rollback(pg);
+	res = query(pg, "SELECT sm_checks_drop_partitions($1::timestamptz)",
+	            1, params, PGRES_TUPLES_OK, &st, err, errlen);
+	if (res == NULL)
 		return st;
-	}
 	*dropped = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
 	pg->n_days = 0; /* some of them may be gone */
