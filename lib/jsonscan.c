@@ -1,4 +1,5 @@
-/* jsonscan.c - is this line certainly a JSON object?  (See jsonscan.h.) */
+/* jsonscan.c - is this line certainly a JSON object, and where are some
+ * of its fields?  (See jsonscan.h.) */
 #include <string.h>
 
 #include "jsonscan.h"
@@ -15,11 +16,17 @@ struct key {
 static struct key *keys;
 static size_t n_keys, cap_keys;
 
+#define MAX_FIELDS 64
+
 struct scan {
 	const unsigned char *p, *end;
 	int depth;
-	struct jscan_field *a, *b;
-	size_t alen, blen;      /* strlen of a->name, b->name */
+	struct jscan_field *f;
+	size_t n;
+	size_t name_len[MAX_FIELDS], parent_len[MAX_FIELDS];
+	size_t hint;            /* where to start looking for the next key */
+	unsigned long numbers;  /* numbers scanned so far */
+	size_t members;         /* of the object that ended last */
 };
 
 /* Bytes that a string holds as they are: printable ASCII but '"' and
@@ -202,6 +209,7 @@ number(struct scan *sc)
 		if (!digits(sc))
 			return 0;
 	}
+	sc->numbers++;
 	return exponent || sc->p - s > 15 ? -1 : 1;
 }
 
@@ -214,7 +222,8 @@ literal(struct scan *sc, const char *word, size_t n)
 	return 1;
 }
 
-static int value(struct scan *sc, struct jscan_field *f);
+static int value(struct scan *sc, struct jscan_field *f,
+                 const unsigned char *key, size_t klen);
 
 /* Combine "sure" verdicts: invalid wins, then unsure. */
 static int
@@ -223,17 +232,44 @@ worst(int a, int b)
 	return a == 0 || b == 0 ? 0 : (a < 0 || b < 0 ? -1 : 1);
 }
 
-static int
-object(struct scan *sc)
+/* The wanted field named k[0..klen) in the object that is the value of
+ * the top-level key parent[0..plen) (NULL: the top-level object). */
+static struct jscan_field *
+wanted(struct scan *sc, const unsigned char *parent, size_t plen,
+       const unsigned char *k, size_t klen)
 {
-	size_t base = n_keys, i;
-	bool top = sc->depth == 1;
+	size_t i, j;
+
+	for (j = 0; j < sc->n; j++) {
+		i = (sc->hint + j) % sc->n;
+		if (sc->name_len[i] != klen ||
+		    memcmp(sc->f[i].name, k, klen) != 0)
+			continue;
+		if (parent == NULL ? sc->f[i].parent != NULL
+		                   : sc->f[i].parent == NULL ||
+		                     sc->parent_len[i] != plen ||
+		                     memcmp(sc->f[i].parent, parent, plen) != 0)
+			continue;
+		sc->hint = i + 1;
+		return &sc->f[i];
+	}
+	return NULL;
+}
+
+/* An object; parent[0..plen) is its key when it is the value of a
+ * top-level key (its fields may be wanted), else NULL. */
+static int
+object(struct scan *sc, const unsigned char *parent, size_t plen)
+{
+	size_t base = n_keys, i, members = 0;
+	bool top = sc->depth == 1, inner = sc->depth == 2 && parent != NULL;
 	int sure = 1, r;
 
 	sc->p++; /* '{' */
 	ws(sc);
 	if (sc->p < sc->end && *sc->p == '}') {
 		sc->p++;
+		sc->members = 0;
 		return 1;
 	}
 	for (;;) {
@@ -247,6 +283,7 @@ object(struct scan *sc)
 		if ((r = string(sc, &k, &klen, &esc)) == 0)
 			return 0;
 		sure = worst(sure, r);
+		members++;
 		if (esc) {
 			sure = -1; /* cannot compare escaped keys raw */
 		} else {
@@ -261,20 +298,17 @@ object(struct scan *sc)
 			}
 			keys[n_keys].p = k;
 			keys[n_keys++].len = klen;
-			if (top && sc->a->name != NULL && sc->alen == klen &&
-			    memcmp(sc->a->name, k, klen) == 0)
-				f = sc->a;
-			else if (top && sc->b->name != NULL &&
-			         sc->blen == klen &&
-			         memcmp(sc->b->name, k, klen) == 0)
-				f = sc->b;
+			if (top)
+				f = wanted(sc, NULL, 0, k, klen);
+			else if (inner)
+				f = wanted(sc, parent, plen, k, klen);
 		}
 		ws(sc);
 		if (sc->p >= sc->end || *sc->p != ':')
 			return 0;
 		sc->p++;
 		ws(sc);
-		if ((r = value(sc, f)) == 0)
+		if ((r = value(sc, f, top && !esc ? k : NULL, klen)) == 0)
 			return 0;
 		sure = worst(sure, r);
 		ws(sc);
@@ -283,6 +317,7 @@ object(struct scan *sc)
 		if (*sc->p == '}') {
 			sc->p++;
 			n_keys = base;
+			sc->members = members;
 			return sure;
 		}
 		if (*sc->p != ',')
@@ -304,7 +339,7 @@ array(struct scan *sc)
 		return 1;
 	}
 	for (;;) {
-		if ((r = value(sc, NULL)) == 0)
+		if ((r = value(sc, NULL, NULL, 0)) == 0)
 			return 0;
 		sure = worst(sure, r);
 		ws(sc);
@@ -321,12 +356,15 @@ array(struct scan *sc)
 	}
 }
 
-/* Any value; f (or NULL) receives where it is. */
+/* Any value; f (or NULL) receives where it is.  key[0..klen): the
+ * top-level key whose value this is, or NULL. */
 static int
-value(struct scan *sc, struct jscan_field *f)
+value(struct scan *sc, struct jscan_field *f, const unsigned char *key,
+      size_t klen)
 {
 	const unsigned char *start = sc->p;
-	enum jscan_type type = JV_OTHER;
+	unsigned long numbers = sc->numbers;
+	enum jscan_type type;
 	int r;
 
 	if (sc->p >= sc->end)
@@ -336,9 +374,14 @@ value(struct scan *sc, struct jscan_field *f)
 	case '[':
 		if (++sc->depth > MAX_DEPTH)
 			return -1;
-		r = *sc->p == '{' ? object(sc) : array(sc);
+		if (*sc->p == '{') {
+			r = object(sc, key, klen);
+			type = JV_OBJECT;
+		} else {
+			r = array(sc);
+			type = JV_ARRAY;
+		}
 		sc->depth--;
-		type = JV_COMPLEX;
 		break;
 	case '"': {
 		const unsigned char *s;
@@ -347,7 +390,7 @@ value(struct scan *sc, struct jscan_field *f)
 
 		r = string(sc, &s, &n, &esc);
 		if (f != NULL && r != 0) {
-			f->type = esc ? JV_COMPLEX : JV_STRING;
+			f->type = esc ? JV_ESCAPED : JV_STRING;
 			f->val = (const char *)s;
 			f->len = n;
 		}
@@ -355,6 +398,7 @@ value(struct scan *sc, struct jscan_field *f)
 	}
 	case 't':
 		r = literal(sc, "true", 4);
+		type = JV_TRUE;
 		break;
 	case 'f':
 		r = literal(sc, "false", 5);
@@ -362,40 +406,98 @@ value(struct scan *sc, struct jscan_field *f)
 		break;
 	case 'n':
 		r = literal(sc, "null", 4);
+		type = JV_NULL;
 		break;
 	default:
 		r = number(sc);
+		type = JV_NUMBER;
 		break;
 	}
 	if (f != NULL && r != 0) {
 		f->type = type;
 		f->val = (const char *)start;
 		f->len = (size_t)(sc->p - start);
+		f->members = type == JV_OBJECT ? sc->members : 0;
+		f->has_number = type != JV_NUMBER && sc->numbers > numbers;
 	}
 	return r;
+}
+
+enum jscan_result
+jscan_fields(const char *s, size_t len, struct jscan_field *fields, size_t n)
+{
+	struct scan sc = {
+		.p = (const unsigned char *)s,
+		.end = (const unsigned char *)s + len,
+		.f = fields,
+		.n = n,
+	};
+	size_t i;
+	int r;
+
+	if (n > MAX_FIELDS)
+		die(EX_SOFTWARE, "jscan_fields: more than %d fields", MAX_FIELDS);
+	for (i = 0; i < n; i++) {
+		fields[i].type = JV_NONE;
+		sc.name_len[i] = strlen(fields[i].name);
+		sc.parent_len[i] = fields[i].parent != NULL
+		                 ? strlen(fields[i].parent) : 0;
+	}
+	n_keys = 0;
+	ws(&sc);
+	if (sc.p >= sc.end || *sc.p != '{')
+		return JSCAN_UNSURE;
+	sc.depth = 1;
+	r = object(&sc, NULL, 0);
+	ws(&sc);
+	return r == 1 && sc.p == sc.end ? JSCAN_OBJECT : JSCAN_UNSURE;
+}
+
+/* jscan_fields' exact types as jscan_object's coarse ones. */
+static enum jscan_type
+coarse(enum jscan_type t)
+{
+	switch (t) {
+	case JV_NUMBER:
+	case JV_TRUE:
+	case JV_NULL:
+		return JV_OTHER;
+	case JV_ESCAPED:
+	case JV_OBJECT:
+	case JV_ARRAY:
+		return JV_COMPLEX;
+	default:
+		return t;
+	}
 }
 
 enum jscan_result
 jscan_object(const char *s, size_t len, struct jscan_field *a,
              struct jscan_field *b)
 {
-	struct scan sc = {
-		.p = (const unsigned char *)s,
-		.end = (const unsigned char *)s + len,
-		.a = a,
-		.b = b,
-		.alen = a->name != NULL ? strlen(a->name) : 0,
-		.blen = b->name != NULL ? strlen(b->name) : 0,
-	};
-	int r;
+	struct jscan_field f[2];
+	size_t n = 0, ia = 2, ib = 2;
+	enum jscan_result res;
 
+	if (a->name != NULL) {
+		f[n] = (struct jscan_field){ .name = a->name };
+		ia = n++;
+	}
+	if (b->name != NULL) {
+		f[n] = (struct jscan_field){ .name = b->name };
+		ib = n++;
+	}
+	res = jscan_fields(s, len, f, n);
 	a->type = b->type = JV_NONE;
-	n_keys = 0;
-	ws(&sc);
-	if (sc.p >= sc.end || *sc.p != '{')
-		return JSCAN_UNSURE;
-	sc.depth = 1;
-	r = object(&sc);
-	ws(&sc);
-	return r == 1 && sc.p == sc.end ? JSCAN_OBJECT : JSCAN_UNSURE;
+	if (ia < 2) {
+		a->type = coarse(f[ia].type);
+		a->val = f[ia].val;
+		a->len = f[ia].len;
+	}
+	if (ib < 2) {
+		b->type = coarse(f[ib].type);
+		b->val = f[ib].val;
+		b->len = f[ib].len;
+	}
+	return res;
 }

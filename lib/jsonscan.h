@@ -1,6 +1,6 @@
 /*
  * jsonscan.h - a one-pass check that a line is a JSON object, and where
- * two of its top-level fields are, without building a tree.
+ * some of its fields are, without building a tree.
  *
  * jansson (json_line_parse) stays the reference: the scan answers "yes,
  * certainly valid" only for input where jansson agrees (RFC 8259 grammar,
@@ -19,14 +19,28 @@ enum jscan_type {
 	JV_STRING,    /* span is the raw text between the quotes, no escapes */
 	JV_OTHER,     /* span is the raw JSON text of a number, true or null */
 	JV_FALSE,
-	JV_COMPLEX,   /* an escaped string, an object or an array */
+	JV_COMPLEX,   /* an escaped string (span: between the quotes), an
+	                 object or an array (span: the raw text) */
+	/* jscan_fields tells these apart where jscan_object says
+	 * JV_OTHER or JV_COMPLEX: */
+	JV_ESCAPED,   /* span is the raw text between the quotes, escapes in */
+	JV_NUMBER,    /* span is the number's text */
+	JV_TRUE,
+	JV_NULL,
+	JV_OBJECT,    /* span is the raw text, braces included */
+	JV_ARRAY,
 };
 
 struct jscan_field {
-	const char *name;       /* in: the top-level field to find */
+	const char *name;       /* in: the field to find */
+	const char *parent;     /* in: NULL for a top-level field, else the
+	                           top-level object that holds it */
 	enum jscan_type type;   /* out */
 	const char *val;        /* out: see enum jscan_type */
 	size_t len;
+	size_t members;         /* out: JV_OBJECT's member count */
+	bool has_number;        /* out: a number somewhere in JV_OBJECT or
+	                           JV_ARRAY */
 };
 
 enum jscan_result {
@@ -34,9 +48,16 @@ enum jscan_result {
 	JSCAN_UNSURE,   /* ask jansson (the grammar may still be fine) */
 };
 
-/* Scan s[0..len) and fill the two fields.  Not thread-safe: one scratch
- * buffer for keys is kept between calls. */
+/* Scan s[0..len) and fill the two top-level fields (a name may be NULL:
+ * not wanted), with the coarse types JV_STRING, JV_OTHER, JV_FALSE and
+ * JV_COMPLEX.  Not thread-safe: one scratch buffer for keys is kept
+ * between calls. */
 enum jscan_result jscan_object(const char *s, size_t len,
                                struct jscan_field *a, struct jscan_field *b);
+
+/* Scan s[0..len) and fill fields[0..n), each with its exact type (never
+ * JV_OTHER or JV_COMPLEX).  Not thread-safe, as jscan_object. */
+enum jscan_result jscan_fields(const char *s, size_t len,
+                               struct jscan_field *fields, size_t n);
 
 #endif

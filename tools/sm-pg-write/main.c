@@ -7,6 +7,11 @@
  * COMMIT writes the batch's original lines to stdout, in input order: the
  * ack stream sm-kafka-sub commits offsets from.
  *
+ * Two threads: the main one reads and parses the input and fills a batch
+ * while the writer thread stores the previous one (and owns the database
+ * connection, the ack stream and retention), so that parsing overlaps the
+ * server's work; at most two batches are held.
+ *
  * A record that is invalid or that the server refuses is reported (stderr,
  * --dead-letter) and, unless --ack-stored-only, acknowledged too at its
  * place in the order: sm-kafka-sub commits an offset only when everything
@@ -18,7 +23,9 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -82,6 +89,7 @@ struct batch {
 	size_t n, cap;
 	size_t bytes;
 	int64_t opened_ns; /* mono time of the first record */
+	unsigned long expired; /* results skipped for --retention */
 };
 
 static struct {
@@ -102,20 +110,22 @@ static struct {
 	.ack_rejected = true,
 };
 
-static struct pgw *pg;
+static struct pgw *pg;          /* the writer thread's, once it runs */
 static FILE *dead_letter;
-static unsigned long expired; /* results skipped for --retention */
+static pthread_mutex_t reject_lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *input_name = "<stdin>";
 
-/* Cumulative counters for the stats line (--stats-interval). */
+/* Cumulative counters for the stats line (--stats-interval), updated by
+ * both threads. */
 static struct {
-	unsigned long long in, stored, duplicates, acked, dead, invalid;
-	unsigned long long batches;
-	int64_t newest_ms; /* newest started_at committed; INT64_MIN: none */
+	_Atomic unsigned long long in, stored, duplicates, acked, dead;
+	_Atomic unsigned long long invalid, batches;
+	_Atomic int64_t newest_ms; /* newest started_at committed */
+	_Atomic unsigned long reconnects;
+	_Atomic size_t pending; /* read, not yet stored or refused */
 } stats = { .newest_ms = INT64_MIN };
 static struct stats_clock stats_clock;
-/* The batch being filled, for "pending" (NULL outside run()). */
-static const struct batch *open_batch;
+static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static volatile sig_atomic_t stop_signal;
 /* stdin's file status flags before O_NONBLOCK: the open file description
@@ -217,16 +227,20 @@ json_bytes(const char *s, size_t len)
 	return j;
 }
 
-/* One stderr line always; the whole line to the dead-letter file too. */
+/* One stderr line always; the whole line to the dead-letter file too.
+ * Either thread may reject: one at a time. */
 static void
 reject(unsigned long lineno, const char *line, size_t len, const char *why)
 {
 	char at[TIME_STR_LEN];
 	json_t *o;
 
+	pthread_mutex_lock(&reject_lock);
 	warn_input(input_name, lineno, line, len, "%s", why);
-	if (dead_letter == NULL)
+	if (dead_letter == NULL) {
+		pthread_mutex_unlock(&reject_lock);
 		return;
+	}
 	time_format_ms(time_now_ms(), at);
 	o = json_object();
 	json_object_set_new(o, "at", json_string(at));
@@ -239,6 +253,7 @@ reject(unsigned long lineno, const char *line, size_t len, const char *why)
 	    fdatasync(fileno(dead_letter)) == -1)
 		die(EX_IOERR, "%s:", opt.dead_letter);
 	json_decref(o);
+	pthread_mutex_unlock(&reject_lock);
 }
 
 /* ---- stats line ------------------------------------------------------- */
@@ -247,24 +262,30 @@ static void
 stats_write(void)
 {
 	char lag[24] = "-";
+	int64_t newest_ms = stats.newest_ms;
 
-	if (stats.newest_ms != INT64_MIN)
+	if (newest_ms != INT64_MIN)
 		snprintf(lag, sizeof lag, "%lld",
-		         (long long)(time_now_ms() - stats.newest_ms));
+		         (long long)(time_now_ms() - newest_ms));
 	info("stats: in=%llu stored=%llu duplicates=%llu acked=%llu dead=%llu "
 	     "invalid=%llu batches=%llu pending=%zu reconnects=%lu lag_ms=%s",
-	     stats.in, stats.stored, stats.duplicates, stats.acked, stats.dead,
-	     stats.invalid, stats.batches,
-	     open_batch != NULL ? open_batch->n : 0, pgw_reconnects(pg), lag);
+	     (unsigned long long)stats.in, (unsigned long long)stats.stored,
+	     (unsigned long long)stats.duplicates,
+	     (unsigned long long)stats.acked, (unsigned long long)stats.dead,
+	     (unsigned long long)stats.invalid,
+	     (unsigned long long)stats.batches, (size_t)stats.pending,
+	     (unsigned long)stats.reconnects, lag);
 }
 
 /* Called between batches and while waiting, never per line: the clock is
- * read only when the interval is on. */
+ * read only when the interval is on.  Either thread may call it. */
 static void
 stats_tick(void)
 {
+	pthread_mutex_lock(&stats_lock);
 	if (stats_clock_due(&stats_clock))
 		stats_write();
+	pthread_mutex_unlock(&stats_lock);
 }
 
 /* The poll timeout bounded by the stats clock, so that the line comes on
@@ -396,7 +417,7 @@ stats_committed(size_t live, size_t inserted, int64_t newest_ms)
 	stats.stored += inserted;
 	stats.duplicates += live - (inserted < live ? inserted : live);
 	if (newest_ms > stats.newest_ms)
-		stats.newest_ms = newest_ms;
+		stats.newest_ms = newest_ms; /* only the writer stores it */
 }
 
 /*
@@ -427,6 +448,7 @@ store_range(struct batch *b, size_t lo, size_t hi)
 	for (i = lo; i < hi; i++) {
 		rows[i - lo].copy = b->recs[i].copy;
 		rows[i - lo].len = b->recs[i].copy_len;
+		rows[i - lo].started_ms = b->recs[i].started_ms;
 		rows[i - lo].day = b->recs[i].day;
 		rows[i - lo].skip = b->recs[i].rejected;
 		if (!b->recs[i].rejected && b->recs[i].started_ms > newest_ms)
@@ -434,6 +456,7 @@ store_range(struct batch *b, size_t lo, size_t hi)
 	}
 	for (;;) {
 		st = pgw_write(pg, rows, hi - lo, &inserted, err, sizeof err);
+		stats.reconnects = pgw_reconnects(pg);
 		if (st != PGW_TRANSIENT)
 			break;
 		retry_wait("database", err);
@@ -485,22 +508,151 @@ batch_clear(struct batch *b)
 	b->n = 0;
 	b->bytes = 0;
 	b->opened_ns = 0;
+	b->expired = 0;
 }
 
+/* The writer thread's work on a batch: store it, acknowledge it, empty
+ * it. */
 static void
-batch_flush(struct batch *b)
+batch_store(struct batch *b)
 {
-	if (expired > 0) {
-		info("skipped %lu result%s older than the retention", expired,
-		     expired == 1 ? "" : "s");
-		expired = 0;
+	if (b->expired > 0)
+		info("skipped %lu result%s older than the retention",
+		     b->expired, b->expired == 1 ? "" : "s");
+	if (b->n > 0) {
+		store_range(b, 0, b->n);
+		ack_flush();
+		stats.pending -= b->n;
 	}
-	if (b->n == 0)
-		return;
-	store_range(b, 0, b->n);
-	ack_flush();
 	batch_clear(b);
 	retention();
+}
+
+/* ---- the writer thread ------------------------------------------------ */
+
+/* The batch handed to the writer (job), and whether it is still at work
+ * on it; the main thread waits for both before handing it another, so
+ * that at most two batches are held: one filling, one being stored. */
+static struct {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* job taken or done, or quit */
+	struct batch *job;
+	bool busy, quit, running;
+} writer = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* Retention while no batch comes: wait for a job at most until the next
+ * round is due. */
+static void
+writer_wait(void)
+{
+	struct timespec ts;
+	int64_t due_ns;
+
+	if (opt.retention_ms == 0) {
+		pthread_cond_wait(&writer.cond, &writer.lock);
+		return;
+	}
+	due_ns = next_retention_ns;
+	ts.tv_sec = due_ns / 1000000000;
+	ts.tv_nsec = (long)(due_ns % 1000000000);
+	if (pthread_cond_timedwait(&writer.cond, &writer.lock, &ts) ==
+	    ETIMEDOUT) {
+		pthread_mutex_unlock(&writer.lock);
+		retention();
+		pthread_mutex_lock(&writer.lock);
+	}
+}
+
+static void *
+writer_main(void *arg)
+{
+	struct batch *b;
+
+	(void)arg;
+	pthread_mutex_lock(&writer.lock);
+	for (;;) {
+		while (writer.job == NULL && !writer.quit)
+			writer_wait();
+		if (writer.job == NULL)
+			break;
+		b = writer.job;
+		writer.busy = true;
+		pthread_mutex_unlock(&writer.lock);
+		batch_store(b);
+		pthread_mutex_lock(&writer.lock);
+		writer.job = NULL;
+		writer.busy = false;
+		pthread_cond_broadcast(&writer.cond);
+	}
+	pthread_mutex_unlock(&writer.lock);
+	return NULL;
+}
+
+/* mono_now_ns's clock for the writer's timed waits; signals go to the
+ * main thread, whose poll they must wake. */
+static void
+writer_start(void)
+{
+	pthread_condattr_t ca;
+	sigset_t all, old;
+	int rc;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&writer.cond, &ca);
+	pthread_condattr_destroy(&ca);
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&writer.thread, NULL, writer_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		errno = rc;
+		die(EX_OSERR, "cannot start the writer thread:");
+	}
+	writer.running = true;
+}
+
+/* Wait until the writer has stored everything handed to it. */
+static void
+writer_drain(void)
+{
+	pthread_mutex_lock(&writer.lock);
+	while (writer.job != NULL || writer.busy)
+		pthread_cond_wait(&writer.cond, &writer.lock);
+	pthread_mutex_unlock(&writer.lock);
+}
+
+/* Hand *bp to the writer once it is done with the last one, and take that
+ * one, emptied, in its place. */
+static void
+writer_submit(struct batch **bp, struct batch **spare)
+{
+	struct batch *b = *bp;
+
+	if (b->n == 0 && b->expired == 0)
+		return;
+	writer_drain();
+	pthread_mutex_lock(&writer.lock);
+	writer.job = b;
+	pthread_cond_broadcast(&writer.cond);
+	pthread_mutex_unlock(&writer.lock);
+	*bp = *spare;
+	*spare = b;
+}
+
+/* Store everything, then let the writer thread end. */
+static void
+writer_stop(struct batch **bp, struct batch **spare)
+{
+	writer_submit(bp, spare);
+	writer_drain();
+	pthread_mutex_lock(&writer.lock);
+	writer.quit = true;
+	pthread_cond_broadcast(&writer.cond);
+	pthread_mutex_unlock(&writer.lock);
+	pthread_join(writer.thread, NULL);
+	writer.running = false;
 }
 
 /* copy: the record's COPY row, NULL for a rejected record. */
@@ -540,6 +692,7 @@ batch_add(struct batch *b, const char *line, size_t len,
 	b->bytes += len + copy_len;
 	if (b->n == 1)
 		b->opened_ns = mono_now_ns();
+	stats.pending++;
 }
 
 static bool
@@ -555,6 +708,25 @@ batch_due(const struct batch *b, int64_t now_ns)
 }
 
 /* ---- input ------------------------------------------------------------ */
+
+/* The batch the main thread fills, and the one the writer works on or
+ * has emptied. */
+static struct batch batches[2];
+static struct batch *filling = &batches[0], *spare = &batches[1];
+
+static void
+flush(void)
+{
+	writer_submit(&filling, &spare);
+}
+
+/* Store and acknowledge everything read so far, then die. */
+static void
+flush_and_die(int status, const char *what)
+{
+	writer_stop(&filling, &spare);
+	die(status, "%s", what);
+}
 
 static bool
 blank(const char *s, size_t len)
@@ -578,16 +750,22 @@ take_line(struct batch *b, const char *line, size_t len, unsigned long lineno)
 
 	if (blank(line, len))
 		return;
-	obj = json_line_parse(line, len, err, sizeof err);
-	is_object = obj != NULL;
-	if (obj == NULL) {
-		valid = false;
+	copy.len = 0;
+	/* The common case without a tree; the tree decides the rest, and
+	 * words the errors. */
+	if (pgw_row_scan(&copy, line, len, &started_ms)) {
+		obj = NULL;
+		is_object = valid = true;
 	} else {
+		obj = json_line_parse(line, len, err, sizeof err);
+		is_object = obj != NULL;
+		valid = false;
+	}
+	if (obj != NULL) {
 		valid = result_validate(obj, err, sizeof err) == 0;
 		if (valid && time_parse_ms(json_string_value(json_object_get(
 		        obj, "started_at")), &started_ms) != 0)
 			started_ms = 0;
-		copy.len = 0;
 		if (valid)
 			pgw_row_format(&copy, obj);
 		json_decref(obj);
@@ -597,7 +775,7 @@ take_line(struct batch *b, const char *line, size_t len, unsigned long lineno)
 	 * refused record, but not an error. */
 	if (valid && opt.retention_ms > 0 &&
 	    started_ms < time_now_ms() - opt.retention_ms) {
-		expired++;
+		b->expired++;
 		if (opt.ack_rejected)
 			batch_add(b, line, len, NULL, lineno, started_ms, true);
 		return;
@@ -608,11 +786,9 @@ take_line(struct batch *b, const char *line, size_t len, unsigned long lineno)
 	}
 	reject(lineno, line, len, err);
 	stats.invalid++;
-	if (opt.strict) {
-		/* Everything before the bad line is stored and acked. */
-		batch_flush(b);
-		die(EX_DATAERR, "stopping (--strict)");
-	}
+	/* Everything before the bad line is stored and acked. */
+	if (opt.strict)
+		flush_and_die(EX_DATAERR, "stopping (--strict)");
 	/* Only a JSON object can carry the coordinates an ack is for. */
 	if (opt.ack_rejected && is_object)
 		batch_add(b, line, len, NULL, lineno, 0, true);
@@ -629,11 +805,10 @@ static void
 run(void)
 {
 	struct line_reader *lr;
-	struct batch b = { 0 };
 	struct pollfd pfd[2];
 	enum line_status ls;
 	bool eof = false;
-	char *line;
+	char *line, why[64];
 	size_t len, after_stop = 0;
 	int flags;
 
@@ -645,7 +820,7 @@ run(void)
 	if (fcntl(STDIN_FILENO, F_SETFL, flags | O_NONBLOCK) == -1)
 		die(EX_OSERR, "stdin:");
 	lr = line_reader_new(STDIN_FILENO, input_name, SM_MAX_LINE);
-	open_batch = &b;
+	writer_start();
 
 	while (!eof) {
 		int64_t now, timeout_ms;
@@ -665,28 +840,29 @@ run(void)
 				break;
 			}
 			if (ls == LINE_ERROR) {
-				batch_flush(&b);
+				int saved = errno;
+
+				writer_stop(&filling, &spare);
+				errno = saved;
 				die(EX_IOERR, "%s:", input_name);
 			}
 			stats.in++;
 			if (ls == LINE_TOO_LONG) {
-				char why[64];
-
 				snprintf(why, sizeof why,
 				         "line longer than %d bytes", SM_MAX_LINE);
 				reject(line_reader_lineno(lr), line, len, why);
 				stats.invalid++;
-				if (opt.strict) {
-					batch_flush(&b);
-					die(EX_DATAERR, "stopping (--strict)");
-				}
+				if (opt.strict)
+					flush_and_die(EX_DATAERR,
+					              "stopping (--strict)");
 				continue;
 			}
-			take_line(&b, line, len, line_reader_lineno(lr));
+			take_line(filling, line, len, line_reader_lineno(lr));
 			/* With --linger 0 a batch is what is available now. */
-			if (batch_full(&b) || (opt.linger_ms > 0 &&
-			                       batch_due(&b, mono_now_ns()))) {
-				batch_flush(&b);
+			if (batch_full(filling) ||
+			    (opt.linger_ms > 0 &&
+			     batch_due(filling, mono_now_ns()))) {
+				flush();
 				stats_tick();
 			}
 		}
@@ -694,19 +870,16 @@ run(void)
 			break;
 
 		now = mono_now_ns();
-		if (batch_due(&b, now)) {
-			batch_flush(&b);
+		if (batch_due(filling, now)) {
+			flush();
 			continue;
 		}
-		if (b.n == 0)
-			retention();
 		stats_tick();
 		timeout_ms = -1;
-		if (b.n > 0)
-			timeout_ms = (b.opened_ns + opt.linger_ms * 1000000 -
-			              now + 999999) / 1000000;
-		else if (opt.retention_ms > 0)
-			timeout_ms = (next_retention_ns - now) / 1000000 + 1;
+		if (filling->n > 0)
+			timeout_ms = (filling->opened_ns +
+			              opt.linger_ms * 1000000 - now + 999999) /
+			             1000000;
 		pfd[0].fd = STDIN_FILENO;
 		pfd[0].events = POLLIN;
 		pfd[1].fd = wake_pipe[0];
@@ -717,11 +890,11 @@ run(void)
 	}
 
 	/* EOF or SIGTERM: store and acknowledge what is held. */
-	batch_flush(&b);
+	writer_stop(&filling, &spare);
 	if (opt.stats_ms > 0)
 		stats_write(); /* the totals, as the last word */
-	open_batch = NULL;
-	free(b.recs);
+	free(batches[0].recs);
+	free(batches[1].recs);
 	line_reader_free(&lr);
 	if (stop_signal)
 		info("stopping on signal %d", (int)stop_signal);

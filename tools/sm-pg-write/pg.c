@@ -2,12 +2,16 @@
  * pg.c - sm-pg-write's PostgreSQL side, through libpq.
  *
  * A batch is one transaction: COPY the rows (row.c: fields extracted in C,
- * COPY text format) into a temporary staging table with the column types
- * of checks, then insert them into checks (ON CONFLICT DO NOTHING:
- * idempotent on id) and upsert targets (only from results newer than the
- * stored state), then COMMIT.  A value the server cannot store (an integer
- * out of range, say) fails the batch with SQLSTATE class 22, which the
- * caller answers by splitting the batch.
+ * COPY text format) straight into checks, COPY one state row per target
+ * (state.c) into a temporary table, upsert targets from it (only from
+ * results newer than the stored state), COMMIT.  When the COPY into checks
+ * meets an id stored before (a redelivery after a crash or a rebalance),
+ * the transaction is rolled back and the rows go through a temporary
+ * staging table and INSERT ... ON CONFLICT DO NOTHING instead, which skips
+ * them: idempotent on id either way, and as fast as COPY when nothing is
+ * redelivered.  A value the server cannot store (an integer out of range,
+ * say) fails the batch with SQLSTATE class 22, which the caller answers by
+ * splitting the batch.
  *
  * The connection string is never printed: libpq's own messages
  * (PQerrorMessage, the result's primary message) do not contain the
@@ -32,72 +36,84 @@ struct pgw {
 	int32_t *days;
 	size_t n_days, cap_days;
 	bool no_partition; /* the last failure was "no partition for row" */
-	bool staged;       /* sm_staging exists on this connection */
+	bool duplicate;    /* the last failure was a duplicate id */
+	bool redelivery;   /* the last batch held rows stored before */
+	bool temp_tables;  /* sm_staging, sm_state exist on this connection */
 	unsigned long connections; /* made since start, for the stats line */
 };
 
 static const char setup_sql[] = "SET TIME ZONE 'UTC'";
 
-/* The staging table: the columns of checks the rows carry, no constraint,
- * no index, not logged (temporary).  ON COMMIT DELETE ROWS: each batch
- * starts with an empty table, and a rolled-back batch leaves nothing
- * behind either.  Made from checks after the migrations, so that it
- * follows the schema. */
-static const char staging_sql[] =
+/* The staging table, for a batch that holds results stored before: the
+ * columns of checks the rows carry, no constraint, no index, not logged
+ * (temporary).  ON COMMIT DELETE ROWS: each batch starts with an empty
+ * table, and a rolled-back batch leaves nothing behind either.  Made from
+ * checks after the migrations, so that it follows the schema.  The state
+ * table holds a batch's state rows (state.c), one per target. */
+static const char temp_tables_sql[] =
 	"CREATE TEMP TABLE IF NOT EXISTS sm_staging ON COMMIT DELETE ROWS AS"
-	" SELECT " PGW_COLUMNS " FROM checks WITH NO DATA";
+	" SELECT " PGW_COLUMNS " FROM checks WITH NO DATA;"
+	"CREATE TEMP TABLE IF NOT EXISTS sm_state ("
+	" target text, url text, labels jsonb, last_checked_at timestamptz,"
+	" last_ok boolean, last_status integer, last_error_kind text,"
+	" last_duration_ms double precision, run_start timestamptz,"
+	" before_run timestamptz, run_times timestamptz[])"
+	" ON COMMIT DELETE ROWS";
+
+/* A batch goes straight into checks by COPY.  When COPY meets an id stored
+ * before (SQLSTATE 23505: a redelivery), the batch is rolled back and
+ * stored again through the staging table, skipping what is there. */
+static const char copy_checks_sql[] =
+	"COPY checks (" PGW_COLUMNS ") FROM STDIN";
+static const char copy_staging_sql[] =
+	"COPY sm_staging (" PGW_COLUMNS ") FROM STDIN";
+static const char insert_staged_sql[] =
+	"INSERT INTO checks (" PGW_COLUMNS ")\n"
+	"SELECT " PGW_COLUMNS " FROM sm_staging\n"
+	"ON CONFLICT (id, started_at) DO NOTHING";
+static const char copy_state_sql[] =
+	"COPY sm_state (" PGW_STATE_COLUMNS ") FROM STDIN";
 
 /*
- * The staged rows go into checks (ON CONFLICT DO NOTHING: idempotent on
- * id), then the newest result per target (n) upserts targets.
+ * The state rows upsert targets, from results newer than the stored state
+ * (cur) only; older ones are stored in checks but do not move the state.
  *
  * targets.last_change_at is the start of the current ok/not-ok run.  Of
- * the batch's results newer than the stored state (w), those whose ok
- * differs from the previous one's start a run (r).  When the batch holds
- * more than one run, or its one run differs from the stored state, the last
- * run's start is the change; otherwise the stored value stays.  Results
- * older than the stored last_checked_at are stored in checks but do not
- * move the state.
+ * the batch's results newer than cur.last_checked_at (call them w), a run
+ * starts at the first and wherever ok flips.  If w holds more than one run,
+ * or its one run differs from the stored last_ok, the last run's start is
+ * the change; otherwise the stored value stays.  In terms of a state row
+ * (state.c): w's last run starts at run_start if that is newer than cur,
+ * else at the first of run_times newer than cur; w holds a flip exactly
+ * when before_run is newer than cur.
  *
  * XXX cur is read from the statement's snapshot: two writers upserting the
  * same target at the same instant may compute last_change_at from a state
  * one of them has just replaced.  Kafka partitions by target, so one writer
  * owns a target's results outside consumer-group rebalances.
  */
-static const char write_sql[] =
-	"INSERT INTO checks (" PGW_COLUMNS ")\n"
-	"SELECT " PGW_COLUMNS " FROM sm_staging\n"
-	"ON CONFLICT (id, started_at) DO NOTHING;\n"
-	"WITH n AS (\n"
-	"  SELECT DISTINCT ON (target) target, url, labels, started_at, ok,\n"
-	"    status, error_kind, duration_ms\n"
-	"  FROM sm_staging\n"
-	"  ORDER BY target, started_at DESC, id DESC\n"
-	"),\n"
-	"w AS (\n"
-	"  SELECT s.target, s.started_at,\n"
-	"    s.ok IS DISTINCT FROM lag(s.ok) OVER (PARTITION BY s.target\n"
-	"      ORDER BY s.started_at, s.id) AS run_starts\n"
-	"  FROM sm_staging AS s LEFT JOIN targets AS cur ON cur.target = s.target\n"
+static const char upsert_sql[] =
+	"WITH d AS (\n"
+	"  SELECT n.*, CASE\n"
+	"    WHEN cur.last_checked_at IS NULL THEN n.run_start\n"
+	"    WHEN n.run_start > cur.last_checked_at THEN\n"
+	"      CASE WHEN n.before_run > cur.last_checked_at\n"
+	"             OR cur.last_ok IS DISTINCT FROM n.last_ok\n"
+	"           THEN n.run_start ELSE cur.last_change_at END\n"
+	"    WHEN cur.last_ok IS DISTINCT FROM n.last_ok THEN\n"
+	"      (SELECT min(t) FROM unnest(n.run_times) AS t\n"
+	"       WHERE t > cur.last_checked_at)\n"
+	"    ELSE cur.last_change_at END AS change_at\n"
+	"  FROM sm_state AS n LEFT JOIN targets AS cur ON cur.target = n.target\n"
 	"  WHERE cur.last_checked_at IS NULL\n"
-	"     OR s.started_at > cur.last_checked_at\n"
-	"),\n"
-	"r AS (\n"
-	"  SELECT target, count(*) FILTER (WHERE run_starts) AS runs,\n"
-	"    max(started_at) FILTER (WHERE run_starts) AS run_start\n"
-	"  FROM w GROUP BY target\n"
-	"),\n"
-	"d AS (\n"
-	"  SELECT n.*, CASE WHEN r.runs > 1 OR cur.last_ok IS DISTINCT FROM n.ok\n"
-	"               THEN r.run_start ELSE cur.last_change_at END AS change_at\n"
-	"  FROM n JOIN r ON r.target = n.target\n"
-	"  LEFT JOIN targets AS cur ON cur.target = n.target\n"
+	"     OR n.last_checked_at > cur.last_checked_at\n"
 	")\n"
 	"INSERT INTO targets AS t (target, url, labels, last_checked_at, last_ok,\n"
 	"  last_status, last_error_kind, last_duration_ms, down_since,\n"
 	"  last_change_at)\n"
-	"SELECT target, url, labels, started_at, ok, status, error_kind,\n"
-	"  duration_ms, CASE WHEN ok THEN NULL ELSE change_at END, change_at\n"
+	"SELECT target, url, labels, last_checked_at, last_ok, last_status,\n"
+	"  last_error_kind, last_duration_ms,\n"
+	"  CASE WHEN last_ok THEN NULL ELSE change_at END, change_at\n"
 	"FROM d ORDER BY target\n" /* writers lock rows in one order */
 	"ON CONFLICT (target) DO UPDATE SET\n"
 	"  url = EXCLUDED.url, labels = EXCLUDED.labels,\n"
@@ -159,7 +175,7 @@ pgw_disconnect(struct pgw *pg)
 		pg->conn = NULL;
 	}
 	pg->n_days = 0;
-	pg->staged = false;
+	pg->temp_tables = false;
 }
 
 /* libpq messages end with a newline and may span lines: make one line. */
@@ -209,12 +225,16 @@ failure(struct pgw *pg, const PGresult *res, char *err, size_t errlen)
 		snprintf(err, errlen, "%s", msg[0] ? msg : "unknown libpq error");
 	}
 	pg->no_partition = false;
+	pg->duplicate = false;
 	if (PQstatus(pg->conn) != CONNECTION_OK || state == NULL)
 		return PGW_TRANSIENT;
 	/* check_violation: checks has no CHECK constraint, so this is "no
 	 * partition of relation checks found for row". */
 	if (strcmp(state, "23514") == 0)
 		pg->no_partition = true;
+	/* unique_violation: an id stored before, met by COPY. */
+	if (strcmp(state, "23505") == 0)
+		pg->duplicate = true;
 	/* 22 data exception, 23 integrity constraint, 54 program limit
 	 * (a value too large to index): the rows are at fault. */
 	if (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0 ||
@@ -466,80 +486,63 @@ pgw_migrate(struct pgw *pg, int *applied, char *err, size_t errlen)
 	return PGW_OK;
 }
 
-/* write_sql in one round trip, as PQexec would, but keeping the first
- * statement's row count: the rows new to checks (the others were already
- * stored, ON CONFLICT DO NOTHING). */
+/* Run sql, a statement with a row count, keeping the count in *count. */
 static enum pgw_status
-exec_write(struct pgw *pg, size_t *inserted, char *err, size_t errlen)
+exec_count(struct pgw *pg, const char *sql, size_t *count, char *err,
+           size_t errlen)
 {
-	PGresult *res;
-	enum pgw_status st = PGW_OK;
-	int results = 0;
+	enum pgw_status st;
+	PGresult *res = query(pg, sql, 0, NULL, PGRES_COMMAND_OK, &st, err,
+	                      errlen);
 
-	if (PQsendQuery(pg->conn, write_sql) != 1) {
-		st = failure(pg, NULL, err, errlen);
-		rollback(pg);
+	if (res == NULL)
 		return st;
-	}
-	while ((res = PQgetResult(pg->conn)) != NULL) {
-		if (st == PGW_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
-			st = failure(pg, res, err, errlen);
-		else if (st == PGW_OK && results == 0)
-			*inserted = strtoul(PQcmdTuples(res), NULL, 10);
-		results++;
-		PQclear(res);
-	}
-	/* No result at all: the connection went away under us. */
-	if (st == PGW_OK && results == 0)
-		st = failure(pg, NULL, err, errlen);
-	if (st != PGW_OK) {
-		*inserted = 0;
-		rollback(pg);
-	}
-	return st;
+	*count = strtoul(PQcmdTuples(res), NULL, 10);
+	PQclear(res);
+	return PGW_OK;
 }
 
+/* Run sql, a COPY ... FROM STDIN, sending rows[0..n) (not those marked
+ * skip) in chunks; *count: the rows the server took. */
 static enum pgw_status
-copy_rows(struct pgw *pg, const struct pgw_row *rows, size_t n, char *err,
-          size_t errlen)
+copy_rows(struct pgw *pg, const char *sql, const struct pgw_row *rows,
+          size_t n, size_t *count, char *err, size_t errlen)
 {
 	enum { CHUNK = 256 * 1024 };
 	char *buf = NULL;
-	size_t cap = 0, used = 0, i;
+	size_t used = 0, i;
 	PGresult *res;
 	enum pgw_status st = PGW_OK;
 	bool sent_ok = true;
 
-	res = query(pg, "COPY sm_staging (" PGW_COLUMNS ") FROM STDIN", 0, NULL,
-	            PGRES_COPY_IN, &st, err, errlen);
+	res = query(pg, sql, 0, NULL, PGRES_COPY_IN, &st, err, errlen);
 	if (res == NULL)
 		return st;
 	PQclear(res);
 
+	/* Rows are small; gather them so that each send is large.  A row
+	 * as large as a chunk goes as it is. */
 	for (i = 0; i < n && sent_ok; i++) {
-		size_t need;
+		const struct pgw_row *r = &rows[i];
 
-		if (rows[i].skip)
+		if (r->skip)
 			continue;
-		need = rows[i].len;
-		if (used + need > cap) {
-			if (used > 0 &&
-			    PQputCopyData(pg->conn, buf, (int)used) != 1) {
-				sent_ok = false;
-				break;
-			}
+		if (used > 0 && used + r->len > CHUNK) {
+			sent_ok = PQputCopyData(pg->conn, buf, (int)used) == 1;
 			used = 0;
-			if (need > cap) {
-				cap = need > CHUNK ? need : CHUNK;
-				buf = xrealloc(buf, cap);
-			}
 		}
-		memcpy(buf + used, rows[i].copy, rows[i].len);
-		used += rows[i].len;
+		if (r->len >= CHUNK) {
+			sent_ok = sent_ok &&
+			          PQputCopyData(pg->conn, r->copy, (int)r->len) == 1;
+			continue;
+		}
+		if (buf == NULL)
+			buf = xmalloc(CHUNK);
+		memcpy(buf + used, r->copy, r->len);
+		used += r->len;
 	}
-	if (sent_ok && used > 0 &&
-	    PQputCopyData(pg->conn, buf, (int)used) != 1)
-		sent_ok = false;
+	if (sent_ok && used > 0)
+		sent_ok = PQputCopyData(pg->conn, buf, (int)used) == 1;
 	free(buf);
 	if (PQputCopyEnd(pg->conn, sent_ok ? NULL : "client error") != 1)
 		sent_ok = false;
@@ -548,6 +551,8 @@ copy_rows(struct pgw *pg, const struct pgw_row *rows, size_t n, char *err,
 	while ((res = PQgetResult(pg->conn)) != NULL) {
 		if (PQresultStatus(res) != PGRES_COMMAND_OK && st == PGW_OK)
 			st = failure(pg, res, err, errlen);
+		else if (st == PGW_OK)
+			*count = strtoul(PQcmdTuples(res), NULL, 10);
 		PQclear(res);
 	}
 	if (st == PGW_OK && (!sent_ok || PQstatus(pg->conn) != CONNECTION_OK))
@@ -555,6 +560,72 @@ copy_rows(struct pgw *pg, const struct pgw_row *rows, size_t n, char *err,
 	if (st != PGW_OK)
 		rollback(pg);
 	return st;
+}
+
+/* Store the rows in checks, in the open transaction, through the staging
+ * table: rows stored before are skipped.  *inserted: the new ones. */
+static enum pgw_status
+insert_staged(struct pgw *pg, const struct pgw_row *rows, size_t n,
+              size_t *inserted, char *err, size_t errlen)
+{
+	size_t copied;
+	enum pgw_status st = copy_rows(pg, copy_staging_sql, rows, n, &copied,
+	                               err, errlen);
+
+	if (st != PGW_OK)
+		return st;
+	return exec_count(pg, insert_staged_sql, inserted, err, errlen);
+}
+
+/* Store the rows in checks in a new transaction: by COPY straight into
+ * checks unless the last batch met rows stored before, else (or when COPY
+ * meets one) through the staging table.  *inserted: the rows new to
+ * checks. */
+static enum pgw_status
+insert_checks(struct pgw *pg, const struct pgw_row *rows, size_t n,
+              size_t live, size_t *inserted, char *err, size_t errlen)
+{
+	enum pgw_status st = exec_expect(pg, "BEGIN", PGRES_COMMAND_OK, err,
+	                                 errlen);
+
+	if (st != PGW_OK)
+		return st;
+	if (!pg->redelivery) {
+		st = copy_rows(pg, copy_checks_sql, rows, n, inserted, err,
+		               errlen);
+		if (st != PGW_DATA || !pg->duplicate)
+			return st;
+		/* Rolled back; the same rows again, skipping duplicates. */
+		pg->redelivery = true;
+		st = exec_expect(pg, "BEGIN", PGRES_COMMAND_OK, err, errlen);
+		if (st != PGW_OK)
+			return st;
+	}
+	st = insert_staged(pg, rows, n, inserted, err, errlen);
+	/* A batch without duplicates: redelivery is over, COPY again. */
+	if (st == PGW_OK && *inserted == live)
+		pg->redelivery = false;
+	return st;
+}
+
+/* Upsert targets from the rows' state rows and commit. */
+static enum pgw_status
+upsert_and_commit(struct pgw *pg, const struct pgw_row *rows, size_t n,
+                  char *err, size_t errlen)
+{
+	struct pgw_buf state = { 0 };
+	struct pgw_row all;
+	size_t copied;
+	enum pgw_status st;
+
+	pgw_state_rows(&state, rows, n);
+	all = (struct pgw_row){ .copy = state.data, .len = state.len };
+	st = copy_rows(pg, copy_state_sql, &all, 1, &copied, err, errlen);
+	free(state.data);
+	if (st != PGW_OK)
+		return st;
+	/* The upsert and COMMIT in one round trip. */
+	return exec_expect(pg, upsert_sql, PGRES_COMMAND_OK, err, errlen);
 }
 
 static bool
@@ -643,34 +714,36 @@ pgw_write(struct pgw *pg, const struct pgw_row *rows, size_t n,
           size_t *inserted, char *err, size_t errlen)
 {
 	enum pgw_status st;
+	size_t live = 0, i;
 	int attempt;
 
-	*inserted = 0;
+	for (i = 0; i < n; i++)
+		live += !rows[i].skip;
 	for (attempt = 0;; attempt++) {
+		*inserted = 0;
 		if (pg->conn == NULL || PQstatus(pg->conn) != CONNECTION_OK) {
 			st = pgw_connect(pg, err, errlen);
 			if (st != PGW_OK)
 				return st;
 		}
-		if (!pg->staged) {
-			st = exec_expect(pg, staging_sql, PGRES_COMMAND_OK, err,
-			                 errlen);
+		if (!pg->temp_tables) {
+			st = exec_expect(pg, temp_tables_sql, PGRES_COMMAND_OK,
+			                 err, errlen);
 			if (st != PGW_OK)
 				return st;
-			pg->staged = true;
+			pg->temp_tables = true;
 		}
 		st = ensure_partitions(pg, rows, n, err, errlen);
 		if (st != PGW_OK)
 			return st;
-		st = exec_expect(pg, "BEGIN", PGRES_COMMAND_OK, err, errlen);
-		if (st != PGW_OK)
-			return st;
-		st = copy_rows(pg, rows, n, err, errlen);
+		st = insert_checks(pg, rows, n, live, inserted, err, errlen);
 		/* A COMMIT lost with the connection leaves the outcome
-		 * unknown; the caller retries, and the statements are
-		 * idempotent. */
+		 * unknown; the caller retries, and a batch stored whole is
+		 * then a redelivery like any other. */
 		if (st == PGW_OK)
-			st = exec_write(pg, inserted, err, errlen);
+			st = upsert_and_commit(pg, rows, n, err, errlen);
+		if (st != PGW_OK)
+			*inserted = 0;
 		/* A partition dropped by retention since we made it: forget
 		 * what we know and make it again, once. */
 		if (st == PGW_DATA && pg->no_partition && attempt == 0) {

@@ -42,6 +42,14 @@ struct pgw_buf {
 /* Append the result record r (validated) to b as one COPY text row,
  * newline included. */
 void pgw_row_format(struct pgw_buf *b, const json_t *r);
+/* The same for the result record in line[0..len), without building a
+ * tree: true when the line is certainly a valid result record, its row
+ * appended and *started_ms set; false when unsure (b is unchanged), and
+ * then json_line_parse, result_validate and pgw_row_format decide. */
+bool pgw_row_scan(struct pgw_buf *b, const char *line, size_t len,
+                  int64_t *started_ms);
+/* Append s[0..n) to b as it is. */
+void pgw_buf_add(struct pgw_buf *b, const char *s, size_t n);
 
 /* ---- pg.c ------------------------------------------------------------- */
 
@@ -51,9 +59,22 @@ void pgw_row_format(struct pgw_buf *b, const json_t *r);
 struct pgw_row {
 	const char *copy;
 	size_t len;
+	int64_t started_ms; /* started_at, unix ms */
 	int32_t day; /* started_at's UTC day, days since 1970-01-01 */
 	bool skip;
 };
+
+/* ---- state.c ---------------------------------------------------------- */
+
+/* The columns of a state row, one per target of a batch (state.c). */
+#define PGW_STATE_COLUMNS \
+	"target, url, labels, last_checked_at, last_ok, last_status, " \
+	"last_error_kind, last_duration_ms, run_start, before_run, run_times"
+
+/* Append to b the COPY rows of the targets state that rows[0..n) (those
+ * not marked skip) bring, one per target; returns how many. */
+size_t pgw_state_rows(struct pgw_buf *b, const struct pgw_row *rows,
+                      size_t n);
 
 enum pgw_status {
 	PGW_OK,        /* committed */
