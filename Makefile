@@ -58,6 +58,10 @@ $(BINS): $$(patsubst %.c,%.o,$$(wildcard $$(dir $$@)*.c)) lib/libsm.a
 tests/unit/%: tests/unit/%.o lib/libsm.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $< lib/libsm.a $(LDLIBS)
 
+# A unit test of a program's own part links that part's object.
+tests/unit/test_pgw_row: tests/unit/test_pgw_row.o tools/sm-pg-write/row.o lib/libsm.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) lib/libsm.a $(LDLIBS)
+
 deps:
 	@scripts/install-deps
 

@@ -9,3 +9,10 @@ load helpers
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"1.."* ]]
 }
+
+@test "sm-pg-write's row scanner agrees with the tree on every variant" {
+	run "$SM_TOP/tests/unit/test_pgw_row"
+	echo "$output" | grep -v '^ok' >&2 || true
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"1.."* ]]
+}

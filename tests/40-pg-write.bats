@@ -226,6 +226,69 @@ result_at() {
 	[ "${lines[1]}" = "b|f|10:00:01|10:00:01" ]
 }
 
+# state_of TARGET: last_ok|last_checked_at|down_since|last_change_at (times
+# as HH:MI:SS, '-' for none).
+state_of() {
+	psql_q "SELECT last_ok, to_char(last_checked_at AT TIME ZONE 'UTC', 'HH24:MI:SS'),
+	    coalesce(to_char(down_since AT TIME ZONE 'UTC', 'HH24:MI:SS'), '-'),
+	    to_char(last_change_at AT TIME ZONE 'UTC', 'HH24:MI:SS')
+	    FROM targets WHERE target = '$1'"
+}
+
+@test "pg-write: targets state from batches that overlap the stored state" {
+	result_at x 10 ok | sm-pg-write >/dev/null
+	[ "$(state_of x)" = "t|10:00:10|-|10:00:10" ]
+	# The failing run began before the stored state, which says up: the
+	# change is the first result after it.
+	{ result_at x 8 fail; result_at x 14 fail; result_at x 12 fail; } | sm-pg-write >/dev/null
+	[ "$(state_of x)" = "f|10:00:14|10:00:12|10:00:12" ]
+	# A flip among the results newer than the stored state.
+	{ result_at x 16 fail; result_at x 13 fail; result_at x 15 ok; } | sm-pg-write >/dev/null
+	[ "$(state_of x)" = "f|10:00:16|10:00:16|10:00:16" ]
+	# An older up result and newer failures: still the same failing run.
+	{ result_at x 11 ok; result_at x 17 fail; result_at x 18 fail; } | sm-pg-write >/dev/null
+	[ "$(state_of x)" = "f|10:00:18|10:00:16|10:00:16" ]
+	{ result_at x 9 fail; result_at x 19 fail; } | sm-pg-write >/dev/null
+	[ "$(state_of x)" = "f|10:00:19|10:00:16|10:00:16" ]
+	[ "$(psql_q "SELECT count(*) FROM checks WHERE target = 'x'")" = 12 ]
+}
+
+@test "pg-write: a stream partly stored before is stored once, in one batch or many" {
+	"$GEN" -n 30 -t 4 -f 3 >"$T/in"
+	head -n 10 "$T/in" | sm-pg-write >/dev/null
+	# One batch whose first ten are stored: COPY meets a duplicate, the
+	# batch goes through staging and skips them.
+	run -0 --separate-stderr env SM_STATS_INTERVAL=1h sm-pg-write -b 30 <"$T/in"
+	[ "$output" = "$(cat "$T/in")" ]
+	[[ "$stderr" == *" stored=20 duplicates=10 acked=30 "* ]]
+	# New records after the redelivery are stored too, and a redelivered
+	# stream in small batches as well.
+	"$GEN" -n 20 -t 4 -f 3 -S 7 >"$T/more"
+	cat "$T/in" "$T/more" | sm-pg-write -b 7 >"$T/acks"
+	cmp <(cat "$T/in" "$T/more") "$T/acks"
+	[ "$(psql_q "SELECT count(*) || ' ' || count(DISTINCT id) FROM checks")" = "50 50" ]
+}
+
+@test "pg-write: writers given the same stream at once store it once" {
+	local k pids=()
+	"$GEN" -n 3000 -t 30 -f 4 >"$T/in"
+	sm-pg-write -m 2>/dev/null
+	for k in 1 2 3; do
+		sm-pg-write -b 100 <"$T/in" >"$T/acks$k" 2>"$T/err$k" &
+		pids+=($!)
+	done
+	for k in "${pids[@]}"; do
+		wait_ok "$k"
+	done
+	for k in 1 2 3; do
+		cmp "$T/in" "$T/acks$k"
+	done
+	[ "$(psql_q "SELECT count(*) || ' ' || count(DISTINCT id) FROM checks")" = "3000 3000" ]
+	# The newest result of each target is its state.
+	[ "$(psql_q "SELECT count(*) FROM targets AS t WHERE last_checked_at =
+	    (SELECT max(started_at) FROM checks AS c WHERE c.target = t.target)")" = 30 ]
+}
+
 @test "pg-write: an invalid line is reported with its number and skipped" {
 	"$GEN" -n 6 >"$T/good"
 	{

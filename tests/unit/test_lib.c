@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "jsonscan.h"
 #include "sm.h"
 
 static int n_run, n_failed;
@@ -255,6 +256,49 @@ test_stats_clock(void)
 	CHECK(!stats_clock_due(&c)); /* once per interval, not per call */
 }
 
+static void
+test_jscan_fields(void)
+{
+	static const char line[] =
+		"{\"a\":\"x\",\"b\":{\"c\":1,\"d\":\"e\\n\"},\"f\":[1,2],"
+		"\"g\":{\"h\":\"i\",\"j\":{\"c\":2}},\"n\":null,\"t\":true,"
+		"\"fa\":false,\"num\":-1.5}";
+	struct jscan_field f[] = {
+		{ .name = "num" }, { .name = "a" }, { .name = "b" },
+		{ .name = "c", .parent = "b" }, { .name = "d", .parent = "b" },
+		{ .name = "f" }, { .name = "g" }, { .name = "c", .parent = "g" },
+		{ .name = "c" }, { .name = "n" }, { .name = "t" },
+		{ .name = "fa" },
+	};
+	struct jscan_field ca = { .name = "b" }, cb = { .name = "t" };
+
+	CHECK(jscan_fields(line, strlen(line), f, 12) == JSCAN_OBJECT);
+	CHECK(f[0].type == JV_NUMBER && f[0].len == 4 &&
+	      memcmp(f[0].val, "-1.5", 4) == 0);
+	CHECK(f[1].type == JV_STRING && f[1].len == 1 && f[1].val[0] == 'x');
+	CHECK(f[2].type == JV_OBJECT && f[2].members == 2 && f[2].has_number &&
+	      f[2].val[0] == '{' && f[2].val[f[2].len - 1] == '}');
+	CHECK(f[3].type == JV_NUMBER && f[3].val[0] == '1');
+	CHECK(f[4].type == JV_ESCAPED && f[4].len == 3);
+	CHECK(f[5].type == JV_ARRAY && f[5].has_number);
+	/* g.c is two levels down: only a top-level object's own fields. */
+	CHECK(f[6].type == JV_OBJECT && f[6].members == 2 && f[6].has_number);
+	CHECK(f[7].type == JV_NONE && f[8].type == JV_NONE);
+	CHECK(f[9].type == JV_NULL && f[10].type == JV_TRUE &&
+	      f[11].type == JV_FALSE);
+	/* The coarse types of jscan_object. */
+	CHECK(jscan_object(line, strlen(line), &ca, &cb) == JSCAN_OBJECT &&
+	      ca.type == JV_COMPLEX && ca.val[0] == '{' && cb.type == JV_OTHER);
+	/* Not certain: a duplicate key, trailing bytes, not an object. */
+	CHECK(jscan_fields("{\"a\":1,\"a\":2}", 13, f, 1) == JSCAN_UNSURE);
+	CHECK(jscan_fields("{\"g\":{\"h\":1,\"h\":2}}", 19, f, 1) ==
+	      JSCAN_UNSURE);
+	CHECK(jscan_fields("{} x", 4, f, 1) == JSCAN_UNSURE);
+	CHECK(jscan_fields("[1]", 3, f, 1) == JSCAN_UNSURE);
+	CHECK(jscan_fields("{\"g\":{}}", 8, &f[6], 1) == JSCAN_OBJECT &&
+	      f[6].type == JV_OBJECT && f[6].members == 0 && !f[6].has_number);
+}
+
 int
 main(void)
 {
@@ -268,6 +312,7 @@ main(void)
 	test_result();
 	test_redact();
 	test_stats_clock();
+	test_jscan_fields();
 	printf("1..%d\n", n_run);
 	return n_failed ? 1 : 0;
 }

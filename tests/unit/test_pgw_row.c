@@ -1,0 +1,326 @@
+/*
+ * test_pgw_row.c - sm-pg-write's row scanner (pgw_row_scan) against the
+ * reference it stands in for (json_line_parse, result_validate,
+ * pgw_row_format), on valid records and on thousands of variants of them,
+ * as TAP.
+ *
+ * Whenever the scanner accepts a line, the reference must accept it too
+ * and both rows must store the same values: the same bytes, but for
+ * numbers in double columns (the same double) and labels (the same JSON).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sm.h"
+#include "../../tools/sm-pg-write/pgw.h"
+
+static int n_run, n_failed;
+
+#define CHECK(cond) check((cond), #cond, __FILE__, __LINE__)
+
+static void
+check(bool ok, const char *what, const char *file, int line)
+{
+	n_run++;
+	if (ok) {
+		printf("ok %d - %s\n", n_run, what);
+	} else {
+		n_failed++;
+		printf("not ok %d - %s (%s:%d)\n", n_run, what, file, line);
+	}
+}
+
+/* Valid records, as sm-check and sm-kafka-sub write them and less tidy. */
+static const char *const bases[] = {
+	"{\"v\":1,\"id\":\"01a20aa3-3d80-700b-8000-0000000b0000\","
+	"\"target\":\"site-0\",\"url\":\"https://site-0.example.test/health\","
+	"\"labels\":{\"team\":\"web\",\"env\":\"prod\"},\"probe\":\"probe-a\","
+	"\"scheduled_at\":\"2026-11-23T22:59:59.997Z\","
+	"\"started_at\":\"2026-11-23T23:00:00.000Z\",\"ok\":true,"
+	"\"status\":200,\"error_kind\":null,\"error\":null,"
+	"\"duration_ms\":40.731,\"phases\":{\"dns_ms\":0.006,"
+	"\"connect_ms\":0.212,\"tls_ms\":12.5,\"ttfb_ms\":20.125,"
+	"\"transfer_ms\":4},\"bytes\":11,\"http_version\":\"1.1\","
+	"\"remote_ip\":\"127.0.0.1\",\"redirects\":0,"
+	"\"final_url\":\"https://site-0.example.test/health\","
+	"\"regex\":{\"pattern\":\"ok\",\"matched\":true},"
+	"\"tls\":{\"version\":\"TLSv1.3\","
+	"\"cert_not_after\":\"2027-02-01T00:00:00.000Z\","
+	"\"cert_issuer\":\"CN=sitemon test CA\"},"
+	"\"kafka\":{\"topic\":\"results\",\"partition\":0,\"offset\":0}}",
+
+	"{\"v\":1,\"id\":\"01A20AA3-3D80-700B-8000-0000000B0001\","
+	"\"target\":\"t \\\"quoted\\\" \\u00e9\\u20ac\\/\","
+	"\"url\":\"http://x.test/a\\\\b\",\"probe\":\"p\\tq\","
+	"\"started_at\":\"2026-11-23 23:00:00.5+02:00\",\"ok\":false,"
+	"\"status\":null,\"error_kind\":\"timeout\","
+	"\"error\":\"read: \\\"slow\\\"\\n\\tline two \\b\\f\\r\","
+	"\"duration_ms\":10000,\"phases\":{\"dns_ms\":null,"
+	"\"connect_ms\":1,\"tls_ms\":null,\"ttfb_ms\":null,"
+	"\"transfer_ms\":null},\"labels\":null,\"tls\":null,\"regex\":null,"
+	"\"extra\":[1,{\"x\":2}]}",
+
+	"{ \"v\" : 1 , \"id\":\"01a20aa3-3d80-700b-8000-0000000b0002\","
+	"\"target\":\"m\",\"url\":\"http://m/\",\"probe\":\"\","
+	"\"started_at\":\"2026-01-01T00:00:00Z\",\"ok\":true,"
+	"\"status\":204,\"error_kind\":null,\"duration_ms\":0}",
+
+	"{\"v\":1,\"id\":\"01a20aa3-3d80-700b-8000-0000000b0003\","
+	"\"target\":\"l\",\"url\":\"https://l/\",\"probe\":\"p\","
+	"\"labels\":{\"a b\":\"c\\\\d\",\"nested\":{\"k\":[\"v\",true,null]},"
+	"\t\"e\":\"\\u00e9\"},\"scheduled_at\":null,"
+	"\"started_at\":\"2026-11-23T10:00:00.123456Z\",\"ok\":false,"
+	"\"status\":503,\"error_kind\":\"http_status\",\"error\":\"503\","
+	"\"duration_ms\":3.25,\"bytes\":9007199254,\"redirects\":3,"
+	"\"http_version\":\"2\",\"remote_ip\":\"::1\",\"final_url\":null,"
+	"\"tls\":{\"version\":\"TLSv1.2\",\"cert_not_after\":null,"
+	"\"cert_issuer\":\"CN=\\u00c9\"},"
+	"\"kafka\":{\"topic\":\"r\",\"partition\":15,"
+	"\"offset\":123456789012345,\"key\":\"l\"}}",
+};
+
+/* Values each field is set to in the variants (JSON text). */
+static const char *const values[] = {
+	"null", "true", "false", "0", "1", "-1", "-0", "2.5", "-2.5", "1e3",
+	"1.0", "40.731", "12345678901234567890", "\"x\"", "\"\"",
+	"\"a\\tb\\\\c\\nd\"", "\"\\u00e9\\u0001\"", "\"2026-11-23T10:00:00Z\"",
+	"\"2026-11-23 10:00:00.5+02:00\"", "\"2026-13-01T00:00:00Z\"",
+	"\"not a time\"", "{}", "{\"a\":\"b\"}", "{\"a\":1}", "{\"a\":{\"b\":null}}",
+	"[]", "[1]", "\"01a20aa3-3d80-700b-8000-0000000b00ff\"",
+	"\"01a20aa3-3d80-700b-8000-0000000b00f\"", "\"timeout\"", "\"TIMEOUT\"",
+	"\"http_status\"", "99999999999", "{\"a\":0.12345678901234567}",
+};
+
+/* Fields the variants change: "a" at the top, "a.b" inside object a. */
+static const char *const fields[] = {
+	"v", "id", "target", "url", "labels", "probe", "scheduled_at",
+	"started_at", "ok", "status", "error_kind", "error", "duration_ms",
+	"phases", "phases.dns_ms", "phases.transfer_ms", "phases.other",
+	"bytes", "http_version", "remote_ip", "redirects", "final_url",
+	"regex", "regex.pattern", "regex.matched", "tls", "tls.version",
+	"tls.cert_not_after", "tls.cert_issuer", "kafka", "kafka.topic",
+	"kafka.partition", "kafka.offset", "labels.team", "unknown",
+};
+
+/* Columns (PGW_COLUMNS order) compared as doubles; labels as JSON. */
+#define COL_LABELS 3
+static bool
+double_column(int c)
+{
+	return c >= 11 && c <= 16; /* duration_ms and the five phases */
+}
+
+/* Undo COPY text escaping. */
+static char *
+copy_unescape(const char *s, size_t n)
+{
+	char *out = malloc(n + 1), *o = out;
+
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '\\' && i + 1 < n) {
+			i++;
+			*o++ = s[i] == 't' ? '\t' : s[i] == 'n' ? '\n'
+			     : s[i] == 'r' ? '\r' : s[i];
+		} else {
+			*o++ = s[i];
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+static bool
+same_column(int c, const char *a, size_t alen, const char *b, size_t blen)
+{
+	bool same;
+
+	if (alen == blen && memcmp(a, b, alen) == 0)
+		return true;
+	if (alen == 2 && memcmp(a, "\\N", 2) == 0)
+		return false;
+	if (blen == 2 && memcmp(b, "\\N", 2) == 0)
+		return false;
+	if (double_column(c))
+		return strtod(a, NULL) == strtod(b, NULL);
+	if (c == COL_LABELS) {
+		char *sa = copy_unescape(a, alen), *sb = copy_unescape(b, blen);
+		json_t *ja = json_loads(sa, 0, NULL), *jb = json_loads(sb, 0, NULL);
+
+		same = ja != NULL && jb != NULL && json_equal(ja, jb);
+		json_decref(ja);
+		json_decref(jb);
+		free(sa);
+		free(sb);
+		return same;
+	}
+	return false;
+}
+
+/* Both rows hold the same values, column by column. */
+static bool
+same_row(const struct pgw_buf *x, const struct pgw_buf *y)
+{
+	const char *a = x->data, *ae = x->data + x->len;
+	const char *b = y->data, *be = y->data + y->len;
+	int c;
+
+	if (x->len == 0 || y->len == 0 || ae[-1] != '\n' || be[-1] != '\n')
+		return false;
+	ae--;
+	be--;
+	for (c = 0; a <= ae && b <= be; c++) {
+		const char *ta = memchr(a, '\t', (size_t)(ae - a));
+		const char *tb = memchr(b, '\t', (size_t)(be - b));
+
+		if (ta == NULL)
+			ta = ae;
+		if (tb == NULL)
+			tb = be;
+		if (!same_column(c, a, (size_t)(ta - a), b, (size_t)(tb - b)))
+			return false;
+		a = ta + 1;
+		b = tb + 1;
+	}
+	return c == 30 && a > ae && b > be;
+}
+
+static struct {
+	unsigned lines, scanned, valid, wrong;
+	char first_wrong[2048];
+} tally;
+
+/* One line through both; a wrong answer is remembered, not printed. */
+static void
+compare(const char *line)
+{
+	struct pgw_buf fast = { 0 }, slow = { 0 };
+	char err[256];
+	int64_t fast_ms = 0, slow_ms = 0;
+	size_t len = strlen(line);
+	bool scanned = pgw_row_scan(&fast, line, len, &fast_ms);
+	json_t *o = json_line_parse(line, len, err, sizeof err);
+	bool valid = o != NULL && result_validate(o, err, sizeof err) == 0;
+
+	tally.lines++;
+	tally.scanned += scanned;
+	tally.valid += valid;
+	if (valid) {
+		pgw_row_format(&slow, o);
+		time_parse_ms(json_string_value(json_object_get(o, "started_at")),
+		              &slow_ms);
+	}
+	if (scanned && (!valid || fast_ms != slow_ms || !same_row(&fast, &slow))) {
+		if (tally.wrong++ == 0)
+			snprintf(tally.first_wrong, sizeof tally.first_wrong,
+			         "%s\n  fast: %.*s  slow: %.*s", line,
+			         (int)fast.len, fast.data ? fast.data : "",
+			         (int)slow.len, slow.data ? slow.data : "");
+	}
+	if (!scanned && fast.len != 0 && tally.wrong++ == 0)
+		snprintf(tally.first_wrong, sizeof tally.first_wrong,
+		         "unsure, yet wrote a row: %s", line);
+	json_decref(o);
+	free(fast.data);
+	free(slow.data);
+}
+
+/* base with field set to value (NULL: removed), dumped with flags. */
+static char *
+variant(const char *base, const char *field, const char *value, size_t flags)
+{
+	json_t *o = json_loads(base, 0, NULL), *holder = o, *v = NULL;
+	const char *dot = strchr(field, '.'), *key = field;
+	char parent[32];
+	char *s;
+
+	if (dot != NULL) {
+		snprintf(parent, sizeof parent, "%.*s", (int)(dot - field), field);
+		holder = json_object_get(o, parent);
+		key = dot + 1;
+	}
+	if (value != NULL)
+		v = json_loads(value, JSON_DECODE_ANY, NULL);
+	if (json_is_object(holder)) {
+		if (v != NULL)
+			json_object_set_new(holder, key, v);
+		else
+			json_object_del(holder, key);
+	} else {
+		json_decref(v);
+	}
+	s = json_dumps(o, JSON_COMPACT | flags);
+	json_decref(o);
+	return s;
+}
+
+static void
+test_bases(void)
+{
+	struct pgw_buf b = { 0 };
+	int64_t ms;
+	size_t i;
+	bool all = true;
+	char *s;
+
+	for (i = 0; i < sizeof bases / sizeof bases[0]; i++) {
+		b.len = 0;
+		all = all && pgw_row_scan(&b, bases[i], strlen(bases[i]), &ms);
+		compare(bases[i]);
+	}
+	CHECK(all); /* the fast path takes every record of these shapes */
+	/* Labels holding a number go to the tree: jansson prints 1.50 as
+	 * 1.5, the scanner would pass 1.50 on to jsonb. */
+	s = variant(bases[0], "labels", "{\"n\":1.50}", 0);
+	b.len = 0;
+	CHECK(!pgw_row_scan(&b, s, strlen(s), &ms) && b.len == 0);
+	free(s);
+	free(b.data);
+	CHECK(tally.wrong == 0);
+}
+
+static void
+test_variants(void)
+{
+	static const size_t flags[] = { 0, JSON_ENSURE_ASCII };
+	size_t bi, fi, vi, k;
+
+	for (bi = 0; bi < sizeof bases / sizeof bases[0]; bi++)
+		for (fi = 0; fi < sizeof fields / sizeof fields[0]; fi++)
+			for (k = 0; k < 2; k++) {
+				char *s = variant(bases[bi], fields[fi], NULL,
+				                  flags[k]);
+
+				compare(s);
+				free(s);
+				for (vi = 0; vi < sizeof values / sizeof values[0];
+				     vi++) {
+					s = variant(bases[bi], fields[fi],
+					            values[vi], flags[k]);
+					compare(s);
+					free(s);
+				}
+			}
+	/* Broken and doubtful lines too. */
+	compare("");
+	compare("{");
+	compare("[]");
+	compare("{\"v\":1,\"v\":1}");
+	printf("# %u lines, %u valid, %u taken by the scanner\n", tally.lines,
+	       tally.valid, tally.scanned);
+	if (tally.wrong > 0)
+		printf("# first of %u wrong: %s\n", tally.wrong,
+		       tally.first_wrong);
+	CHECK(tally.wrong == 0);
+	/* The variants are mostly valid, and most valid ones are fast. */
+	CHECK(tally.scanned * 10 >= tally.valid * 6);
+}
+
+int
+main(void)
+{
+	diag_init("test_pgw_row");
+	test_bases();
+	test_variants();
+	printf("1..%d\n", n_run);
+	return n_failed ? 1 : 0;
+}
