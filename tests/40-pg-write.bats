@@ -250,7 +250,15 @@ state_of() {
 	[ "$(state_of x)" = "f|10:00:18|10:00:16|10:00:16" ]
 	{ result_at x 9 fail; result_at x 19 fail; } | sm-pg-write >/dev/null
 	[ "$(state_of x)" = "f|10:00:19|10:00:16|10:00:16" ]
-	[ "$(psql_q "SELECT count(*) FROM checks WHERE target = 'x'")" = 12 ]
+	# Up since before the stored (down) state: the change is the first
+	# result after it, to the microsecond as the server reads its time.
+	result_at x 19 ok | jq -c '.started_at = "2026-11-23T10:00:19.0000015Z"' >"$T/frac"
+	{ result_at x 18 ok | jq -c '.started_at = "2026-11-23T10:00:18.5Z"'; cat "$T/frac"; result_at x 20 ok; } |
+		sm-pg-write >/dev/null
+	[ "$(state_of x)" = "t|10:00:20|-|10:00:19" ]
+	[ "$(psql_q "SELECT t.last_change_at = c.started_at AND c.started_at > '2026-11-23T10:00:19Z'
+	    FROM targets AS t, checks AS c WHERE t.target = 'x' AND c.id = '$(jq -r .id "$T/frac")'")" = t ]
+	[ "$(psql_q "SELECT count(*) FROM checks WHERE target = 'x'")" = 15 ]
 }
 
 @test "pg-write: a stream partly stored before is stored once, in one batch or many" {

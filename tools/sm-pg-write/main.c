@@ -90,6 +90,7 @@ struct batch {
 	size_t bytes;
 	int64_t opened_ns; /* mono time of the first record */
 	unsigned long expired; /* results skipped for --retention */
+	struct pgw_buf state; /* its targets state rows (pgw_state_rows) */
 };
 
 static struct {
@@ -426,12 +427,30 @@ stats_committed(size_t live, size_t inserted, int64_t newest_ms)
  * is rejected and the others stored, each part in its own transaction, in
  * input order, so the acks stay in input order.
  */
+/* The batch's records lo..hi as pg.c sees them (the caller frees). */
+static struct pgw_row *
+batch_rows(const struct batch *b, size_t lo, size_t hi)
+{
+	struct pgw_row *rows = xcalloc(hi - lo + 1, sizeof *rows);
+	size_t i;
+
+	for (i = lo; i < hi; i++) {
+		rows[i - lo].copy = b->recs[i].copy;
+		rows[i - lo].len = b->recs[i].copy_len;
+		rows[i - lo].started_ms = b->recs[i].started_ms;
+		rows[i - lo].day = b->recs[i].day;
+		rows[i - lo].skip = b->recs[i].rejected;
+	}
+	return rows;
+}
+
 static void
 store_range(struct batch *b, size_t lo, size_t hi)
 {
 	struct pgw_row *rows;
 	size_t i, live = 0, last_live = lo, mid, inserted;
 	int64_t newest_ms = INT64_MIN;
+	bool whole;
 	enum pgw_status st;
 	char err[1024];
 
@@ -444,18 +463,16 @@ store_range(struct batch *b, size_t lo, size_t hi)
 		ack_range(b, lo, hi);
 		return;
 	}
-	rows = xcalloc(hi - lo, sizeof *rows);
-	for (i = lo; i < hi; i++) {
-		rows[i - lo].copy = b->recs[i].copy;
-		rows[i - lo].len = b->recs[i].copy_len;
-		rows[i - lo].started_ms = b->recs[i].started_ms;
-		rows[i - lo].day = b->recs[i].day;
-		rows[i - lo].skip = b->recs[i].rejected;
+	rows = batch_rows(b, lo, hi);
+	for (i = lo; i < hi; i++)
 		if (!b->recs[i].rejected && b->recs[i].started_ms > newest_ms)
 			newest_ms = b->recs[i].started_ms;
-	}
+	/* The whole batch's state rows were made while the last batch was
+	 * being stored; a part of it (after a split) needs its own. */
+	whole = lo == 0 && hi == b->n;
 	for (;;) {
-		st = pgw_write(pg, rows, hi - lo, &inserted, err, sizeof err);
+		st = pgw_write(pg, rows, hi - lo, whole ? &b->state : NULL,
+		               &inserted, err, sizeof err);
 		stats.reconnects = pgw_reconnects(pg);
 		if (st != PGW_TRANSIENT)
 			break;
@@ -509,6 +526,7 @@ batch_clear(struct batch *b)
 	b->bytes = 0;
 	b->opened_ns = 0;
 	b->expired = 0;
+	b->state.len = 0;
 }
 
 /* The writer thread's work on a batch: store it, acknowledge it, empty
@@ -641,11 +659,10 @@ writer_submit(struct batch **bp, struct batch **spare)
 	*spare = b;
 }
 
-/* Store everything, then let the writer thread end. */
+/* Let the writer store what it was given, then end. */
 static void
-writer_stop(struct batch **bp, struct batch **spare)
+writer_stop(void)
 {
-	writer_submit(bp, spare);
 	writer_drain();
 	pthread_mutex_lock(&writer.lock);
 	writer.quit = true;
@@ -714,9 +731,19 @@ batch_due(const struct batch *b, int64_t now_ns)
 static struct batch batches[2];
 static struct batch *filling = &batches[0], *spare = &batches[1];
 
+/* Make the batch's state rows here, while the writer is busy, then hand
+ * it over. */
 static void
 flush(void)
 {
+	struct pgw_row *rows;
+
+	if (filling->n > 0) {
+		rows = batch_rows(filling, 0, filling->n);
+		filling->state.len = 0;
+		pgw_state_rows(&filling->state, rows, filling->n);
+		free(rows);
+	}
 	writer_submit(&filling, &spare);
 }
 
@@ -724,7 +751,8 @@ flush(void)
 static void
 flush_and_die(int status, const char *what)
 {
-	writer_stop(&filling, &spare);
+	flush();
+	writer_stop();
 	die(status, "%s", what);
 }
 
@@ -820,6 +848,9 @@ run(void)
 	if (fcntl(STDIN_FILENO, F_SETFL, flags | O_NONBLOCK) == -1)
 		die(EX_OSERR, "stdin:");
 	lr = line_reader_new(STDIN_FILENO, input_name, SM_MAX_LINE);
+	/* Acks go out after each commit (ack_flush), whatever the buffer:
+	 * a large one only saves system calls while the server waits. */
+	setvbuf(stdout, NULL, _IOFBF, 1 << 20);
 	writer_start();
 
 	while (!eof) {
@@ -842,7 +873,8 @@ run(void)
 			if (ls == LINE_ERROR) {
 				int saved = errno;
 
-				writer_stop(&filling, &spare);
+				flush();
+				writer_stop();
 				errno = saved;
 				die(EX_IOERR, "%s:", input_name);
 			}
@@ -890,11 +922,14 @@ run(void)
 	}
 
 	/* EOF or SIGTERM: store and acknowledge what is held. */
-	writer_stop(&filling, &spare);
+	flush();
+	writer_stop();
 	if (opt.stats_ms > 0)
 		stats_write(); /* the totals, as the last word */
 	free(batches[0].recs);
 	free(batches[1].recs);
+	free(batches[0].state.data);
+	free(batches[1].state.data);
 	line_reader_free(&lr);
 	if (stop_signal)
 		info("stopping on signal %d", (int)stop_signal);

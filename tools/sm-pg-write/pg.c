@@ -57,7 +57,7 @@ static const char temp_tables_sql[] =
 	" target text, url text, labels jsonb, last_checked_at timestamptz,"
 	" last_ok boolean, last_status integer, last_error_kind text,"
 	" last_duration_ms double precision, run_start timestamptz,"
-	" before_run timestamptz, run_times timestamptz[])"
+	" before_run timestamptz, run_us bigint[])"
 	" ON COMMIT DELETE ROWS";
 
 /* A batch goes straight into checks by COPY.  When COPY meets an id stored
@@ -84,7 +84,7 @@ static const char copy_state_sql[] =
  * or its one run differs from the stored last_ok, the last run's start is
  * the change; otherwise the stored value stays.  In terms of a state row
  * (state.c): w's last run starts at run_start if that is newer than cur,
- * else at the first of run_times newer than cur; w holds a flip exactly
+ * else at the first of run_us newer than cur; w holds a flip exactly
  * when before_run is newer than cur.
  *
  * XXX cur is read from the statement's snapshot: two writers upserting the
@@ -101,8 +101,9 @@ static const char upsert_sql[] =
 	"             OR cur.last_ok IS DISTINCT FROM n.last_ok\n"
 	"           THEN n.run_start ELSE cur.last_change_at END\n"
 	"    WHEN cur.last_ok IS DISTINCT FROM n.last_ok THEN\n"
-	"      (SELECT min(t) FROM unnest(n.run_times) AS t\n"
-	"       WHERE t > cur.last_checked_at)\n"
+	"      (SELECT to_timestamp(0) + min(us) * interval '1 microsecond'\n"
+	"       FROM unnest(n.run_us) AS us\n"
+	"       WHERE us > extract(epoch FROM cur.last_checked_at) * 1000000)\n"
 	"    ELSE cur.last_change_at END AS change_at\n"
 	"  FROM sm_state AS n LEFT JOIN targets AS cur ON cur.target = n.target\n"
 	"  WHERE cur.last_checked_at IS NULL\n"
@@ -608,20 +609,16 @@ insert_checks(struct pgw *pg, const struct pgw_row *rows, size_t n,
 	return st;
 }
 
-/* Upsert targets from the rows' state rows and commit. */
+/* Upsert targets from the state rows and commit. */
 static enum pgw_status
-upsert_and_commit(struct pgw *pg, const struct pgw_row *rows, size_t n,
-                  char *err, size_t errlen)
+upsert_and_commit(struct pgw *pg, const struct pgw_buf *state, char *err,
+                  size_t errlen)
 {
-	struct pgw_buf state = { 0 };
-	struct pgw_row all;
+	struct pgw_row all = { .copy = state->data, .len = state->len };
 	size_t copied;
 	enum pgw_status st;
 
-	pgw_state_rows(&state, rows, n);
-	all = (struct pgw_row){ .copy = state.data, .len = state.len };
 	st = copy_rows(pg, copy_state_sql, &all, 1, &copied, err, errlen);
-	free(state.data);
 	if (st != PGW_OK)
 		return st;
 	/* The upsert and COMMIT in one round trip. */
@@ -709,39 +706,55 @@ ensure_partitions(struct pgw *pg, const struct pgw_row *rows, size_t n,
 	return st;
 }
 
+/* Connected, with the temporary tables and the partitions rows need. */
+static enum pgw_status
+prepare(struct pgw *pg, const struct pgw_row *rows, size_t n, char *err,
+        size_t errlen)
+{
+	enum pgw_status st;
+
+	if (pg->conn == NULL || PQstatus(pg->conn) != CONNECTION_OK) {
+		st = pgw_connect(pg, err, errlen);
+		if (st != PGW_OK)
+			return st;
+	}
+	if (!pg->temp_tables) {
+		st = exec_expect(pg, temp_tables_sql, PGRES_COMMAND_OK, err,
+		                 errlen);
+		if (st != PGW_OK)
+			return st;
+		pg->temp_tables = true;
+	}
+	return ensure_partitions(pg, rows, n, err, errlen);
+}
+
 enum pgw_status
 pgw_write(struct pgw *pg, const struct pgw_row *rows, size_t n,
-          size_t *inserted, char *err, size_t errlen)
+          const struct pgw_buf *state, size_t *inserted, char *err,
+          size_t errlen)
 {
+	struct pgw_buf made = { 0 };
 	enum pgw_status st;
 	size_t live = 0, i;
 	int attempt;
 
 	for (i = 0; i < n; i++)
 		live += !rows[i].skip;
+	if (state == NULL) {
+		pgw_state_rows(&made, rows, n);
+		state = &made;
+	}
 	for (attempt = 0;; attempt++) {
 		*inserted = 0;
-		if (pg->conn == NULL || PQstatus(pg->conn) != CONNECTION_OK) {
-			st = pgw_connect(pg, err, errlen);
-			if (st != PGW_OK)
-				return st;
-		}
-		if (!pg->temp_tables) {
-			st = exec_expect(pg, temp_tables_sql, PGRES_COMMAND_OK,
-			                 err, errlen);
-			if (st != PGW_OK)
-				return st;
-			pg->temp_tables = true;
-		}
-		st = ensure_partitions(pg, rows, n, err, errlen);
-		if (st != PGW_OK)
-			return st;
-		st = insert_checks(pg, rows, n, live, inserted, err, errlen);
+		st = prepare(pg, rows, n, err, errlen);
+		if (st == PGW_OK)
+			st = insert_checks(pg, rows, n, live, inserted, err,
+			                   errlen);
 		/* A COMMIT lost with the connection leaves the outcome
 		 * unknown; the caller retries, and a batch stored whole is
 		 * then a redelivery like any other. */
 		if (st == PGW_OK)
-			st = upsert_and_commit(pg, rows, n, err, errlen);
+			st = upsert_and_commit(pg, state, err, errlen);
 		if (st != PGW_OK)
 			*inserted = 0;
 		/* A partition dropped by retention since we made it: forget
@@ -750,6 +763,7 @@ pgw_write(struct pgw *pg, const struct pgw_row *rows, size_t n,
 			pg->n_days = 0;
 			continue;
 		}
+		free(made.data);
 		return st;
 	}
 }

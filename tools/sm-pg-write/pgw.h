@@ -69,7 +69,7 @@ struct pgw_row {
 /* The columns of a state row, one per target of a batch (state.c). */
 #define PGW_STATE_COLUMNS \
 	"target, url, labels, last_checked_at, last_ok, last_status, " \
-	"last_error_kind, last_duration_ms, run_start, before_run, run_times"
+	"last_error_kind, last_duration_ms, run_start, before_run, run_us"
 
 /* Append to b the COPY rows of the targets state that rows[0..n) (those
  * not marked skip) bring, one per target; returns how many. */
@@ -102,13 +102,14 @@ void pgw_disconnect(struct pgw *pg);
 enum pgw_status pgw_migrate(struct pgw *pg, int *applied, char *err,
                             size_t errlen);
 /* Store rows[0..n) (skipping those marked skip) in one transaction:
- * COPY into the staging table, insert into checks, upsert targets, commit.
- * The day partitions the rows need are made first, in their own
- * transaction.  *inserted: how many rows were new to checks (the others
- * were stored before), when PGW_OK. */
+ * insert into checks, upsert targets from their state rows (state: made by
+ * pgw_state_rows from the same rows beforehand, or NULL to make them
+ * here), commit.  The day partitions the rows need are made first, in
+ * their own transaction.  *inserted: how many rows were new to checks (the
+ * others were stored before), when PGW_OK. */
 enum pgw_status pgw_write(struct pgw *pg, const struct pgw_row *rows,
-                          size_t n, size_t *inserted, char *err,
-                          size_t errlen);
+                          size_t n, const struct pgw_buf *state,
+                          size_t *inserted, char *err, size_t errlen);
 /* Connections made again after the first one (lost, or refused and
  * retried), for the stats line. */
 unsigned long pgw_reconnects(const struct pgw *pg);

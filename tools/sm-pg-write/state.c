@@ -12,14 +12,18 @@
  *   before_run  started_at of the result before s (NULL if none): when it
  *               is newer than the stored last_checked_at, the batch itself
  *               holds a change of state
- *   run_times   started_at of every result of the trailing run: when the
- *               stored state is newer than run_start, the run's first
- *               result after it is where the results the batch adds begin
+ *   run_us      started_at of every result of the trailing run, as
+ *               microseconds since the epoch (an int8[] is far cheaper for
+ *               the server to read than a timestamptz[]): when the stored
+ *               state is newer than run_start, the run's first result after
+ *               it is where the results the batch adds begin
  *
  * Those three give exactly what a window over every result of the batch
  * gave (see upsert_sql), with one row per target instead of one per
  * result, and no sort on the server.
  */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -87,11 +91,13 @@ span_cmp(const struct span *a, const struct span *b)
 
 /* By target, then started_at, then id: the order of the server's window.
  * Ids are validated UUIDs, 36 characters; comparing them without case is
- * comparing their bytes, as the uuid type does. */
+ * comparing their bytes, as the uuid type does.  (Pointers are sorted,
+ * not the results: they are large.) */
 static int
 result_cmp(const void *pa, const void *pb)
 {
-	const struct result *a = pa, *b = pb;
+	const struct result *a = *(const struct result *const *)pa;
+	const struct result *b = *(const struct result *const *)pb;
 	int c = span_cmp(&a->col[COL_TARGET], &b->col[COL_TARGET]);
 
 	if (c != 0)
@@ -117,14 +123,46 @@ add_col(struct pgw_buf *b, const struct span *s, const char *after)
 	pgw_buf_add(b, after, strlen(after));
 }
 
+/*
+ * started_at in microseconds since the epoch, as the server reads the text:
+ * started_ms holds the whole milliseconds (time_parse_ms truncates the
+ * fraction there); the server rounds the fraction to microseconds as
+ * rint(strtod(fraction) * 1e6).
+ */
+static int64_t
+started_us(const struct result *r)
+{
+	const struct span *t = &r->col[COL_STARTED_AT];
+	const char *dot = memchr(t->p, '.', t->len);
+	char frac[40] = "0";
+	size_t n = 0;
+	int64_t ms_part = 0;
+	int i;
+
+	if (dot == NULL || dot < t->p + 19)
+		return r->started_ms * 1000;
+	for (dot++; dot + n < t->p + t->len && n + 2 < sizeof frac &&
+	            dot[n] >= '0' && dot[n] <= '9'; n++)
+		;
+	frac[1] = '.';
+	memcpy(frac + 2, dot, n);
+	frac[n + 2] = '\0';
+	for (i = 0; i < 3; i++)
+		ms_part = ms_part * 10 + (i < (int)n ? dot[i] - '0' : 0);
+	return (r->started_ms - ms_part) * 1000 +
+	       (int64_t)rint(strtod(frac, NULL) * 1e6);
+}
+
 /* One state row for the results r[0..n) of one target, sorted. */
 static void
-state_row(struct pgw_buf *b, const struct result *r, size_t n)
+state_row(struct pgw_buf *b, struct result *const *r, size_t n)
 {
-	const struct result *newest = &r[n - 1];
+	const struct result *newest = r[n - 1];
+	char us[24];
 	size_t s = n - 1, i;
+	int len;
 
-	while (s > 0 && same_ok(&r[s - 1], newest))
+	while (s > 0 && same_ok(r[s - 1], newest))
 		s--;
 	add_col(b, &newest->col[COL_TARGET], "\t");
 	add_col(b, &newest->col[COL_URL], "\t");
@@ -134,16 +172,15 @@ state_row(struct pgw_buf *b, const struct result *r, size_t n)
 	add_col(b, &newest->col[COL_STATUS], "\t");
 	add_col(b, &newest->col[COL_ERROR_KIND], "\t");
 	add_col(b, &newest->col[COL_DURATION_MS], "\t");
-	add_col(b, &r[s].col[COL_STARTED_AT], "\t");
+	add_col(b, &r[s]->col[COL_STARTED_AT], "\t");
 	if (s > 0)
-		add_col(b, &r[s - 1].col[COL_STARTED_AT], "\t{");
+		add_col(b, &r[s - 1]->col[COL_STARTED_AT], "\t{");
 	else
 		pgw_buf_add(b, "\\N\t{", 4);
-	/* Validated RFC 3339 times: no quote, backslash or control
-	 * character to escape, in the array literal or in COPY text. */
 	for (i = s; i < n; i++) {
-		pgw_buf_add(b, "\"", 1);
-		add_col(b, &r[i].col[COL_STARTED_AT], i + 1 < n ? "\"," : "\"");
+		len = snprintf(us, sizeof us, "%s%lld", i > s ? "," : "",
+		               (long long)started_us(r[i]));
+		pgw_buf_add(b, us, (size_t)len);
 	}
 	pgw_buf_add(b, "}\n", 2);
 }
@@ -152,20 +189,26 @@ size_t
 pgw_state_rows(struct pgw_buf *b, const struct pgw_row *rows, size_t n)
 {
 	struct result *r = xcalloc(n > 0 ? n : 1, sizeof *r);
+	struct result **order = xcalloc(n > 0 ? n : 1, sizeof *order);
 	size_t live = 0, i, g, targets = 0;
 
 	for (i = 0; i < n; i++)
-		if (!rows[i].skip)
-			split_columns(&rows[i], &r[live++]);
-	qsort(r, live, sizeof *r, result_cmp);
+		if (!rows[i].skip) {
+			split_columns(&rows[i], &r[live]);
+			order[live] = &r[live];
+			live++;
+		}
+	qsort(order, live, sizeof *order, result_cmp);
 	for (g = 0; g < live; g = i) {
-		for (i = g + 1; i < live && span_cmp(&r[i].col[COL_TARGET],
-		                                     &r[g].col[COL_TARGET]) == 0;
+		for (i = g + 1; i < live &&
+		                span_cmp(&order[i]->col[COL_TARGET],
+		                         &order[g]->col[COL_TARGET]) == 0;
 		     i++)
 			;
-		state_row(b, &r[g], i - g);
+		state_row(b, &order[g], i - g);
 		targets++;
 	}
+	free(order);
 	free(r);
 	return targets;
 }
