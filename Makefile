@@ -34,7 +34,7 @@ LIB_SRC  = $(wildcard lib/*.c)
 LIB_OBJ  = $(LIB_SRC:.c=.o)
 UNIT_SRC = $(wildcard tests/unit/*.c)
 UNIT_BIN = $(UNIT_SRC:.c=)
-HDRS     = $(wildcard lib/*.h) $(wildcard tools/*/*.h)
+HDRS     = $(wildcard lib/*.h) $(wildcard tools/*/*.h) $(wildcard tests/unit/*.h)
 
 all: $(BINS) $(UNIT_BIN)
 

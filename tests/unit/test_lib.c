@@ -7,22 +7,8 @@
 
 #include "jsonscan.h"
 #include "sm.h"
+#include "tap.h"
 
-static int n_run, n_failed;
-
-#define CHECK(cond) check((cond), #cond, __FILE__, __LINE__)
-
-static void
-check(bool ok, const char *what, const char *file, int line)
-{
-	n_run++;
-	if (ok) {
-		printf("ok %d - %s\n", n_run, what);
-	} else {
-		n_failed++;
-		printf("not ok %d - %s (%s:%d)\n", n_run, what, file, line);
-	}
-}
 
 /* A pipe whose read end holds the given bytes and then EOF. */
 static int

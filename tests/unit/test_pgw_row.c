@@ -12,23 +12,9 @@
 #include <string.h>
 
 #include "sm.h"
+#include "tap.h"
 #include "../../tools/sm-pg-write/pgw.h"
 
-static int n_run, n_failed;
-
-#define CHECK(cond) check((cond), #cond, __FILE__, __LINE__)
-
-static void
-check(bool ok, const char *what, const char *file, int line)
-{
-	n_run++;
-	if (ok) {
-		printf("ok %d - %s\n", n_run, what);
-	} else {
-		n_failed++;
-		printf("not ok %d - %s (%s:%d)\n", n_run, what, file, line);
-	}
-}
 
 /* Valid records, as sm-check and sm-kafka-sub write them and less tidy. */
 static const char *const bases[] = {
