@@ -556,7 +556,7 @@ static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* job taken or done, or quit */
 	struct batch *job;
-	bool busy, quit, running;
+	bool busy, quit;
 } writer = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 /* Retention while no batch comes: wait for a job at most until the next
@@ -628,7 +628,6 @@ writer_start(void)
 		errno = rc;
 		die(EX_OSERR, "cannot start the writer thread:");
 	}
-	writer.running = true;
 }
 
 /* Wait until the writer has stored everything handed to it. */
@@ -669,7 +668,6 @@ writer_stop(void)
 	pthread_cond_broadcast(&writer.cond);
 	pthread_mutex_unlock(&writer.lock);
 	pthread_join(writer.thread, NULL);
-	writer.running = false;
 }
 
 /* copy: the record's COPY row, NULL for a rejected record. */
