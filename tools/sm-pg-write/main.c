@@ -421,12 +421,6 @@ stats_committed(size_t live, size_t inserted, int64_t newest_ms)
 		stats.newest_ms = newest_ms; /* only the writer stores it */
 }
 
-/*
- * Store recs[lo..hi) and acknowledge them.  A batch the server refuses for
- * its data is split in halves until the refused record is alone; that one
- * is rejected and the others stored, each part in its own transaction, in
- * input order, so the acks stay in input order.
- */
 /* The batch's records lo..hi as pg.c sees them (the caller frees). */
 static struct pgw_row *
 batch_rows(const struct batch *b, size_t lo, size_t hi)
@@ -444,6 +438,12 @@ batch_rows(const struct batch *b, size_t lo, size_t hi)
 	return rows;
 }
 
+/*
+ * Store recs[lo..hi) and acknowledge them.  A batch the server refuses for
+ * its data is split in halves until the refused record is alone; that one
+ * is rejected and the others stored, each part in its own transaction, in
+ * input order, so the acks stay in input order.
+ */
 static void
 store_range(struct batch *b, size_t lo, size_t hi)
 {
@@ -670,7 +670,6 @@ writer_stop(void)
 	pthread_join(writer.thread, NULL);
 }
 
-/* copy: the record's COPY row, NULL for a rejected record. */
 /* started_at's UTC day: the checks partition. */
 static int32_t
 utc_day(int64_t ms)
@@ -679,6 +678,7 @@ utc_day(int64_t ms)
 	                         : -((-ms + 86399999) / 86400000));
 }
 
+/* copy: the record's COPY row, NULL for a rejected record. */
 static void
 batch_add(struct batch *b, const char *line, size_t len,
           const struct pgw_buf *copy, unsigned long lineno,
