@@ -59,7 +59,7 @@ tests/unit/%: tests/unit/%.o lib/libsm.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $< lib/libsm.a $(LDLIBS)
 
 # A unit test of a program's own part links that part's object.
-tests/unit/test_pgw_row: tests/unit/test_pgw_row.o tools/sm-pg-write/row.o lib/libsm.a
+tests/unit/test_pgw_row: tests/unit/test_pgw_row.o tools/sm-pg-write/row.o tools/sm-pg-write/copybin.o lib/libsm.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) lib/libsm.a $(LDLIBS)
 
 deps:

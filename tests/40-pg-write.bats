@@ -176,6 +176,105 @@ schema_v1() {
 	    AND error_kind = 'http_status'")" = 5 ]
 }
 
+# copies_since MARK PATTERN: COPY statements matching PATTERN the server
+# logged after line MARK of its log.
+copies_since() {
+	tail -n +"$(($1 + 1))" "$SM_TEST_TMP/pg/log" | grep -c "statement: COPY checks .*$2" || true
+}
+
+@test "pg-write: every value is stored as the server reads its text, sent binary or as text" {
+	# Values at the edges of what the binary encoder takes, each next to
+	# ones it leaves to the server's text input (marked "text").
+	"$GEN" -n 16 -t 4 -f 4 -k results -o 7 >"$T/base"
+	edits=(
+		'.started_at = "2026-11-23T10:00:00.0000015Z"'
+		'.started_at = "2026-11-23T10:00:01.9999995Z" | .scheduled_at = "2026-11-23T10:00:01.0000005Z"'
+		'.started_at = "2026-11-23T15:30:02.123456789+05:30"'
+		'.started_at = "2026-11-22T18:01:03-15:59" | .scheduled_at = "2026-11-24T02:00:02.5+15:59"'
+		'.scheduled_at = "2026-12-31T23:59:60Z"' # text: a leap second
+		'.tls.cert_not_after = "2027-01-01 00:00:00+00"' # text: another layout
+		'.scheduled_at = "2026-11-23t10:00:05z"' # text: lower case
+		'.duration_ms = 1e-310 | .phases.dns_ms = 5e-324 | .phases.connect_ms = 1.7976931348623157e308'
+		'.duration_ms = 0.1 | .phases.tls_ms = 123.456e-2 | .phases.ttfb_ms = 0 | .phases.transfer_ms = 3.0000000000000004'
+		'.error = "tab\there\nnew\rret \\back \"q\" é \u2028 😀 \\N" | .url = "https://x.test/a?b=c\td"'
+		'.labels = {"a b": "x\ty\\N", "nested": {"k": [1, "two", null, true]}, "é": "😀"}'
+		'.remote_ip = "::1" | .http_version = "2" | .final_url = null | .regex = null | .tls = null | .phases = null | .labels = null'
+		'.ok = false | .status = null | .error_kind = "timeout" | .bytes = null | .redirects = null'
+		'.id |= ascii_upcase'
+	)
+	for i in "${!edits[@]}"; do
+		sed -n "$((i + 1))p" "$T/base" | jq -c "${edits[$i]}"
+	done >"$T/in"
+	# Integers jq would turn into doubles.
+	sed -n '15p' "$T/base" | sed -e 's/"bytes":[0-9]*/"bytes":9007199254740993/' \
+		-e 's/"status":200/"status":-2147483648/' \
+		-e 's/"redirects":0/"redirects":2147483647/' >>"$T/in"
+	sed -n '16p' "$T/base" | sed -e 's/"bytes":[0-9]*/"bytes":999999999999999999/' \
+		-e 's/"offset":[0-9]*/"offset":1000000000000000000/' >>"$T/in"
+	[ "$(wc -l <"$T/in")" = 16 ]
+
+	# What the server makes of each value's text: the reference.
+	psql_q "CREATE TABLE ref (j json)"
+	psql -X -v ON_ERROR_STOP=1 -q -c "\\copy ref FROM '$T/in' WITH (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')"
+	cols="id, target, url, labels, probe, scheduled_at, started_at, ok,
+	    status, error_kind, error, duration_ms, dns_ms, connect_ms, tls_ms,
+	    ttfb_ms, transfer_ms, bytes, http_version, remote_ip, redirects,
+	    final_url, regex_pattern, regex_matched, tls_version,
+	    tls_cert_not_after, tls_cert_issuer, kafka_topic, kafka_partition,
+	    kafka_offset"
+	ref="SELECT (j->>'id')::uuid AS id, j->>'target' AS target,
+	    j->>'url' AS url, nullif((j->'labels')::jsonb, 'null') AS labels, j->>'probe' AS probe,
+	    (j->>'scheduled_at')::timestamptz AS scheduled_at,
+	    (j->>'started_at')::timestamptz AS started_at,
+	    (j->>'ok')::boolean AS ok, (j->>'status')::integer AS status,
+	    j->>'error_kind' AS error_kind, j->>'error' AS error,
+	    (j->>'duration_ms')::float8 AS duration_ms,
+	    (j->'phases'->>'dns_ms')::float8 AS dns_ms,
+	    (j->'phases'->>'connect_ms')::float8 AS connect_ms,
+	    (j->'phases'->>'tls_ms')::float8 AS tls_ms,
+	    (j->'phases'->>'ttfb_ms')::float8 AS ttfb_ms,
+	    (j->'phases'->>'transfer_ms')::float8 AS transfer_ms,
+	    (j->>'bytes')::bigint AS bytes, j->>'http_version' AS http_version,
+	    j->>'remote_ip' AS remote_ip, (j->>'redirects')::integer AS redirects,
+	    j->>'final_url' AS final_url, j->'regex'->>'pattern' AS regex_pattern,
+	    (j->'regex'->>'matched')::boolean AS regex_matched,
+	    j->'tls'->>'version' AS tls_version,
+	    (j->'tls'->>'cert_not_after')::timestamptz AS tls_cert_not_after,
+	    j->'tls'->>'cert_issuer' AS tls_cert_issuer,
+	    j->'kafka'->>'topic' AS kafka_topic,
+	    (j->'kafka'->>'partition')::integer AS kafka_partition,
+	    (j->'kafka'->>'offset')::bigint AS kafka_offset FROM ref"
+	doubles_differ="SELECT count(*) FROM checks AS c JOIN ($ref) AS r USING (id)
+	    WHERE (float8send(c.duration_ms), float8send(c.dns_ms),
+	           float8send(c.connect_ms), float8send(c.tls_ms),
+	           float8send(c.ttfb_ms), float8send(c.transfer_ms))
+	      IS DISTINCT FROM
+	          (float8send(r.duration_ms), float8send(r.dns_ms),
+	           float8send(r.connect_ms), float8send(r.tls_ms),
+	           float8send(r.ttfb_ms), float8send(r.transfer_ms))"
+
+	# -b 1: each record alone, in binary unless it holds a value left to
+	# the text; one batch: all of it as text.
+	for batch in 1 100; do
+		sm-pg-write --migrate 2>/dev/null && psql_q "TRUNCATE checks, targets"
+		mark=$(wc -l <"$SM_TEST_TMP/pg/log")
+		PGOPTIONS="-c log_statement=all" run -0 --separate-stderr \
+			sm-pg-write -b "$batch" <"$T/in"
+		[ "$output" = "$(cat "$T/in")" ]
+		[ "$(psql_q "SELECT count(*) FROM checks")" = 16 ]
+		[ "$(psql_q "SELECT count(*) FROM (SELECT $cols FROM checks EXCEPT ALL $ref) AS d")" = 0 ]
+		[ "$(psql_q "SELECT count(*) FROM ($ref EXCEPT ALL SELECT $cols FROM checks) AS d")" = 0 ]
+		[ "$(psql_q "$doubles_differ")" = 0 ]
+		binary=$(copies_since "$mark" "FORMAT binary")
+		text=$(copies_since "$mark" "FROM STDIN\$")
+		if [ "$batch" = 1 ]; then
+			[ "$binary" = 13 ] && [ "$text" = 3 ]
+		else
+			[ "$binary" = 0 ] && [ "$text" = 1 ]
+		fi
+	done
+}
+
 @test "pg-write: the same stream twice is stored once and acked twice" {
 	"$GEN" -n 40 -t 5 -f 3 >"$T/in"
 	run -0 --separate-stderr sm-pg-write -b 8 <"$T/in"
@@ -236,25 +335,31 @@ state_of() {
 }
 
 @test "pg-write: targets state from batches that overlap the stored state" {
+	# Each group of results is one batch: made in a file first, so that
+	# --linger cannot split a group that is slow to come.
 	result_at x 10 ok | sm-pg-write >/dev/null
 	[ "$(state_of x)" = "t|10:00:10|-|10:00:10" ]
 	# The failing run began before the stored state, which says up: the
 	# change is the first result after it.
-	{ result_at x 8 fail; result_at x 14 fail; result_at x 12 fail; } | sm-pg-write >/dev/null
+	{ result_at x 8 fail; result_at x 14 fail; result_at x 12 fail; } >"$T/b"
+	sm-pg-write <"$T/b" >/dev/null
 	[ "$(state_of x)" = "f|10:00:14|10:00:12|10:00:12" ]
 	# A flip among the results newer than the stored state.
-	{ result_at x 16 fail; result_at x 13 fail; result_at x 15 ok; } | sm-pg-write >/dev/null
+	{ result_at x 16 fail; result_at x 13 fail; result_at x 15 ok; } >"$T/b"
+	sm-pg-write <"$T/b" >/dev/null
 	[ "$(state_of x)" = "f|10:00:16|10:00:16|10:00:16" ]
 	# An older up result and newer failures: still the same failing run.
-	{ result_at x 11 ok; result_at x 17 fail; result_at x 18 fail; } | sm-pg-write >/dev/null
+	{ result_at x 11 ok; result_at x 17 fail; result_at x 18 fail; } >"$T/b"
+	sm-pg-write <"$T/b" >/dev/null
 	[ "$(state_of x)" = "f|10:00:18|10:00:16|10:00:16" ]
-	{ result_at x 9 fail; result_at x 19 fail; } | sm-pg-write >/dev/null
+	{ result_at x 9 fail; result_at x 19 fail; } >"$T/b"
+	sm-pg-write <"$T/b" >/dev/null
 	[ "$(state_of x)" = "f|10:00:19|10:00:16|10:00:16" ]
 	# Up since before the stored (down) state: the change is the first
 	# result after it, to the microsecond as the server reads its time.
 	result_at x 19 ok | jq -c '.started_at = "2026-11-23T10:00:19.0000015Z"' >"$T/frac"
-	{ result_at x 18 ok | jq -c '.started_at = "2026-11-23T10:00:18.5Z"'; cat "$T/frac"; result_at x 20 ok; } |
-		sm-pg-write >/dev/null
+	{ result_at x 18 ok | jq -c '.started_at = "2026-11-23T10:00:18.5Z"'; cat "$T/frac"; result_at x 20 ok; } >"$T/b"
+	sm-pg-write <"$T/b" >/dev/null
 	[ "$(state_of x)" = "t|10:00:20|-|10:00:19" ]
 	[ "$(psql_q "SELECT t.last_change_at = c.started_at AND c.started_at > '2026-11-23T10:00:19Z'
 	    FROM targets AS t, checks AS c WHERE t.target = 'x' AND c.id = '$(jq -r .id "$T/frac")'")" = t ]

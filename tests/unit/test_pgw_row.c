@@ -7,7 +7,12 @@
  * Whenever the scanner accepts a line, the reference must accept it too
  * and both rows must store the same values: the same bytes, but for
  * numbers in double columns (the same double) and labels (the same JSON).
+ *
+ * Every row is also encoded in COPY's binary format (pgw_row_binary, which
+ * may decline), decoded here, and compared with its text, value by value;
+ * values it must decline or encode just so are checked one by one.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -170,10 +175,129 @@ same_row(const struct pgw_buf *x, const struct pgw_buf *y)
 	return c == 30 && a > ae && b > be;
 }
 
+/* ---- the binary tuple, decoded ---------------------------------------- */
+
+/* Column types in PGW_COLUMNS order: Uuid, Text, Jsonb, Zoned time, Bool,
+ * Int4, Long (int8), Float8. */
+static const char column_types[] = "UTTJTZZBITTFFFFFFLTTITTBTZTTIL";
+
+static uint64_t
+get_be(const unsigned char *p, int n)
+{
+	uint64_t v = 0;
+
+	while (n-- > 0)
+		v = v << 8 | *p++;
+	return v;
+}
+
+/* The binary value v[0..n) (n -1: NULL) holds what the text t[0..tn)
+ * says, for a column of type. */
+static bool
+same_value(char type, const unsigned char *v, long n, const char *t,
+           size_t tn)
+{
+	char *text, hex[40];
+	bool same = false;
+	int64_t ms;
+	double d;
+	uint64_t bits;
+
+	if (n < 0)
+		return tn == 2 && memcmp(t, "\\N", 2) == 0;
+	text = copy_unescape(t, tn);
+	switch (type) {
+	case 'U':
+		for (int i = 0, o = 0; i < 16; i++) {
+			if (i == 4 || i == 6 || i == 8 || i == 10)
+				hex[o++] = '-';
+			o += sprintf(hex + o, "%02x", v[i]);
+		}
+		same = n == 16 && strcasecmp(hex, text) == 0;
+		break;
+	case 'T':
+		same = (size_t)n == strlen(text) && memcmp(v, text, (size_t)n) == 0;
+		break;
+	case 'J':
+		same = (size_t)n == strlen(text) + 1 && v[0] == 1 &&
+		       memcmp(v + 1, text, (size_t)n - 1) == 0;
+		break;
+	case 'Z': /* microseconds since 2000: the same millisecond */
+		same = n == 8 && time_parse_ms(text, &ms) == 0 &&
+		       ((int64_t)get_be(v, 8) + INT64_C(946684800000000)) / 1000 ==
+		       ms;
+		break;
+	case 'B':
+		same = n == 1 && v[0] == (strcmp(text, "true") == 0);
+		break;
+	case 'I':
+		same = n == 4 && (int32_t)get_be(v, 4) == strtoll(text, NULL, 10);
+		break;
+	case 'L':
+		same = n == 8 && (int64_t)get_be(v, 8) == strtoll(text, NULL, 10);
+		break;
+	case 'F':
+		d = strtod(text, NULL);
+		memcpy(&bits, &d, sizeof bits);
+		same = n == 8 && get_be(v, 8) == bits;
+		break;
+	}
+	free(text);
+	return same;
+}
+
+/* The tuple b[0..len) holds the values of the text row. */
+static bool
+same_tuple(const struct pgw_buf *row, const char *b, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)b, *end = p + len;
+	const char *t = row->data, *te = row->data + row->len - 1;
+
+	if (len < 2 || get_be(p, 2) != 30)
+		return false;
+	p += 2;
+	for (int c = 0; c < 30; c++) {
+		const char *tab = memchr(t, '\t', (size_t)(te - t));
+		long n;
+
+		if (tab == NULL)
+			tab = te;
+		if (end - p < 4)
+			return false;
+		n = (int32_t)get_be(p, 4);
+		p += 4;
+		if (n > end - p ||
+		    !same_value(column_types[c], p, n, t, (size_t)(tab - t)))
+			return false;
+		p += n > 0 ? n : 0;
+		t = tab + 1;
+	}
+	return p == end && t == te + 1;
+}
+
 static struct {
-	unsigned lines, scanned, valid, wrong;
+	unsigned lines, scanned, valid, wrong, binary;
 	char first_wrong[2048];
 } tally;
+
+/* The row encoded in binary, if the encoder takes it, holds its values. */
+static void
+compare_binary(const struct pgw_buf *row)
+{
+	struct pgw_buf bin = { 0 };
+
+	if (pgw_row_binary(&bin, row->data, row->len)) {
+		tally.binary++;
+		if (!same_tuple(row, bin.data, bin.len) && tally.wrong++ == 0)
+			snprintf(tally.first_wrong, sizeof tally.first_wrong,
+			         "binary tuple differs from: %.*s", (int)row->len,
+			         row->data);
+	} else if (bin.len != 0 && tally.wrong++ == 0) {
+		snprintf(tally.first_wrong, sizeof tally.first_wrong,
+		         "declined, yet wrote: %.*s", (int)row->len, row->data);
+	}
+	free(bin.data);
+}
 
 /* One line through both; a wrong answer is remembered, not printed. */
 static void
@@ -190,8 +314,11 @@ compare(const char *line)
 	tally.lines++;
 	tally.scanned += scanned;
 	tally.valid += valid;
+	if (scanned)
+		compare_binary(&fast);
 	if (valid) {
 		pgw_row_format(&slow, o);
+		compare_binary(&slow);
 		time_parse_ms(json_string_value(json_object_get(o, "started_at")),
 		              &slow_ms);
 	}
@@ -291,14 +418,120 @@ test_variants(void)
 	compare("{");
 	compare("[]");
 	compare("{\"v\":1,\"v\":1}");
-	printf("# %u lines, %u valid, %u taken by the scanner\n", tally.lines,
-	       tally.valid, tally.scanned);
+	printf("# %u lines, %u valid, %u taken by the scanner, %u rows in "
+	       "binary\n", tally.lines, tally.valid, tally.scanned,
+	       tally.binary);
 	if (tally.wrong > 0)
 		printf("# first of %u wrong: %s\n", tally.wrong,
 		       tally.first_wrong);
 	CHECK(tally.wrong == 0);
 	/* The variants are mostly valid, and most valid ones are fast. */
 	CHECK(tally.scanned * 10 >= tally.valid * 6);
+	/* And most rows go binary. */
+	CHECK(tally.binary * 10 >= (tally.scanned + tally.valid) * 6);
+}
+
+/* bases[0]'s text row with column col set to value (COPY text). */
+static struct pgw_buf
+row_with(int col, const char *value)
+{
+	struct pgw_buf row = { 0 }, out = { 0 };
+	const char *p, *end;
+	int64_t ms;
+	int c;
+
+	pgw_row_scan(&row, bases[0], strlen(bases[0]), &ms);
+	p = row.data;
+	end = row.data + row.len;
+	for (c = 0; p < end; c++) {
+		const char *f = p;
+
+		while (p < end && *p != '\t' && *p != '\n')
+			p++;
+		if (c == col)
+			pgw_buf_add(&out, value, strlen(value));
+		else
+			pgw_buf_add(&out, f, (size_t)(p - f));
+		pgw_buf_add(&out, p, 1); /* the tab or the newline */
+		p++;
+	}
+	free(row.data);
+	return out;
+}
+
+/* The 8-byte value of column col of the tuple for a row with value
+ * there, or INT64_MIN if the encoder declines. */
+static int64_t
+encoded(int col, const char *value)
+{
+	struct pgw_buf row = row_with(col, value), bin = { 0 };
+	const unsigned char *p;
+	int64_t v = INT64_MIN;
+	bool ok = pgw_row_binary(&bin, row.data, row.len);
+
+	if (ok) {
+		p = (const unsigned char *)bin.data + 2;
+		for (int c = 0; c < col; c++) {
+			long n = (int32_t)get_be(p, 4);
+
+			p += 4 + (n > 0 ? n : 0);
+		}
+		v = get_be(p, 4) == 8 ? (int64_t)get_be(p + 4, 8) : INT64_MAX;
+	}
+	CHECK(ok || bin.len == 0);
+	free(row.data);
+	free(bin.data);
+	return v;
+}
+
+/* Values the encoder must give as the server reads them, or leave to the
+ * server.  Columns: 6 started_at, 11 duration_ms, 17 bytes, 8 status. */
+static void
+test_binary(void)
+{
+	double d;
+	int64_t bits;
+
+	/* Microseconds since 2000-01-01, the fraction rounded half to even
+	 * as the server's rint(strtod() * 1e6) does. */
+	CHECK(encoded(6, "2000-01-01T00:00:00Z") == 0);
+	CHECK(encoded(6, "1970-01-01T00:00:00Z") == -INT64_C(946684800000000));
+	CHECK(encoded(6, "2000-01-01T00:00:00.0000005Z") == 0);
+	CHECK(encoded(6, "2000-01-01T00:00:00.0000015Z") == 2);
+	CHECK(encoded(6, "2000-01-01T00:00:00.9999995Z") == 1000000);
+	CHECK(encoded(6, "2000-01-01T01:00:00.123456789+01:00") == 123457);
+	CHECK(encoded(6, "2000-01-01T00:00:00-15:59") == INT64_C(57540000000));
+	CHECK(encoded(6, "0001-01-01T00:00:00Z") ==
+	      -INT64_C(63082281600000000));
+	/* What the server refuses or reads in its own way: left to it. */
+	CHECK(encoded(6, "0000-01-01T00:00:00Z") == INT64_MIN);
+	CHECK(encoded(6, "2000-01-01T23:59:60Z") == INT64_MIN);
+	CHECK(encoded(6, "2000-01-01T00:00:00+16:00") == INT64_MIN);
+	CHECK(encoded(6, "2000-01-01t00:00:00Z") == INT64_MIN);
+	CHECK(encoded(6, "2000-01-01 00:00:00Z") == INT64_MIN);
+	CHECK(encoded(6, "2000-01-01T00:00:00.1234567891Z") == INT64_MIN);
+	CHECK(encoded(6, "2000-01-01T00:00:00") == INT64_MIN);
+	/* Doubles: strtod's, but for what the server refuses. */
+	d = 1e-310;
+	memcpy(&bits, &d, sizeof bits);
+	CHECK(encoded(11, "1e-310") == bits);
+	CHECK(encoded(11, "1e-400") == INT64_MIN);
+	CHECK(encoded(11, "1e400") == INT64_MIN);
+	CHECK(encoded(11, "0x10") == INT64_MIN);
+	CHECK(encoded(11, "inf") == INT64_MIN);
+	/* Integers within their column's range. */
+	CHECK(encoded(17, "9007199254740993") == INT64_C(9007199254740993));
+	CHECK(encoded(17, "-999999999999999999") ==
+	      -INT64_C(999999999999999999));
+	CHECK(encoded(17, "9223372036854775808") == INT64_MIN);
+	CHECK(encoded(17, "1.0") == INT64_MIN);
+	CHECK(encoded(8, "2147483648") == INT64_MIN); /* int4: declined */
+	CHECK(encoded(8, "-2147483648") != INT64_MIN);
+	/* Text: only the escapes row.c writes. */
+	CHECK(encoded(1, "a\\\\b\\tc") != INT64_MIN);
+	CHECK(encoded(1, "a\\\\b\\x") == INT64_MIN);
+	CHECK(encoded(0, "01a20aa3-3d80-700b-8000-0000000b000") == INT64_MIN);
+	CHECK(encoded(0, "{01a20aa3-3d80-700b-8000-0000000b0000}") == INT64_MIN);
 }
 
 int
@@ -307,6 +540,7 @@ main(void)
 	diag_init("test_pgw_row");
 	test_bases();
 	test_variants();
+	test_binary();
 	printf("1..%d\n", n_run);
 	return n_failed ? 1 : 0;
 }

@@ -74,10 +74,13 @@ static const char options_text[] =
 #define OPT_STATS_INTERVAL 256
 
 struct rec {
-	char *line;    /* the input line, then its COPY row (one allocation) */
+	char *line;    /* the input line, its COPY row and its binary tuple
+	                  (one allocation) */
 	size_t len;
 	const char *copy;
 	size_t copy_len;
+	const char *bin; /* NULL: the row can go only as text */
+	size_t bin_len;
 	unsigned long lineno;
 	int64_t started_ms; /* started_at, unix ms (for lag_ms) */
 	int32_t day;   /* started_at's UTC day (the checks partition) */
@@ -431,6 +434,8 @@ batch_rows(const struct batch *b, size_t lo, size_t hi)
 	for (i = lo; i < hi; i++) {
 		rows[i - lo].copy = b->recs[i].copy;
 		rows[i - lo].len = b->recs[i].copy_len;
+		rows[i - lo].bin = b->recs[i].bin;
+		rows[i - lo].bin_len = b->recs[i].bin_len;
 		rows[i - lo].started_ms = b->recs[i].started_ms;
 		rows[i - lo].day = b->recs[i].day;
 		rows[i - lo].skip = b->recs[i].rejected;
@@ -678,33 +683,46 @@ utc_day(int64_t ms)
 	                         : -((-ms + 86399999) / 86400000));
 }
 
-/* copy: the record's COPY row, NULL for a rejected record. */
+/* copy: the record's COPY row, NULL for a rejected record.  Its binary
+ * tuple is made here, on the main thread, which waits for the writer
+ * anyway. */
 static void
 batch_add(struct batch *b, const char *line, size_t len,
           const struct pgw_buf *copy, unsigned long lineno,
           int64_t started_ms, bool rejected)
 {
+	static struct pgw_buf bin;
 	struct rec *r;
-	size_t copy_len = copy != NULL ? copy->len : 0;
+	size_t copy_len = copy != NULL ? copy->len : 0, bin_len = 0;
+	char *p;
 
+	bin.len = 0;
+	if (copy_len > 0 && pgw_row_binary(&bin, copy->data, copy_len))
+		bin_len = bin.len;
 	if (b->n == b->cap) {
 		b->cap = b->cap ? b->cap * 2 : 64;
 		b->recs = xrealloc(b->recs, b->cap * sizeof *b->recs);
 	}
 	r = &b->recs[b->n++];
-	r->line = xmalloc(len + copy_len + 1);
-	memcpy(r->line, line, len);
-	r->line[len] = '\0';
+	p = r->line = xmalloc(len + 1 + copy_len + bin_len);
+	memcpy(p, line, len);
+	p[len] = '\0';
 	r->len = len;
-	r->copy = r->line + len + 1;
+	p += len + 1;
+	r->copy = p;
 	if (copy_len > 0)
-		memcpy(r->line + len + 1, copy->data, copy_len);
+		memcpy(p, copy->data, copy_len);
 	r->copy_len = copy_len;
+	p += copy_len;
+	r->bin = bin_len > 0 ? p : NULL;
+	if (bin_len > 0)
+		memcpy(p, bin.data, bin_len);
+	r->bin_len = bin_len;
 	r->lineno = lineno;
 	r->started_ms = started_ms;
 	r->day = utc_day(started_ms);
 	r->rejected = rejected;
-	b->bytes += len + copy_len;
+	b->bytes += len + copy_len + bin_len;
 	if (b->n == 1)
 		b->opened_ns = mono_now_ns();
 	stats.pending++;

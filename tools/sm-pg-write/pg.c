@@ -67,6 +67,11 @@ static const char copy_checks_sql[] =
 	"COPY checks (" PGW_COLUMNS ") FROM STDIN";
 static const char copy_staging_sql[] =
 	"COPY sm_staging (" PGW_COLUMNS ") FROM STDIN";
+/* The same in binary format (copybin.c), for rows that all have it. */
+static const char copy_checks_binary_sql[] =
+	"COPY checks (" PGW_COLUMNS ") FROM STDIN (FORMAT binary)";
+static const char copy_staging_binary_sql[] =
+	"COPY sm_staging (" PGW_COLUMNS ") FROM STDIN (FORMAT binary)";
 static const char insert_staged_sql[] =
 	"INSERT INTO checks (" PGW_COLUMNS ")\n"
 	"SELECT " PGW_COLUMNS " FROM sm_staging\n"
@@ -503,50 +508,89 @@ exec_count(struct pgw *pg, const char *sql, size_t *count, char *err,
 	return PGW_OK;
 }
 
-/* Run sql, a COPY ... FROM STDIN, sending rows[0..n) (not those marked
- * skip) in chunks; *count: the rows the server took. */
-static enum pgw_status
-copy_rows(struct pgw *pg, const char *sql, const struct pgw_row *rows,
-          size_t n, size_t *count, char *err, size_t errlen)
+/* Rows go in binary format when every one sent has its binary tuple. */
+static bool
+rows_binary(const struct pgw_row *rows, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!rows[i].skip && rows[i].bin == NULL)
+			return false;
+	return true;
+}
+
+/* Gathers small pieces of COPY data so that each send is large. */
+struct copy_out {
+	PGconn *conn;
+	char *buf;
+	size_t used;
+	bool ok;
+};
+
+static void
+copy_out_flush(struct copy_out *o)
+{
+	if (o->ok && o->used > 0)
+		o->ok = PQputCopyData(o->conn, o->buf, (int)o->used) == 1;
+	o->used = 0;
+}
+
+static void
+copy_out_add(struct copy_out *o, const char *p, size_t len)
 {
 	enum { CHUNK = 256 * 1024 };
-	char *buf = NULL;
-	size_t used = 0, i;
+
+	if (o->used > 0 && o->used + len > CHUNK)
+		copy_out_flush(o);
+	if (len >= CHUNK) { /* as large as a chunk: goes as it is */
+		o->ok = o->ok && PQputCopyData(o->conn, p, (int)len) == 1;
+		return;
+	}
+	if (o->buf == NULL)
+		o->buf = xmalloc(CHUNK);
+	memcpy(o->buf + o->used, p, len);
+	o->used += len;
+}
+
+/* Run sql (text format) or binary_sql (binary format, when every row has
+ * it), a COPY ... FROM STDIN, sending rows[0..n) (not those marked skip);
+ * *count: the rows the server took. */
+static enum pgw_status
+copy_rows(struct pgw *pg, const char *sql, const char *binary_sql,
+          const struct pgw_row *rows, size_t n, size_t *count, char *err,
+          size_t errlen)
+{
+	bool binary = binary_sql != NULL && rows_binary(rows, n);
+	struct copy_out out = { .conn = pg->conn, .ok = true };
+	size_t i;
 	PGresult *res;
 	enum pgw_status st = PGW_OK;
-	bool sent_ok = true;
 
-	res = query(pg, sql, 0, NULL, PGRES_COPY_IN, &st, err, errlen);
+	res = query(pg, binary ? binary_sql : sql, 0, NULL, PGRES_COPY_IN, &st,
+	            err, errlen);
 	if (res == NULL)
 		return st;
 	PQclear(res);
 
-	/* Rows are small; gather them so that each send is large.  A row
-	 * as large as a chunk goes as it is. */
-	for (i = 0; i < n && sent_ok; i++) {
+	if (binary)
+		copy_out_add(&out, pgw_binary_header, PGW_BINARY_HEADER_LEN);
+	for (i = 0; i < n && out.ok; i++) {
 		const struct pgw_row *r = &rows[i];
 
 		if (r->skip)
 			continue;
-		if (used > 0 && used + r->len > CHUNK) {
-			sent_ok = PQputCopyData(pg->conn, buf, (int)used) == 1;
-			used = 0;
-		}
-		if (r->len >= CHUNK) {
-			sent_ok = sent_ok &&
-			          PQputCopyData(pg->conn, r->copy, (int)r->len) == 1;
-			continue;
-		}
-		if (buf == NULL)
-			buf = xmalloc(CHUNK);
-		memcpy(buf + used, r->copy, r->len);
-		used += r->len;
+		if (binary)
+			copy_out_add(&out, r->bin, r->bin_len);
+		else
+			copy_out_add(&out, r->copy, r->len);
 	}
-	if (sent_ok && used > 0)
-		sent_ok = PQputCopyData(pg->conn, buf, (int)used) == 1;
-	free(buf);
-	if (PQputCopyEnd(pg->conn, sent_ok ? NULL : "client error") != 1)
-		sent_ok = false;
+	if (binary)
+		copy_out_add(&out, pgw_binary_trailer, PGW_BINARY_TRAILER_LEN);
+	copy_out_flush(&out);
+	free(out.buf);
+	if (PQputCopyEnd(pg->conn, out.ok ? NULL : "client error") != 1)
+		out.ok = false;
 
 	/* The COPY's own result, then NULL. */
 	while ((res = PQgetResult(pg->conn)) != NULL) {
@@ -556,7 +600,7 @@ copy_rows(struct pgw *pg, const char *sql, const struct pgw_row *rows,
 			*count = strtoul(PQcmdTuples(res), NULL, 10);
 		PQclear(res);
 	}
-	if (st == PGW_OK && (!sent_ok || PQstatus(pg->conn) != CONNECTION_OK))
+	if (st == PGW_OK && (!out.ok || PQstatus(pg->conn) != CONNECTION_OK))
 		st = failure(pg, NULL, err, errlen);
 	if (st != PGW_OK)
 		rollback(pg);
@@ -570,8 +614,9 @@ insert_staged(struct pgw *pg, const struct pgw_row *rows, size_t n,
               size_t *inserted, char *err, size_t errlen)
 {
 	size_t copied;
-	enum pgw_status st = copy_rows(pg, copy_staging_sql, rows, n, &copied,
-	                               err, errlen);
+	enum pgw_status st = copy_rows(pg, copy_staging_sql,
+	                               copy_staging_binary_sql, rows, n,
+	                               &copied, err, errlen);
 
 	if (st != PGW_OK)
 		return st;
@@ -592,8 +637,8 @@ insert_checks(struct pgw *pg, const struct pgw_row *rows, size_t n,
 	if (st != PGW_OK)
 		return st;
 	if (!pg->redelivery) {
-		st = copy_rows(pg, copy_checks_sql, rows, n, inserted, err,
-		               errlen);
+		st = copy_rows(pg, copy_checks_sql, copy_checks_binary_sql,
+		               rows, n, inserted, err, errlen);
 		if (st != PGW_DATA || !pg->duplicate)
 			return st;
 		/* Rolled back; the same rows again, skipping duplicates. */
@@ -618,7 +663,8 @@ upsert_and_commit(struct pgw *pg, const struct pgw_buf *state, char *err,
 	size_t copied;
 	enum pgw_status st;
 
-	st = copy_rows(pg, copy_state_sql, &all, 1, &copied, err, errlen);
+	st = copy_rows(pg, copy_state_sql, NULL, &all, 1, &copied, err,
+	               errlen);
 	if (st != PGW_OK)
 		return st;
 	/* The upsert and COMMIT in one round trip. */

@@ -50,6 +50,28 @@ bool pgw_row_scan(struct pgw_buf *b, const char *line, size_t len,
                   int64_t *started_ms);
 /* Append s[0..n) to b as it is. */
 void pgw_buf_add(struct pgw_buf *b, const char *s, size_t n);
+/* Make b n bytes longer; returns where they begin, for the caller to
+ * fill. */
+void *pgw_buf_grow(struct pgw_buf *b, size_t n);
+
+/* ---- copybin.c -------------------------------------------------------- */
+
+/* COPY's binary format: what comes before the first tuple and after the
+ * last. */
+#define PGW_BINARY_HEADER_LEN 19
+#define PGW_BINARY_TRAILER_LEN 2
+extern const char pgw_binary_header[PGW_BINARY_HEADER_LEN];
+extern const char pgw_binary_trailer[PGW_BINARY_TRAILER_LEN];
+
+/* Append to b the binary tuple of row[0..len), a COPY text row of
+ * pgw_row_format or pgw_row_scan: true when every value could be encoded
+ * as the server would read its text; false (b unchanged) when one could
+ * not, and the row must go as text. */
+bool pgw_row_binary(struct pgw_buf *b, const char *row, size_t len);
+/* A time in microseconds since the epoch, as the server reads its text:
+ * ms from time_parse_ms (which keeps three digits of the fraction), and
+ * the fraction's digits[0..n), which the server rounds to microseconds. */
+int64_t pgw_time_us(int64_t ms, const char *digits, size_t n);
 
 /* ---- pg.c ------------------------------------------------------------- */
 
@@ -59,6 +81,8 @@ void pgw_buf_add(struct pgw_buf *b, const char *s, size_t n);
 struct pgw_row {
 	const char *copy;
 	size_t len;
+	const char *bin; /* its binary tuple (pgw_row_binary); NULL: none */
+	size_t bin_len;
 	int64_t started_ms; /* started_at, unix ms */
 	int32_t day; /* started_at's UTC day, days since 1970-01-01 */
 	bool skip;

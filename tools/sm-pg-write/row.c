@@ -37,6 +37,14 @@ pgw_buf_add(struct pgw_buf *b, const char *s, size_t n)
 	b->len += n;
 }
 
+void *
+pgw_buf_grow(struct pgw_buf *b, size_t n)
+{
+	buf_reserve(b, n);
+	b->len += n;
+	return b->data + b->len - n;
+}
+
 /* COPY text format: backslash, and the delimiter and row ends, escaped. */
 static void
 buf_add_escaped(struct pgw_buf *b, const char *s, size_t n)

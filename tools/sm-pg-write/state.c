@@ -22,7 +22,6 @@
  * gave (see upsert_sql), with one row per target instead of one per
  * result, and no sort on the server.
  */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,34 +122,20 @@ add_col(struct pgw_buf *b, const struct span *s, const char *after)
 	pgw_buf_add(b, after, strlen(after));
 }
 
-/*
- * started_at in microseconds since the epoch, as the server reads the text:
- * started_ms holds the whole milliseconds (time_parse_ms truncates the
- * fraction there); the server rounds the fraction to microseconds as
- * rint(strtod(fraction) * 1e6).
- */
+/* started_at in microseconds since the epoch, as the server reads it. */
 static int64_t
 started_us(const struct result *r)
 {
 	const struct span *t = &r->col[COL_STARTED_AT];
 	const char *dot = memchr(t->p, '.', t->len);
-	char frac[40] = "0";
 	size_t n = 0;
-	int64_t ms_part = 0;
-	int i;
 
 	if (dot == NULL || dot < t->p + 19)
 		return r->started_ms * 1000;
-	for (dot++; dot + n < t->p + t->len && n + 2 < sizeof frac &&
-	            dot[n] >= '0' && dot[n] <= '9'; n++)
+	for (dot++; dot + n < t->p + t->len && dot[n] >= '0' && dot[n] <= '9';
+	     n++)
 		;
-	frac[1] = '.';
-	memcpy(frac + 2, dot, n);
-	frac[n + 2] = '\0';
-	for (i = 0; i < 3; i++)
-		ms_part = ms_part * 10 + (i < (int)n ? dot[i] - '0' : 0);
-	return (r->started_ms - ms_part) * 1000 +
-	       (int64_t)rint(strtod(frac, NULL) * 1e6);
+	return pgw_time_us(r->started_ms, dot, n);
 }
 
 /* One state row for the results r[0..n) of one target, sorted. */
