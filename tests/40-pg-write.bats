@@ -193,7 +193,7 @@ copies_since() {
 		'.started_at = "2026-11-22T18:01:03-15:59" | .scheduled_at = "2026-11-24T02:00:02.5+15:59"'
 		'.scheduled_at = "2026-12-31T23:59:60Z"' # text: a leap second
 		'.tls.cert_not_after = "2027-01-01 00:00:00+00"' # text: another layout
-		'.scheduled_at = "2026-11-23t10:00:05z"' # text: lower case
+		'.started_at = "2026-11-23t10:00:05.25z"' # text: lower case
 		'.duration_ms = 1e-310 | .phases.dns_ms = 5e-324 | .phases.connect_ms = 1.7976931348623157e308'
 		'.duration_ms = 0.1 | .phases.tls_ms = 123.456e-2 | .phases.ttfb_ms = 0 | .phases.transfer_ms = 3.0000000000000004'
 		'.error = "tab\there\nnew\rret \\back \"q\" é \u2028 😀 \\N" | .url = "https://x.test/a?b=c\td"'
@@ -265,6 +265,15 @@ copies_since() {
 		[ "$(psql_q "SELECT count(*) FROM (SELECT $cols FROM checks EXCEPT ALL $ref) AS d")" = 0 ]
 		[ "$(psql_q "SELECT count(*) FROM ($ref EXCEPT ALL SELECT $cols FROM checks) AS d")" = 0 ]
 		[ "$(psql_q "$doubles_differ")" = 0 ]
+		# The targets state: the newest result of each.
+		[ "$(psql_q "SELECT count(*) FROM (
+		    SELECT target, url, labels, last_checked_at, last_ok, last_status,
+		      last_error_kind, last_duration_ms FROM targets
+		    EXCEPT ALL
+		    SELECT * FROM (SELECT DISTINCT ON (target) target, url, labels,
+		      started_at, ok, status, error_kind, duration_ms
+		    FROM ($ref) AS r ORDER BY target, started_at DESC) AS newest) AS d")" = 0 ]
+		[ "$(psql_q "SELECT count(*) FROM targets")" = 4 ]
 		binary=$(copies_since "$mark" "FORMAT binary")
 		text=$(copies_since "$mark" "FROM STDIN\$")
 		if [ "$batch" = 1 ]; then

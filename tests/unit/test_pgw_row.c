@@ -177,9 +177,7 @@ same_row(const struct pgw_buf *x, const struct pgw_buf *y)
 
 /* ---- the binary tuple, decoded ---------------------------------------- */
 
-/* Column types in PGW_COLUMNS order: Uuid, Text, Jsonb, Zoned time, Bool,
- * Int4, Long (int8), Float8. */
-static const char column_types[] = "UTTJTZZBITTFFFFFFLTTITTBTZTTIL";
+static const char column_types[] = PGW_COLUMN_TYPES;
 
 static uint64_t
 get_be(const unsigned char *p, int n)
@@ -286,7 +284,7 @@ compare_binary(const struct pgw_buf *row)
 {
 	struct pgw_buf bin = { 0 };
 
-	if (pgw_row_binary(&bin, row->data, row->len)) {
+	if (pgw_row_binary(&bin, row->data, row->len, PGW_COLUMN_TYPES)) {
 		tally.binary++;
 		if (!same_tuple(row, bin.data, bin.len) && tally.wrong++ == 0)
 			snprintf(tally.first_wrong, sizeof tally.first_wrong,
@@ -467,7 +465,7 @@ encoded(int col, const char *value)
 	struct pgw_buf row = row_with(col, value), bin = { 0 };
 	const unsigned char *p;
 	int64_t v = INT64_MIN;
-	bool ok = pgw_row_binary(&bin, row.data, row.len);
+	bool ok = pgw_row_binary(&bin, row.data, row.len, PGW_COLUMN_TYPES);
 
 	if (ok) {
 		p = (const unsigned char *)bin.data + 2;
@@ -482,6 +480,47 @@ encoded(int col, const char *value)
 	free(row.data);
 	free(bin.data);
 	return v;
+}
+
+/* The last field of a state row (state.c) ending in the int8[] text
+ * array: its binary bytes in want[0..n), or declined when n is 0. */
+static bool
+array_encodes(const char *array, const unsigned char *want, size_t n)
+{
+	char row[256];
+	struct pgw_buf bin = { 0 };
+	bool ok, same;
+
+	snprintf(row, sizeof row, "t\thttp://t/\t\\N\t2000-01-01T00:00:00Z\t"
+	         "true\t200\t\\N\t1.5\t2000-01-01T00:00:00Z\t\\N\t%s\n", array);
+	ok = pgw_row_binary(&bin, row, strlen(row), PGW_STATE_COLUMN_TYPES);
+	same = n == 0 ? !ok && bin.len == 0
+	              : ok && bin.len >= n &&
+	                memcmp(bin.data + bin.len - n, want, n) == 0;
+	free(bin.data);
+	return same;
+}
+
+/* int8[]: dimensions, no NULLs, element type 20, then length and lower
+ * bound of the one dimension, then each element with its length. */
+static void
+test_array(void)
+{
+	static const unsigned char two[] = {
+		0, 0, 0, 44, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 20,
+		0, 0, 0, 2, 0, 0, 0, 1,
+		0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1,
+		0, 0, 0, 8, 255, 255, 255, 255, 255, 255, 255, 254,
+	};
+	static const unsigned char empty[] = {
+		0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 20,
+	};
+
+	CHECK(array_encodes("{1,-2}", two, sizeof two));
+	CHECK(array_encodes("{}", empty, sizeof empty));
+	CHECK(array_encodes("{1,}", NULL, 0));
+	CHECK(array_encodes("{1,x}", NULL, 0));
+	CHECK(array_encodes("1,2", NULL, 0));
 }
 
 /* Values the encoder must give as the server reads them, or leave to the
@@ -532,6 +571,7 @@ test_binary(void)
 	CHECK(encoded(1, "a\\\\b\\x") == INT64_MIN);
 	CHECK(encoded(0, "01a20aa3-3d80-700b-8000-0000000b000") == INT64_MIN);
 	CHECK(encoded(0, "{01a20aa3-3d80-700b-8000-0000000b0000}") == INT64_MIN);
+	test_array();
 }
 
 int

@@ -23,44 +23,6 @@
 #include "sm.h"
 #include "pgw.h"
 
-/* The column types of PGW_COLUMNS, in order. */
-enum coltype { T_UUID, T_TEXT, T_JSONB, T_TSTZ, T_BOOL, T_INT4, T_INT8,
-               T_FLOAT8 };
-
-static const unsigned char column_types[] = {
-	T_UUID,   /* id */
-	T_TEXT,   /* target */
-	T_TEXT,   /* url */
-	T_JSONB,  /* labels */
-	T_TEXT,   /* probe */
-	T_TSTZ,   /* scheduled_at */
-	T_TSTZ,   /* started_at */
-	T_BOOL,   /* ok */
-	T_INT4,   /* status */
-	T_TEXT,   /* error_kind */
-	T_TEXT,   /* error */
-	T_FLOAT8, /* duration_ms */
-	T_FLOAT8, /* dns_ms */
-	T_FLOAT8, /* connect_ms */
-	T_FLOAT8, /* tls_ms */
-	T_FLOAT8, /* ttfb_ms */
-	T_FLOAT8, /* transfer_ms */
-	T_INT8,   /* bytes */
-	T_TEXT,   /* http_version */
-	T_TEXT,   /* remote_ip */
-	T_INT4,   /* redirects */
-	T_TEXT,   /* final_url */
-	T_TEXT,   /* regex_pattern */
-	T_BOOL,   /* regex_matched */
-	T_TEXT,   /* tls_version */
-	T_TSTZ,   /* tls_cert_not_after */
-	T_TEXT,   /* tls_cert_issuer */
-	T_TEXT,   /* kafka_topic */
-	T_INT4,   /* kafka_partition */
-	T_INT8,   /* kafka_offset */
-};
-#define N_COLUMNS (sizeof column_types)
-
 /* Signature, flags (none), header extension length (none). */
 const char pgw_binary_header[PGW_BINARY_HEADER_LEN] =
 	"PGCOPY\n\377\r\n\0" "\0\0\0\0" "\0\0\0\0";
@@ -69,6 +31,8 @@ const char pgw_binary_trailer[PGW_BINARY_TRAILER_LEN] = "\377\377";
 
 /* Microseconds from the Unix epoch to PostgreSQL's, 2000-01-01. */
 #define PG_EPOCH_US INT64_C(946684800000000)
+/* pg_type's oid of int8, the element type of an int8[]. */
+#define INT8OID 20
 
 static void
 put_be(unsigned char *p, uint64_t v, int n)
@@ -313,47 +277,103 @@ enc_float8(struct pgw_buf *b, const char *s, size_t n)
 	return true;
 }
 
+/* {1,-2,3}: a one-dimensional int8[] without NULLs, lower bound 1. */
 static bool
-enc_value(struct pgw_buf *b, enum coltype type, const char *s, size_t n)
+enc_int8_array(struct pgw_buf *b, const char *s, size_t n)
+{
+	size_t start = b->len, i, count = 0;
+	unsigned char *head;
+
+	if (n < 2 || s[0] != '{' || s[n - 1] != '}')
+		return false;
+	grow(b, 4 + 20); /* the length, then the array's header */
+	for (i = 1; i < n - 1;) {
+		const char *comma = memchr(s + i, ',', n - 1 - i);
+		size_t end = comma != NULL ? (size_t)(comma - s) : n - 1;
+
+		if (!enc_int(b, s + i, end - i, INT64_MIN + 1, INT64_MAX, 8)) {
+			b->len = start;
+			return false;
+		}
+		count++;
+		i = end + 1;
+		if (comma != NULL && i == n - 1) { /* {1,} */
+			b->len = start;
+			return false;
+		}
+	}
+	head = (unsigned char *)b->data + start + 4;
+	put_be(head, count > 0, 4);   /* dimensions */
+	put_be(head + 4, 0, 4);       /* no NULLs */
+	put_be(head + 8, INT8OID, 4); /* element type */
+	put_be(head + 12, count, 4);  /* length of the dimension */
+	put_be(head + 16, 1, 4);      /* its lower bound */
+	if (count == 0)
+		b->len -= 8; /* no dimension: no length, no lower bound */
+	put_be((unsigned char *)b->data + start, b->len - start - 4, 4);
+	return true;
+}
+
+static bool
+enc_value(struct pgw_buf *b, char type, const char *s, size_t n)
 {
 	if (n == 2 && s[0] == '\\' && s[1] == 'N') {
 		put_be(grow(b, 4), UINT32_MAX, 4); /* -1: NULL */
 		return true;
 	}
 	switch (type) {
-	case T_UUID: return enc_uuid(b, s, n);
-	case T_TEXT: return enc_text(b, s, n, -1);
-	case T_JSONB: return enc_text(b, s, n, 1);
-	case T_TSTZ: return enc_tstz(b, s, n);
-	case T_BOOL: return enc_bool(b, s, n);
-	case T_INT4: return enc_int(b, s, n, INT32_MIN, INT32_MAX, 4);
-	case T_INT8: return enc_int(b, s, n, -INT64_C(999999999999999999),
-	                            INT64_C(999999999999999999), 8);
-	case T_FLOAT8: return enc_float8(b, s, n);
+	case 'U': return enc_uuid(b, s, n);
+	case 'T': return enc_text(b, s, n, -1);
+	case 'J': return enc_text(b, s, n, 1);
+	case 'Z': return enc_tstz(b, s, n);
+	case 'B': return enc_bool(b, s, n);
+	case 'I': return enc_int(b, s, n, INT32_MIN, INT32_MAX, 4);
+	case 'L': return enc_int(b, s, n, INT64_MIN + 1, INT64_MAX, 8);
+	case 'F': return enc_float8(b, s, n);
+	case 'A': return enc_int8_array(b, s, n);
 	}
 	return false;
 }
 
 bool
-pgw_row_binary(struct pgw_buf *b, const char *row, size_t len)
+pgw_row_binary(struct pgw_buf *b, const char *row, size_t len,
+               const char *types)
 {
-	size_t start = b->len, c = 0;
+	size_t start = b->len, ncol = strlen(types), c;
 	const char *p = row, *end = row + len;
 
 	if (len == 0 || end[-1] != '\n')
 		return false;
 	end--;
-	put_be(grow(b, 2), N_COLUMNS, 2);
-	for (c = 0; c < N_COLUMNS; c++) {
+	put_be(grow(b, 2), ncol, 2);
+	for (c = 0; c < ncol; c++) {
 		const char *tab = memchr(p, '\t', (size_t)(end - p));
 		const char *fe = tab != NULL ? tab : end;
 
-		if ((tab == NULL) != (c == N_COLUMNS - 1) ||
-		    !enc_value(b, column_types[c], p, (size_t)(fe - p))) {
+		if ((tab == NULL) != (c == ncol - 1) ||
+		    !enc_value(b, types[c], p, (size_t)(fe - p))) {
 			b->len = start;
 			return false;
 		}
 		p = fe + 1;
+	}
+	return true;
+}
+
+bool
+pgw_rows_binary(struct pgw_buf *b, const char *rows, size_t len,
+                const char *types)
+{
+	size_t start = b->len, i, next;
+
+	for (i = 0; i < len; i = next) {
+		const char *nl = memchr(rows + i, '\n', len - i);
+
+		next = nl != NULL ? (size_t)(nl - rows) + 1 : len;
+		if (!pgw_row_binary(b, rows + i, next - i, types)) {
+			b->len = start;
+			return false;
+		}
 	}
 	return true;
 }

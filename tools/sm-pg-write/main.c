@@ -93,7 +93,7 @@ struct batch {
 	size_t bytes;
 	int64_t opened_ns; /* mono time of the first record */
 	unsigned long expired; /* results skipped for --retention */
-	struct pgw_buf state; /* its targets state rows (pgw_state_rows) */
+	struct pgw_state state; /* its targets state rows */
 };
 
 static struct {
@@ -531,7 +531,8 @@ batch_clear(struct batch *b)
 	b->bytes = 0;
 	b->opened_ns = 0;
 	b->expired = 0;
-	b->state.len = 0;
+	b->state.text.len = 0;
+	b->state.bin.len = 0;
 }
 
 /* The writer thread's work on a batch: store it, acknowledge it, empty
@@ -697,7 +698,8 @@ batch_add(struct batch *b, const char *line, size_t len,
 	char *p;
 
 	bin.len = 0;
-	if (copy_len > 0 && pgw_row_binary(&bin, copy->data, copy_len))
+	if (copy_len > 0 && pgw_row_binary(&bin, copy->data, copy_len,
+	                                   PGW_COLUMN_TYPES))
 		bin_len = bin.len;
 	if (b->n == b->cap) {
 		b->cap = b->cap ? b->cap * 2 : 64;
@@ -756,8 +758,7 @@ flush(void)
 
 	if (filling->n > 0) {
 		rows = batch_rows(filling, 0, filling->n);
-		filling->state.len = 0;
-		pgw_state_rows(&filling->state, rows, filling->n);
+		pgw_state_make(&filling->state, rows, filling->n);
 		free(rows);
 	}
 	writer_submit(&filling, &spare);
@@ -944,8 +945,8 @@ run(void)
 		stats_write(); /* the totals, as the last word */
 	free(batches[0].recs);
 	free(batches[1].recs);
-	free(batches[0].state.data);
-	free(batches[1].state.data);
+	pgw_state_free(&batches[0].state);
+	pgw_state_free(&batches[1].state);
 	line_reader_free(&lr);
 	if (stop_signal)
 		info("stopping on signal %d", (int)stop_signal);

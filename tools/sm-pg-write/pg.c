@@ -78,6 +78,8 @@ static const char insert_staged_sql[] =
 	"ON CONFLICT (id, started_at) DO NOTHING";
 static const char copy_state_sql[] =
 	"COPY sm_state (" PGW_STATE_COLUMNS ") FROM STDIN";
+static const char copy_state_binary_sql[] =
+	"COPY sm_state (" PGW_STATE_COLUMNS ") FROM STDIN (FORMAT binary)";
 
 /*
  * The state rows upsert targets, from results newer than the stored state
@@ -656,15 +658,19 @@ insert_checks(struct pgw *pg, const struct pgw_row *rows, size_t n,
 
 /* Upsert targets from the state rows and commit. */
 static enum pgw_status
-upsert_and_commit(struct pgw *pg, const struct pgw_buf *state, char *err,
+upsert_and_commit(struct pgw *pg, const struct pgw_state *state, char *err,
                   size_t errlen)
 {
-	struct pgw_row all = { .copy = state->data, .len = state->len };
+	struct pgw_row all = {
+		.copy = state->text.data, .len = state->text.len,
+		.bin = state->binary ? state->bin.data : NULL,
+		.bin_len = state->bin.len,
+	};
 	size_t copied;
 	enum pgw_status st;
 
-	st = copy_rows(pg, copy_state_sql, NULL, &all, 1, &copied, err,
-	               errlen);
+	st = copy_rows(pg, copy_state_sql, copy_state_binary_sql, &all, 1,
+	               &copied, err, errlen);
 	if (st != PGW_OK)
 		return st;
 	/* The upsert and COMMIT in one round trip. */
@@ -776,10 +782,10 @@ prepare(struct pgw *pg, const struct pgw_row *rows, size_t n, char *err,
 
 enum pgw_status
 pgw_write(struct pgw *pg, const struct pgw_row *rows, size_t n,
-          const struct pgw_buf *state, size_t *inserted, char *err,
+          const struct pgw_state *state, size_t *inserted, char *err,
           size_t errlen)
 {
-	struct pgw_buf made = { 0 };
+	struct pgw_state made = { 0 };
 	enum pgw_status st;
 	size_t live = 0, i;
 	int attempt;
@@ -787,7 +793,7 @@ pgw_write(struct pgw *pg, const struct pgw_row *rows, size_t n,
 	for (i = 0; i < n; i++)
 		live += !rows[i].skip;
 	if (state == NULL) {
-		pgw_state_rows(&made, rows, n);
+		pgw_state_make(&made, rows, n);
 		state = &made;
 	}
 	for (attempt = 0;; attempt++) {
@@ -809,7 +815,7 @@ pgw_write(struct pgw *pg, const struct pgw_row *rows, size_t n,
 			pg->n_days = 0;
 			continue;
 		}
-		free(made.data);
+		pgw_state_free(&made);
 		return st;
 	}
 }

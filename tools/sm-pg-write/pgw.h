@@ -63,11 +63,22 @@ void *pgw_buf_grow(struct pgw_buf *b, size_t n);
 extern const char pgw_binary_header[PGW_BINARY_HEADER_LEN];
 extern const char pgw_binary_trailer[PGW_BINARY_TRAILER_LEN];
 
-/* Append to b the binary tuple of row[0..len), a COPY text row of
- * pgw_row_format or pgw_row_scan: true when every value could be encoded
- * as the server would read its text; false (b unchanged) when one could
- * not, and the row must go as text. */
-bool pgw_row_binary(struct pgw_buf *b, const char *row, size_t len);
+/* The types of a row's columns, one letter each: U uuid, T text, J jsonb,
+ * Z timestamptz, B boolean, I integer, L bigint, F double precision,
+ * A bigint[].  PGW_COLUMNS, and PGW_STATE_COLUMNS (state.c): */
+#define PGW_COLUMN_TYPES "UTTJTZZBITTFFFFFFLTTITTBTZTTIL"
+#define PGW_STATE_COLUMN_TYPES "TTJZBITFZZA"
+
+/* Append to b the binary tuple of row[0..len), a COPY text row (newline
+ * included) with columns of the given types: true when every value could
+ * be encoded as the server would read its text; false (b unchanged) when
+ * one could not, and the row must go as text. */
+bool pgw_row_binary(struct pgw_buf *b, const char *row, size_t len,
+                    const char *types);
+/* The same for every row of rows[0..len); false (b unchanged) when one
+ * could not be encoded. */
+bool pgw_rows_binary(struct pgw_buf *b, const char *rows, size_t len,
+                     const char *types);
 /* A time in microseconds since the epoch, as the server reads its text:
  * ms from time_parse_ms (which keeps three digits of the fraction), and
  * the fraction's digits[0..n), which the server rounds to microseconds. */
@@ -100,6 +111,18 @@ struct pgw_row {
 size_t pgw_state_rows(struct pgw_buf *b, const struct pgw_row *rows,
                       size_t n);
 
+/* A batch's state rows as COPY text, and in binary format when every one
+ * could be encoded (binary). */
+struct pgw_state {
+	struct pgw_buf text, bin;
+	bool binary;
+};
+
+/* Make s the state rows of rows[0..n), in place of what it held. */
+void pgw_state_make(struct pgw_state *s, const struct pgw_row *rows,
+                    size_t n);
+void pgw_state_free(struct pgw_state *s);
+
 enum pgw_status {
 	PGW_OK,        /* committed */
 	PGW_DATA,      /* the server refused the data (SQLSTATE class 22/23):
@@ -127,12 +150,12 @@ enum pgw_status pgw_migrate(struct pgw *pg, int *applied, char *err,
                             size_t errlen);
 /* Store rows[0..n) (skipping those marked skip) in one transaction:
  * insert into checks, upsert targets from their state rows (state: made by
- * pgw_state_rows from the same rows beforehand, or NULL to make them
+ * pgw_state_make from the same rows beforehand, or NULL to make them
  * here), commit.  The day partitions the rows need are made first, in
  * their own transaction.  *inserted: how many rows were new to checks (the
  * others were stored before), when PGW_OK. */
 enum pgw_status pgw_write(struct pgw *pg, const struct pgw_row *rows,
-                          size_t n, const struct pgw_buf *state,
+                          size_t n, const struct pgw_state *state,
                           size_t *inserted, char *err, size_t errlen);
 /* Connections made again after the first one (lost, or refused and
  * retried), for the stats line. */

@@ -197,3 +197,21 @@ pgw_state_rows(struct pgw_buf *b, const struct pgw_row *rows, size_t n)
 	free(r);
 	return targets;
 }
+
+void
+pgw_state_make(struct pgw_state *s, const struct pgw_row *rows, size_t n)
+{
+	s->text.len = 0;
+	s->bin.len = 0;
+	pgw_state_rows(&s->text, rows, n);
+	s->binary = pgw_rows_binary(&s->bin, s->text.data, s->text.len,
+	                            PGW_STATE_COLUMN_TYPES);
+}
+
+void
+pgw_state_free(struct pgw_state *s)
+{
+	free(s->text.data);
+	free(s->bin.data);
+	*s = (struct pgw_state){ 0 };
+}
