@@ -82,7 +82,7 @@ static const char copy_state_binary_sql[] =
 	"COPY sm_state (" PGW_STATE_COLUMNS ") FROM STDIN (FORMAT binary)";
 
 /*
- * The state rows upsert targets, from results newer than the stored state
+ * The state rows update targets, from results newer than the stored state
  * (cur) only; older ones are stored in checks but do not move the state.
  *
  * targets.last_change_at is the start of the current ok/not-ok run.  Of
@@ -93,28 +93,52 @@ static const char copy_state_binary_sql[] =
  * (state.c): w's last run starts at run_start if that is newer than cur,
  * else at the first of run_us newer than cur; w holds a flip exactly
  * when before_run is newer than cur.
+ */
+#define CHANGE_AT_SQL \
+	"CASE\n" \
+	"    WHEN cur.last_checked_at IS NULL THEN n.run_start\n" \
+	"    WHEN n.run_start > cur.last_checked_at THEN\n" \
+	"      CASE WHEN n.before_run > cur.last_checked_at\n" \
+	"             OR cur.last_ok IS DISTINCT FROM n.last_ok\n" \
+	"           THEN n.run_start ELSE cur.last_change_at END\n" \
+	"    WHEN cur.last_ok IS DISTINCT FROM n.last_ok THEN\n" \
+	"      (SELECT to_timestamp(0) + min(us) * interval '1 microsecond'\n" \
+	"       FROM unnest(n.run_us) AS us\n" \
+	"       WHERE us > extract(epoch FROM cur.last_checked_at) * 1000000)\n" \
+	"    ELSE cur.last_change_at END"
+
+/*
+ * The targets a batch brings that are there already are updated in place
+ * (a join, far cheaper than an upsert that probes for a conflict per row);
+ * then the new ones are inserted, an upsert for a writer that inserts the
+ * same target at once.  The UPDATE reads cur as the row it locks, so that
+ * a writer waiting on another's update computes from that update.
  *
- * XXX cur is read from the statement's snapshot: two writers upserting the
- * same target at the same instant may compute last_change_at from a state
- * one of them has just replaced.  Kafka partitions by target, so one writer
- * owns a target's results outside consumer-group rebalances.
+ * XXX The upsert's cur is read from the statement's snapshot: two writers
+ * inserting the same new target at the same instant may compute
+ * last_change_at from a state one of them has just replaced.  Kafka
+ * partitions by target, so one writer owns a target's results outside
+ * consumer-group rebalances.  Writers lock rows in the order of the join,
+ * which is the state rows' (sorted by target) when the state is the
+ * smaller side; a deadlock between two writers (SQLSTATE 40P01) rolls one
+ * back, and that batch is retried.
  */
 static const char upsert_sql[] =
+	"UPDATE targets AS cur SET\n"
+	"  url = n.url, labels = n.labels,\n"
+	"  last_checked_at = n.last_checked_at,\n"
+	"  last_ok = n.last_ok, last_status = n.last_status,\n"
+	"  last_error_kind = n.last_error_kind,\n"
+	"  last_duration_ms = n.last_duration_ms,\n"
+	"  down_since = CASE WHEN n.last_ok THEN NULL ELSE " CHANGE_AT_SQL " END,\n"
+	"  last_change_at = " CHANGE_AT_SQL "\n"
+	"FROM sm_state AS n\n"
+	"WHERE cur.target = n.target\n"
+	"  AND n.last_checked_at > cur.last_checked_at;\n"
 	"WITH d AS (\n"
-	"  SELECT n.*, CASE\n"
-	"    WHEN cur.last_checked_at IS NULL THEN n.run_start\n"
-	"    WHEN n.run_start > cur.last_checked_at THEN\n"
-	"      CASE WHEN n.before_run > cur.last_checked_at\n"
-	"             OR cur.last_ok IS DISTINCT FROM n.last_ok\n"
-	"           THEN n.run_start ELSE cur.last_change_at END\n"
-	"    WHEN cur.last_ok IS DISTINCT FROM n.last_ok THEN\n"
-	"      (SELECT to_timestamp(0) + min(us) * interval '1 microsecond'\n"
-	"       FROM unnest(n.run_us) AS us\n"
-	"       WHERE us > extract(epoch FROM cur.last_checked_at) * 1000000)\n"
-	"    ELSE cur.last_change_at END AS change_at\n"
+	"  SELECT n.*, " CHANGE_AT_SQL " AS change_at\n"
 	"  FROM sm_state AS n LEFT JOIN targets AS cur ON cur.target = n.target\n"
 	"  WHERE cur.last_checked_at IS NULL\n"
-	"     OR n.last_checked_at > cur.last_checked_at\n"
 	")\n"
 	"INSERT INTO targets AS t (target, url, labels, last_checked_at, last_ok,\n"
 	"  last_status, last_error_kind, last_duration_ms, down_since,\n"
