@@ -67,6 +67,33 @@ struct counts {
 	unsigned long long err[ERR_OTHER + 1]; /* by error kind */
 };
 
+/* Readiness bits of a curl socket (CURL_CSELECT_IN, _OUT, _ERR). */
+#define SEL_IN CURL_CSELECT_IN
+#define SEL_OUT CURL_CSELECT_OUT
+#define SEL_ERR CURL_CSELECT_ERR
+
+/* What sm-check knows of one of curl's sockets.
+ *
+ * A socket starts edge-triggered, registered once for both directions:
+ * an edge sets bits in ready, and what curl wants of them is handed to it.
+ * A plain http probe (connect, send the request, read the answer in one
+ * go) then costs one epoll_ctl, the ADD, instead of two (ADD for the
+ * connect, MOD for the answer).  Edges say nothing of what curl left
+ * unread or unwritten, so after anything but that first step (writable,
+ * and then curl waits for input) a socket curl still waits on turns
+ * level-triggered (lt) and follows curl's wishes with EPOLL_CTL_MOD, as a
+ * plain level-triggered loop would: a TLS handshake, an answer in several
+ * reads, a body sent in parts. */
+struct sock {
+	unsigned gen;   /* bumped when the fd becomes another socket */
+	unsigned char want;  /* SEL_IN | SEL_OUT: what curl waits for */
+	unsigned char ready; /* SEL_*: edges not yet handed to curl */
+	bool active;    /* curl has this socket (between its first call and
+	                 * CURL_POLL_REMOVE) */
+	bool lt;        /* level-triggered from now on */
+	bool pending;   /* in state.pending */
+};
+
 struct state {
 	CURLM *multi;
 	struct line_reader *lr;
@@ -83,8 +110,10 @@ struct state {
 	bool stdin_polled; /* stdin is in epfd (not a regular file) */
 	bool stdin_armed;  /* ... and armed (EPOLLONESHOT) */
 	int64_t timer_ns;  /* when curl wants its timeout handled, or -1 */
-	unsigned char *wanted; /* by fd: curl waits on that socket */
-	size_t n_wanted;
+	struct sock *socks; /* by fd: the sockets curl waits on */
+	size_t n_socks;
+	int *pending;       /* fds with readiness curl wants since (a stack) */
+	size_t n_pending, cap_pending;
 	const char *dead_path;
 	struct stats_clock stats; /* --stats-interval */
 	struct counts n;
@@ -363,27 +392,69 @@ stats_wait_ms(const struct state *st, int wait_ms)
 	return s >= 0 && s < wait_ms ? s : wait_ms;
 }
 
-static void
-set_wanted(struct state *st, int fd, bool on)
+/* The fd's entry, the table grown to hold it. */
+static struct sock *
+sock_of(struct state *st, int fd)
 {
-	if ((size_t)fd >= st->n_wanted) {
-		size_t n = st->n_wanted ? st->n_wanted : 1024;
+	if ((size_t)fd >= st->n_socks) {
+		size_t n = st->n_socks ? st->n_socks : 1024;
 
-		if (!on)
-			return;
 		while (n <= (size_t)fd)
 			n *= 2;
-		st->wanted = xrealloc(st->wanted, n);
-		memset(st->wanted + st->n_wanted, 0, n - st->n_wanted);
-		st->n_wanted = n;
+		st->socks = xrealloc(st->socks, n * sizeof *st->socks);
+		memset(st->socks + st->n_socks, 0,
+		       (n - st->n_socks) * sizeof *st->socks);
+		st->n_socks = n;
 	}
-	st->wanted[fd] = on;
+	return &st->socks[fd];
 }
 
-static bool
-is_wanted(const struct state *st, int fd)
+/* The entry of a socket curl has, or NULL. */
+static struct sock *
+active_sock(const struct state *st, int fd)
 {
-	return fd >= 0 && (size_t)fd < st->n_wanted && st->wanted[fd];
+	if (fd < 0 || (size_t)fd >= st->n_socks || !st->socks[fd].active)
+		return NULL;
+	return &st->socks[fd];
+}
+
+static uint32_t
+level_events(unsigned want)
+{
+	return (want & SEL_IN ? EPOLLIN : 0) | (want & SEL_OUT ? EPOLLOUT : 0);
+}
+
+static void
+epoll_set(struct state *st, int op, int fd, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.fd = fd };
+
+	if (epoll_ctl(st->epfd, op, fd, &ev) == 0)
+		return;
+	/* ADD of a socket curl let go of but kept open (still in the set),
+	 * or MOD of one it closed and opened again (out of the set). */
+	if (op == EPOLL_CTL_ADD && errno == EEXIST &&
+	    epoll_ctl(st->epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
+		return;
+	if (op == EPOLL_CTL_MOD && errno == ENOENT &&
+	    epoll_ctl(st->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
+		return;
+	die(EX_SOFTWARE, "epoll_ctl:");
+}
+
+/* Hand fd to curl at the next turn of the loop, before it waits. */
+static void
+add_pending(struct state *st, int fd, struct sock *s)
+{
+	if (s->pending)
+		return;
+	if (st->n_pending == st->cap_pending) {
+		st->cap_pending = st->cap_pending ? 2 * st->cap_pending : 64;
+		st->pending = xrealloc(st->pending,
+		                       st->cap_pending * sizeof *st->pending);
+	}
+	st->pending[st->n_pending++] = fd;
+	s->pending = true;
 }
 
 /* CURLMOPT_SOCKETFUNCTION: follow what curl wants of each socket.
@@ -397,30 +468,32 @@ on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
           void *socketp)
 {
 	struct state *st = userp;
-	struct epoll_event ev = { .data.fd = fd };
+	struct sock *s = sock_of(st, fd);
+	unsigned want = (what & CURL_POLL_IN ? SEL_IN : 0) |
+	                (what & CURL_POLL_OUT ? SEL_OUT : 0);
 
 	if (what == CURL_POLL_REMOVE) {
 		if (socketp != NULL) {
-			set_wanted(st, fd, false);
+			s->active = false;
 			curl_multi_assign(st->multi, fd, NULL);
 		}
 		return 0;
 	}
-	if (what & CURL_POLL_IN)
-		ev.events |= EPOLLIN;
-	if (what & CURL_POLL_OUT)
-		ev.events |= EPOLLOUT;
-	if (socketp != NULL) {
-		if (epoll_ctl(st->epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
-			return 0;
-		if (errno != ENOENT)
-			die(EX_SOFTWARE, "epoll_ctl:");
+	if (socketp == NULL) {
+		/* A new socket (or one curl took back): edge-triggered, both
+		 * directions, whatever curl wants first. */
+		*s = (struct sock){ .gen = s->gen + 1, .want = (unsigned char)want,
+		                    .active = true };
+		epoll_set(st, EPOLL_CTL_ADD, fd,
+		          EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+		curl_multi_assign(st->multi, fd, st);
+		return 0;
 	}
-	if (epoll_ctl(st->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 &&
-	    (errno != EEXIST || epoll_ctl(st->epfd, EPOLL_CTL_MOD, fd, &ev) < 0))
-		die(EX_SOFTWARE, "epoll_ctl:");
-	curl_multi_assign(st->multi, fd, st);
-	set_wanted(st, fd, true);
+	s->want = (unsigned char)want;
+	if (s->lt)
+		epoll_set(st, EPOLL_CTL_MOD, fd, level_events(want));
+	else if (s->ready & want)
+		add_pending(st, fd, s); /* the edge came before the wish */
 	return 0;
 }
 
@@ -444,6 +517,70 @@ socket_action(struct state *st, curl_socket_t fd, int flags)
 	if (mc != CURLM_OK)
 		die(EX_SOFTWARE, "curl_multi_socket_action: %s",
 		    curl_multi_strerror(mc));
+}
+
+/* An edge-triggered socket: give curl what it wants of what is ready,
+ * then decide whether edges still tell enough (see struct sock). */
+static void
+serve_edges(struct state *st, int fd, struct sock *s)
+{
+	unsigned given = s->ready & s->want, gen = s->gen;
+
+	if ((s->ready & SEL_ERR) && s->want)
+		given |= SEL_ERR;
+	if (given == 0)
+		return; /* kept in ready until curl wants it */
+	s->ready &= (unsigned char)~given;
+	socket_action(st, fd, (int)given);
+	s = &st->socks[fd]; /* the table may have grown */
+	if (!s->active || s->gen != gen || s->lt)
+		return; /* done with, or another socket by now */
+	if (given == SEL_OUT && s->want == SEL_IN) {
+		/* Connected and the request sent: the answer's edge is
+		 * still to come, or has come already. */
+		if (s->ready & SEL_IN)
+			add_pending(st, fd, s);
+		return;
+	}
+	s->lt = true;
+	epoll_set(st, EPOLL_CTL_MOD, fd, level_events(s->want));
+}
+
+/* An event on one of curl's sockets. */
+static void
+socket_event(struct state *st, int fd, uint32_t e)
+{
+	struct sock *s = active_sock(st, fd);
+	unsigned bits = (e & (EPOLLIN | EPOLLHUP | EPOLLRDHUP) ? SEL_IN : 0) |
+	                (e & EPOLLOUT ? SEL_OUT : 0) |
+	                (e & EPOLLERR ? SEL_ERR : 0);
+
+	if (s == NULL) {
+		/* Left open by curl after its REMOVE. */
+		(void)epoll_ctl(st->epfd, EPOLL_CTL_DEL, fd, NULL);
+		return;
+	}
+	if (s->lt) {
+		socket_action(st, fd, (int)bits);
+		return;
+	}
+	s->ready |= (unsigned char)bits;
+	serve_edges(st, fd, s);
+}
+
+/* Sockets whose readiness came before curl wanted it. */
+static void
+serve_pending(struct state *st)
+{
+	/* Serving may queue more: take the list as it is now. */
+	while (st->n_pending > 0) {
+		int fd = st->pending[--st->n_pending];
+		struct sock *s = active_sock(st, fd);
+
+		st->socks[fd].pending = false;
+		if (s != NULL && !s->lt)
+			serve_edges(st, fd, s);
+	}
 }
 
 static void
@@ -497,6 +634,7 @@ run(struct state *st)
 			st->timer_ns = -1;
 			socket_action(st, CURL_SOCKET_TIMEOUT, 0);
 		}
+		serve_pending(st);
 		collect_done(st);
 		/* Results go out before we wait, so that the pipeline streams
 		 * without a flush per record. */
@@ -523,6 +661,8 @@ run(struct state *st)
 			          : left / 1000000 >= 1000 ? 1000
 			                                    : (int)((left + 999999) / 1000000);
 		}
+		if (st->n_pending > 0)
+			wait_ms = 0; /* curl's wishes changed after the serving */
 		if (reading && st->inflight < st->max_inflight) {
 			/* Probes ended since the reader stopped for want of
 			 * room: complete lines may sit in its buffer, where
@@ -540,7 +680,7 @@ run(struct state *st)
 			die(EX_SOFTWARE, "epoll_wait:");
 		}
 		for (int i = 0; i < n; i++) {
-			int fd = evs[i].data.fd, flags = 0;
+			int fd = evs[i].data.fd;
 			uint32_t e = evs[i].events;
 
 			if (fd == STDIN_FILENO) {
@@ -554,23 +694,32 @@ run(struct state *st)
 					;
 				continue;
 			}
-			if (!is_wanted(st, fd)) {
-				/* Left open by curl after its REMOVE. */
-				(void)epoll_ctl(st->epfd, EPOLL_CTL_DEL, fd, NULL);
-				continue;
-			}
-			if (e & (EPOLLIN | EPOLLHUP))
-				flags |= CURL_CSELECT_IN;
-			if (e & EPOLLOUT)
-				flags |= CURL_CSELECT_OUT;
-			if (e & EPOLLERR)
-				flags |= CURL_CSELECT_ERR;
-			socket_action(st, fd, flags);
+			socket_event(st, fd, e);
 		}
 	}
 }
 
 /* ---- main -------------------------------------------------------------- */
+
+/* Whether the environment names a proxy that libcurl would use: the
+ * variables it reads for http and https targets.  The environment does
+ * not change while sm-check runs, so this is looked at once. */
+static bool
+proxy_in_env(void)
+{
+	static const char *const vars[] = {
+		"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
+		"all_proxy", "ALL_PROXY",
+	};
+
+	for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+		const char *v = getenv(vars[i]);
+
+		if (v != NULL && *v != '\0')
+			return true;
+	}
+	return false;
+}
 
 static char *
 default_location(void)
@@ -646,6 +795,7 @@ main(int argc, char **argv)
 		user_agent = owned_ua = xasprintf("sitemon/%s", SM_VERSION);
 	st.popts.location = location;
 	st.popts.user_agent = user_agent;
+	st.popts.proxy_env = proxy_in_env();
 	if (st.dead_path != NULL &&
 	    (st.dead = fopen(st.dead_path, "ae")) == NULL)
 		die(EX_CONFIG, "%s:", st.dead_path);
@@ -674,7 +824,8 @@ main(int argc, char **argv)
 	curl_multi_cleanup(st.multi);
 	probe_pool_clear();
 	close(st.epfd);
-	free(st.wanted);
+	free(st.socks);
+	free(st.pending);
 	curl_global_cleanup();
 	rx_cache_clear();
 	free(owned_location);

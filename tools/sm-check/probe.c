@@ -3,12 +3,17 @@
  * transfer into a result record (schema v1).
  */
 #include <dlfcn.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "sm.h"
+#include "addrcache.h"
 #include "probe.h"
 #include "rxcache.h"
 #include "jtext.h"
@@ -146,6 +151,64 @@ on_debug(CURL *easy, curl_infotype type, char *data, size_t size,
 	return 0;
 }
 
+/* ---- sockets ---------------------------------------------------------- */
+
+/* CURLOPT_OPENSOCKETFUNCTION: the socket libcurl would make, its
+ * addresses cached from now on (addrcache.c). */
+static curl_socket_t
+on_opensocket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	int fd = socket(a->family, a->socktype, a->protocol);
+
+	if (fd >= 0)
+		addrcache_open(fd);
+	return fd >= 0 ? fd : CURL_SOCKET_BAD;
+}
+
+static int
+on_closesocket(void *clientp, curl_socket_t fd)
+{
+	addrcache_close(fd);
+	return close(fd);
+}
+
+/* Whether a connection of this probe needs TCP_NODELAY.
+ *
+ * Nagle's algorithm holds back a small segment only while an earlier
+ * small one is unacknowledged.  A plain http request without a body goes
+ * out in one write on a new connection, which it never delays, so such a
+ * connection is spared the setsockopt (a system call per probe).  TLS
+ * writes its Finished and then the request, and a body may follow the
+ * headers in a write of its own: those get TCP_NODELAY, as with
+ * libcurl's default, so that no timing includes a wait for an ACK.  The
+ * URL asked is that of this connection (after a redirect, the new one);
+ * with a proxy from the environment (perhaps an https one), always. */
+static bool
+needs_nodelay(const struct probe *p)
+{
+	char *url = NULL;
+
+	if (p->opts->proxy_env || p->t->body != NULL)
+		return true;
+	if (curl_easy_getinfo(p->easy, CURLINFO_EFFECTIVE_URL, &url) !=
+	        CURLE_OK || url == NULL)
+		return true;
+	return strncasecmp(url, "http:", 5) != 0;
+}
+
+/* CURLOPT_SOCKOPTFUNCTION: TCP_NODELAY where it matters (libcurl's own
+ * is off).  As with libcurl's, a failure is not an error. */
+static int
+on_sockopt(void *clientp, curl_socket_t fd, curlsocktype purpose)
+{
+	static const int one = 1;
+
+	if (purpose == CURLSOCKTYPE_IPCXN && needs_nodelay(clientp))
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+		                 sizeof one);
+	return CURL_SOCKOPT_OK;
+}
+
 /* ---- setup ------------------------------------------------------------ */
 
 #define SETOPT(e, opt, val)                                                   \
@@ -196,6 +259,17 @@ setup_easy(struct probe *p)
 	SETOPT(e, CURLOPT_PRIVATE, p);
 	SETOPT(e, CURLOPT_URL, t->url);
 	SETOPT(e, CURLOPT_NOSIGNAL, 1L);
+	SETOPT(e, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
+	SETOPT(e, CURLOPT_CLOSESOCKETFUNCTION, on_closesocket);
+	SETOPT(e, CURLOPT_TCP_NODELAY, 0L);
+	SETOPT(e, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
+	SETOPT(e, CURLOPT_SOCKOPTDATA, p);
+	if (!p->opts->proxy_env) {
+		/* No proxy in the environment (looked at once, at start):
+		 * say so, and libcurl stops reading it for every probe. */
+		SETOPT(e, CURLOPT_PROXY, "");
+		SETOPT(e, CURLOPT_NOPROXY, "");
+	}
 	SETOPT(e, CURLOPT_ERRORBUFFER, p->errbuf);
 	SETOPT(e, CURLOPT_HEADERFUNCTION, on_header);
 	SETOPT(e, CURLOPT_HEADERDATA, p);

@@ -13,6 +13,7 @@
 struct probe_opts {
 	const char *location;   /* "probe" field of every result */
 	const char *user_agent; /* default User-Agent, a target may override */
+	bool proxy_env;         /* a proxy variable libcurl reads is set */
 };
 
 struct probe;
