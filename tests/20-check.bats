@@ -352,6 +352,64 @@ teardown_file() {
 	jqe -s '.[] | select(.target == "v6") | (.ok | not) and .remote_ip != "127.0.0.1"'
 }
 
+# nodelays LINE: how many TCP_NODELAY setsockopt calls sm-check makes for
+# the probe of LINE, which must end ok.
+nodelays() {
+	printf '%s\n' "$1" >"$T/in"
+	strace -f -e trace=setsockopt -o "$T/trace" sm-check <"$T/in" >"$T/out" 2>"$T/err"
+	jq -e .ok "$T/out" >/dev/null || { cat "$T/out" "$T/err" >&2; return 1; }
+	grep -c TCP_NODELAY "$T/trace" || true
+}
+
+@test "check: TCP_NODELAY where Nagle could hold a write back (https, a body), not for a plain http GET" {
+	command -v strace >/dev/null || skip "strace is not installed"
+	local n
+	n=$(nodelays "$HTTP_URL/ok")
+	[ "$n" -eq 0 ]
+	n=$(nodelays "{\"url\":\"$SCRIPTED_URL/echo\",\"method\":\"POST\",\"body\":\"x\"}")
+	[ "$n" -eq 1 ]
+	n=$(nodelays "{\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}")
+	[ "$n" -eq 1 ]
+	# The https hop of a redirect, not the http one.
+	n=$(nodelays "{\"url\":\"$SCRIPTED_URL/redirect?to=$TLS_GOOD_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}")
+	[ "$n" -eq 1 ]
+	# A proxy in the environment (perhaps an https one): always.
+	n=$(no_proxy='*' http_proxy=http://127.0.0.1:9 nodelays "$HTTP_URL/ok")
+	[ "$n" -eq 1 ]
+}
+
+@test "check: remote_ip is each connection's own, whichever descriptor it reuses" {
+	local port pid i
+	port=$(free_port)
+	# A server on 127.0.0.2, beside nginx on 127.0.0.1: an empty 200.
+	/usr/bin/python3 -c '
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.2", int(sys.argv[1])))
+s.listen(16)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    c.recv(65536)
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    c.close()
+' "$port" >"$T/srv.out" 2>&1 3>&- &
+	pid=$!
+	track_pid "$pid"
+	wait_for grep -q ready "$T/srv.out"
+	for i in 1 2 3; do
+		echo "$HTTP_URL/ok"
+		echo "http://127.0.0.2:$port/"
+	done >"$T/in"
+	# -c 1: each probe's socket gets the descriptor the last one closed.
+	run --separate-stderr sm-check -c 1 <"$T/in"
+	[ "$status" -eq 0 ]
+	printf '%s\n' "$output" >"$T/out"
+	nresults 6
+	jqe -s 'all(.ok and .remote_ip == (.url | capture("//(?<h>[^:/]+)").h))'
+}
+
 @test "check: a write error on stdout exits 74" {
 	echo "$HTTP_URL/ok" >"$T/in"
 	run -74 bash -c 'sm-check <"$1" >&-' _ "$T/in"
