@@ -49,7 +49,7 @@ static const char options_text[] =
 	"\n"
 	"  -d, --dsn CONNINFO        libpq connection string or URI (SM_PG_DSN;\n"
 	"                            default: the PG* variables)\n"
-	"  -b, --batch COUNT         records per transaction (5000)\n"
+	"  -b, --batch COUNT         records per transaction (10000)\n"
 	"  -l, --linger DURATION     longest wait to fill a batch (200ms)\n"
 	"  -r, --retry-for DURATION  retry an unavailable database this long,\n"
 	"                            then exit 69 (5m)\n"
@@ -65,7 +65,8 @@ static const char options_text[] =
 	"  -h, --help                this text\n"
 	"  -V, --version             print the version\n";
 
-/* A batch never holds more than this many bytes of input, whatever -b. */
+/* A batch never holds more than this many bytes (input lines and their
+ * rows), whatever -b. */
 #define MAX_BATCH_BYTES (32L * 1024 * 1024)
 #define RETENTION_EVERY_MS (60L * 60 * 1000)
 #define BACKOFF_MIN_MS 100
@@ -108,7 +109,7 @@ static struct {
 	bool migrate_only;
 	bool ack_rejected;
 } opt = {
-	.batch = 5000,
+	.batch = 10000,
 	.linger_ms = 200,
 	.retry_for_ms = 5 * 60 * 1000,
 	.ack_rejected = true,
