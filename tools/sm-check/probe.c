@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "sm.h"
-#include "addrcache.h"
+#include "sockcache.h"
 #include "probe.h"
 #include "rxcache.h"
 #include "jtext.h"
@@ -153,22 +153,20 @@ on_debug(CURL *easy, curl_infotype type, char *data, size_t size,
 
 /* ---- sockets ---------------------------------------------------------- */
 
-/* CURLOPT_OPENSOCKETFUNCTION: the socket libcurl would make, its
- * addresses cached from now on (addrcache.c). */
+/* CURLOPT_OPENSOCKETFUNCTION: the socket libcurl would make, made by
+ * sockcache.c so that libcurl's questions about it cost no system call. */
 static curl_socket_t
 on_opensocket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
 {
-	int fd = socket(a->family, a->socktype, a->protocol);
+	int fd = sockcache_socket(a->family, a->socktype, a->protocol);
 
-	if (fd >= 0)
-		addrcache_open(fd);
 	return fd >= 0 ? fd : CURL_SOCKET_BAD;
 }
 
 static int
 on_closesocket(void *clientp, curl_socket_t fd)
 {
-	addrcache_close(fd);
+	sockcache_close(fd);
 	return close(fd);
 }
 
