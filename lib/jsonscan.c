@@ -51,18 +51,6 @@ ws(struct scan *sc)
 		sc->p++;
 }
 
-static int
-hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* One UTF-8 sequence of 2-4 bytes at p (RFC 3629: no overlongs, no
  * surrogates, nothing past U+10FFFF); its length or 0. */
 static size_t
@@ -136,7 +124,7 @@ string(struct scan *sc, const unsigned char **start, size_t *len,
 				if (sc->end - sc->p < 5)
 					return 0;
 				for (i = 1; i <= 4; i++) {
-					int h = hexval(sc->p[i]);
+					int h = hex_digit(sc->p[i]);
 
 					if (h < 0)
 						return 0;

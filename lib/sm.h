@@ -94,6 +94,11 @@ bool line_reader_pending(const struct line_reader *lr);
  * the process even when several are minted in one millisecond. */
 void uuid7_new(char out[UUID_STR_LEN]);
 bool uuid_is_valid(const char *s);
+/* s[0..n) as xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx (either case) into its
+ * 16 bytes; false if it is not that. */
+bool uuid_parse(const char *s, size_t n, unsigned char out[16]);
+/* The value of a hexadecimal digit, or -1. */
+int hex_digit(int c);
 
 /* ---- timefmt.c: RFC 3339 UTC with milliseconds ------------------------ */
 

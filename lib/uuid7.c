@@ -63,20 +63,47 @@ uuid7_new(char out[UUID_STR_LEN])
 	out[36] = '\0';
 }
 
-bool
-uuid_is_valid(const char *s)
+int
+hex_digit(int c)
 {
-	static const char hex[] = "0123456789abcdefABCDEF";
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
 
-	if (strlen(s) != 36)
+bool
+uuid_parse(const char *s, size_t n, unsigned char out[16])
+{
+	size_t i, o = 0;
+
+	if (n != 36)
 		return false;
-	for (int i = 0; i < 36; i++) {
+	for (i = 0; i < 36; i++) {
+		int hi, lo;
+
 		if (i == 8 || i == 13 || i == 18 || i == 23) {
 			if (s[i] != '-')
 				return false;
-		} else if (strchr(hex, s[i]) == NULL || s[i] == '\0') {
-			return false;
+			continue;
 		}
+		hi = hex_digit(s[i]);
+		lo = hex_digit(s[i + 1]);
+		if (hi < 0 || lo < 0)
+			return false;
+		out[o++] = (unsigned char)(hi << 4 | lo);
+		i++;
 	}
 	return true;
+}
+
+bool
+uuid_is_valid(const char *s)
+{
+	unsigned char bytes[16];
+
+	return uuid_parse(s, strlen(s), bytes);
 }

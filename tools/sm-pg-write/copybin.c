@@ -64,42 +64,15 @@ add_be(struct pgw_buf *b, uint64_t v, int n)
 	put_be(grow(b, (size_t)n), v, n);
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx, the layout result_validate
  * insists on; the server reads others too, but gets none. */
 static bool
 enc_uuid(struct pgw_buf *b, const char *s, size_t n)
 {
 	unsigned char u[16];
-	size_t i, o = 0;
 
-	if (n != 36)
+	if (!uuid_parse(s, n, u))
 		return false;
-	for (i = 0; i < 36; i++) {
-		int hi, lo;
-
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i] != '-')
-				return false;
-			continue;
-		}
-		hi = hexval(s[i]);
-		lo = hexval(s[++i]);
-		if (hi < 0 || lo < 0 || i == 8 || i == 13 || i == 18 || i == 23)
-			return false;
-		u[o++] = (unsigned char)(hi << 4 | lo);
-	}
 	add_field(b, u, sizeof u);
 	return true;
 }
