@@ -61,7 +61,8 @@ struct kept {
 
 struct entry {
 	bool open;  /* a socket of curl's, between open and close */
-	int flags;  /* its file status flags (F_GETFL), -1: ask the kernel */
+	int flags;  /* its file status flags (F_GETFL) until libcurl's F_SETFL,
+	             * then -1: ask the kernel */
 	struct kept local, peer;
 };
 
@@ -175,8 +176,12 @@ fcntl(int fd, int cmd, ...)
 	if (e != NULL && e->flags != -1) {
 		if (cmd == F_GETFL)
 			return e->flags;
-		if (cmd == F_SETFL && (long)arg == e->flags)
-			return 0; /* nothing to change */
+		if (cmd == F_SETFL && (long)arg == e->flags) {
+			/* Nothing to change.  libcurl asks right after making
+			 * the socket; from then on the kernel answers. */
+			e->flags = -1;
+			return 0;
+		}
 	}
 	if (e != NULL && cmd == F_SETFL)
 		e->flags = -1;
