@@ -362,7 +362,7 @@ nodelays() {
 }
 
 @test "check: TCP_NODELAY where Nagle could hold a write back (https, a body), not for a plain http GET" {
-	command -v strace >/dev/null || skip "strace is not installed"
+	command -v strace >/dev/null || skip "strace is not installed (run: make deps)"
 	local n
 	n=$(nodelays "$HTTP_URL/ok")
 	[ "$n" -eq 0 ]
