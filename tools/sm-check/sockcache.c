@@ -121,14 +121,15 @@ give(const struct kept *k, struct sockaddr *addr, socklen_t *len)
 }
 
 /* Ask the kernel (nr: SYS_getsockname or SYS_getpeername) and keep the
- * answer in k when it is final. */
+ * answer in k when it is final and was copied out whole. */
 static int
 ask(long nr, int fd, struct sockaddr *addr, socklen_t *len, struct kept *k,
     bool peer)
 {
+	socklen_t room = *len;
 	int rc = (int)syscall(nr, fd, addr, len);
 
-	if (rc == 0 && k != NULL && *len <= sizeof k->a) {
+	if (rc == 0 && k != NULL && *len <= room && *len <= sizeof k->a) {
 		union addr a;
 
 		memset(&a, 0, sizeof a);
