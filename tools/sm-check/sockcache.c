@@ -10,16 +10,17 @@
  * does around it, so sm-check defines these functions itself: the
  * dynamic linker binds libcurl's calls to them (the executable comes
  * first in the lookup order).  The socket is made non-blocking when it is
- * created (curl's opensocket callback, sockcache_open), so the F_SETFL
+ * created (curl's opensocket callback, sockcache_socket), so the F_SETFL
  * that asks for what is already set changes nothing and is answered at
  * once; the first successful answer for an address is kept until libcurl
  * closes the socket.  Later libcurl versions ask less; this then simply
  * answers less.
  *
- * Only sockets opened through sockcache_open() are answered from memory,
+ * Only sockets made by sockcache_socket() are answered from memory,
  * and only with what cannot have changed: the peer of a connected socket,
  * a local address bound to a specific address and port (after connect(),
- * never before), the file status flags until an F_SETFL changes them.
+ * never before), the file status flags for libcurl's first F_GETFL and
+ * F_SETFL.
  * Every other call goes to the kernel as it would have.
  *
  * The table is a fixed array (no realloc), so that a call from another
