@@ -143,24 +143,28 @@ ask(long nr, int fd, struct sockaddr *addr, socklen_t *len, struct kept *k,
 	return rc;
 }
 
+/* A name of fd (peer or local) from memory if known, else the kernel's. */
+static int
+name_of(long nr, bool peer, int fd, struct sockaddr *addr, socklen_t *len)
+{
+	struct entry *e = entry_of(fd);
+	struct kept *k = e == NULL ? NULL : peer ? &e->peer : &e->local;
+
+	if (k != NULL && k->len != 0)
+		return give(k, addr, len);
+	return ask(nr, fd, addr, len, k, peer);
+}
+
 int
 getsockname(int fd, struct sockaddr *restrict addr, socklen_t *restrict len)
 {
-	struct entry *e = entry_of(fd);
-
-	if (e != NULL && e->local.len != 0)
-		return give(&e->local, addr, len);
-	return ask(SYS_getsockname, fd, addr, len, e ? &e->local : NULL, false);
+	return name_of(SYS_getsockname, false, fd, addr, len);
 }
 
 int
 getpeername(int fd, struct sockaddr *restrict addr, socklen_t *restrict len)
 {
-	struct entry *e = entry_of(fd);
-
-	if (e != NULL && e->peer.len != 0)
-		return give(&e->peer, addr, len);
-	return ask(SYS_getpeername, fd, addr, len, e ? &e->peer : NULL, true);
+	return name_of(SYS_getpeername, true, fd, addr, len);
 }
 
 int
