@@ -106,13 +106,9 @@ struct pgw_row {
 	"target, url, labels, last_checked_at, last_ok, last_status, " \
 	"last_error_kind, last_duration_ms, run_start, before_run, run_us"
 
-/* Append to b the COPY rows of the targets state that rows[0..n) (those
- * not marked skip) bring, one per target; returns how many. */
-size_t pgw_state_rows(struct pgw_buf *b, const struct pgw_row *rows,
-                      size_t n);
-
-/* A batch's state rows as COPY text, and in binary format when every one
- * could be encoded (binary). */
+/* A batch's targets state rows, one per target its rows (those not marked
+ * skip) bring, as COPY text, and in binary format when every one could be
+ * encoded (binary). */
 struct pgw_state {
 	struct pgw_buf text, bin;
 	bool binary;

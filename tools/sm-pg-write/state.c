@@ -170,12 +170,13 @@ state_row(struct pgw_buf *b, struct result *const *r, size_t n)
 	pgw_buf_add(b, "}\n", 2);
 }
 
-size_t
-pgw_state_rows(struct pgw_buf *b, const struct pgw_row *rows, size_t n)
+/* Append to b the state rows of rows[0..n) (not those marked skip). */
+static void
+state_rows(struct pgw_buf *b, const struct pgw_row *rows, size_t n)
 {
 	struct result *r = xcalloc(n > 0 ? n : 1, sizeof *r);
 	struct result **order = xcalloc(n > 0 ? n : 1, sizeof *order);
-	size_t live = 0, i, g, targets = 0;
+	size_t live = 0, i, g;
 
 	for (i = 0; i < n; i++)
 		if (!rows[i].skip) {
@@ -191,11 +192,9 @@ pgw_state_rows(struct pgw_buf *b, const struct pgw_row *rows, size_t n)
 		     i++)
 			;
 		state_row(b, &order[g], i - g);
-		targets++;
 	}
 	free(order);
 	free(r);
-	return targets;
 }
 
 void
@@ -203,7 +202,7 @@ pgw_state_make(struct pgw_state *s, const struct pgw_row *rows, size_t n)
 {
 	s->text.len = 0;
 	s->bin.len = 0;
-	pgw_state_rows(&s->text, rows, n);
+	state_rows(&s->text, rows, n);
 	s->binary = pgw_rows_binary(&s->bin, s->text.data, s->text.len,
 	                            PGW_STATE_COLUMN_TYPES);
 }
