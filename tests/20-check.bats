@@ -109,6 +109,40 @@ tls_server() {
 	echo "$port"
 }
 
+# h2_server: nginx serving the good certificate over https with HTTP/2
+# offered in ALPN; prints the port.
+h2_server() {
+	local dir="$TLS_DIR/nginx-h2" port
+	port=$(free_port)
+	mkdir -p "$dir"
+	cat >"$dir/nginx.conf" <<-EOF
+		worker_processes 1;
+		daemon off;
+		pid $dir/nginx.pid;
+		events { worker_connections 64; }
+		http {
+		    access_log off;
+		    client_body_temp_path $dir/body;
+		    proxy_temp_path $dir/proxy;
+		    fastcgi_temp_path $dir/fastcgi;
+		    uwsgi_temp_path $dir/uwsgi;
+		    scgi_temp_path $dir/scgi;
+		    server {
+		        listen 127.0.0.1:$port ssl http2;
+		        ssl_certificate $TLS_DIR/good.crt;
+		        ssl_certificate_key $TLS_DIR/good.key;
+		        location = /ok { return 200 "sitemon h2\n"; }
+		    }
+		}
+	EOF
+	nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" \
+		</dev/null >"$dir/out" 2>&1 3>&- &
+	echo $! >>"$TLS_DIR/pids"
+	WAIT_TIMEOUT=20 wait_for curl -fsS -o /dev/null --cacert "$TLS_DIR/good.crt" \
+		"https://127.0.0.1:$port/ok" 2>/dev/null || return 1
+	echo "$port"
+}
+
 setup_file() {
 	export TLS_DIR="$BATS_FILE_TMPDIR/tls"
 	mkdir -p "$TLS_DIR"
@@ -118,6 +152,7 @@ setup_file() {
 	export TLS_GOOD_URL="https://127.0.0.1:$(tls_server good)"
 	export TLS_EXPIRED_URL="https://127.0.0.1:$(tls_server expired)"
 	export TLS_WRONG_URL="https://127.0.0.1:$(tls_server wronghost)"
+	export H2_URL="https://127.0.0.1:$(h2_server)"
 }
 
 teardown_file() {
@@ -295,6 +330,16 @@ teardown_file() {
 	jqe '.ok == true'
 	probe -- "{\"url\":\"$SCRIPTED_URL/echo\",\"method\":\"HEAD\"}"
 	jqe '.ok == true and .bytes == 0'
+}
+
+@test "check: every request says Connection: close unless the target sets its own" {
+	# A client that never reuses a connection says so (RFC 9112, 9.6),
+	# once; a target's own Connection header replaces it.
+	probe -- "{\"url\":\"$SCRIPTED_URL/echo\",\"regex\":\"(?m)^Connection: close\\r\$\",\"regex_absent\":\"(?s)Connection:.*Connection:\"}" \
+		"{\"url\":\"$SCRIPTED_URL/echo\",\"headers\":{\"connection\":\"keep-alive\"},\"regex\":\"(?m)^connection: keep-alive\\r\$\",\"regex_absent\":\"(?i)connection: close\"}"
+	[ "$status" -eq 0 ]
+	nresults 2
+	jqe -s 'all(.ok)'
 }
 
 @test "check: header names and values that would break the request are refused" {
@@ -721,6 +766,19 @@ has_stats() {
 	probe -- "{\"url\":\"$TLS_WRONG_URL/ok\",\"ca_file\":\"$TLS_DIR/wronghost.crt\"}"
 	jqe '.ok == false and .error_kind == "tls"'
 	jqe '.error | test("127.0.0.1")'
+}
+
+@test "check: a server that speaks HTTP/2 is probed over it, default headers and all" {
+	# The default headers (Connection: close among them) and a target's
+	# own go over HTTP/2 as well, and the result says which protocol
+	# answered.
+	probe -- "{\"url\":\"$H2_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\",\"regex\":\"^sitemon h2\"}" \
+		"{\"url\":\"$H2_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\",\"headers\":{\"X-Sitemon\":\"yes\"}}"
+	[ "$status" -eq 0 ]
+	nresults 2
+	jqe -s 'all(.ok and .status == 200 and .http_version == "2" and .bytes == 11)'
+	jqe -s 'all(.tls.cert_issuer | test("sitemon-good"))'
+	schema_ok
 }
 
 @test "check: a redirect from http to https is followed, with tls details" {

@@ -222,7 +222,7 @@ add_headers(struct probe *p)
 {
 	const char *name;
 	json_t *val;
-	bool have_ua = false;
+	bool have_ua = false, have_connection = false;
 
 	if (p->t->headers != NULL) {
 		json_object_foreach(p->t->headers, name, val) {
@@ -233,6 +233,8 @@ add_headers(struct probe *p)
 				continue;
 			if (strcasecmp(name, "User-Agent") == 0)
 				have_ua = true;
+			if (strcasecmp(name, "Connection") == 0)
+				have_connection = true;
 			/* "Name;" is curl's way to send an empty value. */
 			line = *v ? xasprintf("%s: %s", name, v)
 			          : xasprintf("%s;", name);
@@ -241,6 +243,15 @@ add_headers(struct probe *p)
 			if (p->headers == NULL)
 				die(EX_SOFTWARE, "out of memory");
 		}
+	}
+	/* The connection is never reused, and a client that does not keep
+	 * connections says so (RFC 9112, 9.6).  The server then closes
+	 * first, so its TIME_WAIT is not left on the prober's ports.
+	 * libcurl leaves this header out of HTTP/2 requests. */
+	if (!have_connection) {
+		p->headers = curl_slist_append(p->headers, "Connection: close");
+		if (p->headers == NULL)
+			die(EX_SOFTWARE, "out of memory");
 	}
 	if (!have_ua && p->opts->user_agent != NULL)
 		SETOPT(p->easy, CURLOPT_USERAGENT, p->opts->user_agent);
