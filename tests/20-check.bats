@@ -97,6 +97,35 @@ mkcert() {
 		${end:+-enddate "$end"} 2>/dev/null
 }
 
+# mkchain: a root CA (30 days), an intermediate it signs that expires
+# first (5 days), and a leaf for 127.0.0.1 the intermediate signs (20
+# days); chain.crt is what the server sends: the leaf, then the
+# intermediate.
+mkchain() {
+	local d="$TLS_DIR"
+	openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$d/root.key" -out "$d/root.crt" -days 30 \
+		-subj "/CN=sitemon-root" 2>/dev/null
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$d/inter.key" -out "$d/inter.csr" -subj "/CN=sitemon-inter" 2>/dev/null
+	printf '%s\n' "basicConstraints=critical,CA:TRUE" \
+		"keyUsage=critical,keyCertSign,cRLSign" >"$d/inter.ext"
+	openssl x509 -req -in "$d/inter.csr" -CA "$d/root.crt" -CAkey "$d/root.key" \
+		-CAcreateserial -days 5 -extfile "$d/inter.ext" -out "$d/inter.crt" 2>/dev/null
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$d/chain.key" -out "$d/leaf.csr" -subj "/CN=sitemon-leaf" 2>/dev/null
+	printf '%s\n' "subjectAltName=IP:127.0.0.1" >"$d/leaf.ext"
+	openssl x509 -req -in "$d/leaf.csr" -CA "$d/inter.crt" -CAkey "$d/inter.key" \
+		-CAcreateserial -days 20 -extfile "$d/leaf.ext" -out "$d/leaf.crt" 2>/dev/null
+	cat "$d/leaf.crt" "$d/inter.crt" >"$d/chain.crt"
+}
+
+# not_after FILE: a certificate's notAfter as sm-check writes times.
+not_after() {
+	date -u -d "$(openssl x509 -in "$1" -noout -enddate | cut -d= -f2)" \
+		+%Y-%m-%dT%H:%M:%S.000Z
+}
+
 # tls_server NAME: serve NAME's certificate; prints the port.
 tls_server() {
 	local port
@@ -149,10 +178,12 @@ setup_file() {
 	mkcert good "IP:127.0.0.1,DNS:localhost"
 	mkcert expired "IP:127.0.0.1,DNS:localhost" 20200101000000Z 20200102000000Z
 	mkcert wronghost "DNS:wrong.invalid"
+	mkchain
 	export TLS_GOOD_URL="https://127.0.0.1:$(tls_server good)"
 	export TLS_EXPIRED_URL="https://127.0.0.1:$(tls_server expired)"
 	export TLS_WRONG_URL="https://127.0.0.1:$(tls_server wronghost)"
 	export H2_URL="https://127.0.0.1:$(h2_server)"
+	export TLS_CHAIN_URL="https://127.0.0.1:$(tls_server chain)"
 }
 
 teardown_file() {
@@ -571,6 +602,120 @@ while True:
 	jqe -s 'all(.ok)'
 }
 
+# results_are N: $T/out holds N results so far.
+results_are() {
+	[ "$(grep -c . "$T/out" 2>/dev/null)" -eq "$1" ]
+}
+
+# blocked_in_write PID: PID waits in write(2) (a full pipe).
+blocked_in_write() {
+	[ "$(cut -d' ' -f1 "/proc/$1/syscall" 2>/dev/null)" = 1 ]
+}
+
+@test "check: with -c probes in flight stdin is not read: the producer blocks, nothing is lost" {
+	local id pid ppid wchar line
+	id=$(hold_id)
+	# Long lines, so that a pipe's worth is a few dozen probes.
+	line="$SCRIPTED_URL/hold?id=$id&pad=$(printf '%01000d' 0)"
+	mkfifo "$T/pipe"
+	sm-check -c 2 <"$T/pipe" >"$T/out" 2>"$T/err" 3>&- &
+	pid=$!
+	track_pid "$pid"
+	# An endless producer; each line is one atomic write.
+	/usr/bin/python3 -c 'import os, sys
+line = sys.argv[1].encode() + b"\n"
+while True:
+    os.write(1, line)' "$line" >"$T/pipe" 2>/dev/null 3>&- &
+	ppid=$!
+	track_pid "$ppid"
+	wait_for held_is "$id" 2
+	wait_for blocked_in_write "$ppid"
+	# What was written is what the pipe and sm-check's line buffer hold,
+	# not an endless queue.
+	wchar=$(awk '$1 == "wchar:" { print $2 }' "/proc/$ppid/io")
+	echo "producer wrote $wchar bytes" >&2
+	((wchar < 1048576))
+	held_is "$id" 2
+	# Every line written gets its result once the probes are let go.
+	kill "$ppid"
+	wait "$ppid" || true
+	release "$id"
+	local rc=0
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 0 ]
+	nresults $((wchar / (${#line} + 1)))
+	jqe -s 'all(.ok)'
+}
+
+# A server on 127.0.0.2 and 127.0.0.3 (port $1) that keeps connections
+# open for more requests and prints "accept IP" for each connection.
+keepalive_server() {
+	/usr/bin/python3 -c '
+import socket, sys, threading
+port = int(sys.argv[1])
+def serve(conn):
+    buf = b""
+    with conn:
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                return
+            buf += data
+            while b"\r\n\r\n" in buf:
+                buf = buf.split(b"\r\n\r\n", 1)[1]
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+def accept(s, ip):
+    while True:
+        c, _ = s.accept()
+        print("accept", ip, flush=True)
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+socks = []
+for ip in ("127.0.0.2", "127.0.0.3"):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((ip, port))
+    s.listen(16)
+    socks.append((s, ip))
+print("ready", flush=True)
+threading.Thread(target=accept, args=socks[1], daemon=True).start()
+accept(*socks[0])
+' "$1" 3>&-
+}
+
+@test "check: every probe makes its own DNS lookup and its own connection" {
+	local port spid pid url
+	port=$(free_port)
+	keepalive_server "$port" >"$T/srv.out" 2>&1 &
+	spid=$!
+	track_pid "$spid"
+	wait_for grep -q ready "$T/srv.out"
+	# A private /etc/hosts (a mount namespace of sm-check's own), changed
+	# between probes.
+	echo "127.0.0.2 sitemon-fresh.test" >"$T/hosts"
+	mkfifo "$T/fifo"
+	unshare -m sh -c 'mount --bind "$1" /etc/hosts && exec sm-check -c 1' _ "$T/hosts" \
+		<"$T/fifo" >"$T/out" 2>"$T/err" 3>&- &
+	pid=$!
+	track_pid "$pid"
+	exec 5>"$T/fifo"
+	url="http://sitemon-fresh.test:$port/"
+	printf '%s\n' "$url" "$url" "$url" >&5
+	wait_for results_are 3
+	# Rewritten in place: the bind mount sees the new name at once.
+	echo "127.0.0.3 sitemon-fresh.test" >"$T/hosts"
+	echo "$url" >&5
+	exec 5>&-
+	local rc=0
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 0 ]
+	nresults 4
+	jqe -s 'all(.ok) and map(.remote_ip) == ["127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.3"]'
+	jqe -s 'all(.phases.dns_ms >= 0 and .phases.connect_ms >= 0)'
+	# The server would have kept each connection for the next probe.
+	[ "$(grep -c '^accept 127.0.0.2$' "$T/srv.out")" -eq 3 ]
+	[ "$(grep -c '^accept 127.0.0.3$' "$T/srv.out")" -eq 1 ]
+}
+
 @test "check: results are written as each probe ends" {
 	local a pid
 	a=$(hold_id)
@@ -742,6 +887,24 @@ has_stats() {
 	jqe '.tls.cert_days_left >= 28 and .tls.cert_days_left <= 30'
 	jqe '(.tls.cert_not_before < .started_at) and (.tls.cert_not_after > .started_at)'
 	jqe '.phases.tls_ms >= 0'
+	schema_ok
+}
+
+@test "check: the earliest expiry in the chain is reported beside the leaf's" {
+	# The intermediate expires 15 days before the leaf: chain_not_after
+	# is its date, cert_not_after and cert_days_left stay the leaf's.
+	probe -- "{\"url\":\"$TLS_CHAIN_URL/ok\",\"ca_file\":\"$TLS_DIR/root.crt\"}" \
+		"{\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
+	[ "$status" -eq 0 ]
+	nresults 2
+	jqe -s 'all(.ok)'
+	jqe -s --arg leaf "$(not_after "$TLS_DIR/leaf.crt")" --arg inter "$(not_after "$TLS_DIR/inter.crt")" \
+		'.[] | select(.url | startswith($ENV.TLS_CHAIN_URL)) | .tls |
+		 .cert_not_after == $leaf and .chain_not_after == $inter and
+		 .cert_days_left >= 19 and .cert_days_left <= 20 and (.cert_issuer | test("sitemon-inter"))'
+	# One certificate: its own date.
+	jqe -s '.[] | select(.url | startswith($ENV.TLS_GOOD_URL)) | .tls |
+		.chain_not_after == .cert_not_after and .chain_not_after != null'
 	schema_ok
 }
 

@@ -645,25 +645,49 @@ cert_time(struct jtext *j, const char *k, const char *s, int64_t *ms)
 	jt_str(j, buf, false);
 }
 
-/* The leaf certificate's field "name" from CURLINFO_CERTINFO. */
+/* Field "name" of certificate i (0: the leaf) from CURLINFO_CERTINFO. */
 static const char *
-certinfo_field(struct curl_certinfo *ci, const char *name)
+certinfo_field(struct curl_certinfo *ci, int i, const char *name)
 {
 	size_t n = strlen(name);
 
-	if (ci == NULL || ci->num_of_certs < 1)
+	if (ci == NULL || i >= ci->num_of_certs)
 		return NULL;
-	for (struct curl_slist *s = ci->certinfo[0]; s; s = s->next)
+	for (struct curl_slist *s = ci->certinfo[i]; s; s = s->next)
 		if (strncmp(s->data, name, n) == 0 && s->data[n] == ':')
 			return s->data + n + 1;
 	return NULL;
+}
+
+/* The earliest "Expire date" among the certificates the server sent, as
+ * the text certinfo holds it; NULL if any of them has none that parses,
+ * since the earliest is then unknown. */
+static const char *
+chain_not_after(struct curl_certinfo *ci)
+{
+	const char *earliest = NULL;
+	int64_t min = 0, ms;
+
+	if (ci == NULL)
+		return NULL;
+	for (int i = 0; i < ci->num_of_certs; i++) {
+		const char *na = certinfo_field(ci, i, "Expire date");
+
+		if (na == NULL || parse_cert_time(na, &ms) < 0)
+			return NULL;
+		if (earliest == NULL || ms < min) {
+			earliest = na;
+			min = ms;
+		}
+	}
+	return earliest;
 }
 
 static void
 tls_of(struct probe *p, struct jtext *j)
 {
 	struct curl_certinfo *ci = NULL;
-	int64_t not_after = 0, not_before = 0;
+	int64_t not_after = 0, not_before = 0, chain_ms = 0;
 	const char *na;
 
 	if (curl_easy_getinfo(p->easy, CURLINFO_CERTINFO, &ci) != CURLE_OK)
@@ -671,9 +695,9 @@ tls_of(struct probe *p, struct jtext *j)
 	jt_key(j, "tls");
 	jt_open(j);
 	jt_kstr(j, "version", p->tls_version, true);
-	na = certinfo_field(ci, "Expire date");
+	na = certinfo_field(ci, 0, "Expire date");
 	cert_time(j, "cert_not_after", na, &not_after);
-	cert_time(j, "cert_not_before", certinfo_field(ci, "Start date"),
+	cert_time(j, "cert_not_before", certinfo_field(ci, 0, "Start date"),
 	          &not_before);
 	jt_key(j, "cert_days_left");
 	if (na != NULL && parse_cert_time(na, &not_after) == 0) {
@@ -685,7 +709,10 @@ tls_of(struct probe *p, struct jtext *j)
 	} else {
 		jt_null(j);
 	}
-	jt_kstr(j, "cert_issuer", certinfo_field(ci, "Issuer"), true);
+	jt_kstr(j, "cert_issuer", certinfo_field(ci, 0, "Issuer"), true);
+	/* An intermediate that expires before the leaf takes the site down
+	 * first. */
+	cert_time(j, "chain_not_after", chain_not_after(ci), &chain_ms);
 	jt_close(j);
 }
 
