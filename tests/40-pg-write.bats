@@ -70,10 +70,12 @@ wait_ok() {
 	run -0 sm-pg-write --migrate </dev/null
 	[ -z "$(psql_q "SELECT 1 FROM checks LIMIT 1")" ]
 	run -0 psql_q "SELECT string_agg(version || ':' || name, ' ' ORDER BY version) FROM schema_migrations"
-	[ "$output" = "1:initial 2:targets_hot_updates" ]
+	[ "$output" = "1:initial 2:targets_hot_updates 3:checks_tls_chain_not_after" ]
 	run -0 psql_q "SELECT string_agg(column_name, ',' ORDER BY ordinal_position)
 	    FROM information_schema.columns WHERE table_name = 'checks'"
-	[ "$output" = "id,target,url,labels,probe,scheduled_at,started_at,ok,status,error_kind,error,duration_ms,dns_ms,connect_ms,tls_ms,ttfb_ms,transfer_ms,bytes,http_version,remote_ip,redirects,final_url,regex_pattern,regex_matched,tls_version,tls_cert_not_after,tls_cert_issuer,kafka_topic,kafka_partition,kafka_offset,stored_at" ]
+	[ "$output" = "id,target,url,labels,probe,scheduled_at,started_at,ok,status,error_kind,error,duration_ms,dns_ms,connect_ms,tls_ms,ttfb_ms,transfer_ms,bytes,http_version,remote_ip,redirects,final_url,regex_pattern,regex_matched,tls_version,tls_cert_not_after,tls_cert_issuer,kafka_topic,kafka_partition,kafka_offset,stored_at,tls_chain_not_after" ]
+	[ "$(psql_q "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+	    WHERE attrelid = 'checks'::regclass AND attname = 'tls_chain_not_after'")" = "timestamp with time zone" ]
 	run -0 psql_q "SELECT string_agg(a.attname, ',' ORDER BY k.n)
 	    FROM pg_index i, unnest(i.indkey) WITH ORDINALITY AS k(attnum, n),
 	         pg_attribute a
@@ -87,31 +89,49 @@ wait_ok() {
 	# Again: nothing to apply, nothing said.
 	run -0 sm-pg-write --migrate </dev/null
 	[ -z "$output" ]
-	[ "$(psql_q "SELECT count(*) FROM schema_migrations")" = 2 ]
+	[ "$(psql_q "SELECT count(*) FROM schema_migrations")" = 3 ]
 }
 
-# The database as the previous release (schema version 1) left it: the
-# current schema with migration 2 undone, by hand.
+# The database as an earlier release left it: the current schema with the
+# later migrations undone, by hand.  schema_v2: migration 3 undone (the
+# tls_chain_not_after column, on the parent and so on every partition).
+schema_v2() {
+	psql_q "ALTER TABLE checks DROP COLUMN tls_chain_not_after;
+	    DELETE FROM schema_migrations WHERE version > 2"
+}
+
+# schema_v1: migrations 3 and 2 undone.
 schema_v1() {
+	schema_v2
 	psql_q "ALTER TABLE targets RESET (fillfactor, autovacuum_vacuum_scale_factor);
 	    DELETE FROM schema_migrations WHERE version > 1"
 }
 
-@test "pg-write: a database at the previous schema version is upgraded in place" {
+# chain_column: 1 if checks has the column tls_chain_not_after, else 0.
+chain_column() {
+	psql_q "SELECT count(*) FROM pg_attribute
+	    WHERE attrelid = 'checks'::regclass AND attname = 'tls_chain_not_after'
+	      AND NOT attisdropped"
+}
+
+@test "pg-write: a database at schema version 1 is upgraded in place" {
 	"$GEN" -n 60 -t 4 -f 5 -S 1 >"$T/old"
 	"$GEN" -n 60 -t 4 -f 7 -S 2 -s $((1795428000000 + 60000)) >"$T/new"
 	run -0 --separate-stderr sm-pg-write <"$T/old"
 	schema_v1
 	[ "$(psql_q "SELECT max(version) FROM schema_migrations")" = 1 ]
 	[ "$(psql_q "SELECT reloptions IS NULL FROM pg_class WHERE relname = 'targets'")" = t ]
+	[ "$(chain_column)" = 0 ]
 
 	# The new version applies only what is missing, keeps the data, and
 	# goes on storing.
 	run -0 --separate-stderr sm-pg-write <"$T/new"
 	[ "$output" = "$(cat "$T/new")" ]
 	[[ "$stderr" == *"applied schema migration 2 (targets_hot_updates)"* ]]
+	[[ "$stderr" == *"applied schema migration 3 (checks_tls_chain_not_after)"* ]]
 	[[ "$stderr" != *"applied schema migration 1"* ]]
-	[ "$(psql_q "SELECT string_agg(version::text, ' ' ORDER BY version) FROM schema_migrations")" = "1 2" ]
+	[ "$(psql_q "SELECT string_agg(version::text, ' ' ORDER BY version) FROM schema_migrations")" = "1 2 3" ]
+	[ "$(chain_column)" = 1 ]
 	[ "$(psql_q "SELECT count(*) || ' ' || count(DISTINCT id) FROM checks")" = "120 120" ]
 	[ "$(psql_q "SELECT count(*) FROM targets WHERE last_checked_at >= '2026-11-23T10:01:00Z'")" = 4 ]
 
@@ -126,7 +146,39 @@ schema_v1() {
 	# A database newer than the program is used as it is, with a note.
 	psql_q "INSERT INTO schema_migrations (version, name) VALUES (99, 'future')"
 	run -0 --separate-stderr sm-pg-write --migrate
-	[[ "$stderr" == *"schema version 99 is newer than this program's 2"* ]]
+	[[ "$stderr" == *"schema version 99 is newer than this program's 3"* ]]
+}
+
+@test "pg-write: a database at schema version 2 gains tls_chain_not_after, old rows NULL" {
+	"$GEN" -n 20 -t 4 -f 5 -S 1 >"$T/old"
+	"$GEN" -n 20 -t 4 -f 5 -S 2 -s $((1795428000000 + 60000)) |
+		jq -c '.tls.chain_not_after = "2026-12-20T06:15:30.125Z"' >"$T/new"
+	run -0 --separate-stderr sm-pg-write <"$T/old"
+	schema_v2
+	[ "$(chain_column)" = 0 ]
+	[ "$(psql_q "SELECT max(version) FROM schema_migrations")" = 2 ]
+	# Partitions made after the column went: the day after the data's.
+	psql_q "SELECT sm_checks_ensure_partitions('{2026-11-25}')"
+
+	run -0 --separate-stderr sm-pg-write <"$T/new"
+	[ "$output" = "$(cat "$T/new")" ]
+	[[ "$stderr" == *"applied schema migration 3 (checks_tls_chain_not_after)"* ]]
+	[[ "$stderr" != *"applied schema migration 2"* ]]
+	[ "$(psql_q "SELECT string_agg(version::text, ' ' ORDER BY version) FROM schema_migrations")" = "1 2 3" ]
+	[ "$(chain_column)" = 1 ]
+	# Every partition has it, the old ones included.
+	[ "$(psql_q "SELECT count(*) FROM pg_inherits AS i
+	    WHERE i.inhparent = 'checks'::regclass AND NOT EXISTS (
+	      SELECT 1 FROM pg_attribute WHERE attrelid = i.inhrelid
+	        AND attname = 'tls_chain_not_after' AND NOT attisdropped)")" = 0 ]
+	[ "$(psql_q "SELECT count(*) FROM pg_inherits WHERE inhparent = 'checks'::regclass")" = 3 ]
+	# The rows stored before have it NULL, the new ones as sent.
+	[ "$(psql_q "SELECT count(*) FILTER (WHERE tls_chain_not_after IS NULL) || ' ' ||
+	    count(*) FILTER (WHERE tls_chain_not_after = '2026-12-20T06:15:30.125Z')
+	    FROM checks")" = "20 20" ]
+	old_ids=$(jq -r .id "$T/old" | sed "s/.*/'&'/" | paste -sd,)
+	[ "$(psql_q "SELECT count(*) FROM checks WHERE tls_chain_not_after IS NULL
+	    AND id IN ($old_ids)")" = 20 ]
 }
 
 @test "pg-write: writers starting together migrate once (advisory lock)" {
@@ -138,13 +190,17 @@ schema_v1() {
 	for i in "${pids[@]}"; do
 		wait "$i"
 	done
-	[ "$(psql_q "SELECT count(*) FROM schema_migrations")" = 2 ]
+	[ "$(psql_q "SELECT count(*) FROM schema_migrations")" = 3 ]
 	[ "$(cat "$T"/m*.err | grep -c 'applied schema migration 1')" = 1 ]
 	[ "$(cat "$T"/m*.err | grep -c 'applied schema migration 2')" = 1 ]
+	[ "$(cat "$T"/m*.err | grep -c 'applied schema migration 3')" = 1 ]
 }
 
 @test "pg-write: stores every field, phases flattened; acks are the input lines in order" {
-	"$GEN" -n 25 -t 4 -f 5 -k results -o 100 >"$T/in"
+	# tls.chain_not_after: present, null or absent, a third each.
+	"$GEN" -n 25 -t 4 -f 5 -k results -o 100 |
+		jq -c 'if .kafka.offset % 3 == 0 then .tls.chain_not_after = "2026-12-01T12:00:00.500Z"
+		       elif .kafka.offset % 3 == 1 then .tls.chain_not_after = null else . end' >"$T/in"
 	run -0 --separate-stderr sm-pg-write -b 7 <"$T/in"
 	[ "$output" = "$(cat "$T/in")" ]
 	[ "$(psql_q "SELECT count(*) FROM checks")" = 25 ]
@@ -158,7 +214,9 @@ schema_v1() {
 	      tls_ms, ttfb_ms, transfer_ms, bytes, http_version, remote_ip,
 	      redirects, final_url, regex_pattern, regex_matched, tls_version,
 	      to_char(tls_cert_not_after AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS tls_cert_not_after,
-	      tls_cert_issuer, kafka_topic, kafka_partition, kafka_offset
+	      tls_cert_issuer,
+	      to_char(tls_chain_not_after AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS tls_chain_not_after,
+	      kafka_topic, kafka_partition, kafka_offset
 	    FROM checks ORDER BY started_at) AS c" >"$T/rows"
 	jq -c '{id, target, url, labels, probe, scheduled_at, started_at, ok,
 	    status, error_kind, error, duration_ms,
@@ -168,9 +226,11 @@ schema_v1() {
 	    redirects, final_url, regex_pattern: .regex.pattern,
 	    regex_matched: .regex.matched, tls_version: .tls.version,
 	    tls_cert_not_after: .tls.cert_not_after,
-	    tls_cert_issuer: .tls.cert_issuer, kafka_topic: .kafka.topic,
+	    tls_cert_issuer: .tls.cert_issuer,
+	    tls_chain_not_after: .tls.chain_not_after, kafka_topic: .kafka.topic,
 	    kafka_partition: .kafka.partition, kafka_offset: .kafka.offset}' \
 	    "$T/in" >"$T/want"
+	[ "$(jq -c 'select(.tls_chain_not_after != null)' "$T/want" | wc -l)" = 8 ]
 	json_eq "$(jq -s . "$T/rows")" "$(jq -s . "$T/want")"
 	[ "$(psql_q "SELECT count(*) FROM checks WHERE NOT ok AND status = 500
 	    AND error_kind = 'http_status'")" = 5 ]
@@ -187,12 +247,12 @@ copies_since() {
 	# ones it leaves to the server's text input (marked "text").
 	"$GEN" -n 16 -t 4 -f 4 -k results -o 7 >"$T/base"
 	edits=(
-		'.started_at = "2026-11-23T10:00:00.0000015Z"'
+		'.started_at = "2026-11-23T10:00:00.0000015Z" | .tls.chain_not_after = "2026-11-28T17:30:00.0000015Z"'
 		'.started_at = "2026-11-23T10:00:01.9999995Z" | .scheduled_at = "2026-11-23T10:00:01.0000005Z"'
-		'.started_at = "2026-11-23T15:30:02.123456789+05:30"'
-		'.started_at = "2026-11-22T18:01:03-15:59" | .scheduled_at = "2026-11-24T02:00:02.5+15:59"'
-		'.scheduled_at = "2026-12-31T23:59:60Z"' # text: a leap second
-		'.tls.cert_not_after = "2027-01-01 00:00:00+00"' # text: another layout
+		'.started_at = "2026-11-23T15:30:02.123456789+05:30" | .tls.chain_not_after = "2026-11-28T23:00:00.9999995+05:30"'
+		'.started_at = "2026-11-22T18:01:03-15:59" | .scheduled_at = "2026-11-24T02:00:02.5+15:59" | .tls.chain_not_after = null'
+		'.scheduled_at = "2026-12-31T23:59:60Z" | .tls.chain_not_after = "2026-12-31T23:59:60Z"' # text: a leap second
+		'.tls.cert_not_after = "2027-01-01 00:00:00+00" | .tls.chain_not_after = "2026-12-31 23:00:00.5+00"' # text: another layout
 		'.started_at = "2026-11-23t10:00:05.25z"' # text: lower case
 		'.duration_ms = 1e-310 | .phases.dns_ms = 5e-324 | .phases.connect_ms = 1.7976931348623157e308'
 		'.duration_ms = 0.1 | .phases.tls_ms = 123.456e-2 | .phases.ttfb_ms = 0 | .phases.transfer_ms = 3.0000000000000004'
@@ -220,8 +280,8 @@ copies_since() {
 	    status, error_kind, error, duration_ms, dns_ms, connect_ms, tls_ms,
 	    ttfb_ms, transfer_ms, bytes, http_version, remote_ip, redirects,
 	    final_url, regex_pattern, regex_matched, tls_version,
-	    tls_cert_not_after, tls_cert_issuer, kafka_topic, kafka_partition,
-	    kafka_offset"
+	    tls_cert_not_after, tls_cert_issuer, tls_chain_not_after,
+	    kafka_topic, kafka_partition, kafka_offset"
 	ref="SELECT (j->>'id')::uuid AS id, j->>'target' AS target,
 	    j->>'url' AS url, nullif((j->'labels')::jsonb, 'null') AS labels, j->>'probe' AS probe,
 	    (j->>'scheduled_at')::timestamptz AS scheduled_at,
@@ -241,6 +301,7 @@ copies_since() {
 	    j->'tls'->>'version' AS tls_version,
 	    (j->'tls'->>'cert_not_after')::timestamptz AS tls_cert_not_after,
 	    j->'tls'->>'cert_issuer' AS tls_cert_issuer,
+	    (j->'tls'->>'chain_not_after')::timestamptz AS tls_chain_not_after,
 	    j->'kafka'->>'topic' AS kafka_topic,
 	    (j->'kafka'->>'partition')::integer AS kafka_partition,
 	    (j->'kafka'->>'offset')::bigint AS kafka_offset FROM ref"
@@ -282,6 +343,79 @@ copies_since() {
 			[ "$binary" = 0 ] && [ "$text" = 1 ]
 		fi
 	done
+}
+
+# chain_rows: per stored row in started_at order, its target, then
+# tls_cert_not_after and tls_chain_not_after as RFC 3339 UTC with
+# microseconds ("-" for NULL), and whether the chain's is the earlier.
+chain_rows() {
+	psql_q "SELECT target,
+	    coalesce(to_char(tls_cert_not_after AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '-'),
+	    coalesce(to_char(tls_chain_not_after AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '-'),
+	    coalesce((tls_chain_not_after < tls_cert_not_after)::text, '-')
+	    FROM checks ORDER BY started_at"
+}
+
+@test "pg-write: tls.chain_not_after is stored beside tls.cert_not_after; null or absent is NULL" {
+	"$GEN" -n 7 -t 7 >"$T/base"
+	edits=(
+		# An intermediate that expires before the leaf, as sm-check
+		# reports it.
+		'.tls.chain_not_after = "2026-11-28T17:30:00.000Z"'
+		'.tls.chain_not_after = .tls.cert_not_after'
+		'.'                                     # no chain_not_after key
+		'.tls.chain_not_after = null'
+		'.tls = null | .url = "http://site-4.example.test/health"' # http
+		'del(.tls)'
+		# Another layout, with an offset: the server reads it (as text).
+		'.tls.chain_not_after = "2026-11-28 18:30:00.25+01:00"'
+	)
+	for i in "${!edits[@]}"; do
+		sed -n "$((i + 1))p" "$T/base" | jq -c "${edits[$i]}"
+	done >"$T/in"
+	# One at a time (binary, but the last one) and in one batch (text).
+	for batch in 1 100; do
+		sm-pg-write --migrate 2>/dev/null && psql_q "TRUNCATE checks, targets"
+		mark=$(wc -l <"$SM_TEST_TMP/pg/log")
+		PGOPTIONS="-c log_statement=all" run -0 --separate-stderr \
+			sm-pg-write -b "$batch" <"$T/in"
+		[ "$output" = "$(cat "$T/in")" ]
+		if [ "$batch" = 1 ]; then
+			[ "$(copies_since "$mark" "FORMAT binary")" = 6 ]
+		else
+			[ "$(copies_since "$mark" "FORMAT binary")" = 0 ]
+		fi
+		[ "$(copies_since "$mark" "FROM STDIN\$")" = 1 ]
+		run -0 chain_rows
+		[ "${#lines[@]}" = 7 ]
+		[ "${lines[0]}" = "site-0|2027-02-01T00:00:00.000000Z|2026-11-28T17:30:00.000000Z|true" ]
+		[ "${lines[1]}" = "site-1|2027-02-01T00:00:00.000000Z|2027-02-01T00:00:00.000000Z|false" ]
+		[ "${lines[2]}" = "site-2|2027-02-01T00:00:00.000000Z|-|-" ]
+		[ "${lines[3]}" = "site-3|2027-02-01T00:00:00.000000Z|-|-" ]
+		[ "${lines[4]}" = "site-4|-|-|-" ]
+		[ "${lines[5]}" = "site-5|-|-|-" ]
+		[ "${lines[6]}" = "site-6|2027-02-01T00:00:00.000000Z|2026-11-28T17:30:00.250000Z|true" ]
+	done
+}
+
+@test "pg-write: a tls.chain_not_after that is not a time is refused as a bad tls.cert_not_after is" {
+	"$GEN" -n 8 -t 2 >"$T/good"
+	jq -c 'if (.duration_ms | floor) == 42 then .tls.chain_not_after = "not a time"
+	       elif (.duration_ms | floor) == 44 then .tls.cert_not_after = "not a time"
+	       elif (.duration_ms | floor) == 45 then .tls.chain_not_after = "2026-02-30T00:00:00.000Z"
+	       elif (.duration_ms | floor) == 46 then .tls.chain_not_after = 12
+	       else .tls.chain_not_after = "2026-12-01T00:00:00.000Z" end' "$T/good" >"$T/in"
+	run -0 --separate-stderr sm-pg-write -b 8 --dead-letter "$T/dead" <"$T/in"
+	[ "$output" = "$(cat "$T/in")" ]
+	[ "$(psql_q "SELECT count(*) FROM checks")" = 4 ]
+	[ "$(psql_q "SELECT count(*) FROM checks WHERE tls_chain_not_after = '2026-12-01T00:00:00Z'")" = 4 ]
+	# The refused records, each with the server's reason (a bad date or
+	# time, SQLSTATE 22007 or 22008), the chain's as the leaf's.
+	[ "$(jq -r '.input | fromjson | .duration_ms | floor' "$T/dead" | sort | paste -sd' ')" = "42 44 45 46" ]
+	[ "$(jq -r '.error' "$T/dead" | grep -cE '^refused by the server: .* \(SQLSTATE 2200[78]\)$')" = 4 ]
+	[ "$(jq -r 'select(.input | fromjson | .tls | .chain_not_after == "not a time" or .cert_not_after == "not a time") | .error' "$T/dead" | sort -u)" = \
+	  'refused by the server: invalid input syntax for type timestamp with time zone: "not a time" (SQLSTATE 22007)' ]
+	[[ "$stderr" == *"refused by the server: "* ]]
 }
 
 @test "pg-write: the same stream twice is stored once and acked twice" {

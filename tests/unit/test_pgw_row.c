@@ -37,7 +37,8 @@ static const char *const bases[] = {
 	"\"regex\":{\"pattern\":\"ok\",\"matched\":true},"
 	"\"tls\":{\"version\":\"TLSv1.3\","
 	"\"cert_not_after\":\"2027-02-01T00:00:00.000Z\","
-	"\"cert_issuer\":\"CN=sitemon test CA\"},"
+	"\"cert_issuer\":\"CN=sitemon test CA\","
+	"\"chain_not_after\":\"2026-12-15T08:30:00.250Z\"},"
 	"\"kafka\":{\"topic\":\"results\",\"partition\":0,\"offset\":0}}",
 
 	"{\"v\":1,\"id\":\"01A20AA3-3D80-700B-8000-0000000B0001\","
@@ -65,7 +66,7 @@ static const char *const bases[] = {
 	"\"duration_ms\":3.25,\"bytes\":9007199254,\"redirects\":3,"
 	"\"http_version\":\"2\",\"remote_ip\":\"::1\",\"final_url\":null,"
 	"\"tls\":{\"version\":\"TLSv1.2\",\"cert_not_after\":null,"
-	"\"cert_issuer\":\"CN=\\u00c9\"},"
+	"\"cert_issuer\":\"CN=\\u00c9\",\"chain_not_after\":null},"
 	"\"kafka\":{\"topic\":\"r\",\"partition\":15,"
 	"\"offset\":123456789012345,\"key\":\"l\"}}",
 };
@@ -89,12 +90,19 @@ static const char *const fields[] = {
 	"phases", "phases.dns_ms", "phases.transfer_ms", "phases.other",
 	"bytes", "http_version", "remote_ip", "redirects", "final_url",
 	"regex", "regex.pattern", "regex.matched", "tls", "tls.version",
-	"tls.cert_not_after", "tls.cert_issuer", "kafka", "kafka.topic",
+	"tls.cert_not_after", "tls.cert_issuer", "tls.chain_not_after",
+	"kafka", "kafka.topic",
 	"kafka.partition", "kafka.offset", "labels.team", "unknown",
 };
 
 /* Columns (PGW_COLUMNS order) compared as doubles; labels as JSON. */
+#define N_COLUMNS 31
 #define COL_LABELS 3
+#define COL_CERT_NOT_AFTER 25
+#define COL_CHAIN_NOT_AFTER 27
+/* The test's columns are the program's. */
+_Static_assert(sizeof PGW_COLUMN_TYPES - 1 == N_COLUMNS,
+               "N_COLUMNS is not the number of PGW_COLUMN_TYPES");
 static bool
 double_column(int c)
 {
@@ -172,7 +180,7 @@ same_row(const struct pgw_buf *x, const struct pgw_buf *y)
 		a = ta + 1;
 		b = tb + 1;
 	}
-	return c == 30 && a > ae && b > be;
+	return c == N_COLUMNS && a > ae && b > be;
 }
 
 /* ---- the binary tuple, decoded ---------------------------------------- */
@@ -251,10 +259,10 @@ same_tuple(const struct pgw_buf *row, const char *b, size_t len)
 	const unsigned char *p = (const unsigned char *)b, *end = p + len;
 	const char *t = row->data, *te = row->data + row->len - 1;
 
-	if (len < 2 || get_be(p, 2) != 30)
+	if (len < 2 || get_be(p, 2) != N_COLUMNS)
 		return false;
 	p += 2;
-	for (int c = 0; c < 30; c++) {
+	for (int c = 0; c < N_COLUMNS; c++) {
 		const char *tab = memchr(t, '\t', (size_t)(te - t));
 		long n;
 
@@ -574,6 +582,110 @@ test_binary(void)
 	test_array();
 }
 
+/* Column col of a COPY text row, as it is (escapes kept). */
+static char *
+column_of(const struct pgw_buf *row, int col)
+{
+	const char *p, *end, *tab;
+	int c;
+
+	if (row->len == 0)
+		return strdup("(no row)");
+	p = row->data;
+	end = row->data + row->len - 1; /* the newline */
+	for (c = 0; c < col; c++) {
+		tab = memchr(p, '\t', (size_t)(end - p));
+		if (tab == NULL)
+			return strdup("(no such column)");
+		p = tab + 1;
+	}
+	tab = memchr(p, '\t', (size_t)(end - p));
+	return strndup(p, (size_t)((tab != NULL ? tab : end) - p));
+}
+
+/* The scanner takes line (so that the fast path is the one tested), the
+ * reference accepts it, and both give want in column col. */
+static bool
+both_give(const char *line, int col, const char *want)
+{
+	struct pgw_buf fast = { 0 }, slow = { 0 };
+	char err[256], *f = NULL, *t = NULL;
+	int64_t ms;
+	json_t *o = json_line_parse(line, strlen(line), err, sizeof err);
+	bool same = false;
+
+	if (o != NULL && result_validate(o, err, sizeof err) == 0 &&
+	    pgw_row_scan(&fast, line, strlen(line), &ms)) {
+		pgw_row_format(&slow, o);
+		f = column_of(&fast, col);
+		t = column_of(&slow, col);
+		same = strcmp(f, want) == 0 && strcmp(t, want) == 0;
+		if (!same)
+			printf("# column %d: scan \"%s\", tree \"%s\", want "
+			       "\"%s\"\n", col, f, t, want);
+	}
+	json_decref(o);
+	free(f);
+	free(t);
+	free(fast.data);
+	free(slow.data);
+	return same;
+}
+
+/* bases[0] with field set to value (NULL: removed) gives want in col. */
+static bool
+variant_gives(const char *field, const char *value, int col,
+              const char *want)
+{
+	/* 15 digits: 40.731 stays 40.731, a number the scanner takes. */
+	char *s = variant(bases[0], field, value, JSON_REAL_PRECISION(15));
+	bool same = both_give(s, col, want);
+
+	free(s);
+	return same;
+}
+
+/* tls.chain_not_after, column tls_chain_not_after: the time as sent (the
+ * server reads it), NULL when null or absent, and a string that is not a
+ * time left to the server's text input, exactly as tls.cert_not_after. */
+static void
+test_chain_not_after(void)
+{
+	/* Present, earlier than the leaf's notAfter: both, each in its own
+	 * column, and the chain's in binary to the microsecond. */
+	CHECK(both_give(bases[0], COL_CHAIN_NOT_AFTER,
+	                "2026-12-15T08:30:00.250Z"));
+	CHECK(both_give(bases[0], COL_CERT_NOT_AFTER,
+	                "2027-02-01T00:00:00.000Z"));
+	CHECK(encoded(COL_CHAIN_NOT_AFTER, "2026-12-15T08:30:00.250Z") ==
+	      INT64_C(850638600250000));
+	/* null, absent from tls, tls null, tls absent: NULL, in binary too
+	 * (length -1, which encoded() reports as INT64_MAX). */
+	CHECK(variant_gives("tls.chain_not_after", "null",
+	                    COL_CHAIN_NOT_AFTER, "\\N"));
+	CHECK(both_give(bases[3], COL_CHAIN_NOT_AFTER, "\\N"));
+	CHECK(variant_gives("tls.chain_not_after", NULL, COL_CHAIN_NOT_AFTER,
+	                    "\\N"));
+	CHECK(variant_gives("tls", "null", COL_CHAIN_NOT_AFTER, "\\N"));
+	CHECK(variant_gives("tls", NULL, COL_CHAIN_NOT_AFTER, "\\N"));
+	CHECK(both_give(bases[2], COL_CHAIN_NOT_AFTER, "\\N"));
+	CHECK(encoded(COL_CHAIN_NOT_AFTER, "\\N") == INT64_MAX);
+	/* Not a time: sent as text for the server to refuse (class 22, the
+	 * record isolated), never encoded, the same as cert_not_after. */
+	CHECK(variant_gives("tls.chain_not_after", "\"not a time\"",
+	                    COL_CHAIN_NOT_AFTER, "not a time"));
+	CHECK(encoded(COL_CHAIN_NOT_AFTER, "not a time") == INT64_MIN);
+	CHECK(variant_gives("tls.cert_not_after", "\"not a time\"",
+	                    COL_CERT_NOT_AFTER, "not a time"));
+	CHECK(encoded(COL_CERT_NOT_AFTER, "not a time") == INT64_MIN);
+	/* Another layout the server reads: left to it as well. */
+	CHECK(variant_gives("tls.chain_not_after",
+	                    "\"2026-12-15 08:30:00+00\"", COL_CHAIN_NOT_AFTER,
+	                    "2026-12-15 08:30:00+00"));
+	CHECK(encoded(COL_CHAIN_NOT_AFTER, "2026-12-15 08:30:00+00") ==
+	      INT64_MIN);
+}
+
 int
 main(void)
 {
@@ -581,6 +693,7 @@ main(void)
 	test_bases();
 	test_variants();
 	test_binary();
+	test_chain_not_after();
 	printf("1..%d\n", n_run);
 	return n_failed ? 1 : 0;
 }

@@ -155,9 +155,24 @@ static const char m002_targets_hot[] =
 	"ALTER TABLE targets SET (fillfactor = 50,\n"
 	"  autovacuum_vacuum_scale_factor = 0.02);\n";
 
+/*
+ * tls.chain_not_after: the earliest notAfter of the certificates the server
+ * sent, leaf included; an intermediate can expire before the leaf does.
+ * NULL for http results and for records written before sm-check had it.
+ * ADD COLUMN on the partitioned parent reaches every partition; a nullable
+ * column without a default rewrites nothing, so this is quick on a large
+ * table.  It lands after stored_at: the program names its columns in every
+ * COPY and INSERT, so the physical position does not matter, and writers
+ * of the previous version keep working during an upgrade (they leave it
+ * NULL).
+ */
+static const char m003_chain_not_after[] =
+	"ALTER TABLE checks ADD COLUMN tls_chain_not_after timestamptz;\n";
+
 const struct migration pgw_migrations[] = {
 	{ 1, "initial", m001_initial },
 	{ 2, "targets_hot_updates", m002_targets_hot },
+	{ 3, "checks_tls_chain_not_after", m003_chain_not_after },
 };
 
 const size_t pgw_n_migrations = sizeof pgw_migrations / sizeof pgw_migrations[0];

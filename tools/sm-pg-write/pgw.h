@@ -31,8 +31,8 @@ extern const size_t pgw_n_migrations;
 	"status, error_kind, error, duration_ms, dns_ms, connect_ms, tls_ms, " \
 	"ttfb_ms, transfer_ms, bytes, http_version, remote_ip, redirects, " \
 	"final_url, regex_pattern, regex_matched, tls_version, " \
-	"tls_cert_not_after, tls_cert_issuer, kafka_topic, kafka_partition, " \
-	"kafka_offset"
+	"tls_cert_not_after, tls_cert_issuer, tls_chain_not_after, " \
+	"kafka_topic, kafka_partition, kafka_offset"
 
 struct pgw_buf {
 	char *data;
@@ -66,7 +66,7 @@ extern const char pgw_binary_trailer[PGW_BINARY_TRAILER_LEN];
 /* The types of a row's columns, one letter each: U uuid, T text, J jsonb,
  * Z timestamptz, B boolean, I integer, L bigint, F double precision,
  * A bigint[].  PGW_COLUMNS, and PGW_STATE_COLUMNS (state.c): */
-#define PGW_COLUMN_TYPES "UTTJTZZBITTFFFFFFLTTITTBTZTTIL"
+#define PGW_COLUMN_TYPES "UTTJTZZBITTFFFFFFLTTITTBTZTZTIL"
 #define PGW_STATE_COLUMN_TYPES "TTJZBITFZZA"
 
 /* Append to b the binary tuple of row[0..len), a COPY text row (newline

@@ -152,6 +152,7 @@ pgw_row_format(struct pgw_buf *b, const json_t *r)
 	field(b, get(tls, "version"), false);
 	field(b, get(tls, "cert_not_after"), false);
 	field(b, get(tls, "cert_issuer"), false);
+	field(b, get(tls, "chain_not_after"), false);
 	field(b, get(kafka, "topic"), false);
 	field(b, get(kafka, "partition"), false);
 	field(b, get(kafka, "offset"), false);
@@ -180,8 +181,8 @@ enum {
 	F_PHASES, F_DNS_MS, F_CONNECT_MS, F_TLS_MS, F_TTFB_MS, F_TRANSFER_MS,
 	F_BYTES, F_HTTP_VERSION, F_REMOTE_IP, F_REDIRECTS, F_FINAL_URL,
 	F_REGEX, F_REGEX_PATTERN, F_REGEX_MATCHED, F_TLS, F_TLS_VERSION,
-	F_TLS_NOT_AFTER, F_TLS_ISSUER, F_KAFKA, F_KAFKA_TOPIC,
-	F_KAFKA_PARTITION, F_KAFKA_OFFSET, N_FIELDS,
+	F_TLS_NOT_AFTER, F_TLS_ISSUER, F_TLS_CHAIN_NOT_AFTER, F_KAFKA,
+	F_KAFKA_TOPIC, F_KAFKA_PARTITION, F_KAFKA_OFFSET, N_FIELDS,
 };
 
 /* In the order sm-check writes them: each lookup then hits at once. */
@@ -217,6 +218,8 @@ static const struct jscan_field field_template[N_FIELDS] = {
 	[F_TLS_VERSION] = { .name = "version", .parent = "tls" },
 	[F_TLS_NOT_AFTER] = { .name = "cert_not_after", .parent = "tls" },
 	[F_TLS_ISSUER] = { .name = "cert_issuer", .parent = "tls" },
+	[F_TLS_CHAIN_NOT_AFTER] = { .name = "chain_not_after",
+	                            .parent = "tls" },
 	[F_KAFKA] = { .name = "kafka" },
 	[F_KAFKA_TOPIC] = { .name = "topic", .parent = "kafka" },
 	[F_KAFKA_PARTITION] = { .name = "partition", .parent = "kafka" },
@@ -264,6 +267,10 @@ static const unsigned field_kinds[N_FIELDS] = {
 	[F_TLS_VERSION] = K_ABSENT | K_NULL | K_STR,
 	[F_TLS_NOT_AFTER] = K_ABSENT | K_NULL | K_STR,
 	[F_TLS_ISSUER] = K_ABSENT | K_NULL | K_STR,
+	/* Any string, as cert_not_after: one that is not a time goes to
+	 * the server as text, which refuses it (class 22) and the batch is
+	 * split to isolate it, as the tree path's row would be. */
+	[F_TLS_CHAIN_NOT_AFTER] = K_ABSENT | K_NULL | K_STR,
 	[F_KAFKA] = K_ABSENT | K_OBJ,
 	/* Required when kafka is there (checked apart). */
 	[F_KAFKA_TOPIC] = K_ABSENT | K_STR,
@@ -432,7 +439,8 @@ static const unsigned char column_fields[] = {
 	F_DNS_MS, F_CONNECT_MS, F_TLS_MS, F_TTFB_MS, F_TRANSFER_MS, F_BYTES,
 	F_HTTP_VERSION, F_REMOTE_IP, F_REDIRECTS, F_FINAL_URL,
 	F_REGEX_PATTERN, F_REGEX_MATCHED, F_TLS_VERSION, F_TLS_NOT_AFTER,
-	F_TLS_ISSUER, F_KAFKA_TOPIC, F_KAFKA_PARTITION, F_KAFKA_OFFSET,
+	F_TLS_ISSUER, F_TLS_CHAIN_NOT_AFTER, F_KAFKA_TOPIC, F_KAFKA_PARTITION,
+	F_KAFKA_OFFSET,
 };
 
 bool
