@@ -200,7 +200,8 @@ chain_column() {
 	# tls.chain_not_after: present, null or absent, a third each.
 	"$GEN" -n 25 -t 4 -f 5 -k results -o 100 |
 		jq -c 'if .kafka.offset % 3 == 0 then .tls.chain_not_after = "2026-12-01T12:00:00.500Z"
-		       elif .kafka.offset % 3 == 1 then .tls.chain_not_after = null else . end' >"$T/in"
+		       elif .kafka.offset % 3 == 1 then .tls.chain_not_after = null
+		       else del(.tls.chain_not_after) end' >"$T/in"
 	run -0 --separate-stderr sm-pg-write -b 7 <"$T/in"
 	[ "$output" = "$(cat "$T/in")" ]
 	[ "$(psql_q "SELECT count(*) FROM checks")" = 25 ]
@@ -363,7 +364,7 @@ chain_rows() {
 		# reports it.
 		'.tls.chain_not_after = "2026-11-28T17:30:00.000Z"'
 		'.tls.chain_not_after = .tls.cert_not_after'
-		'.'                                     # no chain_not_after key
+		'del(.tls.chain_not_after)'             # no chain_not_after key
 		'.tls.chain_not_after = null'
 		'.tls = null | .url = "http://site-4.example.test/health"' # http
 		'del(.tls)'
