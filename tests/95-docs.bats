@@ -77,3 +77,45 @@ PROGRAMS="sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroke
 	done
 	[ -z "$missing" ] || { echo "not in examples/sitemon.env:$missing" >&2; false; }
 }
+
+# doc_queries FILE: the SQL examples of FILE (indented blocks that begin
+# with "select"), each ended by ";" on a line of its own, NUL-separated.
+doc_queries() {
+	awk '/^    select/ { q = 1 } q && /^$/ { q = 0; printf "%c", 0 }
+	     q { sub(/^    /, ""); print }
+	     END { if (q) printf "%c", 0 }' "$1"
+}
+
+@test "docs: the SQL in docs/operations.md runs and finds what it says" {
+	local now day q out=() cert
+	new_db
+	now=$(date +%s%3N) day=86400000
+	# site-0: an intermediate expires in 5 days; site-1: renewed since
+	# an older check; site-2: its own certificate expires in 10 days;
+	# site-3: plain http; site-4: down.
+	iso() { date -u -d "@$(($1 / 1000))" +%Y-%m-%dT%H:%M:%S.000Z; }
+	{
+		"$SM_TOP/tests/fixtures/results-gen" -n 1 -t 1 -s $((now - 3600000)) |
+			jq -c --arg a "$(iso $((now + 3 * day)))" \
+				'.target = "site-1" | .tls.cert_not_after = $a | .tls.chain_not_after = $a'
+		"$SM_TOP/tests/fixtures/results-gen" -n 5 -t 5 -s "$now" -f 5 |
+			jq -c --arg soon "$(iso $((now + 5 * day)))" --arg ten "$(iso $((now + 10 * day)))" \
+				--arg far "$(iso $((now + 90 * day)))" '
+				if .target == "site-0" then .tls.cert_not_after = $far | .tls.chain_not_after = $soon
+				elif .target == "site-2" then .tls.cert_not_after = $ten | .tls.chain_not_after = $ten
+				elif .target == "site-3" then .tls = null
+				else .tls.cert_not_after = $far | .tls.chain_not_after = $far end'
+	} >"$T/in"
+	sm-pg-write <"$T/in" >/dev/null
+	while IFS= read -r -d '' q; do
+		run -0 psql -X -v ON_ERROR_STOP=1 -At -F '|' -c "$q"
+		out+=("$output")
+		[[ "$q" == *tls_chain_not_after* ]] && cert=$output
+	done < <(doc_queries "$SM_TOP/docs/operations.md")
+	[ "${#out[@]}" -eq 2 ]
+	# The down targets: site-4 only.
+	[[ "${out[0]}" == "site-4|"*"|http_status|"* ]]
+	[ "$(wc -l <<<"${out[0]}")" -eq 1 ]
+	# The certificates: site-0 (its intermediate) first, then site-2.
+	[ "$(cut -d'|' -f1 <<<"$cert" | paste -sd,)" = "site-0,site-2" ]
+}
