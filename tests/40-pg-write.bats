@@ -817,16 +817,36 @@ state_of() {
 }
 
 @test "pg-write: sm-check's own results are stored as they are" {
-	printf '%s\n' "$HTTP_URL/ok" "$HTTP_URL/status/500" "$CLOSED_URL" | sm-check >"$T/in"
-	[ "$(wc -l <"$T/in")" = 3 ]
+	local port spid
+	# An https server too, so that sm-check's real tls object is stored.
+	openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$T/key.pem" -out "$T/cert.pem" -days 10 -subj "/CN=sitemon-pgw" \
+		-addext "subjectAltName=IP:127.0.0.1" 2>/dev/null
+	port=$(free_port)
+	/usr/bin/python3 "$SM_TOP/tests/fixtures/httpd.py" --cert "$T/cert.pem" \
+		--key "$T/key.pem" "$port" </dev/null >"$T/srv.out" 2>&1 3>&- &
+	spid=$!
+	track_pid "$spid"
+	wait_for grep -q ready "$T/srv.out"
+	printf '%s\n' "$HTTP_URL/ok" "$HTTP_URL/status/500" "$CLOSED_URL" \
+		"{\"url\":\"https://127.0.0.1:$port/ok\",\"ca_file\":\"$T/cert.pem\"}" | sm-check >"$T/in"
+	[ "$(wc -l <"$T/in")" = 4 ]
+	jq -e 'select(.url | startswith("https:")) | .ok and .tls.chain_not_after != null' "$T/in"
 	run -0 --separate-stderr sm-pg-write <"$T/in"
 	[ "$output" = "$(cat "$T/in")" ]
 	psql_q "SELECT row_to_json(c) FROM (SELECT id, target, ok, status, error_kind,
-	    duration_ms, dns_ms, connect_ms, ttfb_ms, bytes, http_version, remote_ip
+	    duration_ms, dns_ms, connect_ms, tls_ms, ttfb_ms, bytes, http_version,
+	    remote_ip, tls_version,
+	    to_char(tls_cert_not_after AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS tls_cert_not_after,
+	    tls_cert_issuer,
+	    to_char(tls_chain_not_after AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS tls_chain_not_after
 	    FROM checks) AS c" | jq -cS . | sort >"$T/rows"
 	jq -cS '{id, target, ok, status, error_kind, duration_ms,
 	    dns_ms: .phases.dns_ms, connect_ms: .phases.connect_ms,
-	    ttfb_ms: .phases.ttfb_ms, bytes, http_version, remote_ip}' "$T/in" |
+	    tls_ms: .phases.tls_ms, ttfb_ms: .phases.ttfb_ms, bytes, http_version,
+	    remote_ip, tls_version: .tls.version,
+	    tls_cert_not_after: .tls.cert_not_after, tls_cert_issuer: .tls.cert_issuer,
+	    tls_chain_not_after: .tls.chain_not_after}' "$T/in" |
 		sort >"$T/want"
 	diff "$T/want" "$T/rows"
 }
