@@ -291,6 +291,7 @@ stats_lines_at_least() {
 	kill -0 $pid
 	kill -TERM $pid
 	wait "$pid"  # exit 0: a drained stop
+	grep -Eq 'stopping: waiting for [1-9][0-9]* acknowledgements?, then the final commit; a second signal exits at once' "$T/err1"
 
 	# The restart starts at 5, the first unacknowledged record.  Every
 	# record it emits is acked at once through the FIFO.
@@ -570,6 +571,8 @@ start_pub_on_private_broker() {
 	WAIT_TIMEOUT=60 wait_for has_lines "$T/out" 3
 	broker_cmd "down all"
 	kill -TERM "$pid"
+	# Signals do not queue: wait until the first one was seen.
+	wait_for grep -q 'stopping: the final commit, then leaving the group; a second signal exits at once' "$T/err"
 	kill -TERM "$pid"
 	WAIT_TIMEOUT=10 wait_for eval '! kill -0 '"$pid"' 2>/dev/null'
 	local rc=0

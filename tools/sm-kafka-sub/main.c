@@ -139,6 +139,20 @@ on_signal(int sig)
 		stop_now();
 }
 
+/* Said once, on the first signal: what the drain waits for, and how to
+ * cut it short. */
+static void
+log_stopping(const struct sub *s)
+{
+	if (s->acks != NULL && s->t.inflight > 0)
+		info("stopping: waiting for %zu acknowledgement%s, then the "
+		     "final commit; a second signal exits at once",
+		     s->t.inflight, s->t.inflight == 1 ? "" : "s");
+	else
+		info("stopping: the final commit, then leaving the group; "
+		     "a second signal exits at once");
+}
+
 static void
 usage_error(const char *msg)
 {
@@ -777,6 +791,7 @@ run(struct sub *s, int wake_fd)
 
 		if (signals > 0 && !s->draining) {
 			s->draining = true;
+			log_stopping(s);
 			drain_deadline_ns = now + s->drain_timeout_ms * 1000000;
 			flow_control(s);
 		}
