@@ -243,6 +243,16 @@ copies_since() {
 	tail -n +"$(($1 + 1))" "$SM_TEST_TMP/pg/log" | grep -c "statement: COPY checks .*$2" || true
 }
 
+# store_logged BATCH: empty the tables, then store $T/in with -b BATCH while
+# the server logs every statement; the log's length before it in $mark.
+store_logged() {
+	sm-pg-write --migrate 2>/dev/null && psql_q "TRUNCATE checks, targets"
+	mark=$(wc -l <"$SM_TEST_TMP/pg/log")
+	PGOPTIONS="-c log_statement=all" run -0 --separate-stderr \
+		sm-pg-write -b "$1" <"$T/in"
+	[ "$output" = "$(cat "$T/in")" ]
+}
+
 @test "pg-write: every value is stored as the server reads its text, sent binary or as text" {
 	# Values at the edges of what the binary encoder takes, each next to
 	# ones it leaves to the server's text input (marked "text").
@@ -318,11 +328,7 @@ copies_since() {
 	# -b 1: each record alone, in binary unless it holds a value left to
 	# the text; one batch: all of it as text.
 	for batch in 1 100; do
-		sm-pg-write --migrate 2>/dev/null && psql_q "TRUNCATE checks, targets"
-		mark=$(wc -l <"$SM_TEST_TMP/pg/log")
-		PGOPTIONS="-c log_statement=all" run -0 --separate-stderr \
-			sm-pg-write -b "$batch" <"$T/in"
-		[ "$output" = "$(cat "$T/in")" ]
+		store_logged "$batch"
 		[ "$(psql_q "SELECT count(*) FROM checks")" = 16 ]
 		[ "$(psql_q "SELECT count(*) FROM (SELECT $cols FROM checks EXCEPT ALL $ref) AS d")" = 0 ]
 		[ "$(psql_q "SELECT count(*) FROM ($ref EXCEPT ALL SELECT $cols FROM checks) AS d")" = 0 ]
@@ -376,11 +382,7 @@ chain_rows() {
 	done >"$T/in"
 	# One at a time (binary, but the last one) and in one batch (text).
 	for batch in 1 100; do
-		sm-pg-write --migrate 2>/dev/null && psql_q "TRUNCATE checks, targets"
-		mark=$(wc -l <"$SM_TEST_TMP/pg/log")
-		PGOPTIONS="-c log_statement=all" run -0 --separate-stderr \
-			sm-pg-write -b "$batch" <"$T/in"
-		[ "$output" = "$(cat "$T/in")" ]
+		store_logged "$batch"
 		if [ "$batch" = 1 ]; then
 			[ "$(copies_since "$mark" "FORMAT binary")" = 6 ]
 		else
