@@ -6,9 +6,17 @@
 json_t *
 json_line_parse(const char *line, size_t len, char *err, size_t errlen)
 {
+	const char *nul = memchr(line, '\0', len);
 	json_error_t jerr;
 	json_t *obj;
 
+	/* A raw NUL is never JSON, but jansson 2.14 reads one after a number
+	 * as the end of the number ({"a":1<NUL>} is accepted). */
+	if (nul != NULL) {
+		snprintf(err, errlen, "invalid JSON at column %zu: NUL byte",
+		         (size_t)(nul - line) + 1);
+		return NULL;
+	}
 	obj = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (obj == NULL) {
 		snprintf(err, errlen, "invalid JSON at column %d: %s",

@@ -1,8 +1,9 @@
 /*
  * linereader.c - NDJSON lines from a file descriptor, one reused buffer that
- * grows to at most max_line bytes.  A longer line is reported once (with its
- * prefix) and the rest of it is thrown away, so memory stays bounded however
- * hostile the input.
+ * grows to at most max_line bytes (and room for "\r\n").  A line of
+ * max_line bytes is taken, its terminator not counted; a longer line is
+ * reported once (with its prefix) and the rest of it is thrown away, so
+ * memory stays bounded however hostile the input.
  */
 #include <errno.h>
 #include <string.h>
@@ -14,7 +15,7 @@ struct line_reader {
 	int fd;
 	char *name;
 	char *buf;
-	size_t cap;      /* allocated bytes, at most max_line + 1 */
+	size_t cap;      /* allocated bytes, at most BUF_MAX(max_line) */
 	size_t max_line;
 	size_t start;    /* first unreturned byte */
 	size_t end;      /* one past the last byte read */
@@ -24,6 +25,9 @@ struct line_reader {
 	bool eof;
 };
 
+/* The line, "\r\n", and the NUL written after a last line without one. */
+#define BUF_MAX(max_line) ((max_line) + 3)
+
 struct line_reader *
 line_reader_new(int fd, const char *name, size_t max_line)
 {
@@ -32,7 +36,7 @@ line_reader_new(int fd, const char *name, size_t max_line)
 	lr->fd = fd;
 	lr->name = xstrdup(name);
 	lr->max_line = max_line;
-	lr->cap = (max_line < 65536 ? max_line : 65536) + 1;
+	lr->cap = BUF_MAX(max_line < 65536 ? max_line : 65536);
 	lr->buf = xmalloc(lr->cap);
 	return lr;
 }
@@ -95,14 +99,25 @@ make_room(struct line_reader *lr)
 		lr->end -= lr->start;
 		lr->start = 0;
 	}
-	if (lr->end + 1 >= lr->cap && lr->cap < lr->max_line + 1) {
+	if (lr->end + 1 >= lr->cap && lr->cap < BUF_MAX(lr->max_line)) {
 		size_t ncap = lr->cap * 2;
 
-		if (ncap > lr->max_line + 1)
-			ncap = lr->max_line + 1;
+		if (ncap > BUF_MAX(lr->max_line))
+			ncap = BUF_MAX(lr->max_line);
 		lr->buf = xrealloc(lr->buf, ncap);
 		lr->cap = ncap;
 	}
+}
+
+/* No newline in what is buffered, and already more than a line can
+ * hold: max_line bytes, then perhaps the '\r' of a "\r\n". */
+static bool
+too_long(const struct line_reader *lr)
+{
+	size_t n = lr->end - lr->start;
+
+	return n > lr->max_line + 1 ||
+	       (n == lr->max_line + 1 && lr->buf[lr->end - 1] != '\r');
 }
 
 enum line_status
@@ -125,7 +140,7 @@ line_reader_next(struct line_reader *lr, char **line, size_t *len)
 		lr->scanned = lr->end - lr->start;
 		if (lr->discarding) {
 			lr->start = lr->end = lr->scanned = 0;
-		} else if (lr->end - lr->start >= lr->max_line) {
+		} else if (too_long(lr)) {
 			/* Report the prefix once, drop the rest of the line. */
 			*line = lr->buf + lr->start;
 			*len = lr->end - lr->start;

@@ -76,25 +76,70 @@ url_check(const char *url, const char **reason)
 	return rc;
 }
 
+/* The URL's password per libcurl (what it would send), or NULL. */
+static char *
+url_password(const char *url)
+{
+	CURLU *u;
+	char *pw = NULL;
+
+	if ((u = curl_url()) == NULL)
+		die(EX_SOFTWARE, "out of memory");
+	if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) !=
+	        CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PASSWORD, &pw, 0) != CURLUE_OK)
+		pw = NULL;
+	curl_url_cleanup(u);
+	return pw;
+}
+
+/*
+ * Only the password changes: the rest of the URL stays byte for byte as it
+ * was (never normalised, never given an empty user).  A URL without a
+ * password, such as one with an '@' in its path or query, comes back as it
+ * is.  The textual redaction is checked with libcurl's reading of the
+ * result; should they ever disagree, libcurl's own rebuild is used.
+ */
 char *
 url_redact_new(const char *url)
 {
+	char *pw, *copy, *left, *out = NULL;
+	size_t n;
 	CURLU *u;
-	char *out = NULL, *copy;
 
 	if (strchr(url, '@') == NULL) /* no userinfo: the common case */
 		return xstrdup(url);
+	copy = xstrdup(url);
+	n = redact_userinfo_n(copy, strlen(copy), false);
+	copy[n] = '\0';
+	if ((pw = url_password(url)) == NULL) {
+		/* libcurl sees no password: nothing to hide, or not a URL it
+		 * reads (then the textual scrub is all there is). */
+		if (url_check(url, &(const char *){ NULL }) == 0) {
+			free(copy);
+			return xstrdup(url);
+		}
+		return copy;
+	}
+	left = url_password(copy);
+	if (left != NULL && strspn(left, "*") == strlen(left) && *left &&
+	    strlen(left) <= 3) {
+		curl_free(left);
+		curl_free(pw);
+		return copy;
+	}
+	curl_free(left);
+	curl_free(pw);
+	free(copy);
 	if ((u = curl_url()) == NULL)
 		die(EX_SOFTWARE, "out of memory");
 	if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) ==
 	        CURLUE_OK &&
 	    curl_url_set(u, CURLUPART_PASSWORD, "***", 0) == CURLUE_OK &&
-	    curl_url_get(u, CURLUPART_URL, &out, 0) == CURLUE_OK) {
+	    curl_url_get(u, CURLUPART_URL, &out, 0) == CURLUE_OK)
 		copy = xstrdup(out);
-	} else { /* not parseable: fall back to the textual scrub */
-		copy = xstrdup(url);
-		redact_userinfo(copy);
-	}
+	else
+		copy = xstrdup("(a URL with a password)");
 	curl_free(out);
 	curl_url_cleanup(u);
 	return copy;

@@ -39,13 +39,25 @@ void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "prog: error: NAME:LINE: message: PREFIX" where PREFIX is the first
- * 80 bytes of the offending line, control characters escaped. */
+ * 80 bytes of the offending line, cleaned as diag_clean_new does (the
+ * whole line is redacted before it is cut). */
 void warn_input(const char *name, unsigned long lineno, const char *line,
                 size_t len, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 /* Replace the password of every "scheme://user:password@" in s with
- * "***" (shorter passwords with as many stars), in place. */
+ * "***" (shorter passwords with as many stars), in place.  Also where the
+ * text is JSON with the URL's characters escaped ("http:\/\/", "\u0040");
+ * the password runs from the authority's first ':' to its last '@'. */
 void redact_userinfo(char *s);
+/* The same on s[0..n), which may hold NUL bytes; json false reads
+ * backslashes as they are (for a decoded value).  Returns the new length. */
+size_t redact_userinfo_n(char *s, size_t n, bool json);
+/* s[0..n) as one printable line, in a new string: passwords redacted as
+ * redact_userinfo does, then control characters, DEL, bytes that are not
+ * UTF-8, C1 controls, U+2028/2029 and bidi controls as \xNN; at most max
+ * bytes of s (0: all), then "..." if cut.  Every diagnostic goes through
+ * it. */
+char *diag_clean_new(const char *s, size_t n, size_t max);
 /* --help (status 0: text on stdout) or a usage error (64: on stderr). */
 void usage_exit(const char *text, int status) __attribute__((noreturn));
 /* Print the --version line and exit 0. */

@@ -92,6 +92,7 @@ struct pub {
 	struct stats_clock stats;   /* --stats-interval */
 	bool fatal;                 /* librdkafka's fatal error: stop */
 	bool out_error;             /* writing stdout failed */
+	bool dead_error;            /* writing --dead-letter failed: 74 */
 	bool tee_unflushed;
 };
 
@@ -174,9 +175,13 @@ dead_letter(struct pub *p, const char *reason, unsigned long lineno,
 		            "\"input\":%s}\n",
 		            qreason, qsource, lineno,
 		            qinput ? qinput : "null");
-	if (r < 0 || fflush(p->dead) != 0)
+	if (r < 0 || fflush(p->dead) != 0) {
+		/* The record is lost: stop reading, exit 74 as the other
+		 * programs do when their dead-letter file fails. */
 		warn("%s: cannot write dead letter for %s:%lu:", p->dead_name,
 		     p->input_name, lineno);
+		p->dead_error = true;
+	}
 	free(qreason);
 	free(qsource);
 	free(qtopic);
@@ -426,7 +431,7 @@ read_input(struct pub *p, int wake_fd)
 	if (fcntl(STDIN_FILENO, F_SETFL, stdin_flags | O_NONBLOCK) == -1)
 		die(EX_SOFTWARE, "stdin: O_NONBLOCK:");
 	lr = line_reader_new(STDIN_FILENO, p->input_name, SM_MAX_LINE);
-	while (signals < 2 && !p->fatal && !p->out_error) {
+	while (signals < 2 && !p->fatal && !p->out_error && !p->dead_error) {
 		struct pollfd fds[2] = {
 			{ .fd = STDIN_FILENO, .events = POLLIN },
 			{ .fd = wake_fd, .events = POLLIN },
@@ -464,7 +469,8 @@ read_input(struct pub *p, int wake_fd)
 		serve(p, 0);
 		/* Take a bounded batch, then serve reports again. */
 		more = false;
-		for (n = 0; n < 1000 && signals < 2 && !p->fatal; n++) {
+		for (n = 0; n < 1000 && signals < 2 && !p->fatal && !p->dead_error;
+		     n++) {
 			st = line_reader_next(lr, &line, &len);
 			if (st == LINE_AGAIN)
 				break;
@@ -667,5 +673,7 @@ main(int argc, char **argv)
 		status = EX_IOERR;
 	if (p.failed > 0 || p.fatal)
 		status = EX_UNAVAILABLE;
+	if (p.dead_error)
+		status = EX_IOERR;
 	return status;
 }

@@ -315,22 +315,23 @@ split_lines(struct ack_stream *as,
 	}
 	memmove(as->buf, as->buf + start, as->len - start);
 	as->len -= start;
-	if (as->len + 1 >= as->cap) {
-		if (as->cap < SM_MAX_LINE + 1) {
-			as->cap = as->cap * 2 > SM_MAX_LINE + 1 ?
-			              SM_MAX_LINE + 1 : as->cap * 2;
-			as->buf = xrealloc(as->buf, as->cap);
-		} else {
-			/* One line longer than any record: drop it. */
-			if (!as->discarding) {
-				as->lineno++;
-				warn_input(as->name, as->lineno, as->buf,
-				           as->len, "line longer than %d bytes",
-				           SM_MAX_LINE);
-			}
-			as->discarding = true;
-			as->len = 0;
-		}
+	if (as->discarding) {
+		as->len = 0; /* more of a too-long line */
+	} else if (as->len > SM_MAX_LINE + 1 ||
+	           (as->len == SM_MAX_LINE + 1 &&
+	            as->buf[as->len - 1] != '\r')) {
+		/* No newline yet, and longer than any record (SM_MAX_LINE
+		 * bytes, then perhaps the '\r' of "\r\n"): drop it. */
+		as->lineno++;
+		warn_input(as->name, as->lineno, as->buf, as->len,
+		           "line longer than %d bytes", SM_MAX_LINE);
+		as->discarding = true;
+		as->len = 0;
+	} else if (as->len + 1 >= as->cap) {
+		/* Room for the line, "\r\n" and nothing more. */
+		as->cap = as->cap * 2 > SM_MAX_LINE + 3 ? SM_MAX_LINE + 3
+		                                        : as->cap * 2;
+		as->buf = xrealloc(as->buf, as->cap);
 	}
 }
 
