@@ -438,7 +438,9 @@ jscan_fields(const char *s, size_t len, struct jscan_field *fields, size_t n)
 	sc.depth = 1;
 	r = object(&sc, NULL, 0);
 	ws(&sc);
-	return r == 1 && sc.p == sc.end ? JSCAN_OBJECT : JSCAN_UNSURE;
+	if (r == 0 || (r == 1 && sc.p != sc.end))
+		return JSCAN_INVALID;
+	return r == 1 ? JSCAN_OBJECT : JSCAN_UNSURE;
 }
 
 /* jscan_fields' exact types as jscan_object's coarse ones. */

@@ -46,6 +46,8 @@ struct jscan_field {
 enum jscan_result {
 	JSCAN_OBJECT,   /* certainly a valid JSON object */
 	JSCAN_UNSURE,   /* ask jansson (the grammar may still be fine) */
+	JSCAN_INVALID,  /* certainly not valid JSON: jansson refuses it too
+	                   (callers may treat it as JSCAN_UNSURE) */
 };
 
 /* Scan s[0..len) and fill the two top-level fields (a name may be NULL:

@@ -82,11 +82,15 @@ take_line(struct line_reader *lr, size_t nl, size_t skip, char **line,
 	*line = lr->buf + lr->start;
 	if (n > 0 && (*line)[n - 1] == '\r')
 		n--;
-	(*line)[n] = '\0';
-	*len = n;
 	lr->start = nl + skip;
 	lr->scanned = 0;
 	lr->lineno++;
+	if (n > lr->max_line) { /* whole in the buffer, yet too long */
+		*len = lr->max_line;
+		return LINE_TOO_LONG;
+	}
+	(*line)[n] = '\0';
+	*len = n;
 	return LINE_OK;
 }
 

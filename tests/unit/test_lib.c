@@ -22,6 +22,29 @@ pipe_with(const char *data, size_t len)
 	return p[0];
 }
 
+/* A line of exactly the maximum is taken, with "\n", "\r\n" or at EOF. */
+static void
+test_line_reader_max(void)
+{
+	const char in[] = "12345678\n12345678\r\n123456789\n1234567\r\r\n"
+	                  "12345678";
+	int fd = pipe_with(in, sizeof in - 1);
+	struct line_reader *lr = line_reader_new(fd, "<test>", 8);
+	char *line;
+	size_t len;
+
+	CHECK(line_reader_next(lr, &line, &len) == LINE_OK && len == 8);
+	CHECK(line_reader_next(lr, &line, &len) == LINE_OK && len == 8 &&
+	      strcmp(line, "12345678") == 0);
+	CHECK(line_reader_next(lr, &line, &len) == LINE_TOO_LONG);
+	CHECK(line_reader_next(lr, &line, &len) == LINE_OK && len == 8 &&
+	      strcmp(line, "1234567\r") == 0);
+	CHECK(line_reader_next(lr, &line, &len) == LINE_OK && len == 8);
+	CHECK(line_reader_next(lr, &line, &len) == LINE_EOF);
+	line_reader_free(&lr);
+	close(fd);
+}
+
 static void
 test_line_reader(void)
 {
@@ -211,6 +234,75 @@ test_result(void)
 	json_decref(o);
 }
 
+/* Does s (NUL-terminated) hold needle? */
+static bool
+has(const char *s, const char *needle)
+{
+	return strstr(s, needle) != NULL;
+}
+
+/* Redaction on what a URL means, not on how it is written; and never on a
+ * URL without a password. */
+static void
+test_redact_hostile(void)
+{
+	char e1[] = "{\"url\":\"http:\\/\\/bob:hunter2@h\\/x\"}";
+	char e2[] = "{\"url\":\"http://bob:hunter2\\u0040h/x\"}";
+	char e3[] = "{\"url\":\"http\\u003a//bob\\u003ahunter2@h\"}";
+	char e4[] = "{\"s\":\"{\\\"url\\\":\\\"http:\\\\/\\\\/u:hunter2@h\\\"}\"}";
+	char one[] = "http:/bob:hunter2@h/ and http:///bob:hunter2@h/";
+	char *long_pw = xmalloc(5000), *clean, *u;
+
+	redact_userinfo(e1);
+	CHECK(!has(e1, "hunter2") && has(e1, "bob:***@h"));
+	redact_userinfo(e2);
+	CHECK(!has(e2, "hunter2") && has(e2, "bob:***\\u0040h/x"));
+	redact_userinfo(e3);
+	CHECK(!has(e3, "hunter2"));
+	redact_userinfo(e4);
+	CHECK(!has(e4, "hunter2"));
+	redact_userinfo(one);
+	CHECK(!has(one, "hunter2"));
+	/* A password longer than any prefix shown, and a line cut short. */
+	memcpy(long_pw, "{\"url\":\"https://bob:", 20);
+	memset(long_pw + 20, 'S', 4000);
+	strcpy(long_pw + 4020, "@h/\"}");
+	clean = diag_clean_new(long_pw, strlen(long_pw), 80);
+	CHECK(!has(clean, "SSS") && has(clean, "bob:***@h/"));
+	free(clean);
+	free(long_pw);
+	/* One line whatever the bytes: controls, ESC, bad UTF-8, U+2028. */
+	static const char bad[] =
+		"a\nb\r\x1b[31mc\xff\xc3(\xe2\x80\xa8\xc2\x85\0z é";
+	clean = diag_clean_new(bad, sizeof bad - 1, 0);
+	CHECK(strcmp(clean, "a\\x0ab\\x0d\\x1b[31mc\\xff\\xc3(\\xe2\\x80\\xa8"
+	                    "\\xc2\\x85\\x00z é") == 0);
+	free(clean);
+	/* Cut at max bytes, never inside a character. */
+	clean = diag_clean_new("abé", 4, 3);
+	CHECK(strcmp(clean, "ab...") == 0);
+	free(clean);
+	/* Data: only a password changes, nothing else of the URL. */
+	u = url_redact_new("http://h/p@x");
+	CHECK(strcmp(u, "http://h/p@x") == 0);
+	free(u);
+	u = url_redact_new("https://h/?to=a:b@c#x:y@z");
+	CHECK(strcmp(u, "https://h/?to=a:b@c#x:y@z") == 0);
+	free(u);
+	u = url_redact_new("HTTP://bob@h:8080/@");
+	CHECK(strcmp(u, "HTTP://bob@h:8080/@") == 0);
+	free(u);
+	u = url_redact_new("HTTP://bob:hunter2@h:8080/a@b");
+	CHECK(strcmp(u, "HTTP://bob:***@h:8080/a@b") == 0);
+	free(u);
+	u = url_redact_new("http:/bob:hunter2@h");
+	CHECK(strcmp(u, "http:/bob:***@h") == 0);
+	free(u);
+	u = url_redact_new("http://bob:p%40ss\"w@h/");
+	CHECK(strcmp(u, "http://bob:***@h/") == 0);
+	free(u);
+}
+
 static void
 test_redact(void)
 {
@@ -224,6 +316,7 @@ test_redact(void)
 	CHECK(strcmp(b, "http://u:*@h/ and ftp://x:***@y and http://h/@z") == 0);
 	redact_userinfo(c);
 	CHECK(strcmp(c, "no url here, mail@example.com") == 0);
+	test_redact_hostile();
 }
 
 static void
@@ -245,6 +338,7 @@ test_stats_clock(void)
 static void
 test_jscan_fields(void)
 {
+	char err[256];
 	static const char line[] =
 		"{\"a\":\"x\",\"b\":{\"c\":1,\"d\":\"e\\n\"},\"f\":[1,2],"
 		"\"g\":{\"h\":\"i\",\"j\":{\"c\":2}},\"n\":null,\"t\":true,"
@@ -276,10 +370,15 @@ test_jscan_fields(void)
 	CHECK(jscan_object(line, strlen(line), &ca, &cb) == JSCAN_OBJECT &&
 	      ca.type == JV_COMPLEX && ca.val[0] == '{' && cb.type == JV_OTHER);
 	/* Not certain: a duplicate key, trailing bytes, not an object. */
-	CHECK(jscan_fields("{\"a\":1,\"a\":2}", 13, f, 1) == JSCAN_UNSURE);
+	CHECK(jscan_fields("{\"a\":1,\"a\":2}", 13, f, 1) == JSCAN_INVALID);
 	CHECK(jscan_fields("{\"g\":{\"h\":1,\"h\":2}}", 19, f, 1) ==
-	      JSCAN_UNSURE);
-	CHECK(jscan_fields("{} x", 4, f, 1) == JSCAN_UNSURE);
+	      JSCAN_INVALID);
+	CHECK(jscan_fields("{} x", 4, f, 1) == JSCAN_INVALID);
+	/* A raw NUL after a number: jansson 2.14 itself takes it. */
+	CHECK(jscan_fields("{\"a\":1\0}", 8, f, 1) == JSCAN_INVALID);
+	CHECK(json_line_parse("{\"a\":1\0}", 8, err, sizeof err) == NULL &&
+	      strstr(err, "column 7") != NULL);
+	CHECK(json_line_parse("{\"a\":1.5\0 }", 11, err, sizeof err) == NULL);
 	CHECK(jscan_fields("[1]", 3, f, 1) == JSCAN_UNSURE);
 	CHECK(jscan_fields("{\"g\":{}}", 8, &f[6], 1) == JSCAN_OBJECT &&
 	      f[6].type == JV_OBJECT && f[6].members == 0 && !f[6].has_number);
@@ -291,6 +390,7 @@ main(void)
 	diag_init("test_lib");
 	test_line_reader();
 	test_line_reader_nonblocking();
+	test_line_reader_max();
 	test_uuid7();
 	test_time();
 	test_numbers();

@@ -308,8 +308,14 @@ split_lines(struct ack_stream *as,
 			as->lineno++;
 			if (n > 0 && as->buf[start + n - 1] == '\r')
 				n--;
-			as->buf[start + n] = '\0';
-			fn(as->buf + start, n, as->lineno, arg);
+			if (n > SM_MAX_LINE) {
+				warn_input(as->name, as->lineno, as->buf + start,
+				           n, "line longer than %d bytes",
+				           SM_MAX_LINE);
+			} else {
+				as->buf[start + n] = '\0';
+				fn(as->buf + start, n, as->lineno, arg);
+			}
 		}
 		start = end + 1;
 	}
