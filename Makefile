@@ -3,6 +3,7 @@
 #   make test            install deps (as root), build, run every test
 #   make run             install deps (as root), build, run locally
 #   make SAN=1 test      the same under AddressSanitizer + UBSan
+#   make fuzz            run every libFuzzer target FUZZ_SECONDS (fuzz/README.md)
 #   make install PREFIX=/usr/local DESTDIR=
 
 PREFIX   ?= /usr/local
@@ -67,6 +68,7 @@ deps:
 
 test: deps
 	$(MAKE) WERROR=1 all
+	$(MAKE) fuzz-build
 	tests/run
 
 check: all
@@ -92,7 +94,41 @@ install: all
 		sed 's|@BINDIR@|$(BINDIR)|g' $$u > $(DESTDIR)$(UNITDIR)/$$(basename $$u .in); \
 	done
 
+# ---- fuzzing: libFuzzer targets (fuzz/fuzz_*.c), built with clang apart
+# from the main build (objects in fuzz/build/).  `make fuzz` runs each
+# target FUZZ_SECONDS and prints its executions per second.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS    ?= 1
+FUZZ_DIR      = fuzz/build
+FUZZ_CFLAGS   = -std=c11 -g -O1 -fno-omit-frame-pointer -D_GNU_SOURCE -pthread \
+                -Ilib $(PKG_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined \
+                -fno-sanitize-recover=undefined
+FUZZ_LDFLAGS  = -fsanitize=fuzzer,address,undefined -pthread
+FUZZ_TARGETS  = $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_BINS     = $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
+FUZZ_LIB_OBJ  = $(patsubst %.c,$(FUZZ_DIR)/%.o,$(LIB_SRC))
+FUZZ_HDRS     = $(HDRS) fuzz/fuzz.h
+
+$(FUZZ_DIR)/%.o: %.c $(FUZZ_HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+
+# The program parts a target links.
+$(FUZZ_DIR)/fuzz_sites_yaml: $(addprefix $(FUZZ_DIR)/tools/sm-schedule/,config.o subst.o suggest.o sched.o)
+$(FUZZ_DIR)/fuzz_pgrow: $(addprefix $(FUZZ_DIR)/tools/sm-pg-write/,row.o copybin.o)
+$(FUZZ_DIR)/fuzz/fuzz_pgrow.o: tests/unit/test_pgw_row.c
+
+$(FUZZ_BINS): $(FUZZ_DIR)/%: $(FUZZ_DIR)/fuzz/%.o $(FUZZ_LIB_OBJ)
+	$(FUZZ_CC) $(FUZZ_LDFLAGS) -o $@ $(filter %.o,$^) $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	fuzz/run -t $(FUZZ_SECONDS) -j $(FUZZ_JOBS)
+
 clean:
 	rm -f .build-flags lib/*.o lib/libsm.a tools/*/*.o $(BINS) tests/unit/*.o $(UNIT_BIN)
+	rm -rf $(FUZZ_DIR)
 
-.PHONY: all deps test check run bench soak install clean FORCE
+.PHONY: all deps test check run bench soak install clean fuzz fuzz-build FORCE

@@ -76,18 +76,20 @@ url_check(const char *url, const char **reason)
 	return rc;
 }
 
-/* The URL's password per libcurl (what it would send), or NULL. */
+/* The URL's password per libcurl (what it would send), or NULL; *parsed
+ * tells whether libcurl reads it as a URL at all. */
 static char *
-url_password(const char *url)
+url_password(const char *url, bool *parsed)
 {
 	CURLU *u;
 	char *pw = NULL;
 
 	if ((u = curl_url()) == NULL)
 		die(EX_SOFTWARE, "out of memory");
-	if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) !=
-	        CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_PASSWORD, &pw, 0) != CURLUE_OK)
+	*parsed = curl_url_set(u, CURLUPART_URL, url,
+	                       CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK;
+	if (!*parsed || curl_url_get(u, CURLUPART_PASSWORD, &pw, 0) !=
+	                    CURLUE_OK)
 		pw = NULL;
 	curl_url_cleanup(u);
 	return pw;
@@ -104,6 +106,7 @@ char *
 url_redact_new(const char *url)
 {
 	char *pw, *copy, *left, *out = NULL;
+	bool parsed;
 	size_t n;
 	CURLU *u;
 
@@ -112,16 +115,16 @@ url_redact_new(const char *url)
 	copy = xstrdup(url);
 	n = redact_userinfo_n(copy, strlen(copy), false);
 	copy[n] = '\0';
-	if ((pw = url_password(url)) == NULL) {
+	if ((pw = url_password(url, &parsed)) == NULL) {
 		/* libcurl sees no password: nothing to hide, or not a URL it
 		 * reads (then the textual scrub is all there is). */
-		if (url_check(url, &(const char *){ NULL }) == 0) {
+		if (parsed) {
 			free(copy);
 			return xstrdup(url);
 		}
 		return copy;
 	}
-	left = url_password(copy);
+	left = url_password(copy, &parsed);
 	if (left != NULL && strspn(left, "*") == strlen(left) && *left &&
 	    strlen(left) <= 3) {
 		curl_free(left);

@@ -118,7 +118,10 @@ int hex_digit(int c);
 int64_t time_now_ms(void);   /* wall clock, unix ms */
 int64_t mono_now_ns(void);   /* CLOCK_MONOTONIC, ns */
 void time_format_ms(int64_t unix_ms, char out[TIME_STR_LEN]);
-/* Accepts "YYYY-MM-DDTHH:MM:SS[.fff…](Z|±HH:MM)"; returns 0 or -1. */
+/* Accepts "YYYY-MM-DDTHH:MM:SS[.fff…](Z|±HH:MM)" from TIME_MIN_MS to
+ * TIME_MAX_MS (years 0001 to 9999 in UTC); returns 0 or -1. */
+#define TIME_MIN_MS INT64_C(-62135596800000) /* 0001-01-01T00:00:00Z */
+#define TIME_MAX_MS INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
 int time_parse_ms(const char *s, int64_t *unix_ms);
 
 /* ---- numparse.c: bounded number parsing (strtonum style) -------------- */

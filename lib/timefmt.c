@@ -37,7 +37,8 @@ time_format_ms(int64_t unix_ms, char out[TIME_STR_LEN])
 	t = (time_t)secs;
 	gmtime_r(&t, &tm);
 	/* strftime keeps the compiler sure every field fits. */
-	strftime(out, TIME_STR_LEN, "%Y-%m-%dT%H:%M:%S", &tm);
+	/* %04Y: years before 1000 as 4 digits too, as RFC 3339 wants. */
+	strftime(out, TIME_STR_LEN, "%04Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(out + 19, TIME_STR_LEN - 19, ".%03uZ", (unsigned)ms % 1000);
 }
 
@@ -91,6 +92,7 @@ int
 time_parse_ms(const char *s, int64_t *unix_ms)
 {
 	int y, mo, d, h, mi, sec, ms = 0, oh = 0, om = 0, sign = 0;
+	int64_t t;
 
 	if (digits(&s, 4, &y) || expect(&s, "-") || digits(&s, 2, &mo) ||
 	    expect(&s, "-") || digits(&s, 2, &d) || expect(&s, "Tt ") ||
@@ -119,7 +121,13 @@ time_parse_ms(const char *s, int64_t *unix_ms)
 	if (*s != '\0' || mo < 1 || mo > 12 || d < 1 ||
 	    d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60)
 		return -1;
-	*unix_ms = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 +
-	             sec) - sign * (oh * 3600 + om * 60)) * 1000 + ms;
+	t = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) -
+	     sign * (oh * 3600 + om * 60)) * 1000 + ms;
+	/* In UTC still a year of four digits, and not year 0 (PostgreSQL
+	 * has none): 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z, so
+	 * every time read here prints back as one that reads the same. */
+	if (t < TIME_MIN_MS || t > TIME_MAX_MS)
+		return -1;
+	*unix_ms = t;
 	return 0;
 }

@@ -132,6 +132,18 @@ test_time(void)
 	CHECK(time_parse_ms("2026-11-23T10:50:00Zjunk", &ms) < 0);
 	time_format_ms(0, s);
 	CHECK(strcmp(s, "1970-01-01T00:00:00.000Z") == 0);
+	/* Years before 1000 print with four digits (and read back). */
+	CHECK(time_parse_ms("0506-11-23T10:00:00.250Z", &ms) == 0);
+	time_format_ms(ms, s);
+	CHECK(strcmp(s, "0506-11-23T10:00:00.250Z") == 0);
+	/* Not year 0 or 10000 in UTC, whatever the offset. */
+	CHECK(time_parse_ms("0000-01-01T00:00:00-23:59", &ms) < 0);
+	CHECK(time_parse_ms("0001-01-01T00:00:00+00:01", &ms) < 0);
+	CHECK(time_parse_ms("9999-12-31T23:59:59-00:01", &ms) < 0);
+	CHECK(time_parse_ms("0001-01-01T00:00:00Z", &ms) == 0 &&
+	      ms == TIME_MIN_MS);
+	CHECK(time_parse_ms("9999-12-31T23:59:59.999Z", &ms) == 0 &&
+	      ms == TIME_MAX_MS);
 }
 
 static void
@@ -288,6 +300,9 @@ test_redact_hostile(void)
 	free(u);
 	u = url_redact_new("https://h/?to=a:b@c#x:y@z");
 	CHECK(strcmp(u, "https://h/?to=a:b@c#x:y@z") == 0);
+	free(u);
+	u = url_redact_new("http://h/x://bob:hunter2@h/x");
+	CHECK(strcmp(u, "http://h/x://bob:hunter2@h/x") == 0);
 	free(u);
 	u = url_redact_new("HTTP://bob@h:8080/@");
 	CHECK(strcmp(u, "HTTP://bob@h:8080/@") == 0);

@@ -205,7 +205,7 @@ same_value(char type, const unsigned char *v, long n, const char *t,
 {
 	char *text, hex[40];
 	bool same = false;
-	int64_t ms;
+	int64_t ms, us;
 	double d;
 	uint64_t bits;
 
@@ -228,10 +228,11 @@ same_value(char type, const unsigned char *v, long n, const char *t,
 		same = (size_t)n == strlen(text) + 1 && v[0] == 1 &&
 		       memcmp(v + 1, text, (size_t)n - 1) == 0;
 		break;
-	case 'Z': /* microseconds since 2000: the same millisecond */
+	case 'Z': /* microseconds since 2000: the same millisecond
+		   (rounded down, before 1970 too) */
+		us = (int64_t)get_be(v, 8) + INT64_C(946684800000000);
 		same = n == 8 && time_parse_ms(text, &ms) == 0 &&
-		       ((int64_t)get_be(v, 8) + INT64_C(946684800000000)) / 1000 ==
-		       ms;
+		       us / 1000 - (us % 1000 < 0) == ms;
 		break;
 	case 'B':
 		same = n == 1 && v[0] == (strcmp(text, "true") == 0);
