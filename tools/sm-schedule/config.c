@@ -145,20 +145,18 @@ cerr_print_all(struct loader *L)
 		    e->at.col == e[-1].at.col && !strcmp(e->msg, e[-1].msg))
 			continue;
 		shown++;
-		redact_userinfo(e->msg); /* a name may be a url with a password */
+		/* warn() cleans the line: no password, no control
+		 * characters from a key or value quoted in the message. */
 		if (e->at.line)
-			fprintf(stderr, "%s: error: %s:%lu:%lu: %s\n",
-			        diag_progname(), L->path, e->at.line,
-			        e->at.col ? e->at.col : 1, e->msg);
+			warn("%s:%lu:%lu: %s", L->path, e->at.line,
+			     e->at.col ? e->at.col : 1, e->msg);
 		else
-			fprintf(stderr, "%s: error: %s: %s\n",
-			        diag_progname(), L->path, e->msg);
+			warn("%s: %s", L->path, e->msg);
 	}
 	for (size_t i = 0; i < L->nerrs; i++)
 		free(L->errs[i].msg);
 	if (shown > 1)
-		fprintf(stderr, "%s: error: %s: %zu errors\n", diag_progname(),
-		        L->path, shown);
+		warn("%s: %zu errors", L->path, shown);
 	free(L->errs);
 	L->errs = NULL;
 	L->nerrs = L->cap = 0;
@@ -1279,8 +1277,7 @@ config_load(const char *path, enum config_format fmt)
 		FILE *fp = fopen(path, "rb");
 
 		if (!fp) {
-			fprintf(stderr, "%s: error: %s: %s\n", diag_progname(),
-			        path, strerror(errno));
+			warn("%s:", path);
 			return NULL;
 		}
 		cfg = load_yaml(&L, fp);
@@ -1290,8 +1287,7 @@ config_load(const char *path, enum config_format fmt)
 		                           : STDIN_FILENO;
 
 		if (fd < 0) {
-			fprintf(stderr, "%s: error: %s: %s\n", diag_progname(),
-			        path, strerror(errno));
+			warn("%s:", path);
 			return NULL;
 		}
 		if (fd == STDIN_FILENO)
