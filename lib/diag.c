@@ -313,6 +313,17 @@ info(const char *fmt, ...)
 }
 
 void
+diag_log(const char *level, const char *fmt, ...)
+{
+	int saved_errno = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vemit(level, fmt, ap, saved_errno);
+	va_end(ap);
+}
+
+void
 warn_input(const char *name, unsigned long lineno, const char *line,
            size_t len, const char *fmt, ...)
 {

@@ -52,8 +52,8 @@ log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 	                  level == 4 ? "warning" :
 	                  level <= 6 ? "info" : "debug";
 
-	fprintf(stderr, "%s: %s: kafka: %s: %s\n", diag_progname(), lvl, fac,
-	        buf);
+	/* Cleaned as every diagnostic: brokers name topics and errors. */
+	diag_log(lvl, "kafka: %s: %s", fac, buf);
 }
 
 bool

@@ -38,6 +38,9 @@ void die(int status, const char *fmt, ...)
 void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same with any level ("debug", for librdkafka's log lines). */
+void diag_log(const char *level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* "prog: error: NAME:LINE: message: PREFIX" where PREFIX is the first
  * 80 bytes of the offending line, cleaned as diag_clean_new does (the
  * whole line is redacted before it is cut). */
