@@ -1,0 +1,148 @@
+#!/usr/bin/env bats
+# Hostile input against every program that quotes what it reads: one bad
+# line gives exactly one stderr line, control characters and bytes that
+# are not UTF-8 escaped; URL passwords never reach stderr however they are
+# written; a URL without a password is never changed; the edges of the
+# line length and of JSON hold.  (docs/threat-model.md)
+
+load helpers
+bats_require_minimum_version 1.5.0
+
+# A JSON key that decodes to CR, LF, a forged log line, ESC, NEL (C1) and
+# U+2028: printed raw, it would look like a line of the program's own.
+FORGED_KEY='k\u000d\u000aprog: info: forged\u001b[2K\u0085\u2028'
+# What the line must show instead (diag escapes the decoded bytes).
+FORGED_SHOWN='k\x0d\x0aprog: info: forged\x1b[2K\xc2\x85\xe2\x80\xa8'
+
+# errs STATUS CMD...: run CMD, stdout to $T/out and stderr to $T/err; it
+# must exit with STATUS.
+errs() {
+	local want=$1 rc=0
+	shift
+	"$@" >"$T/out" 2>"$T/err" || rc=$?
+	if [ "$rc" -ne "$want" ]; then
+		cat "$T/err" >&2
+		echo "exit status $rc, expected $want: $*" >&2
+		return 1
+	fi
+}
+
+# clean_stderr FILE: no control character (but the newlines), no C1
+# control, no U+2028/2029, and valid UTF-8.
+clean_stderr() {
+	! LC_ALL=C grep -aqP '[\x00-\x09\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xe2\x80[\xa8\xa9]' "$1"
+	iconv -f UTF-8 -t UTF-8 "$1" >/dev/null
+}
+
+@test "hostile: sm-check: a key with CR, LF, ESC, NEL, U+2028 is one escaped stderr line" {
+	printf '%s\n' "{\"url\":\"http://127.0.0.1:9/\",\"$FORGED_KEY\":1}" >"$T/in"
+	printf 'not json \r\x1b[2K\xc2\x9b2K\xff tail\n' >>"$T/in"
+	errs 0 sm-check <"$T/in"
+	[ ! -s "$T/out" ]
+	[ "$(wc -l <"$T/err")" -eq 2 ]
+	clean_stderr "$T/err"
+	grep -qF "<stdin>:1: unknown field \"$FORGED_SHOWN\"" "$T/err"
+	grep -qF '<stdin>:2: not a target record or URL' "$T/err"
+	grep -qF 'not json \x0d\x1b[2K\xc2\x9b2K\xff tail' "$T/err"
+}
+
+@test "hostile: sm-check: a password stays out of stderr however the URL is written, however long" {
+	long=$(printf 'S%.0s' $(seq 300))
+	printf '%s\n' \
+		'{"url":"http:\/\/bob:hunter2@127.0.0.1:9\/","timeout_ms":"x"}' \
+		'{"url":"http://bob:hunter2\u0040127.0.0.1:9/","timeout_ms":"x"}' \
+		'{"url":"http\u003a//bob\u003ahunter2@127.0.0.1:9/","timeout_ms":"x"}' \
+		"{\"timeout_ms\":\"x\",\"url\":\"http://bob:$long@127.0.0.1:9/\"}" \
+		"{\"url\":\"http://bob:$long@127.0.0.1:9/\",\"timeout_ms\":\"x\"}" \
+		'{"url":"http:/bob:hunter2@127.0.0.1:9/","timeout_ms":"x"}' >"$T/in"
+	errs 0 sm-check <"$T/in"
+	[ "$(wc -l <"$T/err")" -eq 6 ]
+	! grep -q hunter2 "$T/err"
+	! grep -q SSSS "$T/err"
+	[ "$(grep -c 'bob:\*\*\*@' "$T/err")" -eq 4 ]
+	[ "$(grep -c 'bob:\*\*\*\\u0040' "$T/err")" -eq 1 ]
+}
+
+@test "hostile: sm-check: a URL with '@' in its path or query is stored as it is" {
+	u="$HTTP_URL/ok?to=a:b@c"
+	printf '%s\n' "$u" "{\"url\":\"$u\"}" >"$T/in"
+	run -0 --separate-stderr sm-check <"$T/in"
+	[ "${#lines[@]}" -eq 2 ]
+	for l in "${lines[@]}"; do
+		jq -e --arg u "$u" '.ok and .target == $u and .url == $u and .final_url == $u' <<<"$l"
+	done
+}
+
+@test "hostile: sm-check: a line of exactly SM_MAX_LINE (1 MiB) is read; one byte more is refused" {
+	/usr/bin/python3 - "$T/in" <<-'PY'
+	import sys
+	head, tail = '{"url":"http://127.0.0.1:9/","labels":{"p":"', '"}}'
+	with open(sys.argv[1], "w") as f:
+	    for n in (1048576, 1048577):
+	        f.write(head + "x" * (n - len(head) - len(tail)) + tail + "\n")
+	PY
+	run -0 --separate-stderr sm-check <"$T/in"
+	[ "${#lines[@]}" -eq 1 ]
+	[ "$(jq -r '.labels.p | length' <<<"${lines[0]}")" -eq $((1048576 - 47)) ]
+	[[ "$stderr" == *"<stdin>:2: line too long"* ]]
+}
+
+@test "hostile: a raw NUL byte after a number is not JSON" {
+	printf '{"url":"http://127.0.0.1:9/","timeout_ms":100\0}\n' >"$T/in"
+	run -0 --separate-stderr sm-check <"$T/in"
+	[ -z "$output" ]
+	[[ "$stderr" == *"<stdin>:1: invalid JSON at column 46: NUL byte: "*'"timeout_ms":100\x00}'* ]]
+}
+
+@test "hostile: sm-kafka-pub: a bad line is one escaped line; an undelivered record shows no password" {
+	port=$(free_port)
+	printf 'x \r\x1b[2K\xc2\x9b\xff\n' >"$T/in"
+	printf '%s\n' '{"target":"a","url":"http:\/\/bob:hunter2@h\/"}' >>"$T/in"
+	errs 69 sm-kafka-pub -b "127.0.0.1:$port" -t lost -X message.timeout.ms=500 <"$T/in"
+	clean_stderr "$T/err"
+	[ "$(grep -c '<stdin>:1:' "$T/err")" -eq 1 ]
+	grep -qF 'x \x0d\x1b[2K\xc2\x9b\xff' "$T/err"
+	grep -qF '<stdin>:2: not delivered to lost' "$T/err"
+	! grep -q hunter2 "$T/err"
+}
+
+@test "hostile: sm-kafka-pub exits 74 when it cannot write its dead-letter file, as the others do" {
+	printf 'not json\n' >"$T/in"
+	run -74 --separate-stderr sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$(new_topic)" \
+		--dead-letter /dev/full <"$T/in"
+	[[ "$stderr" == *"/dev/full: cannot write dead letter for <stdin>:1: No space left on device"* ]]
+	run -74 --separate-stderr sm-check -d /dev/full <"$T/in"
+	new_db
+	run -74 --separate-stderr sm-pg-write -D /dev/full <"$T/in"
+}
+
+@test "hostile: sm-kafka-sub: a hostile ack line is one escaped stderr line" {
+	TOPIC=$(new_topic)
+	echo '{"n":0}' | kcat -P -b "$SM_TEST_BROKERS" -t "$TOPIC" -p 0
+	printf 'not json \r\x1b[2K\xc2\x9b\xff\n{"kafka":{"topic":"\\u000d\\u000aforged"}}\n' >"$T/acks"
+	sm-kafka-sub -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "g_$TOPIC" --ack "$T/acks" \
+		>"$T/out" 2>"$T/err" &
+	track_pid $!
+	wait_for grep -q "$T/acks:2:" "$T/err"
+	clean_stderr "$T/err"
+	[ "$(grep -c "$T/acks:1:" "$T/err")" -eq 1 ]
+	grep -qF 'not json \x0d\x1b[2K\xc2\x9b\xff' "$T/err"
+	[ "$(grep -c "forged" "$T/err")" -eq 1 ]
+}
+
+@test "hostile: sm-pg-write: a value with CR and LF quoted in an error is one escaped line" {
+	new_db
+	printf '%s\n' '{"v":1,"id":"01a20aa3-3d80-700b-8000-0000000b0000","target":"a","url":"http://a/","probe":"p","started_at":"2026-11-23T23:00:00.000Z","ok":false,"status":null,"error_kind":"x\u000d\u000asm-pg-write: info: forged","error":"e","duration_ms":1}' >"$T/in"
+	errs 0 sm-pg-write <"$T/in"
+	clean_stderr "$T/err"
+	[ "$(grep -c 'forged' "$T/err")" -eq 1 ]
+	grep -qF 'unknown kind "x\x0d\x0asm-pg-write: info: forged"' "$T/err"
+}
+
+@test "hostile: sm-schedule: a key with CR and LF in an NDJSON target list is one escaped line" {
+	printf '%s\n' "{\"url\":\"http://127.0.0.1:9/\",\"$FORGED_KEY\":1}" >"$T/t.ndjson"
+	errs 78 sm-schedule -c -f "$T/t.ndjson"
+	clean_stderr "$T/err"
+	[ "$(wc -l <"$T/err")" -eq 1 ]
+	grep -qF "unknown key \"$FORGED_SHOWN\"" "$T/err"
+}
