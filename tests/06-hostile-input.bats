@@ -146,3 +146,28 @@ clean_stderr() {
 	[ "$(wc -l <"$T/err")" -eq 1 ]
 	grep -qF "unknown key \"$FORGED_SHOWN\"" "$T/err"
 }
+
+@test "hostile: sm-kafka-sub: a message too long for one line once its kafka object is in is dead-lettered, not stalled" {
+	TOPIC=$(new_topic)
+	# Offsets 0 and 1 give lines of exactly SM_MAX_LINE and one byte
+	# more once ',"kafka":{…}' is spliced in; offset 2 is small.
+	/usr/bin/python3 - "$TOPIC" "$T/msgs" <<-'PY'
+	import sys
+	topic, path = sys.argv[1], sys.argv[2]
+	with open(path, "w") as f:
+	    for off, extra in ((0, 0), (1, 1)):
+	        coords = ',"kafka":{"topic":"%s","partition":0,"offset":%d}' % (topic, off)
+	        n = 1048576 - len(coords) + extra   # the value, "}" included
+	        f.write('{"p":"' + "x" * (n - 8) + '"}\n')
+	    f.write('{"n":2}\n')
+	PY
+	kcat -P -b "$SM_TEST_BROKERS" -t "$TOPIC" -p 0 -X message.max.bytes=2000000 <"$T/msgs"
+	run -0 --separate-stderr timeout 60 sm-kafka-sub -b "$SM_TEST_BROKERS" -t "$TOPIC" \
+		-G "g_$TOPIC" -e --dead-letter "$T/dead"
+	[ "${#lines[@]}" -eq 2 ]
+	[ "${#lines[0]}" -eq 1048576 ]
+	jq -e '.kafka.offset == 0' <<<"${lines[0]}"
+	jq -e '.n == 2 and .kafka.offset == 2' <<<"${lines[1]}"
+	run -0 jq -c '[.offset, .reason]' "$T/dead"
+	[ "$output" = '[1,"longer than 1048576 bytes with its \"kafka\" object"]' ]
+}

@@ -528,9 +528,11 @@ dead_letter(struct sub *s, const rd_kafka_message_t *m, const char *reason)
 }
 
 /* The value with "kafka" added before its closing brace, written as it
- * came: no re-serialising.  False when the text does not lend itself
- * (a line break inside, or a "kafka" field already there). */
-static bool
+ * came: no re-serialising.  1 when written; 0 when the text does not lend
+ * itself (a line break inside, or a "kafka" field already there); -1 when
+ * the line would be longer than SM_MAX_LINE, which no stage after us
+ * reads (it could never be acknowledged). */
+static int
 emit_spliced(struct sub *s, struct part *p, const rd_kafka_message_t *m,
              bool has_kafka)
 {
@@ -548,7 +550,7 @@ emit_spliced(struct sub *s, struct part *p, const rd_kafka_message_t *m,
 		n--;
 	if (has_kafka || n < 2 || *v != '{' || v[n - 1] != '}' ||
 	    memchr(v, '\n', n) != NULL || memchr(v, '\r', n) != NULL)
-		return false;
+		return 0;
 	for (q = v + 1; *q == ' ' || *q == '\t'; q++)
 		;
 	empty = q == v + n - 1;
@@ -557,15 +559,18 @@ emit_spliced(struct sub *s, struct part *p, const rd_kafka_message_t *m,
 	             ",\"offset\":%" PRId64 "}}\n",
 	             empty ? "" : ",", p->qtopic, m->partition, m->offset);
 	if (c <= 0 || (size_t)c >= sizeof coords)
-		return false;
+		return 0;
+	if (n - 1 + (size_t)c - 1 > SM_MAX_LINE)
+		return -1;
 	output_append(&s->out, v, n - 1);
 	output_append(&s->out, coords, (size_t)c);
 	s->emitted++;
-	return true;
+	return 1;
 }
 
-/* The slow path: add "kafka" to the parsed object and print it again. */
-static void
+/* The slow path: add "kafka" to the parsed object and print it again.
+ * False when the line would be longer than SM_MAX_LINE. */
+static bool
 emit_dumped(struct sub *s, struct part *p, const rd_kafka_message_t *m,
             json_t *obj)
 {
@@ -579,10 +584,15 @@ emit_dumped(struct sub *s, struct part *p, const rd_kafka_message_t *m,
 	text = json_dumps(obj, JSON_COMPACT);
 	if (text == NULL)
 		die(EX_SOFTWARE, "out of memory");
+	if (strlen(text) > SM_MAX_LINE) {
+		free(text);
+		return false;
+	}
 	output_append(&s->out, text, strlen(text));
 	output_append(&s->out, "\n", 1);
 	free(text);
 	s->emitted++;
+	return true;
 }
 
 static void
@@ -593,6 +603,7 @@ handle_message(struct sub *s, rd_kafka_message_t *m)
 	char err[256];
 	struct part *p;
 	json_t *obj;
+	int r;
 
 	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
 		if ((p = tracker_find(&s->t, topic, m->partition)) != NULL)
@@ -616,24 +627,33 @@ handle_message(struct sub *s, rd_kafka_message_t *m)
 	if (jscan_object(m->payload ? m->payload : "",
 	                 m->payload ? m->len : 0, &kf, &unused) ==
 	        JSCAN_OBJECT &&
-	    emit_spliced(s, p, m, kf.type != JV_NONE)) {
+	    (r = emit_spliced(s, p, m, kf.type != JV_NONE)) != 0) {
+		if (r < 0)
+			goto too_long;
 		part_emit(&s->t, p, m->offset, false);
 		return;
 	}
 	obj = json_line_parse(m->payload ? m->payload : "",
 	                      m->payload ? m->len : 0, err, sizeof err);
-	if (obj == NULL) {
-		if (!dead_letter(s, m, err)) {
-			stop(s, EX_IOERR);
-			return;
-		}
-		part_emit(&s->t, p, m->offset, true);
+	if (obj == NULL)
+		goto dead;
+	if ((r = emit_spliced(s, p, m, json_object_get(obj, "kafka") != NULL))
+	    == 0)
+		r = emit_dumped(s, p, m, obj) ? 1 : -1;
+	json_decref(obj);
+	if (r < 0)
+		goto too_long;
+	part_emit(&s->t, p, m->offset, false);
+	return;
+too_long:
+	snprintf(err, sizeof err, "longer than %d bytes with its \"kafka\" "
+	         "object", SM_MAX_LINE);
+dead:
+	if (!dead_letter(s, m, err)) {
+		stop(s, EX_IOERR);
 		return;
 	}
-	if (!emit_spliced(s, p, m, json_object_get(obj, "kafka") != NULL))
-		emit_dumped(s, p, m, obj);
-	json_decref(obj);
-	part_emit(&s->t, p, m->offset, false);
+	part_emit(&s->t, p, m->offset, true);
 }
 
 /* Write what stdout takes; without --ack, written is done: commit it. */
