@@ -171,3 +171,10 @@ clean_stderr() {
 	run -0 jq -c '[.offset, .reason]' "$T/dead"
 	[ "$output" = '[1,"longer than 1048576 bytes with its \"kafka\" object"]' ]
 }
+
+@test "hostile: sm-schedule --check prints a target name with control characters escaped" {
+	printf '%s\n' '{"target":"a\u001b[2Kb\u000dc","url":"http://127.0.0.1:9/"}' >"$T/t.ndjson"
+	errs 0 sm-schedule -c -f "$T/t.ndjson"
+	clean_stderr "$T/out"
+	grep -qF '  a\x1b[2Kb\x0dc: line 1, every 1m' "$T/out"
+}

@@ -919,9 +919,10 @@ check_summary(const struct state *S, const struct config *cfg)
 		                              sched_phase(ct->hash,
 		                                          ct->interval_ms)),
 		               next);
-		/* Unnamed targets are named after their url: no password. */
-		name = xstrdup(ct->name);
-		redact_userinfo(name);
+		/* Unnamed targets are named after their url: no password;
+		 * and a name prints as one line, control characters escaped,
+		 * as diagnostics do. */
+		name = diag_clean_new(ct->name, strlen(ct->name), 0);
 		printf("  %s: line %lu, every %s, timeout %s, next %s\n", name,
 		       ct->line, iv, to, next);
 		free(name);
