@@ -33,8 +33,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	t = target_from_json(obj, err, sizeof err);
 	if (t == NULL) {
-		FUZZ_ASSERT(err[0] != '\0' && strchr(err, '\n') == NULL,
-		            "no one-line reason");
+		/* Any bytes may be in it (a key quoted): diag cleans. */
+		FUZZ_ASSERT(err[0] != '\0', "no reason");
 		json_decref(obj);
 		return 0;
 	}
