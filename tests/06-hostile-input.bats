@@ -87,10 +87,11 @@ clean_stderr() {
 	[[ "$stderr" == *"<stdin>:2: line too long"* ]]
 }
 
-@test "hostile: a raw NUL byte after a number is not JSON" {
-	printf '{"url":"http://127.0.0.1:9/","timeout_ms":100\0}\n' >"$T/in"
+@test "hostile: a raw NUL byte after a number is not JSON; nor is a URL line cut by a NUL" {
+	printf '{"url":"http://127.0.0.1:9/","timeout_ms":100\0}\nhttp://127.0.0.1:9/\0junk\n' >"$T/in"
 	run -0 --separate-stderr sm-check <"$T/in"
 	[ -z "$output" ]
+	[[ "$stderr" == *'<stdin>:2: not a target record or URL (must not contain NUL): http://127.0.0.1:9/\x00junk'* ]]
 	[[ "$stderr" == *"<stdin>:1: invalid JSON at column 46: NUL byte: "*'"timeout_ms":100\x00}'* ]]
 }
 

@@ -297,7 +297,12 @@ handle_line(struct state *st, char *line, size_t len)
 		const char *reason;
 
 		line[b] = '\0';
-		if (url_check(line + a, &reason) < 0) {
+		/* A NUL would end the URL early: the rest would go unseen. */
+		if (memchr(line + a, '\0', b - a) != NULL)
+			reason = "must not contain NUL";
+		else if (url_check(line + a, &reason) == 0)
+			reason = NULL;
+		if (reason != NULL) {
 			snprintf(err, sizeof err,
 			         "not a target record or URL (%s)", reason);
 			bad_line(st, line, len, err);
