@@ -56,6 +56,9 @@ unit_at(const char *s, size_t n, size_t i, bool json)
 		return u;
 	while (j < n && s[j] == '\\')
 		j++;
+	/* Not an escape: the run of backslashes is one unit, so that a long
+	 * run is walked once, not once per backslash. */
+	u.len = j - i;
 	if (j >= n)
 		return u;
 	if (s[j] == '/' || s[j] == '"') {

@@ -294,6 +294,24 @@ test_redact_hostile(void)
 	clean = diag_clean_new("abé", 4, 3);
 	CHECK(strcmp(clean, "ab...") == 0);
 	free(clean);
+	/* Linear on a 1 MiB line of backslashes, "\u00" or "://" (each
+	 * would be quadratic if every position rescanned its run). */
+	{
+		static const char *const runs[] = { "\\", "\\u00", "://", ":/@" };
+		size_t big = SM_MAX_LINE;
+		char *line = xmalloc(big);
+		struct timespec t0, t1;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		for (size_t r = 0; r < 4; r++) {
+			for (size_t i = 0; i < big; i++)
+				line[i] = runs[r][i % strlen(runs[r])];
+			free(diag_clean_new(line, big, 80));
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		CHECK(t1.tv_sec - t0.tv_sec < 5);
+		free(line);
+	}
 	/* Data: only a password changes, nothing else of the URL. */
 	u = url_redact_new("http://h/p@x");
 	CHECK(strcmp(u, "http://h/p@x") == 0);
