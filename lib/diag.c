@@ -35,21 +35,20 @@ diag_progname(void)
 /* ---- redaction -------------------------------------------------------- */
 
 /* One character of text at s[i]: what it stands for (c; 0x100 for any
- * character past ASCII written as an escape), how many bytes it takes,
- * and whether it was escaped.  With json, a JSON escape counts as the
+ * character past ASCII written as an escape) and how many bytes it takes.
+ * With json, a JSON escape counts as the
  * character it encodes, however many times the backslash itself was
  * escaped ("\/", "\\\/", "\u0040"), so a URL inside a JSON string,
  * or inside a JSON string inside one, reads as the URL. */
 struct unit {
 	int c;
 	size_t len;
-	bool escaped;
 };
 
 static struct unit
 unit_at(const char *s, size_t n, size_t i, bool json)
 {
-	struct unit u = { (unsigned char)s[i], 1, false };
+	struct unit u = { (unsigned char)s[i], 1 };
 	size_t j = i;
 
 	if (!json || s[i] != '\\')
@@ -79,7 +78,6 @@ unit_at(const char *s, size_t n, size_t i, bool json)
 		return u;
 	}
 	u.len = j + 1 - i;
-	u.escaped = true;
 	return u;
 }
 

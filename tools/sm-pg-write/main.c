@@ -255,8 +255,10 @@ reject(unsigned long lineno, const char *line, size_t len, const char *why)
 	json_object_set_new(o, "input", json_bytes(line, len));
 	/* On disk before the record can be acknowledged. */
 	if (json_line_write(dead_letter, o) == -1 || fflush(dead_letter) != 0 ||
-	    fdatasync(fileno(dead_letter)) == -1)
+	    fdatasync(fileno(dead_letter)) == -1) {
+		json_decref(o); /* (nothing left for LeakSanitizer to report) */
 		die(EX_IOERR, "%s:", opt.dead_letter);
+	}
 	json_decref(o);
 	pthread_mutex_unlock(&reject_lock);
 }
