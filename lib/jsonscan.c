@@ -27,6 +27,7 @@ struct scan {
 	size_t hint;            /* where to start looking for the next key */
 	unsigned long numbers;  /* numbers scanned so far */
 	size_t members;         /* of the object that ended last */
+	bool too_deep;          /* past MAX_DEPTH: jansson decides */
 };
 
 /* Bytes that a string holds as they are: printable ASCII but '"' and
@@ -360,8 +361,10 @@ value(struct scan *sc, struct jscan_field *f, const unsigned char *key,
 	switch (*sc->p) {
 	case '{':
 	case '[':
-		if (++sc->depth > MAX_DEPTH)
+		if (++sc->depth > MAX_DEPTH) {
+			sc->too_deep = true;
 			return -1;
+		}
 		if (*sc->p == '{') {
 			r = object(sc, key, klen);
 			type = JV_OBJECT;
@@ -438,6 +441,8 @@ jscan_fields(const char *s, size_t len, struct jscan_field *fields, size_t n)
 	sc.depth = 1;
 	r = object(&sc, NULL, 0);
 	ws(&sc);
+	if (sc.too_deep)
+		return JSCAN_UNSURE;
 	if (r == 0 || (r == 1 && sc.p != sc.end))
 		return JSCAN_INVALID;
 	return r == 1 ? JSCAN_OBJECT : JSCAN_UNSURE;

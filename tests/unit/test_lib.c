@@ -407,6 +407,24 @@ test_jscan_fields(void)
 	CHECK(jscan_fields("{\"g\":{\"h\":1,\"h\":2}}", 19, f, 1) ==
 	      JSCAN_INVALID);
 	CHECK(jscan_fields("{} x", 4, f, 1) == JSCAN_INVALID);
+	/* jansson's depth limit, 2048: at it certain, past it unsure. */
+	for (int depth = 2048; depth <= 2049; depth++) {
+		char *deep = xmalloc(2 * (size_t)depth + 8);
+		size_t n = 0;
+
+		memcpy(deep, "{\"a\":", 5);
+		n = 5;
+		for (int i = 1; i < depth; i++)
+			deep[n++] = '[';
+		for (int i = 1; i < depth; i++)
+			deep[n++] = ']';
+		deep[n++] = '}';
+		CHECK(jscan_fields(deep, n, f, 1) ==
+		      (depth == 2048 ? JSCAN_OBJECT : JSCAN_UNSURE));
+		CHECK((json_line_parse(deep, n, err, sizeof err) != NULL) ==
+		      (depth == 2048));
+		free(deep);
+	}
 	/* A raw NUL after a number: jansson 2.14 itself takes it. */
 	CHECK(jscan_fields("{\"a\":1\0}", 8, f, 1) == JSCAN_INVALID);
 	CHECK(json_line_parse("{\"a\":1\0}", 8, err, sizeof err) == NULL &&
