@@ -142,6 +142,13 @@ same_column(int c, const char *a, size_t alen, const char *b, size_t blen)
 		return false;
 	if (double_column(c))
 		return strtod(a, NULL) == strtod(b, NULL);
+	if (PGW_COLUMN_TYPES[c] == 'I' || PGW_COLUMN_TYPES[c] == 'L') {
+		/* "-0" as it came and "0" from the tree: the same integer. */
+		char *ea, *eb;
+		long long x = strtoll(a, &ea, 10), y = strtoll(b, &eb, 10);
+
+		return ea == a + alen && eb == b + blen && x == y;
+	}
 	if (c == COL_LABELS) {
 		char *sa = copy_unescape(a, alen), *sb = copy_unescape(b, blen);
 		json_t *ja = json_loads(sa, 0, NULL), *jb = json_loads(sb, 0, NULL);
