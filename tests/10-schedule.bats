@@ -637,6 +637,9 @@ catches_hup() {
 # then stop it; its stderr is in $T/err.
 run_idle() {
 	sites <<<'targets: []'
+	# The last run's line must not satisfy the wait below: a SIGTERM
+	# sent before the program handles it is lost and the wait hangs.
+	rm -f "$T/err"
 	sm-schedule "$@" "$T/sites.yaml" >/dev/null 2>"$T/err" 3>&- &
 	local pid=$! st=0
 	track_pid "$pid"
