@@ -719,7 +719,11 @@ check_fields(struct loader *L, struct rawmap *rm)
 			cerr_add(L, rawmap_pos(rm, key, true),
 			         "field \"interval\" must be between 100ms and "
 			         "31d");
+			target_free(&t);
+			/* rawmap_fail frees key (json_object_del): no use of
+			 * it after this. */
 			rawmap_fail(rm, key);
+			continue;
 		}
 		target_free(&t);
 		if ((!strcmp(key, "regex") || !strcmp(key, "regex_absent")) &&
