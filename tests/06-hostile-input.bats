@@ -179,3 +179,9 @@ clean_stderr() {
 	clean_stderr "$T/out"
 	grep -qF '  a\x1b[2Kb\x0dc: line 1, every 1m' "$T/out"
 }
+
+@test "hostile: sm-schedule: an interval out of range in defaults is refused (no use after free: make SAN=1)" {
+	printf 'defaults:\n  interval: 1000000000000s\n  labels: {team: web}\ntargets:\n  - {name: a, url: "http://127.0.0.1:9/"}\n' >"$T/sites.yaml"
+	errs 78 sm-schedule -c "$T/sites.yaml"
+	grep -qF 'sites.yaml:2:13: field "interval" must be between 100ms and 31d' "$T/err"
+}
