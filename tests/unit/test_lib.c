@@ -421,8 +421,10 @@ test_jscan_fields(void)
 		deep[n++] = '}';
 		CHECK(jscan_fields(deep, n, f, 1) ==
 		      (depth == 2048 ? JSCAN_OBJECT : JSCAN_UNSURE));
-		CHECK((json_line_parse(deep, n, err, sizeof err) != NULL) ==
-		      (depth == 2048));
+		json_t *o = json_line_parse(deep, n, err, sizeof err);
+
+		CHECK((o != NULL) == (depth == 2048));
+		json_decref(o);
 		free(deep);
 	}
 	/* A raw NUL after a number: jansson 2.14 itself takes it. */
