@@ -355,7 +355,9 @@ get_time(const json_t *v, const char *key, int64_t *out, char *err,
 static int
 get_interval(const json_t *v, int64_t *out, char *err, size_t errlen)
 {
-	if (json_is_integer(v) && json_integer_value(v) > 0) {
+	/* Whole seconds; more than INT64_MAX ms would overflow. */
+	if (json_is_integer(v) && json_integer_value(v) > 0 &&
+	    json_integer_value(v) <= INT64_MAX / 1000) {
 		*out = json_integer_value(v) * 1000;
 		return 0;
 	}

@@ -766,3 +766,51 @@ stats_ge() {
 		run -1 "$SM_TOP/tests/fixtures/schema-check" "$SM_TOP/schema/sites.schema.json" <"$T/bad.yaml"
 	done
 }
+
+# ---- hostile and careless sites.yaml (issue 13) -------------------------------
+
+@test "schedule: an out-of-range value of every ranged key is refused at its position, in targets, defaults, NDJSON and a reload" {
+	# interval out of its 100ms..31d range once freed the key it then read
+	# (a use-after-free that ASan aborts on); every ranged key is tried.
+	local kv n=0 want=()
+	{
+		printf 'targets:\n'
+		for kv in 'interval: 50ms' 'interval: 40d' 'timeout_ms: 0' \
+			'timeout: 2h' 'max_redirects: 51' 'max_body_bytes: 0' \
+			'max_body_bytes: 1073741825' 'expect_status: 600' 'ip_version: 5'; do
+			n=$((n + 1))
+			printf '  - {name: t%d, url: "http://127.0.0.1:9/", %s}\n' "$n" "$kv"
+			want+=("sites.yaml:$((n + 1)):")
+		done
+	} | sites
+	refused "$T/sites.yaml" "${want[@]}" "sites.yaml: 9 errors"
+	[[ "$stderr" == *"sites.yaml:2:"*"field \"interval\" must be between 100ms and 31d"* ]]
+	[[ "$stderr" != *AddressSanitizer* ]]
+
+	printf 'defaults: {interval: 50ms}\ntargets:\n  - url: http://127.0.0.1:9/\n' | sites
+	refused "$T/sites.yaml" "sites.yaml:1:22: field \"interval\" must be between 100ms and 31d"
+
+	printf '%s\n' '{"url":"http://127.0.0.1:9/a","interval":"50ms"}' \
+		'{"url":"http://127.0.0.1:9/b","interval":9223372036854775807}' >"$T/t.ndjson"
+	run --separate-stderr sm-schedule --check -f "$T/t.ndjson"
+	[ "$status" -eq 78 ]
+	[[ "$stderr" == *"t.ndjson:1:42: field \"interval\" must be between 100ms and 31d"* ]]
+	[[ "$stderr" == *"t.ndjson:2:42: field \"interval\" must be a duration"* ]]
+	[[ "$stderr" != *"runtime error"* && "$stderr" != *AddressSanitizer* ]]
+
+	# The same through a SIGHUP: the running set stays, the process lives.
+	printf 'targets:\n  - {name: a, url: "http://127.0.0.1:9/", interval: 1s, timeout: 1s}\n' | sites
+	sm-schedule "$T/sites.yaml" >"$T/out" 2>"$T/err" &
+	local pid=$!
+	track_pid "$pid"
+	wait_for grep -q '"target":"a"' "$T/out"
+	printf 'targets:\n  - {name: a, url: "http://127.0.0.1:9/", interval: 50ms}\n' | sites
+	kill -HUP "$pid"
+	wait_for grep -q 'reload of .* failed; keeping the 1 current targets' "$T/err"
+	grep -q 'sites.yaml:2:50: field "interval" must be between 100ms and 31d' "$T/err"
+	kill -0 "$pid"
+	kill -TERM "$pid"
+	local st=0
+	wait "$pid" || st=$?
+	[ "$st" -eq 0 ]
+}

@@ -695,6 +695,10 @@ check_fields(struct loader *L, struct rawmap *rm)
 		return;
 	}
 	json_object_foreach_safe(rm->obj, tmp, key, val) {
+		/* rawmap_fail() frees key (it is rm->obj's): ask first. */
+		bool is_interval = !strcmp(key, "interval");
+		bool is_regex = !strcmp(key, "regex") ||
+		                !strcmp(key, "regex_absent");
 		char err[256];
 		struct target *t;
 		json_t *o;
@@ -715,17 +719,18 @@ check_fields(struct loader *L, struct rawmap *rm)
 			rawmap_fail(rm, key);
 			continue;
 		}
-		if (!strcmp(key, "interval") &&
+		if (is_interval &&
 		    (t->interval_ms < CONFIG_MIN_INTERVAL_MS ||
 		     t->interval_ms > CONFIG_MAX_INTERVAL_MS)) {
 			cerr_add(L, rawmap_pos(rm, key, true),
 			         "field \"interval\" must be between 100ms and "
 			         "31d");
 			rawmap_fail(rm, key);
+			target_free(&t);
+			continue;
 		}
 		target_free(&t);
-		if ((!strcmp(key, "regex") || !strcmp(key, "regex_absent")) &&
-		    json_is_string(val))
+		if (is_regex && json_is_string(val))
 			check_regex(L, rm, key, json_string_value(val));
 	}
 }
