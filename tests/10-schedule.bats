@@ -807,7 +807,7 @@ stats_ge() {
 	printf 'targets:\n  - {name: a, url: "http://127.0.0.1:9/", interval: 50ms}\n' | sites
 	kill -HUP "$pid"
 	wait_for grep -q 'reload of .* failed; keeping the 1 current targets' "$T/err"
-	grep -q 'sites.yaml:2:50: field "interval" must be between 100ms and 31d' "$T/err"
+	grep -q 'sites.yaml:2:53: field "interval" must be between 100ms and 31d' "$T/err"
 	kill -0 "$pid"
 	kill -TERM "$pid"
 	local st=0
