@@ -256,10 +256,16 @@ get_string_object(const json_t *v, const char *key, json_t **out,
 
 	if (!json_is_object(v))
 		FAIL("field \"%s\" must be an object", key);
-	json_object_foreach((json_t *)v, k, val)
+	/* A NUL could not be written as JSON that the record's next reader
+	 * accepts (json_line_parse refuses \u0000): refused here too. */
+	json_object_foreach((json_t *)v, k, val) {
 		if (!json_is_string(val))
-			FAIL("field \"%s\": value of \"%s\" must be a string",
+			FAIL("field \"%s\": value of \"%.64s\" must be a string",
 			     key, k);
+		if (strlen(json_string_value(val)) != json_string_length(val))
+			FAIL("field \"%s\": value of \"%.64s\" must not contain "
+			     "NUL", key, k);
+	}
 	json_decref(*out);
 	*out = json_deep_copy(v);
 	return 0;
