@@ -814,3 +814,60 @@ stats_ge() {
 	wait "$pid" || st=$?
 	[ "$st" -eq 0 ]
 }
+
+@test "schedule: nesting deeper than 64 levels is refused where it starts, before the parser spends its time" {
+	# 300,000 open brackets once kept libyaml busy for minutes.
+	/usr/bin/python3 -c 'print("targets: " + "[" * 300000 + "]" * 300000)' >"$T/deep.yaml"
+	run --separate-stderr timeout 20 sm-schedule --check "$T/deep.yaml"
+	[ "$status" -eq 78 ]
+	[[ "$stderr" == *"deep.yaml:1:73: nested more than 64 levels deep"* ]]
+	# Block and flow mappings in a target's labels, and through an alias.
+	/usr/bin/python3 -c 'print("targets:\n  - url: http://127.0.0.1:9/\n    labels: " + "{a: " * 100000 + "x" + "}" * 100000)' >"$T/deep2.yaml"
+	run --separate-stderr timeout 20 sm-schedule --check "$T/deep2.yaml"
+	[ "$status" -eq 78 ]
+	[[ "$stderr" == *"deep2.yaml:3:257: nested more than 64 levels deep"* ]]
+	/usr/bin/python3 -c 'print("x-a: &a " + "[" * 40 + "]" * 40 + "\nx-b: &b " + "[" * 30 + "*a" + "]" * 30 + "\ntargets: []")' >"$T/deep3.yaml"
+	refused "$T/deep3.yaml" "deep3.yaml:2:39: nested more than 64 levels deep once alias \"*a\" is expanded"
+}
+
+@test "schedule: 100,000 targets without aliases load in bounded memory" {
+	# ~10 values each: 1.1 million nodes, which the alias-expansion guard
+	# once counted and refused.
+	/usr/bin/python3 - "$T/big.yaml" <<-'PY'
+	import sys
+	with open(sys.argv[1], "w") as f:
+	    f.write("defaults: {interval: 1m, timeout: 5s}\ntargets:\n")
+	    for i in range(100000):
+	        f.write("  - {name: t%d, url: 'http://127.0.0.1:9/%d', method: HEAD, "
+	                "max_redirects: 2, expect_status: [200, 3xx], "
+	                "labels: {team: t%d, tier: '1'}}\n" % (i, i, i % 7))
+	PY
+	run --separate-stderr /usr/bin/time -f 'rss_kib %M' sm-schedule --check "$T/big.yaml"
+	[ "$status" -eq 0 ] || { echo "$stderr" | head -5; false; }
+	[[ "${lines[0]}" == *"big.yaml: ok: 100000 targets"* ]]
+	local rss
+	rss=$(awk '$1 == "rss_kib" { print $2 }' <<<"$stderr")
+	echo "peak RSS $rss KiB"
+	# (ASan's shadow memory would say nothing about the loader)
+	if ! ldd "$(command -v sm-schedule)" | grep -q libasan; then
+		((rss < 100 * 1024))
+	fi
+}
+
+@test "schedule: errors of the YAML reader (invalid UTF-8, control characters, NUL) have line:column" {
+	printf 'targets:\n  - url: http://127.0.0.1:9/\n    labels: {a: "x\377y"}\n' >"$T/utf8.yaml"
+	refused "$T/utf8.yaml" "utf8.yaml:3:19: invalid leading UTF-8 octet (byte 0xFF)"
+	printf 'targets:\n  - url: http://127.0.0.1:9/\n    labels: {a: "\303\251x\001y"}\n' >"$T/ctl.yaml"
+	refused "$T/ctl.yaml" "ctl.yaml:3:20: control characters are not allowed (U+0001)"
+	printf 'targets:\n\r\n  - url: http://127.0.0.1:9/ \000\n' >"$T/nul.yaml"
+	refused "$T/nul.yaml" "nul.yaml:3:30: control characters are not allowed (U+0000)"
+	# Far into a file: past what libyaml holds at once.
+	{
+		printf 'targets:\n'
+		for i in $(seq 3000); do printf '  - url: http://127.0.0.1:9/%d\n' "$i"; done
+		printf '  - url: http://127.0.0.1:9/\377\n'
+	} >"$T/far.yaml"
+	refused "$T/far.yaml" "far.yaml:3002:29: invalid leading UTF-8 octet"
+	[ "${#lines[@]}" -eq 0 ]
+	[ "$(grep -c . <<<"$stderr")" -eq 1 ]
+}
