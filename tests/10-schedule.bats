@@ -871,3 +871,63 @@ stats_ge() {
 	[ "${#lines[@]}" -eq 0 ]
 	[ "$(grep -c . <<<"$stderr")" -eq 1 ]
 }
+
+@test "schedule: what --check accepts, sm-check accepts: edge values of every string field travel or are refused at their position" {
+	# Each candidate is one target's extra keys.  Those --check accepts go
+	# through --once into sm-check --strict, which exits 65 on the first
+	# record it refuses; each must give one result.
+	local big60 big70 c k=0 accepted=0
+	big60=$(head -c 60000 /dev/zero | tr '\0' 'b')
+	big70=$(head -c 70000 /dev/zero | tr '\0' 'b')
+	local -a cands=(
+		'labels: {a: "x\x01\x1f\x7fy", "": "", "k\tv": "\u2028\U0001F600"}'
+		'headers: {X-A: "tab\there \x7f \x01 é"}'
+		'body: "line1\nline2\r\n\x01"'
+		"body: \"$big60\""
+		'url: "HTTP://u:p%40ss@127.0.0.1:9/a?b=%00&c=é#frag"'
+		'url: "http://[::1]:9/"'
+		'name: "n\x01\u00e9 \\ \""'
+		'method: PROPFIND'
+		'expect_status: ["1xx", 599, "200-204"]'
+		'regex: "(?i)\\bok\\b"'
+		'regex_absent: "é+"'
+		'ca_file: /nonexistent/ca.pem'
+		'timeout_ms: 3600000'
+		'max_body_bytes: 1073741824'
+		'ip_version: "6"'
+		"labels: {$(seq -s, -f 'k%g: v' 500)}"
+	)
+	for c in "${cands[@]}"; do
+		k=$((k + 1))  # (bats' run sets i)
+		{
+			printf 'targets:\n  - interval: 2h\n    %s\n' "$c"
+			[[ "$c" == name:* ]] || printf '    name: t%d\n' "$k"
+			[[ "$c" == url:* ]] || printf '    url: http://127.0.0.1:9/\n'
+		} >"$T/c$k.yaml"
+		run --separate-stderr sm-schedule --check "$T/c$k.yaml"
+		[ "$status" -eq 0 ] || { echo "refused: $c: $stderr"; false; }
+		sm-schedule --once "$T/c$k.yaml" >>"$T/all.ndjson"
+		accepted=$((accepted + 1))
+	done
+	run --separate-stderr sm-check --strict -c 16 <"$T/all.ndjson"
+	[ "$status" -eq 0 ] || { echo "sm-check: $stderr"; false; }
+	[ "$(grep -c . <<<"$output")" -eq "$accepted" ]
+	[[ "$stderr" != *"error:"* ]]
+
+	# What cannot travel is refused by --check, at the value.
+	printf 'targets:\n  - url: http://127.0.0.1:9/\n    labels: {a: "x\\0y"}\n    headers: {X-A: "b\\0c"}\n    body: "\\0"\n' >"$T/nul.yaml"
+	refused "$T/nul.yaml" \
+		"nul.yaml:3:13: field \"labels\": value of \"a\" must not contain NUL" \
+		"nul.yaml:4:14: field \"headers\": value of \"X-A\" must not contain NUL" \
+		"nul.yaml:5:11: field \"body\" must not contain NUL"
+	printf 'targets:\n  - url: http://127.0.0.1:9/\n    labels: {"a\\0b": x}\n' >"$T/nulkey.yaml"
+	refused "$T/nulkey.yaml" "nulkey.yaml:3:14: a key must not contain NUL"
+	printf 'targets:\n  - url: http://127.0.0.1:9/\n    body: "%s"\n' "$big70" >"$T/big.yaml"
+	refused "$T/big.yaml" "big.yaml:2:5: target \"http://127.0.0.1:9/\": its record would be 70"
+	[[ "$stderr" == *"more than the 65536 a target record may take"* ]]
+	# The same from NDJSON records.
+	printf '{"url":"http://127.0.0.1:9/","labels":{"a":"x\\u0000"}}\n' >"$T/nul.ndjson"
+	run --separate-stderr sm-schedule --check -f "$T/nul.ndjson"
+	[ "$status" -eq 78 ]
+	[[ "$stderr" == *"nul.ndjson:1:"* ]]
+}
