@@ -931,3 +931,86 @@ stats_ge() {
 	[ "$status" -eq 78 ]
 	[[ "$stderr" == *"nul.ndjson:1:"* ]]
 }
+
+@test "schedule: YAML 1.2 core forms: 0x and 0o integers, !!str and !!int tags, << merges in defaults, headers and labels" {
+	sites <<-'YAML'
+	x-h: &h {X-Common: "1", X-Over: base}
+	x-l: &l {team: web}
+	defaults:
+	  <<: {timeout: 2s}
+	targets:
+	  - name: !!str 0x10
+	    url: http://127.0.0.1:9/
+	    max_redirects: 0x0A
+	    max_body_bytes: 0o777
+	    timeout_ms: !!int "1500"
+	    expect_status: [0xC8, !!str 3xx]
+	    body: !!str ~
+	    headers: {<<: *h, X-Over: mine}
+	    labels:
+	      <<: [*l, {tier: "2", team: other}]
+	      id: !!str 007
+	      note: !!str null
+	  - name: b
+	    url: http://127.0.0.1:9/b
+	YAML
+	schedule --once "$T/sites.yaml"
+	[ "$status" -eq 0 ] || { echo "$stderr"; false; }
+	json_eq "$(head -n 1 <<<"$output" | jq -c 'del(.scheduled_at)')" \
+		'{"v":1,"target":"0x10","url":"http://127.0.0.1:9/","body":"~","timeout_ms":1500,
+		  "max_redirects":10,"max_body_bytes":511,"expect_status":[200,"3xx"],
+		  "headers":{"X-Common":"1","X-Over":"mine"},
+		  "labels":{"team":"web","tier":"2","id":"007","note":"null"}}'
+	[ "$(tail -n 1 <<<"$output" | jq -c .timeout_ms)" = 2000 ]
+
+	# What a tag or the core schema refuses is said at the value.
+	sites <<-'YAML'
+	targets:
+	  - url: http://127.0.0.1:9/
+	    max_redirects: !!int ten
+	    timeout_ms: 0x8000000000000000
+	    max_body_bytes: .inf
+	    labels: !!set {a: b}
+	    '<<': {quoted: is a key}
+	YAML
+	refused "$T/sites.yaml" \
+		"sites.yaml:3:20: \"ten\" is not an integer" \
+		"sites.yaml:4:17: 0x8000000000000000 is too large for an integer" \
+		"sites.yaml:5:21: .inf is not a finite number" \
+		"sites.yaml:6:13: tag \"tag:yaml.org,2002:set\" does not fit a mapping" \
+		"sites.yaml:7:5: unknown key \"<<\""
+}
+
+@test "schedule: an empty or null targets is refused; targets: [] is accepted with a warning" {
+	local t
+	for t in 'targets:' 'targets: ~' $'defaults: {interval: 1m}\ntargets:\n# - url: http://127.0.0.1:9/'; do
+		printf '%s\n' "$t" | sites
+		refused "$T/sites.yaml" "\"targets\" is empty: list the targets (write \"targets: []\" for none)"
+	done
+	printf 'targets: []\n' | sites
+	schedule --check "$T/sites.yaml"
+	[ "$status" -eq 0 ]
+	[[ "$stderr" == *"warning: $T/sites.yaml:1:10: \"targets\" is an empty list: nothing will be checked"* ]]
+}
+
+@test "schedule: defaults after targets still apply (the file is read again)" {
+	sites <<-'YAML'
+	targets:
+	  - {name: a, url: "http://127.0.0.1:9/a", labels: &lab {team: web}}
+	  - {name: b, url: "http://127.0.0.1:9/b", timeout: 1s}
+	  - {name: c, url: "http://127.0.0.1:9/c", interval: 5s}
+	defaults:
+	  labels: *lab
+	  interval: 3s
+	  timeout: 2s
+	YAML
+	schedule --once "$T/sites.yaml"
+	[ "$status" -eq 0 ] || { echo "$stderr"; false; }
+	[ "$(jq -r '"\(.target):\(.timeout_ms // 10000):\(.labels.team)"' <<<"$output" | paste -sd,)" = \
+	  "a:2000:web,b:1000:web,c:2000:web" ]
+	# An error that depends on the defaults is found, and said once.
+	printf '  - {name: d, url: "http://127.0.0.1:9/d", interval: 1s}\n' >"$T/extra"
+	sed -i '4r '"$T/extra" "$T/sites.yaml"
+	refused "$T/sites.yaml" "sites.yaml:5:54: interval 1s is shorter than timeout 2s"
+	[ "$(grep -c 'error' <<<"$stderr")" -eq 1 ]
+}
