@@ -1014,3 +1014,11 @@ stats_ge() {
 	refused "$T/sites.yaml" "sites.yaml:5:54: interval 1s is shorter than timeout 2s"
 	[ "$(grep -c 'error' <<<"$stderr")" -eq 1 ]
 }
+
+@test "schedule: a sites.yaml over 256 MiB is refused before it is parsed" {
+	printf 'targets: []\n' >"$T/huge.yaml"
+	truncate -s 300M "$T/huge.yaml" # (sparse: nothing is written)
+	run --separate-stderr timeout 10 sm-schedule --check "$T/huge.yaml"
+	[ "$status" -eq 78 ]
+	[[ "$stderr" == *"huge.yaml:1:1: the file is larger than 256 MiB"* ]]
+}

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <yaml.h>
@@ -1804,7 +1805,18 @@ static struct config *
 load_yaml(struct loader *L, FILE *fp)
 {
 	struct ynode *defs = NULL;
-	struct config *cfg = load_yaml_pass(L, fp, NULL, &defs);
+	struct config *cfg;
+	struct stat st;
+
+	/* A regular file says its size before a byte is parsed (the reader
+	 * counts what it reads of any other kind of file). */
+	if (fstat(fileno(fp), &st) == 0 && S_ISREG(st.st_mode) &&
+	    st.st_size > CONFIG_MAX_BYTES) {
+		cerr_add(L, (struct pos){1, 1}, "the file is larger than %d MiB",
+		         CONFIG_MAX_BYTES >> 20);
+		return NULL;
+	}
+	cfg = load_yaml_pass(L, fp, NULL, &defs);
 
 	if (defs) {
 		/* Nothing of the first pass counts but the defaults. */
