@@ -304,10 +304,16 @@ get_string_object(const json_t *v, const char *key, json_t **out,
 
 	if (!json_is_object(v))
 		FAIL("field \"%s\" must be an object", key);
-	json_object_foreach((json_t *)v, k, val)
+	/* A NUL could not be written as JSON that the record's next reader
+	 * accepts (json_line_parse refuses \u0000): refused here too. */
+	json_object_foreach((json_t *)v, k, val) {
 		if (!json_is_string(val))
-			FAIL("field \"%s\": value of \"%s\" must be a string",
+			FAIL("field \"%s\": value of \"%.64s\" must be a string",
 			     key, k);
+		if (strlen(json_string_value(val)) != json_string_length(val))
+			FAIL("field \"%s\": value of \"%.64s\" must not contain "
+			     "NUL", key, k);
+	}
 	json_decref(*out);
 	*out = json_deep_copy(v);
 	return 0;
@@ -403,7 +409,9 @@ get_time(const json_t *v, const char *key, int64_t *out, char *err,
 static int
 get_interval(const json_t *v, int64_t *out, char *err, size_t errlen)
 {
-	if (json_is_integer(v) && json_integer_value(v) > 0) {
+	/* Whole seconds; more than INT64_MAX ms would overflow. */
+	if (json_is_integer(v) && json_integer_value(v) > 0 &&
+	    json_integer_value(v) <= INT64_MAX / 1000) {
 		*out = json_integer_value(v) * 1000;
 		return 0;
 	}

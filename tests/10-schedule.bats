@@ -769,3 +769,259 @@ stats_ge() {
 		run -1 "$SM_TOP/tests/fixtures/schema-check" "$SM_TOP/schema/sites.schema.json" <"$T/bad.yaml"
 	done
 }
+
+# ---- hostile and careless sites.yaml (issue 13) -------------------------------
+
+@test "schedule: an out-of-range value of every ranged key is refused at its position, in targets, defaults, NDJSON and a reload" {
+	# interval out of its 100ms..31d range once freed the key it then read
+	# (a use-after-free that ASan aborts on); every ranged key is tried.
+	local kv n=0 want=()
+	{
+		printf 'targets:\n'
+		for kv in 'interval: 50ms' 'interval: 40d' 'timeout_ms: 0' \
+			'timeout: 2h' 'max_redirects: 51' 'max_body_bytes: 0' \
+			'max_body_bytes: 1073741825' 'expect_status: 600' 'ip_version: 5'; do
+			n=$((n + 1))
+			printf '  - {name: t%d, url: "http://127.0.0.1:9/", %s}\n' "$n" "$kv"
+			want+=("sites.yaml:$((n + 1)):")
+		done
+	} | sites
+	refused "$T/sites.yaml" "${want[@]}" "sites.yaml: 9 errors"
+	[[ "$stderr" == *"sites.yaml:2:"*"field \"interval\" must be between 100ms and 31d"* ]]
+	[[ "$stderr" != *AddressSanitizer* ]]
+
+	printf 'defaults: {interval: 50ms}\ntargets:\n  - url: http://127.0.0.1:9/\n' | sites
+	refused "$T/sites.yaml" "sites.yaml:1:22: field \"interval\" must be between 100ms and 31d"
+
+	printf '%s\n' '{"url":"http://127.0.0.1:9/a","interval":"50ms"}' \
+		'{"url":"http://127.0.0.1:9/b","interval":9223372036854775807}' >"$T/t.ndjson"
+	run --separate-stderr sm-schedule --check -f "$T/t.ndjson"
+	[ "$status" -eq 78 ]
+	[[ "$stderr" == *"t.ndjson:1:42: field \"interval\" must be between 100ms and 31d"* ]]
+	[[ "$stderr" == *"t.ndjson:2:42: field \"interval\" must be a duration"* ]]
+	[[ "$stderr" != *"runtime error"* && "$stderr" != *AddressSanitizer* ]]
+
+	# The same through a SIGHUP: the running set stays, the process lives.
+	printf 'targets:\n  - {name: a, url: "http://127.0.0.1:9/", interval: 1s, timeout: 1s}\n' | sites
+	sm-schedule "$T/sites.yaml" >"$T/out" 2>"$T/err" &
+	local pid=$!
+	track_pid "$pid"
+	wait_for grep -q '"target":"a"' "$T/out"
+	printf 'targets:\n  - {name: a, url: "http://127.0.0.1:9/", interval: 50ms}\n' | sites
+	kill -HUP "$pid"
+	wait_for grep -q 'reload of .* failed; keeping the 1 current targets' "$T/err"
+	grep -q 'sites.yaml:2:53: field "interval" must be between 100ms and 31d' "$T/err"
+	kill -0 "$pid"
+	kill -TERM "$pid"
+	local st=0
+	wait "$pid" || st=$?
+	[ "$st" -eq 0 ]
+}
+
+@test "schedule: nesting deeper than 64 levels is refused where it starts, before the parser spends its time" {
+	# 300,000 open brackets once kept libyaml busy for minutes.
+	/usr/bin/python3 -c 'print("targets: " + "[" * 300000 + "]" * 300000)' >"$T/deep.yaml"
+	run --separate-stderr timeout 20 sm-schedule --check "$T/deep.yaml"
+	[ "$status" -eq 78 ]
+	[[ "$stderr" == *"deep.yaml:1:73: nested more than 64 levels deep"* ]]
+	# Block and flow mappings in a target's labels, and through an alias.
+	/usr/bin/python3 -c 'print("targets:\n  - url: http://127.0.0.1:9/\n    labels: " + "{a: " * 100000 + "x" + "}" * 100000)' >"$T/deep2.yaml"
+	run --separate-stderr timeout 20 sm-schedule --check "$T/deep2.yaml"
+	[ "$status" -eq 78 ]
+	[[ "$stderr" == *"deep2.yaml:3:257: nested more than 64 levels deep"* ]]
+	/usr/bin/python3 -c 'print("x-a: &a " + "[" * 40 + "]" * 40 + "\nx-b: &b " + "[" * 30 + "*a" + "]" * 30 + "\ntargets: []")' >"$T/deep3.yaml"
+	refused "$T/deep3.yaml" "deep3.yaml:2:39: nested more than 64 levels deep once alias \"*a\" is expanded"
+}
+
+@test "schedule: 100,000 targets without aliases load in bounded memory" {
+	# ~10 values each: 1.1 million nodes, which the alias-expansion guard
+	# once counted and refused.
+	/usr/bin/python3 - "$T/big.yaml" <<-'PY'
+	import sys
+	with open(sys.argv[1], "w") as f:
+	    f.write("defaults: {interval: 1m, timeout: 5s}\ntargets:\n")
+	    for i in range(100000):
+	        f.write("  - {name: t%d, url: 'http://127.0.0.1:9/%d', method: HEAD, "
+	                "max_redirects: 2, expect_status: [200, 3xx], "
+	                "labels: {team: t%d, tier: '1'}}\n" % (i, i, i % 7))
+	PY
+	run --separate-stderr /usr/bin/time -f 'rss_kib %M' sm-schedule --check "$T/big.yaml"
+	[ "$status" -eq 0 ] || { echo "$stderr" | head -5; false; }
+	[[ "${lines[0]}" == *"big.yaml: ok: 100000 targets"* ]]
+	local rss
+	rss=$(awk '$1 == "rss_kib" { print $2 }' <<<"$stderr")
+	echo "peak RSS $rss KiB"
+	# (ASan's shadow memory would say nothing about the loader)
+	if ! ldd "$(command -v sm-schedule)" | grep -q libasan; then
+		((rss < 100 * 1024))
+	fi
+}
+
+@test "schedule: errors of the YAML reader (invalid UTF-8, control characters, NUL) have line:column" {
+	printf 'targets:\n  - url: http://127.0.0.1:9/\n    labels: {a: "x\377y"}\n' >"$T/utf8.yaml"
+	refused "$T/utf8.yaml" "utf8.yaml:3:19: invalid leading UTF-8 octet (byte 0xFF)"
+	printf 'targets:\n  - url: http://127.0.0.1:9/\n    labels: {a: "\303\251x\001y"}\n' >"$T/ctl.yaml"
+	refused "$T/ctl.yaml" "ctl.yaml:3:20: control characters are not allowed (U+0001)"
+	printf 'targets:\n\r\n  - url: http://127.0.0.1:9/ \000\n' >"$T/nul.yaml"
+	refused "$T/nul.yaml" "nul.yaml:3:30: control characters are not allowed (U+0000)"
+	# Far into a file: past what libyaml holds at once.
+	{
+		printf 'targets:\n'
+		for i in $(seq 3000); do printf '  - url: http://127.0.0.1:9/%d\n' "$i"; done
+		printf '  - url: http://127.0.0.1:9/\377\n'
+	} >"$T/far.yaml"
+	refused "$T/far.yaml" "far.yaml:3002:29: invalid leading UTF-8 octet"
+	[ "${#lines[@]}" -eq 0 ]
+	[ "$(grep -c . <<<"$stderr")" -eq 1 ]
+}
+
+@test "schedule: what --check accepts, sm-check accepts: edge values of every string field travel or are refused at their position" {
+	# Each candidate is one target's extra keys.  Those --check accepts go
+	# through --once into sm-check --strict, which exits 65 on the first
+	# record it refuses; each must give one result.
+	local big60 big70 c k=0 accepted=0
+	big60=$(head -c 60000 /dev/zero | tr '\0' 'b')
+	big70=$(head -c 70000 /dev/zero | tr '\0' 'b')
+	local -a cands=(
+		'labels: {a: "x\x01\x1f\x7fy", "": "", "k\tv": "\u2028\U0001F600"}'
+		'headers: {X-A: "tab\there \x7f \x01 é"}'
+		'body: "line1\nline2\r\n\x01"'
+		"body: \"$big60\""
+		'url: "HTTP://u:p%40ss@127.0.0.1:9/a?b=%00&c=é#frag"'
+		'url: "http://[::1]:9/"'
+		'name: "n\x01\u00e9 \\ \""'
+		'method: PROPFIND'
+		'expect_status: ["1xx", 599, "200-204"]'
+		'regex: "(?i)\\bok\\b"'
+		'regex_absent: "é+"'
+		'ca_file: /nonexistent/ca.pem'
+		'timeout_ms: 3600000'
+		'max_body_bytes: 1073741824'
+		'ip_version: "6"'
+		"labels: {$(seq -s, -f 'k%g: v' 500)}"
+	)
+	for c in "${cands[@]}"; do
+		k=$((k + 1))  # (bats' run sets i)
+		{
+			printf 'targets:\n  - interval: 2h\n    %s\n' "$c"
+			[[ "$c" == name:* ]] || printf '    name: t%d\n' "$k"
+			[[ "$c" == url:* ]] || printf '    url: http://127.0.0.1:9/\n'
+		} >"$T/c$k.yaml"
+		run --separate-stderr sm-schedule --check "$T/c$k.yaml"
+		[ "$status" -eq 0 ] || { echo "refused: $c: $stderr"; false; }
+		sm-schedule --once "$T/c$k.yaml" >>"$T/all.ndjson"
+		accepted=$((accepted + 1))
+	done
+	run --separate-stderr sm-check --strict -c 16 <"$T/all.ndjson"
+	[ "$status" -eq 0 ] || { echo "sm-check: $stderr"; false; }
+	[ "$(grep -c . <<<"$output")" -eq "$accepted" ]
+	[[ "$stderr" != *"error:"* ]]
+
+	# What cannot travel is refused by --check, at the value.
+	printf 'targets:\n  - url: http://127.0.0.1:9/\n    labels: {a: "x\\0y"}\n    headers: {X-A: "b\\0c"}\n    body: "\\0"\n' >"$T/nul.yaml"
+	refused "$T/nul.yaml" \
+		"nul.yaml:3:13: field \"labels\": value of \"a\" must not contain NUL" \
+		"nul.yaml:4:14: field \"headers\": value of \"X-A\" must not contain NUL" \
+		"nul.yaml:5:11: field \"body\" must not contain NUL"
+	printf 'targets:\n  - url: http://127.0.0.1:9/\n    labels: {"a\\0b": x}\n' >"$T/nulkey.yaml"
+	refused "$T/nulkey.yaml" "nulkey.yaml:3:14: a key must not contain NUL"
+	printf 'targets:\n  - url: http://127.0.0.1:9/\n    body: "%s"\n' "$big70" >"$T/big.yaml"
+	refused "$T/big.yaml" "big.yaml:2:5: target \"http://127.0.0.1:9/\": its record would be 70"
+	[[ "$stderr" == *"more than the 65536 a target record may take"* ]]
+	# The same from NDJSON records.
+	printf '{"url":"http://127.0.0.1:9/","labels":{"a":"x\\u0000"}}\n' >"$T/nul.ndjson"
+	run --separate-stderr sm-schedule --check -f "$T/nul.ndjson"
+	[ "$status" -eq 78 ]
+	[[ "$stderr" == *"nul.ndjson:1:"* ]]
+}
+
+@test "schedule: YAML 1.2 core forms: 0x and 0o integers, !!str and !!int tags, << merges in defaults, headers and labels" {
+	sites <<-'YAML'
+	x-h: &h {X-Common: "1", X-Over: base}
+	x-l: &l {team: web}
+	defaults:
+	  <<: {timeout: 2s}
+	targets:
+	  - name: !!str 0x10
+	    url: http://127.0.0.1:9/
+	    max_redirects: 0x0A
+	    max_body_bytes: 0o777
+	    timeout_ms: !!int "1500"
+	    expect_status: [0xC8, !!str 3xx]
+	    body: !!str ~
+	    headers: {<<: *h, X-Over: mine}
+	    labels:
+	      <<: [*l, {tier: "2", team: other}]
+	      id: !!str 007
+	      note: !!str null
+	  - name: b
+	    url: http://127.0.0.1:9/b
+	YAML
+	schedule --once "$T/sites.yaml"
+	[ "$status" -eq 0 ] || { echo "$stderr"; false; }
+	json_eq "$(head -n 1 <<<"$output" | jq -c 'del(.scheduled_at)')" \
+		'{"v":1,"target":"0x10","url":"http://127.0.0.1:9/","body":"~","timeout_ms":1500,
+		  "max_redirects":10,"max_body_bytes":511,"expect_status":[200,"3xx"],
+		  "headers":{"X-Common":"1","X-Over":"mine"},
+		  "labels":{"team":"web","tier":"2","id":"007","note":"null"}}'
+	[ "$(tail -n 1 <<<"$output" | jq -c .timeout_ms)" = 2000 ]
+
+	# What a tag or the core schema refuses is said at the value.
+	sites <<-'YAML'
+	targets:
+	  - url: http://127.0.0.1:9/
+	    max_redirects: !!int ten
+	    timeout_ms: 0x8000000000000000
+	    max_body_bytes: .inf
+	    labels: !!set {a: b}
+	    '<<': {quoted: is a key}
+	YAML
+	refused "$T/sites.yaml" \
+		"sites.yaml:3:20: \"ten\" is not an integer" \
+		"sites.yaml:4:17: 0x8000000000000000 is too large for an integer" \
+		"sites.yaml:5:21: .inf is not a finite number" \
+		"sites.yaml:6:13: tag \"tag:yaml.org,2002:set\" does not fit a mapping" \
+		"sites.yaml:7:5: unknown key \"<<\""
+}
+
+@test "schedule: an empty or null targets is refused; targets: [] is accepted with a warning" {
+	local t
+	for t in 'targets:' 'targets: ~' $'defaults: {interval: 1m}\ntargets:\n# - url: http://127.0.0.1:9/'; do
+		printf '%s\n' "$t" | sites
+		refused "$T/sites.yaml" "\"targets\" is empty: list the targets (write \"targets: []\" for none)"
+	done
+	printf 'targets: []\n' | sites
+	schedule --check "$T/sites.yaml"
+	[ "$status" -eq 0 ]
+	[[ "$stderr" == *"warning: $T/sites.yaml:1:10: \"targets\" is an empty list: nothing will be checked"* ]]
+}
+
+@test "schedule: defaults after targets still apply (the file is read again)" {
+	sites <<-'YAML'
+	targets:
+	  - {name: a, url: "http://127.0.0.1:9/a", labels: &lab {team: web}}
+	  - {name: b, url: "http://127.0.0.1:9/b", timeout: 1s}
+	  - {name: c, url: "http://127.0.0.1:9/c", interval: 5s}
+	defaults:
+	  labels: *lab
+	  interval: 3s
+	  timeout: 2s
+	YAML
+	schedule --once "$T/sites.yaml"
+	[ "$status" -eq 0 ] || { echo "$stderr"; false; }
+	[ "$(jq -r '"\(.target):\(.timeout_ms // 10000):\(.labels.team)"' <<<"$output" | paste -sd,)" = \
+	  "a:2000:web,b:1000:web,c:2000:web" ]
+	# An error that depends on the defaults is found, and said once.
+	printf '  - {name: d, url: "http://127.0.0.1:9/d", interval: 1s}\n' >"$T/extra"
+	sed -i '4r '"$T/extra" "$T/sites.yaml"
+	refused "$T/sites.yaml" "sites.yaml:5:54: interval 1s is shorter than timeout 2s"
+	[ "$(grep -c 'error' <<<"$stderr")" -eq 1 ]
+}
+
+@test "schedule: a sites.yaml over 256 MiB is refused before it is parsed" {
+	printf 'targets: []\n' >"$T/huge.yaml"
+	truncate -s 300M "$T/huge.yaml" # (sparse: nothing is written)
+	run --separate-stderr timeout 10 sm-schedule --check "$T/huge.yaml"
+	[ "$status" -eq 78 ]
+	[[ "$stderr" == *"huge.yaml:1:1: the file is larger than 256 MiB"* ]]
+}

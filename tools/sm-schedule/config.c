@@ -1,19 +1,23 @@
 /*
- * config.c - sm-schedule's input: sites.yaml through libyaml's document
- * API (every node keeps its line:column mark) or NDJSON target records,
- * turned into JSON objects, substituted (${VAR}) and validated with lib's
- * target_from_json(), the one validator, field by field and then whole.
- * Every error is collected and printed at the end, sorted by position.
+ * config.c - sm-schedule's input: sites.yaml through libyaml's event API
+ * (every node keeps its line:column mark; targets are read one at a time)
+ * or NDJSON target records, turned into JSON objects, substituted (${VAR})
+ * and validated with lib's target_from_json(), the one validator, field by
+ * field and then whole, so that a record accepted here is one sm-check
+ * accepts.  Every error is collected and printed at the
+ * end, sorted by position, through lib's diagnostics.
  */
 #include "config.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <yaml.h>
@@ -22,11 +26,6 @@
 #include "sm.h"
 #include "subst.h"
 #include "suggest.h"
-
-/* A YAML alias may point at its own ancestor; stop before the stack does. */
-#define MAX_DEPTH 64
-/* Aliases of aliases multiply (a "billion laughs"): cap what they expand to. */
-#define MAX_NODES 1000000
 
 struct pos {
 	unsigned long line, col; /* 1-based; 0 when unknown */
@@ -43,9 +42,9 @@ struct loader {
 	enum config_format fmt;
 	struct cerr *errs;
 	size_t nerrs, cap;
-	yaml_document_t *doc;
-	size_t nodes; /* YAML nodes converted so far, aliases expanded */
 	char *re_ok;  /* the last pattern that compiled (many targets share one) */
+	bool no_targets;        /* "targets: []": worth a warning */
+	struct pos no_targets_at;
 };
 
 /* One mapping of the input (defaults or a target) on its way to a record. */
@@ -131,6 +130,17 @@ cerr_cmp(const void *a, const void *b)
 }
 
 static void
+cerr_clear(struct loader *L)
+{
+	for (size_t i = 0; i < L->nerrs; i++)
+		free(L->errs[i].msg);
+	free(L->errs);
+	L->errs = NULL;
+	L->nerrs = L->cap = 0;
+}
+
+/* Through lib's diagnostics, as every message of the program goes. */
+static void
 cerr_print_all(struct loader *L)
 {
 	size_t shown = 0;
@@ -153,13 +163,9 @@ cerr_print_all(struct loader *L)
 		else
 			warn("%s: %s", L->path, e->msg);
 	}
-	for (size_t i = 0; i < L->nerrs; i++)
-		free(L->errs[i].msg);
 	if (shown > 1)
 		warn("%s: %zu errors", L->path, shown);
-	free(L->errs);
-	L->errs = NULL;
-	L->nerrs = L->cap = 0;
+	cerr_clear(L);
 }
 
 /* ---- names: lookup and did-you-mean --------------------------------- */
@@ -209,7 +215,77 @@ string_json(struct loader *L, struct pos at, const char *s, size_t len)
 	return v;
 }
 
-/* ---- YAML ------------------------------------------------------------- */
+/* ---- YAML: events into small trees ------------------------------------ */
+
+/*
+ * libyaml's document API builds the whole file as one tree before anything
+ * can be checked: nothing bounds the nesting before the parser has spent
+ * its time on it, and 100,000 targets cost hundreds of MiB of nodes.  Here
+ * the parser's events are read one at a time: nesting deeper than
+ * CONFIG_MAX_DEPTH stops the load at the event that opens it, and each
+ * target becomes a small tree of its own (struct ynode) that is checked,
+ * encoded and freed before the next one is read.  Only anchored nodes
+ * outlive their target, since an alias may name them later.  An anchor is
+ * defined once its node is complete, so aliases cannot make a cycle.
+ */
+
+enum ytype { Y_SCALAR, Y_SEQ, Y_MAP };
+
+struct ynode;
+
+struct yref {
+	struct ynode *n;
+	bool alias; /* reached through an alias */
+};
+
+struct ynode {
+	enum ytype type;
+	bool plain;  /* a plain scalar without a tag: the core schema reads it */
+	bool merge;  /* the plain key "<<" */
+	bool bad;    /* an error was reported about it: converts to nothing */
+	char tag;    /* a core tag: 's'tr, 'i'nt, 'f'loat, 'b'ool, 'n'ull; or 0 */
+	unsigned short height; /* levels, aliases expanded (at most MAX_DEPTH) */
+	unsigned refs;
+	struct pos at;
+	size_t size; /* nodes, aliases expanded (saturating) */
+	char *s;     /* a scalar's text, NUL-terminated (it may hold NULs) */
+	size_t len;
+	struct yref *kids; /* items, or key, value, key, value, ... */
+	size_t n, cap;
+};
+
+/* The position of bytes already handed to libyaml, whose reader reports
+ * an error (invalid UTF-8, a control character, a NUL) by byte offset
+ * only.  libyaml keeps less than TRACK_WIN / 2 bytes undecoded. */
+#define TRACK_WIN 65536
+
+struct linecol {
+	unsigned long line, col; /* 0-based, as libyaml's marks */
+	unsigned char b1, b2;    /* the two bytes before */
+};
+
+struct track {
+	unsigned char buf[TRACK_WIN];
+	size_t len;
+	uint64_t off;      /* the offset of buf[0] */
+	struct linecol at; /* the position of buf[0] */
+};
+
+struct yload {
+	struct loader *L;
+	yaml_parser_t parser;
+	FILE *fp;
+	int depth;        /* collections open */
+	bool failed;      /* an error stopped the load */
+	json_t *anchors;  /* name -> index in av */
+	struct ynode **av;
+	size_t an, acap;
+	size_t aliased;   /* nodes reached through aliases so far */
+	uint64_t total;   /* bytes read */
+	int read_errno;
+	bool too_big;
+	struct track tr;
+};
 
 static struct pos
 mark_pos(yaml_mark_t m)
@@ -218,6 +294,370 @@ mark_pos(yaml_mark_t m)
 
 	return p;
 }
+
+/* libyaml's line breaks: LF, CR, CR LF, NEL, LS, PS; columns count
+ * characters. */
+static void
+linecol_advance(struct linecol *p, const unsigned char *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = b[i];
+		bool brk = (c == '\n' && p->b1 != '\r') || c == '\r' ||
+		           (c == 0x85 && p->b1 == 0xC2) ||
+		           ((c == 0xA8 || c == 0xA9) && p->b1 == 0x80 &&
+		            p->b2 == 0xE2);
+
+		if (brk) {
+			p->line++;
+			p->col = 0;
+		} else if (c != '\n' && (c & 0xC0) != 0x80) {
+			p->col++;
+		}
+		p->b2 = p->b1;
+		p->b1 = c;
+	}
+}
+
+static void
+track_add(struct track *tr, const unsigned char *b, size_t n)
+{
+	if (n > TRACK_WIN / 2) { /* (libyaml asks for 16 KiB at most) */
+		track_add(tr, b, n - TRACK_WIN / 2);
+		b += n - TRACK_WIN / 2;
+		n = TRACK_WIN / 2;
+	}
+	if (tr->len + n > TRACK_WIN) {
+		size_t drop = tr->len + n - TRACK_WIN;
+
+		linecol_advance(&tr->at, tr->buf, drop);
+		memmove(tr->buf, tr->buf + drop, tr->len - drop);
+		tr->len -= drop;
+		tr->off += drop;
+	}
+	memcpy(tr->buf + tr->len, b, n);
+	tr->len += n;
+}
+
+static struct pos
+track_pos(const struct track *tr, uint64_t off)
+{
+	struct linecol p = tr->at;
+	struct pos at;
+
+	if (off < tr->off)
+		off = tr->off;
+	if (off > tr->off + tr->len)
+		off = tr->off + tr->len;
+	linecol_advance(&p, tr->buf, (size_t)(off - tr->off));
+	at.line = p.line + 1;
+	at.col = p.col + 1;
+	return at;
+}
+
+static int
+yl_read(void *data, unsigned char *buf, size_t size, size_t *size_read)
+{
+	struct yload *Y = data;
+	size_t n = fread(buf, 1, size, Y->fp);
+
+	if (n == 0 && ferror(Y->fp)) {
+		Y->read_errno = errno ? errno : EIO;
+		return 0;
+	}
+	if (Y->total + n > CONFIG_MAX_BYTES) {
+		track_add(&Y->tr, buf, (size_t)(CONFIG_MAX_BYTES - Y->total));
+		Y->total = CONFIG_MAX_BYTES;
+		Y->too_big = true;
+		return 0;
+	}
+	track_add(&Y->tr, buf, n);
+	Y->total += n;
+	*size_read = n;
+	return 1;
+}
+
+static void
+yl_parse_error(struct yload *Y)
+{
+	const yaml_parser_t *p = &Y->parser;
+	struct loader *L = Y->L;
+
+	if (p->error == YAML_MEMORY_ERROR)
+		die(EX_SOFTWARE, "out of memory");
+	if (Y->too_big)
+		cerr_add(L, track_pos(&Y->tr, Y->total), "the file is larger "
+		         "than %d MiB", CONFIG_MAX_BYTES >> 20);
+	else if (Y->read_errno)
+		cerr_add(L, track_pos(&Y->tr, Y->total), "read error: %s",
+		         strerror(Y->read_errno));
+	else if (p->error == YAML_READER_ERROR && p->problem_value == -1)
+		cerr_add(L, track_pos(&Y->tr, p->problem_offset), "%s",
+		         p->problem ? p->problem : "read error");
+	else if (p->error == YAML_READER_ERROR)
+		cerr_add(L, track_pos(&Y->tr, p->problem_offset),
+		         p->problem_value > 0xFF || strstr(p->problem, "control")
+		             ? "%s (U+%04X)" : "%s (byte 0x%02X)",
+		         p->problem ? p->problem : "read error",
+		         (unsigned)p->problem_value);
+	else if (p->context)
+		cerr_add(L, mark_pos(p->problem_mark), "%s %s (from line "
+		         "%zu)", p->problem, p->context,
+		         p->context_mark.line + 1);
+	else
+		cerr_add(L, mark_pos(p->problem_mark), "%s",
+		         p->problem ? p->problem : "YAML syntax error");
+}
+
+/* The next event, with the nesting checked.  false after an error (it was
+ * reported and the load stops). */
+static bool
+yl_next(struct yload *Y, yaml_event_t *ev)
+{
+	if (Y->failed)
+		return false;
+	if (!yaml_parser_parse(&Y->parser, ev)) {
+		yl_parse_error(Y);
+		Y->failed = true;
+		return false;
+	}
+	switch (ev->type) {
+	case YAML_SEQUENCE_START_EVENT:
+	case YAML_MAPPING_START_EVENT:
+		if (++Y->depth > CONFIG_MAX_DEPTH) {
+			cerr_add(Y->L, mark_pos(ev->start_mark), "nested more "
+			         "than %d levels deep", CONFIG_MAX_DEPTH);
+			yaml_event_delete(ev);
+			Y->failed = true;
+			return false;
+		}
+		break;
+	case YAML_SEQUENCE_END_EVENT:
+	case YAML_MAPPING_END_EVENT:
+		Y->depth--;
+		break;
+	default:
+		break;
+	}
+	return true;
+}
+
+static struct ynode *
+ynode_new(enum ytype type, yaml_mark_t m)
+{
+	struct ynode *n = xcalloc(1, sizeof(*n));
+
+	n->type = type;
+	n->at = mark_pos(m);
+	n->refs = 1;
+	n->size = 1;
+	n->height = 1;
+	return n;
+}
+
+static void
+ynode_unref(struct ynode *n)
+{
+	if (!n || --n->refs)
+		return;
+	for (size_t i = 0; i < n->n; i++)
+		ynode_unref(n->kids[i].n);
+	free(n->kids);
+	free(n->s);
+	free(n);
+}
+
+static void
+ynode_add(struct ynode *n, struct yref c)
+{
+	if (n->n == n->cap) {
+		n->cap = n->cap ? n->cap * 2 : 4;
+		n->kids = xrealloc(n->kids, n->cap * sizeof(*n->kids));
+	}
+	n->kids[n->n++] = c;
+	n->size = n->size + c.n->size < n->size ? SIZE_MAX
+	                                         : n->size + c.n->size;
+	if (c.n->height + 1 > n->height)
+		n->height = c.n->height + 1;
+}
+
+/* The core schema's tags (YAML 1.2, 10.3) by their letter; '!' is the
+ * non-specific tag of a quoted scalar; -1: a tag sitemon does not know. */
+static int
+core_tag(const char *tag)
+{
+	static const char pre[] = "tag:yaml.org,2002:";
+	static const struct {
+		const char *name;
+		char letter;
+	} tags[] = {{"str", 's'}, {"int", 'i'}, {"float", 'f'}, {"bool", 'b'},
+	            {"null", 'n'}, {"map", 'M'}, {"seq", 'S'},
+	            {"merge", 'm'}};
+
+	if (!tag)
+		return 0;
+	if (!strcmp(tag, "!"))
+		return 's';
+	if (strncmp(tag, pre, sizeof(pre) - 1))
+		return -1;
+	for (size_t i = 0; i < sizeof(tags) / sizeof(tags[0]); i++)
+		if (!strcmp(tag + sizeof(pre) - 1, tags[i].name))
+			return tags[i].letter;
+	return -1;
+}
+
+static void
+anchor_set(struct yload *Y, const char *name, struct ynode *n)
+{
+	json_t *ix = json_object_get(Y->anchors, name);
+
+	n->refs++;
+	if (ix) {
+		size_t i = (size_t)json_integer_value(ix);
+
+		ynode_unref(Y->av[i]);
+		Y->av[i] = n;
+		return;
+	}
+	if (Y->an == Y->acap) {
+		Y->acap = Y->acap ? Y->acap * 2 : 16;
+		Y->av = xrealloc(Y->av, Y->acap * sizeof(*Y->av));
+	}
+	json_object_set_new(Y->anchors, name, json_integer((json_int_t)Y->an));
+	Y->av[Y->an++] = n;
+}
+
+static struct ynode *
+bad_node(yaml_mark_t m)
+{
+	struct ynode *n = ynode_new(Y_SCALAR, m);
+
+	n->bad = true;
+	n->s = xstrdup("");
+	return n;
+}
+
+static struct yref
+alias_ref(struct yload *Y, const yaml_event_t *ev)
+{
+	const char *name = (const char *)ev->data.alias.anchor;
+	json_t *ix = json_object_get(Y->anchors, name);
+	struct yref r = {NULL, true};
+
+	if (!ix) {
+		cerr_add(Y->L, mark_pos(ev->start_mark), "alias \"*%s\" names "
+		         "no anchor defined before it", name);
+		r.n = bad_node(ev->start_mark);
+		return r;
+	}
+	r.n = Y->av[json_integer_value(ix)];
+	if (Y->depth + r.n->height > CONFIG_MAX_DEPTH) {
+		cerr_add(Y->L, mark_pos(ev->start_mark), "nested more than %d "
+		         "levels deep once alias \"*%s\" is expanded",
+		         CONFIG_MAX_DEPTH, name);
+		r.n = bad_node(ev->start_mark);
+		return r;
+	}
+	/* Aliases of aliases multiply (a "billion laughs"). */
+	Y->aliased += r.n->size;
+	if (Y->aliased > CONFIG_MAX_ALIASED || r.n->size > CONFIG_MAX_ALIASED) {
+		cerr_add(Y->L, mark_pos(ev->start_mark), "more than %d values "
+		         "once aliases are expanded", CONFIG_MAX_ALIASED);
+		Y->failed = true;
+		return (struct yref){NULL, false};
+	}
+	r.n->refs++;
+	return r;
+}
+
+/* The node that starts with *ev (taken over), built whole.  {NULL} when
+ * the load stopped (reported). */
+static struct yref
+build_node(struct yload *Y, yaml_event_t *ev)
+{
+	struct yref r = {NULL, false};
+	const char *anchor = NULL, *tagname = NULL;
+	struct ynode *n;
+	int tag;
+
+	switch (ev->type) {
+	case YAML_ALIAS_EVENT:
+		r = alias_ref(Y, ev);
+		yaml_event_delete(ev);
+		return r;
+	case YAML_SCALAR_EVENT:
+		n = ynode_new(Y_SCALAR, ev->start_mark);
+		n->len = ev->data.scalar.length;
+		n->s = xmalloc(n->len + 1);
+		memcpy(n->s, ev->data.scalar.value, n->len);
+		n->s[n->len] = '\0';
+		anchor = (const char *)ev->data.scalar.anchor;
+		tagname = (const char *)ev->data.scalar.tag;
+		tag = core_tag(tagname);
+		n->plain = !tagname &&
+		           ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+		n->merge = (n->plain && !strcmp(n->s, "<<")) || tag == 'm';
+		if (tag == 'M' || tag == 'S' || tag < 0) {
+			cerr_add(Y->L, n->at, "tag \"%s\" is not one sitemon "
+			         "reads (it reads !!str, !!int, !!float, !!bool, "
+			         "!!null)", tagname);
+			n->bad = true;
+		} else if (tag != 'm') {
+			n->tag = (char)tag;
+		}
+		break;
+	case YAML_SEQUENCE_START_EVENT:
+	case YAML_MAPPING_START_EVENT: {
+		bool seq = ev->type == YAML_SEQUENCE_START_EVENT;
+		yaml_event_type_t end = seq ? YAML_SEQUENCE_END_EVENT
+		                            : YAML_MAPPING_END_EVENT;
+
+		n = ynode_new(seq ? Y_SEQ : Y_MAP, ev->start_mark);
+		anchor = (const char *)(seq ? ev->data.sequence_start.anchor
+		                            : ev->data.mapping_start.anchor);
+		tagname = (const char *)(seq ? ev->data.sequence_start.tag
+		                             : ev->data.mapping_start.tag);
+		tag = core_tag(tagname);
+		if (tag && tag != (seq ? 'S' : 'M')) {
+			cerr_add(Y->L, n->at, "tag \"%s\" does not fit a %s",
+			         tagname, seq ? "sequence" : "mapping");
+			n->bad = true;
+		}
+		for (;;) {
+			yaml_event_t cev;
+			struct yref c;
+
+			if (!yl_next(Y, &cev)) {
+				ynode_unref(n);
+				yaml_event_delete(ev);
+				return r;
+			}
+			if (cev.type == end) {
+				yaml_event_delete(&cev);
+				break;
+			}
+			if (!(c = build_node(Y, &cev)).n) {
+				ynode_unref(n);
+				yaml_event_delete(ev);
+				return r;
+			}
+			ynode_add(n, c);
+		}
+		break;
+	}
+	default: /* (the parser's grammar rules the others out) */
+		cerr_add(Y->L, mark_pos(ev->start_mark), "unexpected YAML event");
+		Y->failed = true;
+		yaml_event_delete(ev);
+		return r;
+	}
+	if (anchor)
+		anchor_set(Y, anchor, n);
+	yaml_event_delete(ev);
+	r.n = n;
+	return r;
+}
+
+/* ---- YAML scalars into JSON values -------------------------------------- */
 
 static bool
 is_null_text(const char *s, size_t len)
@@ -235,10 +675,85 @@ text_in(const char *s, const char *const *set)
 	return false;
 }
 
-/* A plain scalar by the YAML 1.2 core schema (and yes/no for booleans). */
+/* An integer of the YAML 1.2 core schema: [-+]?[0-9]+, 0o[0-7]+ or
+ * 0x[0-9a-fA-F]+.  1: it is one (*out set, or *range when it does not fit
+ * 64 bits), 0: it is not. */
+static int
+core_int(const char *s, long long *out, bool *range)
+{
+	const char *digits = "0123456789", *p = s;
+	int base = 10;
+	unsigned long long v;
+	char *end;
+
+	*range = false;
+	if (s[0] == '0' && s[1] == 'o') {
+		base = 8;
+		digits = "01234567";
+		p = s + 2;
+	} else if (s[0] == '0' && s[1] == 'x') {
+		base = 16;
+		digits = "0123456789abcdefABCDEF";
+		p = s + 2;
+	} else if (*p == '-' || *p == '+') {
+		p++;
+	}
+	if (!*p || strspn(p, digits) != strlen(p))
+		return 0;
+	errno = 0;
+	if (base == 10) {
+		*out = strtoll(s, &end, 10);
+		*range = errno == ERANGE;
+		return 1;
+	}
+	v = strtoull(p, &end, base);
+	if (errno == ERANGE || v > (unsigned long long)LLONG_MAX)
+		*range = true;
+	else
+		*out = (long long)v;
+	return 1;
+}
+
+/* A float of the core schema; 1 with *out set, 0 if it is not one, -1 if
+ * it is infinite or not a number (JSON has neither). */
+static int
+core_float(const char *s, double *out)
+{
+	const char *p = s + (*s == '-' || *s == '+');
+	static const char *const special[] = {".inf", ".Inf", ".INF", ".nan",
+	                                      ".NaN", ".NAN", NULL};
+	size_t i = 0, digits = 0;
+	char *end;
+
+	if (text_in(p, special))
+		return (p == s || p[1] == 'i' || p[1] == 'I') ? -1 : 0;
+	for (; isdigit((unsigned char)p[i]); i++)
+		digits++;
+	if (p[i] == '.')
+		for (i++; isdigit((unsigned char)p[i]); i++)
+			digits++;
+	if (!digits)
+		return 0;
+	if (p[i] == 'e' || p[i] == 'E') {
+		i++;
+		i += p[i] == '-' || p[i] == '+';
+		if (!isdigit((unsigned char)p[i]))
+			return 0;
+		while (isdigit((unsigned char)p[i]))
+			i++;
+	}
+	if (p[i])
+		return 0;
+	errno = 0;
+	*out = strtod(s, &end);
+	return errno == ERANGE && (*out > 1 || *out < -1) ? -1 : 1;
+}
+
+/* A plain scalar by the YAML 1.2 core schema (and yes/no for booleans),
+ * or a tagged one by its tag.  NULL after an error (reported). */
 static json_t *
-resolve_plain(struct loader *L, struct pos at, const char *s, size_t len,
-              enum kind kind)
+resolve_scalar(struct loader *L, struct pos at, const char *s, size_t len,
+               enum kind kind, char tag)
 {
 	static const char *const yes[] = {"true", "True", "TRUE", NULL};
 	static const char *const no[] = {"false", "False", "FALSE", NULL};
@@ -246,143 +761,194 @@ resolve_plain(struct loader *L, struct pos at, const char *s, size_t len,
 	                                    "ON", NULL};
 	static const char *const no11[] = {"no", "No", "NO", "off", "Off",
 	                                   "OFF", NULL};
-	const char *p = s;
-	char *end;
+	static const char *const what[] = {['i'] = "an integer",
+	                                   ['f'] = "a number",
+	                                   ['b'] = "true or false",
+	                                   ['n'] = "null"};
+	bool range, is_text = strlen(s) == len;
+	long long n;
+	double d;
+	int f = 0;
 
-	if (text_in(s, yes) || (kind == K_BOOL && text_in(s, yes11)))
+	if (is_text && (!tag || tag == 'b') &&
+	    (text_in(s, yes) || (kind == K_BOOL && !tag && text_in(s, yes11))))
 		return json_true();
-	if (text_in(s, no) || (kind == K_BOOL && text_in(s, no11)))
+	if (is_text && (!tag || tag == 'b') &&
+	    (text_in(s, no) || (kind == K_BOOL && !tag && text_in(s, no11))))
 		return json_false();
-	if (*p == '-' || *p == '+')
-		p++;
-	if (*p && strspn(p, "0123456789") == strlen(p)) {
-		long long v;
-
-		errno = 0;
-		v = strtoll(s, &end, 10);
-		if (!errno && *end == '\0')
-			return json_integer(v);
-	} else if (*p && strspn(p, "0123456789.eE+-") == strlen(p) &&
-	           strpbrk(p, "0123456789")) {
-		double d;
-
-		errno = 0;
-		d = strtod(s, &end);
-		if (!errno && *end == '\0')
-			return json_real(d);
+	if (is_text && tag == 'n' && is_null_text(s, len))
+		return json_null();
+	if (is_text && (!tag || tag == 'i' || tag == 'f') &&
+	    core_int(s, &n, &range)) {
+		if (range) {
+			cerr_add(L, at, "%s is too large for an integer", s);
+			return NULL;
+		}
+		return tag == 'f' ? json_real((double)n) : json_integer(n);
+	}
+	if (is_text && (!tag || tag == 'f') && (f = core_float(s, &d)) > 0)
+		return json_real(d);
+	if (f < 0) {
+		cerr_add(L, at, "%s is not a finite number", s);
+		return NULL;
+	}
+	if (tag) {
+		cerr_add(L, at, "\"%.64s\" is not %s", s, what[(int)tag]);
+		return NULL;
 	}
 	return string_json(L, at, s, len);
 }
 
 static json_t *
-scalar_to_json(struct loader *L, yaml_node_t *n, enum kind kind)
+scalar_to_json(struct loader *L, const struct ynode *n, enum kind kind)
 {
-	struct pos at = mark_pos(n->start_mark);
+	struct pos at = n->at;
 	size_t len, bad_off;
 	char *why, *s;
 	json_t *v;
-	bool plain = n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ||
-	             n->data.scalar.style == YAML_ANY_SCALAR_STYLE;
 
-	s = subst_env((const char *)n->data.scalar.value, n->data.scalar.length,
-	              &len, &bad_off, &why);
+	if (n->tag && n->tag != 's')
+		return resolve_scalar(L, at, n->s, n->len, kind, n->tag);
+	s = subst_env(n->s, n->len, &len, &bad_off, &why);
 	if (!s) {
 		/* Exact for one-line scalars; quotes shift by one. */
-		at.col += bad_off + !plain;
+		at.col += bad_off + !n->plain;
 		cerr_add(L, at, "%s", why);
 		free(why);
 		return NULL;
 	}
-	if (plain && is_null_text(s, len)) {
+	if (n->plain && is_null_text(s, len)) {
 		v = json_null();
 	} else if (kind == K_DUR && len && strspn(s, "0123456789") == len) {
 		/* Quoted too: "30" is as ambiguous as 30. */
 		cerr_add(L, at, "\"%s\" needs a unit (such as 500ms, 30s, 5m, "
 		         "1h)", s);
 		v = NULL;
-	}
-	else if (!plain || kind == K_STR || kind == K_DUR || kind == K_MAP)
+	} else if (!n->plain || kind == K_STR || kind == K_DUR ||
+	           kind == K_MAP) {
 		v = string_json(L, at, s, len);
-	else
-		v = resolve_plain(L, at, s, len, kind);
+	} else {
+		v = resolve_scalar(L, at, s, len, kind, 0);
+	}
 	free(s);
 	return v;
 }
 
-static json_t *node_to_json(struct loader *L, yaml_node_t *n, enum kind kind,
-                            int depth);
-
-static json_t *
-mapping_to_json(struct loader *L, yaml_node_t *n, enum kind kind, int depth)
+/* The text of a mapping key, or NULL after an error (reported). */
+static const char *
+key_text(struct loader *L, const struct ynode *k)
 {
-	json_t *obj = json_object(), *lines = json_object();
+	if (k->bad)
+		return NULL;
+	if (k->type != Y_SCALAR) {
+		cerr_add(L, k->at, "mapping keys must be strings");
+		return NULL;
+	}
+	if (strlen(k->s) != k->len) {
+		cerr_add(L, k->at, "a key must not contain NUL");
+		return NULL;
+	}
+	return k->s;
+}
+
+/* Calls fn on every key and value of mapping m: its own first, then those
+ * of its "<<" merge keys (a mapping or a list of them, the first one
+ * winning), flagged as merged; their keys yield to those given before.
+ * false if a merge key was refused (reported). */
+typedef void pair_fn(struct loader *L, void *ctx, const struct ynode *k,
+                     const struct ynode *v, bool merged);
+
+static bool
+map_foreach(struct loader *L, const struct ynode *m, pair_fn *fn, void *ctx,
+            bool merged)
+{
 	bool ok = true;
 
-	for (yaml_node_pair_t *pr = n->data.mapping.pairs.start;
-	     pr < n->data.mapping.pairs.top; pr++) {
-		yaml_node_t *k = yaml_document_get_node(L->doc, pr->key);
-		yaml_node_t *v = yaml_document_get_node(L->doc, pr->value);
-		struct pos kat = mark_pos(k->start_mark);
-		const char *key;
-		json_t *jv, *first;
+	for (size_t i = 0; i + 1 < m->n; i += 2)
+		if (!m->kids[i].n->merge)
+			fn(L, ctx, m->kids[i].n, m->kids[i + 1].n, merged);
+	for (size_t i = 0; i + 1 < m->n; i += 2) {
+		const struct ynode *v = m->kids[i + 1].n;
+		const struct yref *it = &m->kids[i + 1], *end = it + 1;
 
-		if (k->type != YAML_SCALAR_NODE) {
-			cerr_add(L, kat, "mapping keys must be strings");
-			ok = false;
+		if (!m->kids[i].n->merge)
 			continue;
+		if (v->type == Y_SEQ) {
+			it = v->kids;
+			end = v->kids + v->n;
 		}
-		key = (const char *)k->data.scalar.value;
-		if ((first = json_object_get(lines, key))) {
-			cerr_add(L, kat, "duplicate key \"%s\" (first at line "
-			         "%lld)", key, json_integer_value(first));
-			ok = false;
-			continue;
-		}
-		json_object_set_new(lines, key, json_integer(kat.line));
-		jv = node_to_json(L, v, kind == K_MAP ? K_STR : K_ANY,
-		                  depth + 1);
-		if (!jv) {
-			ok = false;
-			continue;
-		}
-		if (json_object_set_new(obj, key, jv) < 0) {
-			cerr_add(L, kat, "key is not valid UTF-8");
-			ok = false;
+		for (; it < end; it++) {
+			if (it->n->bad) {
+				ok = false;
+			} else if (it->n->type != Y_MAP) {
+				cerr_add(L, it->n->at, "\"<<\" merges mappings "
+				         "only");
+				ok = false;
+			} else if (!map_foreach(L, it->n, fn, ctx, true)) {
+				ok = false;
+			}
 		}
 	}
-	json_decref(lines);
-	if (!ok)
-		json_decref(obj);
-	return ok ? obj : NULL;
+	return ok;
+}
+
+static json_t *node_to_json(struct loader *L, const struct ynode *n,
+                            enum kind kind);
+
+struct mapconv {
+	json_t *obj, *lines;
+	enum kind kind;
+	bool ok;
+};
+
+static void
+mapconv_pair(struct loader *L, void *ctx, const struct ynode *k,
+             const struct ynode *v, bool merged)
+{
+	struct mapconv *mc = ctx;
+	const char *key = key_text(L, k);
+	json_t *jv, *first;
+
+	if (!key) {
+		mc->ok = false;
+		return;
+	}
+	if ((first = json_object_get(mc->lines, key))) {
+		if (!merged) {
+			cerr_add(L, k->at, "duplicate key \"%s\" (first at line "
+			         "%lld)", key, json_integer_value(first));
+			mc->ok = false;
+		}
+		return;
+	}
+	json_object_set_new(mc->lines, key, json_integer(k->at.line));
+	if (!(jv = node_to_json(L, v, mc->kind == K_MAP ? K_STR : K_ANY))) {
+		mc->ok = false;
+		return;
+	}
+	if (json_object_set_new(mc->obj, key, jv) < 0) {
+		cerr_add(L, k->at, "key is not valid UTF-8");
+		mc->ok = false;
+	}
 }
 
 /* NULL when an error was reported. */
 static json_t *
-node_to_json(struct loader *L, yaml_node_t *n, enum kind kind, int depth)
+node_to_json(struct loader *L, const struct ynode *n, enum kind kind)
 {
+	struct mapconv mc;
 	json_t *arr;
 	bool ok = true;
 
-	if (depth > MAX_DEPTH) {
-		cerr_add(L, mark_pos(n->start_mark), "nested too deeply");
+	if (n->bad)
 		return NULL;
-	}
-	if (++L->nodes > MAX_NODES) {
-		if (L->nodes == MAX_NODES + 1)
-			cerr_add(L, mark_pos(n->start_mark), "more than %d "
-			         "values once aliases are expanded", MAX_NODES);
-		return NULL;
-	}
 	switch (n->type) {
-	case YAML_SCALAR_NODE:
+	case Y_SCALAR:
 		return scalar_to_json(L, n, kind);
-	case YAML_SEQUENCE_NODE:
+	case Y_SEQ:
 		arr = json_array();
-		for (yaml_node_item_t *it = n->data.sequence.items.start;
-		     it < n->data.sequence.items.top; it++) {
-			json_t *jv = node_to_json(
-			    L, yaml_document_get_node(L->doc, *it), K_ANY,
-			    depth + 1);
+		for (size_t i = 0; i < n->n; i++) {
+			json_t *jv = node_to_json(L, n->kids[i].n, K_ANY);
 
 			if (jv)
 				json_array_append_new(arr, jv);
@@ -392,12 +958,17 @@ node_to_json(struct loader *L, yaml_node_t *n, enum kind kind, int depth)
 		if (!ok)
 			json_decref(arr);
 		return ok ? arr : NULL;
-	case YAML_MAPPING_NODE:
-		return mapping_to_json(L, n, kind, depth);
-	default:
-		cerr_add(L, mark_pos(n->start_mark), "empty node");
-		return NULL;
+	case Y_MAP:
+		mc.obj = json_object();
+		mc.lines = json_object();
+		mc.kind = kind;
+		mc.ok = map_foreach(L, n, mapconv_pair, &mc, false);
+		json_decref(mc.lines);
+		if (!mc.ok)
+			json_decref(mc.obj);
+		return mc.ok ? mc.obj : NULL;
 	}
+	return NULL;
 }
 
 static void
@@ -435,16 +1006,22 @@ rawmap_failed(const struct rawmap *rm, const char *key)
 	return json_object_get(rm->failed, key) != NULL;
 }
 
+static void
+rawmap_setpos(struct rawmap *rm, const char *key, struct pos k, struct pos v)
+{
+	json_object_set_new(rm->pos, key,
+	                    json_pack("[IIII]", (json_int_t)k.line,
+	                              (json_int_t)k.col, (json_int_t)v.line,
+	                              (json_int_t)v.col));
+}
+
 /* Takes over val. */
 static void
 rawmap_set(struct rawmap *rm, const char *key, json_t *val, struct pos k,
            struct pos v)
 {
 	json_object_set_new(rm->obj, key, val);
-	json_object_set_new(rm->pos, key,
-	                    json_pack("[IIII]", (json_int_t)k.line,
-	                              (json_int_t)k.col, (json_int_t)v.line,
-	                              (json_int_t)v.col));
+	rawmap_setpos(rm, key, k, v);
 }
 
 static struct pos
@@ -464,95 +1041,51 @@ rawmap_pos(const struct rawmap *rm, const char *key, bool value)
 /* One key: value of a target or defaults mapping.  merged: it comes from
  * a "<<" merge key and yields to keys given in the mapping itself. */
 static void
-rawmap_add_yaml(struct loader *L, struct rawmap *rm, yaml_node_t *k,
-                yaml_node_t *v, bool merged)
+rawmap_pair(struct loader *L, void *ctx, const struct ynode *k,
+            const struct ynode *v, bool merged)
 {
-	struct pos kat = mark_pos(k->start_mark), vat = mark_pos(v->start_mark);
+	struct rawmap *rm = ctx;
 	const struct field *f;
 	const char *key;
 	json_t *jv;
 
-	if (k->type != YAML_SCALAR_NODE) {
-		cerr_add(L, kat, "mapping keys must be strings");
+	if (!(key = key_text(L, k))) {
 		rm->bad = true;
 		return;
 	}
-	key = (const char *)k->data.scalar.value;
-	if (json_object_get(rm->pos, key)) {
+	if (json_object_get(rm->pos, key) || rawmap_failed(rm, key)) {
 		if (!merged) {
-			cerr_add(L, kat, "duplicate key \"%s\" (first at line "
+			cerr_add(L, k->at, "duplicate key \"%s\" (first at line "
 			         "%lu)", key, rawmap_pos(rm, key, false).line);
 			rm->bad = true;
 		}
 		return;
 	}
 	if (!(f = field_find(L, key))) {
-		unknown_field(L, kat, key);
+		unknown_field(L, k->at, key);
 		rm->bad = true;
 		return;
 	}
-	if (!(jv = node_to_json(L, v, f->kind, 1))) {
+	if (!(jv = node_to_json(L, v, f->kind))) {
 		rawmap_fail(rm, key);
+		rawmap_setpos(rm, key, k->at, v->at);
 		return;
 	}
-	rawmap_set(rm, key, jv, kat, vat);
+	rawmap_set(rm, key, jv, k->at, v->at);
 }
 
 static void
-rawmap_from_yaml(struct loader *L, yaml_node_t *n, struct rawmap *rm,
+rawmap_from_yaml(struct loader *L, const struct ynode *n, struct rawmap *rm,
                  const char *what)
 {
-	yaml_node_pair_t *pr;
-
-	rawmap_init(rm, mark_pos(n->start_mark));
-	if (n->type != YAML_MAPPING_NODE) {
+	rawmap_init(rm, n->at);
+	if (n->bad) {
+		rm->bad = true;
+	} else if (n->type != Y_MAP) {
 		cerr_add(L, rm->at, "%s must be a mapping", what);
 		rm->bad = true;
-		return;
-	}
-	for (pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top;
-	     pr++) {
-		yaml_node_t *k = yaml_document_get_node(L->doc, pr->key);
-
-		if (k->type == YAML_SCALAR_NODE &&
-		    !strcmp((const char *)k->data.scalar.value, "<<"))
-			continue;
-		rawmap_add_yaml(L, rm, k,
-		                yaml_document_get_node(L->doc, pr->value), false);
-	}
-	/* "<<: *anchor" (or a list of them): keys not given here. */
-	for (pr = n->data.mapping.pairs.start; pr < n->data.mapping.pairs.top;
-	     pr++) {
-		yaml_node_t *k = yaml_document_get_node(L->doc, pr->key);
-		yaml_node_t *v = yaml_document_get_node(L->doc, pr->value);
-		yaml_node_item_t one = pr->value, *it, *end;
-
-		if (k->type != YAML_SCALAR_NODE ||
-		    strcmp((const char *)k->data.scalar.value, "<<"))
-			continue;
-		if (v->type == YAML_SEQUENCE_NODE) {
-			it = v->data.sequence.items.start;
-			end = v->data.sequence.items.top;
-		} else {
-			it = &one;
-			end = &one + 1;
-		}
-		for (; it < end; it++) {
-			yaml_node_t *m = yaml_document_get_node(L->doc, *it);
-
-			if (m->type != YAML_MAPPING_NODE) {
-				cerr_add(L, mark_pos(m->start_mark),
-				         "\"<<\" merges mappings only");
-				rm->bad = true;
-				continue;
-			}
-			for (yaml_node_pair_t *q = m->data.mapping.pairs.start;
-			     q < m->data.mapping.pairs.top; q++)
-				rawmap_add_yaml(
-				    L, rm, yaml_document_get_node(L->doc, q->key),
-				    yaml_document_get_node(L->doc, q->value),
-				    true);
-		}
+	} else if (!map_foreach(L, n, rawmap_pair, rm, false)) {
+		rm->bad = true;
 	}
 }
 
@@ -637,62 +1170,77 @@ check_regex(struct loader *L, struct rawmap *rm, const char *key,
 static void drop_nulls(json_t *obj);
 
 /* Most mappings are valid, and one run of lib's validator over all their
- * fields together says so; check_fields() then needs no run per field. */
+ * fields together says so; check_fields() then needs no run per field.
+ * When the mapping has its url, that run's target is kept in *whole. */
 static bool
-fields_valid_together(const struct rawmap *rm)
+fields_valid_together(const struct rawmap *rm, struct target **whole)
 {
-	json_t *o = json_object(), *val;
+	json_t *o, *val;
 	const char *key;
 	struct target *t;
 	char err[256];
-	bool ok;
+	bool ok, url = json_is_string(json_object_get(rm->obj, "url"));
 
-	json_object_foreach(rm->obj, key, val) {
-		if (json_is_null(val))
-			continue;
-		if (json_is_object(val)) {
-			json_t *c = json_copy(val);
+	/* A target merged with its defaults has no nulls left: as it is. */
+	if (!url || !(t = target_from_json(rm->obj, err, sizeof(err)))) {
+		o = json_object();
+		json_object_foreach(rm->obj, key, val) {
+			if (json_is_null(val))
+				continue;
+			if (json_is_object(val)) {
+				json_t *c = json_copy(val);
 
-			drop_nulls(c);
-			json_object_set_new(o, key, c);
-		} else {
-			json_object_set(o, key, val);
+				drop_nulls(c);
+				json_object_set_new(o, key, c);
+			} else {
+				json_object_set(o, key, val);
+			}
 		}
+		if (!json_object_get(o, "url"))
+			json_object_set_new(o, "url",
+			                    json_string("http://localhost/"));
+		t = target_from_json(o, err, sizeof(err));
+		json_decref(o);
+		if (!t)
+			return false;
 	}
-	if (!json_object_get(o, "target"))
-		json_object_set_new(o, "target", json_string("x"));
-	if (!json_object_get(o, "url"))
-		json_object_set_new(o, "url", json_string("http://localhost/"));
-	t = target_from_json(o, err, sizeof(err));
-	json_decref(o);
-	if (!t)
-		return false;
 	val = json_object_get(rm->obj, "interval");
 	ok = !val || json_is_null(val) ||
 	     (t->interval_ms >= CONFIG_MIN_INTERVAL_MS &&
 	      t->interval_ms <= CONFIG_MAX_INTERVAL_MS);
-	target_free(&t);
+	if (ok && url && whole)
+		*whole = t;
+	else
+		target_free(&t);
 	return ok;
 }
 
 /* Each field alone, so that one mapping can yield several errors, each at
  * its own value: lib's validator on a minimal record plus that field. */
 static void
-check_fields(struct loader *L, struct rawmap *rm)
+check_fields(struct loader *L, struct rawmap *rm, struct target **whole)
 {
 	const char *key;
 	json_t *val;
 	void *tmp;
 
-	if (fields_valid_together(rm)) {
+	if (fields_valid_together(rm, whole)) {
 		static const char *const res[] = {"regex", "regex_absent"};
 
 		for (size_t i = 0; i < 2; i++)
 			if (json_is_string(val = json_object_get(rm->obj, res[i])))
 				check_regex(L, rm, res[i], json_string_value(val));
+		if (whole && *whole && rawmap_failed(rm, "regex"))
+			target_free(whole);
+		if (whole && *whole && rawmap_failed(rm, "regex_absent"))
+			target_free(whole);
 		return;
 	}
 	json_object_foreach_safe(rm->obj, tmp, key, val) {
+		/* rawmap_fail() frees key (it is rm->obj's): ask first. */
+		bool is_interval = !strcmp(key, "interval");
+		bool is_regex = !strcmp(key, "regex") ||
+		                !strcmp(key, "regex_absent");
 		char err[256];
 		struct target *t;
 		json_t *o;
@@ -713,7 +1261,7 @@ check_fields(struct loader *L, struct rawmap *rm)
 			rawmap_fail(rm, key);
 			continue;
 		}
-		if (!strcmp(key, "interval") &&
+		if (is_interval &&
 		    (t->interval_ms < CONFIG_MIN_INTERVAL_MS ||
 		     t->interval_ms > CONFIG_MAX_INTERVAL_MS)) {
 			cerr_add(L, rawmap_pos(rm, key, true),
@@ -726,8 +1274,7 @@ check_fields(struct loader *L, struct rawmap *rm)
 			continue;
 		}
 		target_free(&t);
-		if ((!strcmp(key, "regex") || !strcmp(key, "regex_absent")) &&
-		    json_is_string(val))
+		if (is_regex && json_is_string(val))
 			check_regex(L, rm, key, json_string_value(val));
 	}
 }
@@ -856,31 +1403,52 @@ check_unique(struct loader *L, struct named *v, size_t n)
 		free(v[i].name);
 }
 
-static void
-config_add(struct config *cfg, struct target *t, int64_t interval_ms,
-           unsigned long line)
+/* ,"scheduled_at":"2026-11-23T10:49:56.123Z"} and the newline, which the
+ * scheduler appends to each record. */
+#define SCHEDULED_AT_BYTES (sizeof(",\"scheduled_at\":\"\"}\n") - 1 + \
+                            TIME_STR_LEN - 1)
+
+/* The target as the rest of the pipeline will see it: its record encoded
+ * once, as the scheduler writes it.  It was validated by lib's
+ * target_from_json(), the code sm-check decodes it with, which refuses
+ * what JSON text could not carry to sm-check (a NUL); what remains is the
+ * size sm-check, Kafka and the result records can take.  false (reported
+ * at at) if it cannot travel. */
+static bool
+config_add(struct loader *L, struct config *cfg, const struct target *t,
+           struct pos at)
 {
 	struct config_target *ct;
+	char *json;
 	json_t *rec;
+	size_t len;
 
+	rec = target_to_json(t);
+	if (!(json = json_dumps(rec, JSON_COMPACT)))
+		die(EX_SOFTWARE, "cannot encode target \"%s\"", t->target);
+	json_decref(rec);
+	len = strlen(json);
+	if (len + SCHEDULED_AT_BYTES > CONFIG_MAX_RECORD) {
+		cerr_add(L, at, "target \"%.64s\": its record would be %zu "
+		         "bytes, more than the %d a target record may take",
+		         t->target, len + SCHEDULED_AT_BYTES, CONFIG_MAX_RECORD);
+		free(json);
+		return false;
+	}
 	if (cfg->n == cfg->cap) {
 		cfg->cap = cfg->cap ? cfg->cap * 2 : 64;
 		cfg->v = xrealloc(cfg->v, cfg->cap * sizeof(*cfg->v));
 	}
 	ct = &cfg->v[cfg->n++];
 	ct->name = xstrdup(t->target);
-	/* Encoded now, once: 100,000 JSON trees kept until the end of the
-	 * load would cost far more than their text. */
-	rec = target_to_json(t);
-	if (!(ct->json = json_dumps(rec, JSON_COMPACT)))
-		die(EX_SOFTWARE, "cannot encode target \"%s\"", t->target);
-	json_decref(rec);
-	ct->json_len = strlen(ct->json) - 1;
+	ct->json = json;
+	ct->json_len = len - 1; /* without its closing brace */
 	ct->json[ct->json_len] = '\0';
-	ct->interval_ms = interval_ms;
+	ct->interval_ms = t->interval_ms;
 	ct->timeout_ms = t->timeout_ms;
 	ct->hash = sched_hash(ct->name);
-	ct->line = line;
+	ct->line = at.line;
+	return true;
 }
 
 static void
@@ -897,25 +1465,24 @@ check_defaults(struct loader *L, struct rawmap *defs)
 		rawmap_fail(defs, per_target[i]);
 	}
 	normalize(L, defs);
-	check_fields(L, defs);
+	check_fields(L, defs, NULL);
 	drop_nulls(defs->obj);
 }
 
 /* The whole target, once its fields passed one by one: what only the
  * whole can tell (a missing url, interval against timeout, its name). */
 static struct target *
-check_target(struct loader *L, struct rawmap *rm, struct named *nm)
+check_target(struct loader *L, struct rawmap *rm, struct named *nm,
+             struct target *t)
 {
-	struct target *t;
 	char err[256], a[32], b[32];
 	int64_t interval;
 
 	/* A refused url was reported: stand in for it, check the rest. */
-	if (rawmap_failed(rm, "url"))
+	if (!t && rawmap_failed(rm, "url"))
 		json_object_set_new(rm->obj, "url",
 		                    json_string("http://localhost/"));
-	t = target_from_json(rm->obj, err, sizeof(err));
-	if (!t) {
+	if (!t && !(t = target_from_json(rm->obj, err, sizeof(err)))) {
 		const char *f = field_in_message(err);
 
 		cerr_add(L, f ? rawmap_pos(rm, f, true) : rm->at, "%s", err);
@@ -967,25 +1534,28 @@ static void
 build_one(struct loader *L, struct builder *B, struct rawmap *rm)
 {
 	struct rawmap *defs = B->defs;
-	struct target *t;
+	struct target *t = NULL;
 
+	/* Merged first: the defaults' fields were checked (and any refused
+	 * one dropped) once, so each field is checked alone only when the
+	 * whole is refused, and then only the target's own ones can fail. */
 	normalize(L, rm);
-	check_fields(L, rm);
 	if (defs)
 		merge_defaults(rm, defs);
 	else
 		drop_nulls(rm->obj);
+	check_fields(L, rm, &t);
 	if (B->nn == B->cap) {
 		B->cap = B->cap ? B->cap * 2 : 64;
 		B->names = xrealloc(B->names, B->cap * sizeof(*B->names));
 	}
 	memset(&B->names[B->nn], 0, sizeof(*B->names));
 	B->names[B->nn].idx = B->idx++;
-	if ((t = check_target(L, rm, &B->names[B->nn]))) {
+	if ((t = check_target(L, rm, &B->names[B->nn], t))) {
 		if (B->names[B->nn].name)
 			B->nn++;
 		if (!rm->bad && !(defs && defs->bad))
-			config_add(B->cfg, t, t->interval_ms, rm->at.line);
+			config_add(L, B->cfg, t, rm->at);
 		target_free(&t);
 	}
 	rawmap_clear(rm);
@@ -1000,122 +1570,276 @@ build_end(struct loader *L, struct builder *B)
 	return B->cfg;
 }
 
+/* ---- YAML: the document, targets streamed ------------------------------ */
+
+/* One item of "targets"; false when the load must stop. */
+static bool
+yaml_target(struct yload *Y, struct builder *B, const struct ynode *n)
+{
+	struct rawmap rm;
+
+	if (B->idx >= CONFIG_MAX_TARGETS) {
+		cerr_add(Y->L, n->at, "more than %d targets", CONFIG_MAX_TARGETS);
+		Y->failed = true;
+		return false;
+	}
+	rawmap_from_yaml(Y->L, n, &rm, "a target");
+	build_one(Y->L, B, &rm);
+	return true;
+}
+
+static bool
+is_null_node(const struct ynode *n)
+{
+	return n->type == Y_SCALAR && n->plain && is_null_text(n->s, n->len);
+}
+
+/* The value of "targets": a list read one item at a time (unless it has an
+ * anchor, then whole, as an alias may name it again). */
+static void
+yaml_targets(struct yload *Y, struct builder *B)
+{
+	struct loader *L = Y->L;
+	yaml_event_t ev;
+	struct yref v;
+	struct pos at;
+	size_t n = 0;
+
+	if (!yl_next(Y, &ev))
+		return;
+	at = mark_pos(ev.start_mark);
+	if (ev.type == YAML_SEQUENCE_START_EVENT &&
+	    !ev.data.sequence_start.anchor &&
+	    !core_tag((const char *)ev.data.sequence_start.tag)) {
+		yaml_event_delete(&ev);
+		for (;; n++) {
+			if (!yl_next(Y, &ev))
+				return;
+			if (ev.type == YAML_SEQUENCE_END_EVENT) {
+				yaml_event_delete(&ev);
+				break;
+			}
+			if (!(v = build_node(Y, &ev)).n)
+				return;
+			yaml_target(Y, B, v.n);
+			ynode_unref(v.n);
+			if (Y->failed)
+				return;
+		}
+	} else {
+		if (!(v = build_node(Y, &ev)).n)
+			return;
+		if (v.n->type == Y_SEQ && !v.n->bad) {
+			for (; n < v.n->n; n++)
+				if (!yaml_target(Y, B, v.n->kids[n].n))
+					break;
+		} else if (is_null_node(v.n)) {
+			cerr_add(L, at, "\"targets\" is empty: list the targets "
+			         "(write \"targets: []\" for none)");
+			n = 1;
+		} else if (!v.n->bad) {
+			cerr_add(L, at, "\"targets\" must be a list of mappings");
+			n = 1;
+		}
+		ynode_unref(v.n);
+	}
+	if (n == 0) {
+		L->no_targets = true;
+		L->no_targets_at = at;
+	}
+}
+
+static void
+yaml_begin(struct loader *L, struct builder *B, const struct ynode *defs,
+           struct rawmap *drm)
+{
+	bool have = defs && !is_null_node(defs);
+
+	if (have)
+		rawmap_from_yaml(L, defs, drm, "\"defaults\"");
+	build_begin(L, B, have ? drm : NULL);
+}
+
+/*
+ * One pass over the file.  Targets are checked as they are read, with the
+ * defaults known by then.  When "defaults" comes after "targets", the pass
+ * stops and returns the defaults in *late_defs: the caller reads the file
+ * again with them (known_defs).
+ */
+static struct config *
+load_yaml_pass(struct loader *L, FILE *fp, struct ynode *known_defs,
+               struct ynode **late_defs)
+{
+	struct yload Y = {.L = L, .fp = fp};
+	struct ynode *defs = known_defs;
+	unsigned long defs_line = 0, targets_line = 0;
+	struct builder B;
+	struct rawmap drm = {0};
+	struct config *cfg = NULL;
+	bool begun = false;
+	yaml_event_t ev;
+	struct pos root_at;
+
+	Y.anchors = json_object();
+	if (!yaml_parser_initialize(&Y.parser))
+		die(EX_SOFTWARE, "out of memory");
+	yaml_parser_set_input(&Y.parser, yl_read, &Y);
+	if (!yl_next(&Y, &ev)) /* the stream's start */
+		goto out;
+	yaml_event_delete(&ev);
+	if (!yl_next(&Y, &ev))
+		goto out;
+	if (ev.type == YAML_STREAM_END_EVENT) {
+		cerr_add(L, (struct pos){1, 1}, "empty configuration (expected "
+		         "a mapping with \"targets\")");
+		yaml_event_delete(&ev);
+		goto out;
+	}
+	yaml_event_delete(&ev); /* the document's start */
+	if (!yl_next(&Y, &ev))
+		goto out;
+	root_at = mark_pos(ev.start_mark);
+	if (ev.type != YAML_MAPPING_START_EVENT) {
+		bool empty = ev.type == YAML_SCALAR_EVENT &&
+		             ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+		             is_null_text((const char *)ev.data.scalar.value,
+		                          ev.data.scalar.length);
+
+		cerr_add(L, root_at, empty ? "empty configuration (expected a "
+		         "mapping with \"targets\")" : "expected a mapping with "
+		         "\"defaults\" and \"targets\"");
+		yaml_event_delete(&ev);
+		goto out;
+	}
+	yaml_event_delete(&ev);
+	for (;;) {
+		static const char *const top[] = {"defaults", "targets"};
+		struct yref k, v;
+		const char *key;
+
+		if (!yl_next(&Y, &ev))
+			goto out;
+		if (ev.type == YAML_MAPPING_END_EVENT) {
+			yaml_event_delete(&ev);
+			break;
+		}
+		if (!(k = build_node(&Y, &ev)).n)
+			goto out;
+		key = key_text(L, k.n);
+		if (key && !k.n->merge && !strcmp(key, "targets") &&
+		    !targets_line) {
+			targets_line = k.n->at.line;
+			ynode_unref(k.n);
+			if (!begun)
+				yaml_begin(L, &B, defs, &drm);
+			begun = true;
+			yaml_targets(&Y, &B);
+			if (Y.failed)
+				goto out;
+			continue;
+		}
+		if (!yl_next(&Y, &ev) || !(v = build_node(&Y, &ev)).n) {
+			ynode_unref(k.n);
+			goto out;
+		}
+		if (!key) {
+			/* reported */
+		} else if (k.n->merge) {
+			cerr_add(L, k.n->at, "\"<<\" merges keys into defaults, "
+			         "a target, headers or labels, not at the top "
+			         "level");
+		} else if (!strcmp(key, "defaults") || !strcmp(key, "targets")) {
+			unsigned long *first = key[0] == 'd' ? &defs_line
+			                                     : &targets_line;
+
+			if (*first) {
+				cerr_add(L, k.n->at, "duplicate key \"%s\" (first "
+				         "at line %lu)", key, *first);
+			} else if (begun && !known_defs) {
+				/* Read again, now that they are known. */
+				*late_defs = v.n;
+				v.n = NULL;
+				*first = k.n->at.line;
+				ynode_unref(k.n);
+				goto out;
+			} else {
+				*first = k.n->at.line;
+				if (!known_defs) {
+					defs = v.n;
+					v.n = NULL;
+				}
+			}
+		} else if (strncmp(key, "x-", 2)) {
+			/* ("x-" keys are a place for anchors, as in compose
+			 * files) */
+			unknown_key(L, k.n->at, key, top, 2);
+		}
+		ynode_unref(k.n);
+		ynode_unref(v.n);
+	}
+	if (!yl_next(&Y, &ev)) /* the document's end */
+		goto out;
+	yaml_event_delete(&ev);
+	if (!yl_next(&Y, &ev))
+		goto out;
+	if (ev.type == YAML_DOCUMENT_START_EVENT)
+		cerr_add(L, mark_pos(ev.start_mark), "only one YAML document is "
+		         "allowed");
+	yaml_event_delete(&ev);
+	if (!targets_line)
+		cerr_add(L, root_at, "no \"targets\" list");
+out:
+	if (!begun && !*late_defs) {
+		yaml_begin(L, &B, Y.failed ? NULL : defs, &drm);
+		begun = true;
+	}
+	if (begun)
+		cfg = build_end(L, &B);
+	if (drm.obj)
+		rawmap_clear(&drm);
+	if (defs != known_defs)
+		ynode_unref(defs);
+	for (size_t i = 0; i < Y.an; i++)
+		ynode_unref(Y.av[i]);
+	free(Y.av);
+	json_decref(Y.anchors);
+	yaml_parser_delete(&Y.parser);
+	return cfg;
+}
+
 static struct config *
 load_yaml(struct loader *L, FILE *fp)
 {
-	yaml_parser_t parser;
-	yaml_document_t doc, extra;
-	yaml_node_t *root, *defs_node = NULL, *targets_node = NULL;
-	struct rawmap defs, rm;
-	struct builder B;
-	struct config *cfg = NULL;
-	bool have_defs = false;
+	struct ynode *defs = NULL;
+	struct config *cfg;
+	struct stat st;
 
-	if (!yaml_parser_initialize(&parser))
-		die(EX_SOFTWARE, "out of memory");
-	yaml_parser_set_input_file(&parser, fp);
-	if (!yaml_parser_load(&parser, &doc))
-		goto parse_error;
-	L->doc = &doc;
-	if (!(root = yaml_document_get_root_node(&doc))) {
-		cerr_add(L, (struct pos){1, 1}, "empty configuration (expected "
-		         "a mapping with \"targets\")");
-		goto out;
+	/* A regular file says its size before a byte is parsed (the reader
+	 * counts what it reads of any other kind of file). */
+	if (fstat(fileno(fp), &st) == 0 && S_ISREG(st.st_mode) &&
+	    st.st_size > CONFIG_MAX_BYTES) {
+		cerr_add(L, (struct pos){1, 1}, "the file is larger than %d MiB",
+		         CONFIG_MAX_BYTES >> 20);
+		return NULL;
 	}
-	if (!yaml_parser_load(&parser, &extra)) {
-		yaml_document_delete(&doc);
-		L->doc = NULL;
-		goto parse_error;
-	}
-	if (yaml_document_get_root_node(&extra))
-		cerr_add(L, mark_pos(extra.start_mark),
-		         "only one YAML document is allowed");
-	yaml_document_delete(&extra);
-	if (root->type != YAML_MAPPING_NODE) {
-		cerr_add(L, mark_pos(root->start_mark), "expected a mapping "
-		         "with \"defaults\" and \"targets\"");
-		goto out;
-	}
-	for (yaml_node_pair_t *pr = root->data.mapping.pairs.start;
-	     pr < root->data.mapping.pairs.top; pr++) {
-		static const char *const top[] = {"defaults", "targets"};
-		yaml_node_t *k = yaml_document_get_node(&doc, pr->key);
-		yaml_node_t *v = yaml_document_get_node(&doc, pr->value);
-		yaml_node_t **slot;
-		const char *key;
+	cfg = load_yaml_pass(L, fp, NULL, &defs);
 
-		if (k->type != YAML_SCALAR_NODE) {
-			cerr_add(L, mark_pos(k->start_mark),
-			         "mapping keys must be strings");
-			continue;
-		}
-		key = (const char *)k->data.scalar.value;
-		if (!strcmp(key, "defaults")) {
-			slot = &defs_node;
-		} else if (!strcmp(key, "targets")) {
-			slot = &targets_node;
-		} else if (!strncmp(key, "x-", 2)) {
-			continue; /* a place for anchors, as in compose files */
+	if (defs) {
+		/* Nothing of the first pass counts but the defaults. */
+		config_free(&cfg);
+		cerr_clear(L);
+		L->no_targets = false;
+		if (fseek(fp, 0, SEEK_SET) < 0) {
+			cerr_add(L, defs->at, "\"defaults\" must come before "
+			         "\"targets\" in a file that cannot be read "
+			         "twice");
 		} else {
-			unknown_key(L, mark_pos(k->start_mark), key, top, 2);
-			continue;
+			clearerr(fp);
+			cfg = load_yaml_pass(L, fp, defs, NULL);
 		}
-		if (*slot)
-			cerr_add(L, mark_pos(k->start_mark),
-			         "duplicate key \"%s\" (first at line %zu)", key,
-			         (*slot)->start_mark.line + 1);
-		else
-			*slot = v;
+		ynode_unref(defs);
 	}
-	if (!targets_node) {
-		cerr_add(L, mark_pos(root->start_mark), "no \"targets\" list");
-		goto out;
-	}
-	if (defs_node && !(defs_node->type == YAML_SCALAR_NODE &&
-	                   is_null_text((const char *)defs_node->data.scalar.value,
-	                                defs_node->data.scalar.length))) {
-		rawmap_from_yaml(L, defs_node, &defs, "\"defaults\"");
-		have_defs = true;
-	}
-	build_begin(L, &B, have_defs ? &defs : NULL);
-	if (targets_node->type == YAML_SEQUENCE_NODE) {
-		for (yaml_node_item_t *it = targets_node->data.sequence.items.start;
-		     it < targets_node->data.sequence.items.top; it++) {
-			rawmap_from_yaml(L, yaml_document_get_node(&doc, *it),
-			                 &rm, "a target");
-			build_one(L, &B, &rm);
-		}
-	} else if (!(targets_node->type == YAML_SCALAR_NODE &&
-	             is_null_text(
-	                 (const char *)targets_node->data.scalar.value,
-	                 targets_node->data.scalar.length))) {
-		cerr_add(L, mark_pos(targets_node->start_mark),
-		         "\"targets\" must be a list of mappings");
-	}
-	cfg = build_end(L, &B);
-	if (have_defs)
-		rawmap_clear(&defs);
-out:
-	yaml_document_delete(&doc);
-	L->doc = NULL;
-	yaml_parser_delete(&parser);
 	return cfg;
-
-parse_error:
-	if (parser.error == YAML_MEMORY_ERROR)
-		die(EX_SOFTWARE, "out of memory");
-	if (parser.error == YAML_READER_ERROR)
-		cerr_add(L, (struct pos){0, 0}, "%s",
-		         parser.problem ? parser.problem : "read error");
-	else if (parser.context)
-		cerr_add(L, mark_pos(parser.problem_mark), "%s %s (from line "
-		         "%zu)", parser.problem, parser.context,
-		         parser.context_mark.line + 1);
-	else
-		cerr_add(L, mark_pos(parser.problem_mark), "%s",
-		         parser.problem ? parser.problem : "YAML syntax error");
-	yaml_parser_delete(&parser);
-	return NULL;
 }
 
 /* ---- NDJSON ----------------------------------------------------------- */
@@ -1307,6 +2031,10 @@ config_load(const char *path, enum config_format fmt)
 		return NULL;
 	}
 	free(L.errs);
+	if (L.no_targets)
+		warning("%s:%lu:%lu: \"targets\" is an empty list: nothing "
+		        "will be checked", L.path, L.no_targets_at.line,
+		        L.no_targets_at.col);
 	cfg->path = xstrdup(L.path);
 	return cfg;
 }
