@@ -546,17 +546,63 @@ while True:
 	schema_ok
 }
 
-@test "check: a body past max_body_bytes is too_large" {
+@test "check: a receive error after the connection is made is protocol, not connect" {
+	# Bad chunked framing, and a TCP reset in the middle of a 200 body;
+	# a closed port stays connect.
+	probe -- "$SCRIPTED_URL/badchunk" "$SCRIPTED_URL/resetmid?bytes=100000" "$CLOSED_URL"
+	nresults 3
+	jqe -s '.[] | select(.url | endswith("/badchunk")) | .ok == false and .error_kind == "protocol" and .status == 200'
+	jqe -s '.[] | select(.url | contains("/resetmid")) | .ok == false and .error_kind == "protocol" and .status == 200 and .bytes > 0 and .content_length == 200000'
+	jqe -s --arg c "$CLOSED_URL" '.[] | select(.url == $c) | .error_kind == "connect"'
+	schema_ok
+}
+
+@test "check: a body past max_body_bytes is cut, not failed: bytes read, size announced, truncated" {
 	probe -- \
 		"{\"target\":\"len\",\"url\":\"$SCRIPTED_URL/big?bytes=5000\",\"max_body_bytes\":1000}" \
 		"{\"target\":\"stream\",\"url\":\"$SCRIPTED_URL/stream?bytes=300000\",\"max_body_bytes\":1000}" \
 		"{\"target\":\"fits\",\"url\":\"$SCRIPTED_URL/big?bytes=1000\",\"max_body_bytes\":1000}" \
 		"{\"target\":\"nginx\",\"url\":\"$HTTP_URL/big\"}"
 	nresults 4
-	jqe -s '.[] | select(.target == "len") | .ok == false and .error_kind == "too_large" and .status == 200'
-	jqe -s '.[] | select(.target == "stream") | .ok == false and .error_kind == "too_large" and .bytes == 1001 and (.error | test("larger than 1000 bytes"))'
-	jqe -s '.[] | select(.target == "fits") | .ok == true and .bytes == 1000'
-	jqe -s '.[] | select(.target == "nginx") | .ok == true and .bytes == 1048576'
+	jqe -s '.[] | select(.target == "len") | .ok == true and .error_kind == null and .status == 200 and .bytes == 1000 and .truncated == true and .content_length == 5000'
+	# No Content-Length: the size is unknown, the read still stops.
+	jqe -s '.[] | select(.target == "stream") | .ok == true and .bytes == 1000 and .truncated == true and .content_length == null'
+	jqe -s '.[] | select(.target == "fits") | .ok == true and .bytes == 1000 and .truncated == false and .content_length == 1000'
+	jqe -s '.[] | select(.target == "nginx") | .ok == true and .bytes == 1048576 and .truncated == false'
+	jqe -s 'all(.wire_bytes == null)'
+	schema_ok
+}
+
+@test "check: on a cut body a regex fails only when it cannot be decided (too_large)" {
+	# "x{10}" matches in the first 1000 bytes: decided.  "y" may be in
+	# the part not read, and "x+$" may match only at the real end: not
+	# decided, too_large.  regex_absent "x" matches: decided, mismatch.
+	probe -- \
+		"{\"target\":\"found\",\"url\":\"$SCRIPTED_URL/big?bytes=5000\",\"max_body_bytes\":1000,\"regex\":\"x{10}\"}" \
+		"{\"target\":\"absent\",\"url\":\"$SCRIPTED_URL/big?bytes=5000\",\"max_body_bytes\":1000,\"regex\":\"y\"}" \
+		"{\"target\":\"end\",\"url\":\"$SCRIPTED_URL/stream?bytes=5000\",\"max_body_bytes\":1000,\"regex\":\"x+\$\"}" \
+		"{\"target\":\"not\",\"url\":\"$SCRIPTED_URL/big?bytes=5000\",\"max_body_bytes\":1000,\"regex_absent\":\"x\"}" \
+		"{\"target\":\"whole\",\"url\":\"$SCRIPTED_URL/big?bytes=1000\",\"max_body_bytes\":1000,\"regex\":\"x+\$\"}"
+	nresults 5
+	jqe -s '.[] | select(.target == "found") | .ok == true and .truncated == true and .regex.matched == true'
+	jqe -s '.[] | select(.target == "absent") | .ok == false and .error_kind == "too_large" and .status == 200 and .bytes == 1000 and (.regex | has("matched") | not) and (.error | test("cut at max_body_bytes \\(1000\\)"))'
+	jqe -s '.[] | select(.target == "end") | .ok == false and .error_kind == "too_large"'
+	jqe -s '.[] | select(.target == "not") | .ok == false and .error_kind == "body_mismatch" and .truncated == true'
+	jqe -s '.[] | select(.target == "whole") | .ok == true and .truncated == false and .regex.matched == true'
+	schema_ok
+}
+
+@test "check: a compressed body: bytes decoded, wire_bytes as it came, content_length as announced" {
+	probe -- "{\"target\":\"whole\",\"url\":\"$SCRIPTED_URL/gzip?bytes=100000\"}" \
+		"{\"target\":\"cut\",\"url\":\"$SCRIPTED_URL/gzip?bytes=100000\",\"max_body_bytes\":50000}" \
+		"{\"target\":\"plain\",\"url\":\"$SCRIPTED_URL/big?bytes=1000\"}"
+	nresults 3
+	local encoded
+	encoded=$(/usr/bin/python3 -c 'import gzip; print(len(gzip.compress(b"x" * 100000)))')
+	jqe -s --argjson n "$encoded" '.[] | select(.target == "whole") | .ok and .bytes == 100000 and .wire_bytes == $n and .content_length == $n and .truncated == false'
+	# Cut after decoding: max_body_bytes bounds what a regex would see.
+	jqe -s '.[] | select(.target == "cut") | .ok and .bytes == 50000 and .truncated and .wire_bytes > 0'
+	jqe -s '.[] | select(.target == "plain") | .ok and .bytes == 1000 and .wire_bytes == null'
 	schema_ok
 }
 
