@@ -178,12 +178,18 @@ setup_file() {
 	mkcert good "IP:127.0.0.1,DNS:localhost"
 	mkcert expired "IP:127.0.0.1,DNS:localhost" 20200101000000Z 20200102000000Z
 	mkcert wronghost "DNS:wrong.invalid"
+	mkcert future "IP:127.0.0.1" 20990101000000Z 20990102000000Z
 	mkchain
+	# The leaf without its intermediate: an incomplete chain.
+	cp "$TLS_DIR/leaf.crt" "$TLS_DIR/leafonly.crt"
+	cp "$TLS_DIR/chain.key" "$TLS_DIR/leafonly.key"
 	export TLS_GOOD_URL="https://127.0.0.1:$(tls_server good)"
 	export TLS_EXPIRED_URL="https://127.0.0.1:$(tls_server expired)"
 	export TLS_WRONG_URL="https://127.0.0.1:$(tls_server wronghost)"
 	export H2_URL="https://127.0.0.1:$(h2_server)"
 	export TLS_CHAIN_URL="https://127.0.0.1:$(tls_server chain)"
+	export TLS_FUTURE_URL="https://127.0.0.1:$(tls_server future)"
+	export TLS_LEAFONLY_URL="https://127.0.0.1:$(tls_server leafonly)"
 }
 
 teardown_file() {
@@ -295,6 +301,22 @@ teardown_file() {
 @test "check: a regex that backtracks without end is stopped by the match limit" {
 	probe -- "{\"url\":\"$SCRIPTED_URL/body?text=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab\",\"regex\":\"^(a+)+\$\"}"
 	jqe '.ok == false and .error_kind == "other" and (.error | test("match limit")) and (.regex | has("matched") | not)'
+	schema_ok
+}
+
+@test "check: a costly regex is held to the probe's deadline, its time counted, and no other probe waits for it" {
+	# (x*)\1\d backtracks over every split of every run of x: seconds
+	# of work on 5000 bytes.  It stops at A's deadline (1 s) with a
+	# timeout, its time in duration_ms; B, a 300 ms answer in flight
+	# meanwhile, comes out first with its own timings.
+	probe -- "{\"target\":\"A\",\"url\":\"$SCRIPTED_URL/big?bytes=5000\",\"regex\":\"(x*)\\\\1\\\\d\",\"timeout_ms\":1000}" \
+		"{\"target\":\"B\",\"url\":\"$SCRIPTED_URL/slow?ms=300\",\"regex\":\"slow\"}"
+	[ "$status" -eq 0 ]
+	nresults 2
+	jqe -s '.[0].target == "B" and .[0].ok and .[0].duration_ms < 1000 and .[0].phases.ttfb_ms < 1000 and .[0].regex.matched'
+	jqe -s '.[1] | .target == "A" and .ok == false and .error_kind == "timeout" and .status == 200'
+	jqe -s '.[1] | (.error | test("undecided at the deadline \\(timeout_ms 1000\\): searched [0-9]+ of 5000 bytes")) and (.regex | has("matched") | not)'
+	jqe -s '.[1] | .duration_ms >= 1000 and .duration_ms < 3000 and .phases.regex_ms >= 900 and .duration_ms >= .phases.regex_ms'
 	schema_ok
 }
 
@@ -521,6 +543,25 @@ while True:
 	jqe '.ok == false and .status == 302 and .error_kind == "http_status" and .redirects == 0'
 	probe -- "{\"url\":\"$SCRIPTED_URL/chain?n=3\",\"follow_redirects\":false,\"expect_status\":[\"3xx\"]}"
 	jqe '.ok == true and .status == 302'
+	schema_ok
+}
+
+@test "check: each redirect hop is kept (status, location, time), and the final hop's phases beside the sum" {
+	# The first answer (the redirect) takes 300 ms, the final one none:
+	# the hop's time holds the wait, the final hop's ttfb does not, the
+	# sum of the phases does.
+	probe -- "$SCRIPTED_URL/redirect?ms=300&to=%2Fchain%3Fn%3D2"
+	nresults 1
+	jqe --arg b "$SCRIPTED_URL" '.ok and .redirects == 3 and (.hops | length) == 3 and
+		[.hops[].status] == [302, 302, 302] and
+		.hops[0].url == "\($b)/redirect?ms=300&to=%2Fchain%3Fn%3D2" and
+		[.hops[].location] == ["\($b)/chain?n=2", "\($b)/chain?n=1", "\($b)/ok"]'
+	jqe '.hops[0].time_ms >= 300 and .hops[1].time_ms < 300 and .hops[2].time_ms < 300'
+	jqe '.final_phases.ttfb_ms < 300 and .phases.ttfb_ms >= 300 and .final_phases.dns_ms != null'
+	jqe '([.hops[].time_ms] | add) <= .duration_ms'
+	# No redirect: neither hops nor final_phases.
+	probe -- "$SCRIPTED_URL/ok"
+	jqe 'has("hops") or has("final_phases") | not'
 	schema_ok
 }
 
@@ -993,4 +1034,43 @@ has_stats() {
 @test "check: a redirect from http to https is followed, with tls details" {
 	probe -- "{\"url\":\"$SCRIPTED_URL/redirect?to=$TLS_GOOD_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
 	jqe --arg u "$TLS_GOOD_URL/ok" '.ok == true and .redirects == 1 and .final_url == $u and (.tls.version | startswith("TLS"))'
+}
+
+@test "check: a TLS failure keeps the certificate facts and says which check failed (tls_error)" {
+	probe -- "{\"target\":\"self\",\"url\":\"$TLS_GOOD_URL/ok\"}" \
+		"{\"target\":\"expired\",\"url\":\"$TLS_EXPIRED_URL/ok\",\"ca_file\":\"$TLS_DIR/expired.crt\"}" \
+		"{\"target\":\"future\",\"url\":\"$TLS_FUTURE_URL/ok\",\"ca_file\":\"$TLS_DIR/future.crt\"}" \
+		"{\"target\":\"issuer\",\"url\":\"$TLS_CHAIN_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}" \
+		"{\"target\":\"incomplete\",\"url\":\"$TLS_LEAFONLY_URL/ok\",\"ca_file\":\"$TLS_DIR/root.crt\"}" \
+		"{\"target\":\"host\",\"url\":\"$TLS_WRONG_URL/ok\",\"ca_file\":\"$TLS_DIR/wronghost.crt\"}" \
+		"{\"target\":\"fine\",\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
+	[ "$status" -eq 0 ]
+	nresults 7
+	kind() { jqe -s --arg t "$1" --arg k "$2" '.[] | select(.target == $t) | .ok == false and .error_kind == "tls" and .tls_error == $k and .status == null'; }
+	kind self self_signed
+	kind expired expired
+	kind future not_yet_valid
+	kind issuer unknown_issuer
+	kind incomplete unknown_issuer
+	kind host hostname_mismatch
+	jqe -s '.[] | select(.target == "fine") | .ok and .tls_error == null'
+	# The facts of the certificate, failed or not, as openssl sees them.
+	local t crt
+	for t in self:good expired:expired future:future issuer:leaf incomplete:leaf host:wronghost fine:good; do
+		crt="$TLS_DIR/${t#*:}.crt"
+		jqe -s --arg t "${t%%:*}" \
+			--arg fp "$(openssl x509 -in "$crt" -noout -fingerprint -sha256 | cut -d= -f2)" \
+			--arg na "$(not_after "$crt")" \
+			--arg cn "$(openssl x509 -in "$crt" -noout -subject -nameopt oneline | sed 's/^subject=//')" \
+			--arg is "$(openssl x509 -in "$crt" -noout -issuer -nameopt oneline | sed 's/^issuer=//')" \
+			'.[] | select(.target == $t) | .tls | .cert_sha256 == $fp and .cert_not_after == $na and
+			 .cert_subject == $cn and .cert_issuer == $is and .cert_not_before < .cert_not_after and
+			 (.version | startswith("TLSv1."))'
+	done
+	jqe -s '.[] | select(.target == "expired") | .tls.cert_not_after == "2020-01-02T00:00:00.000Z" and .tls.cert_days_left < 0'
+	jqe -s '.[] | select(.target == "future") | .tls.cert_not_before == "2099-01-01T00:00:00.000Z"'
+	# A host name mismatch says which names the certificate holds.
+	jqe -s '.[] | select(.target == "host") | .tls.cert_sans == ["DNS:wrong.invalid"] and (.error | test("DNS:wrong.invalid"))'
+	jqe -s '.[] | select(.target == "fine") | .tls.cert_sans == ["IP:127.0.0.1", "DNS:localhost"]'
+	schema_ok
 }
