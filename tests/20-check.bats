@@ -1074,3 +1074,30 @@ has_stats() {
 	jqe -s '.[] | select(.target == "fine") | .tls.cert_sans == ["IP:127.0.0.1", "DNS:localhost"]'
 	schema_ok
 }
+
+@test "check: every field sm-check writes is in the schema, and stored by sm-pg-write or deliberately not" {
+	# Results of every shape: plain, failed, cut, compressed, redirected,
+	# with regexes, https good and refused.
+	probe -- "$HTTP_URL/ok" "$CLOSED_URL" "$SCRIPTED_URL/gzip?bytes=1000" \
+		"{\"url\":\"$SCRIPTED_URL/big?bytes=5000\",\"max_body_bytes\":1000,\"regex\":\"x\",\"regex_absent\":\"y\"}" \
+		"{\"url\":\"$SCRIPTED_URL/chain?n=2\",\"regex\":\"ok\"}" \
+		"{\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}" \
+		"$TLS_EXPIRED_URL/ok" \
+		"{\"url\":\"$SCRIPTED_URL/redirect?to=$TLS_CHAIN_URL/ok\",\"ca_file\":\"$TLS_DIR/root.crt\",\"regex\":\"ok\"}"
+	[ "$status" -eq 0 ]
+	nresults 8
+	jqe -s 'map(select(has("hops") and has("final_phases") and .tls.cert_sans != null and .phases.regex_ms != null)) | length == 1'
+	jqe -s 'any(.truncated) and any(.wire_bytes != null) and any(.tls_error != null)'
+	schema_ok
+	# Each field names its column (x-column) or why it has none
+	# (x-not-stored) in the schema ...
+	"$SM_TOP/tests/fixtures/schema-fields" "$SM_TOP/schema/result.schema.json" <"$T/out" >"$T/columns"
+	# ... and each column named is one of the table's.
+	new_db
+	sm-pg-write --migrate 2>/dev/null
+	psql_q "SELECT column_name FROM information_schema.columns
+	    WHERE table_name = 'checks'" | sort >"$T/table"
+	comm -23 "$T/columns" "$T/table" >"$T/missing"
+	[ ! -s "$T/missing" ] || { echo "not in checks: $(cat "$T/missing")" >&2; false; }
+	grep -qx tls_cert_sans "$T/columns"
+}

@@ -31,9 +31,15 @@ struct hop {
 	int64_t us;     /* from the hop's start to its response's headers */
 };
 
-/* The accumulated curl timers (each the sum over the hops so far). */
+/* The accumulated curl timers (each the sum over the hops so far, each
+ * hop's relative to that hop's start). */
 struct timers {
 	curl_off_t nl, ct, ac, pt, st;
+};
+
+/* Phases in microseconds, -1 for one that never ran. */
+struct phase_us {
+	int64_t dns, connect, tls, ttfb;
 };
 
 /* Certificate facts of a TLS connection, taken while OpenSSL verifies it
@@ -74,6 +80,7 @@ struct probe {
 	int64_t hop_start_ns;
 	char *location;          /* Location of the response being read */
 	struct timers at_redirect;
+	struct phase_us hop_sum; /* the phases of the hops before the last */
 
 	char tls_version[32];    /* from curl's "SSL connection using" line */
 	bool verbose;            /* the debug callback is on */
@@ -153,6 +160,42 @@ timers_now(CURL *e, struct timers *t)
 	t->st = info_time(e, CURLINFO_STARTTRANSFER_TIME_T);
 }
 
+static int64_t
+clamp0(curl_off_t v)
+{
+	return v > 0 ? (int64_t)v : 0;
+}
+
+/* The phases of one hop, from the timers before it (a) and after (b). */
+static void
+hop_phases(const struct timers *a, const struct timers *b,
+           struct phase_us *ph)
+{
+	struct timers d = { b->nl - a->nl, b->ct - a->ct, b->ac - a->ac,
+	                    b->pt - a->pt, b->st - a->st };
+	curl_off_t sent = d.pt > 0 ? d.pt : d.ac > 0 ? d.ac : d.ct;
+
+	ph->dns = d.nl > 0 ? d.nl : -1;
+	ph->connect = d.ct > 0 ? clamp0(d.ct - d.nl) : -1;
+	ph->tls = d.ac > 0 ? clamp0(d.ac - d.ct) : -1;
+	ph->ttfb = d.st > 0 ? clamp0(d.st - sent) : -1;
+}
+
+static int64_t
+add_us(int64_t a, int64_t b)
+{
+	return a < 0 ? b : b < 0 ? a : a + b;
+}
+
+static void
+phases_add(struct phase_us *sum, const struct phase_us *ph)
+{
+	sum->dns = add_us(sum->dns, ph->dns);
+	sum->connect = add_us(sum->connect, ph->connect);
+	sum->tls = add_us(sum->tls, ph->tls);
+	sum->ttfb = add_us(sum->ttfb, ph->ttfb);
+}
+
 /* A header's value, trimmed, if the line is "name: value". */
 static bool
 header_is(const char *buf, size_t len, const char *name, const char **val,
@@ -203,6 +246,8 @@ headers_done(struct probe *p)
 	char *url = NULL;
 	int64_t now = mono_now_ns();
 	struct hop *h;
+	struct timers now_t;
+	struct phase_us ph;
 
 	curl_easy_getinfo(p->easy, CURLINFO_RESPONSE_CODE, &status);
 	if (status < 300 || status > 399 || p->location == NULL ||
@@ -216,9 +261,13 @@ headers_done(struct probe *p)
 	h->us = (now - p->hop_start_ns) / 1000;
 	p->hop_start_ns = now;
 	/* Every phase of this hop has been added to the timers by now,
-	 * and none of the next: the final hop's phases are what the
-	 * timers gain after this. */
-	timers_now(p->easy, &p->at_redirect);
+	 * and none of the next: this hop's phases are what the timers
+	 * gained since the previous hop, the final hop's what they gain
+	 * after this. */
+	timers_now(p->easy, &now_t);
+	hop_phases(&p->at_redirect, &now_t, &ph);
+	phases_add(&p->hop_sum, &ph);
+	p->at_redirect = now_t;
 }
 
 static size_t
@@ -841,6 +890,7 @@ probe_new(struct target *t, const struct probe_opts *o, char *err,
 	p->rx = rx;
 	p->rx_absent = rx_absent;
 	p->regex_us = -1;
+	p->hop_sum = (struct phase_us){ -1, -1, -1, -1 };
 	p->opts = o;
 	p->max_body = t->max_body_bytes > 0 ? t->max_body_bytes
 	                                    : SM_DEFAULT_MAX_BODY;
@@ -958,35 +1008,30 @@ kind_of(const struct probe *p, CURLcode code, long status)
 }
 
 static void
-phase(struct jtext *j, const char *k, curl_off_t end, curl_off_t start)
+phase(struct jtext *j, const char *k, int64_t us)
 {
 	jt_key(j, k);
-	if (end <= 0)
+	if (us < 0)
 		jt_null(j); /* that phase never ran */
 	else
-		jt_ms(j, end > start ? end - start : 0);
+		jt_ms(j, us);
 }
 
-/* The phases from timers t (each relative to its hop's start) and the
- * hop's total: with t the sums over every hop, each phase is that
- * phase's total over every hop. */
+/* The phases ph, and transfer_us (-1: none) and regex_us (-1: no regex
+ * ran, and no member). */
 static void
-phases_of(struct jtext *j, const char *key, const struct timers *t,
-          curl_off_t total, int64_t regex_us)
+phases_of(struct jtext *j, const char *key, const struct phase_us *ph,
+          int64_t transfer_us, int64_t regex_us)
 {
-	curl_off_t sent = t->pt > 0 ? t->pt : t->ac > 0 ? t->ac : t->ct;
-
 	jt_key(j, key);
 	jt_open(j);
-	phase(j, "dns_ms", t->nl, 0);
-	phase(j, "connect_ms", t->ct, t->nl);
-	phase(j, "tls_ms", t->ac > 0 ? t->ac : 0, t->ct);
-	phase(j, "ttfb_ms", t->st, sent);
-	phase(j, "transfer_ms", t->st > 0 ? total : 0, t->st);
-	if (regex_us >= 0) {
-		jt_key(j, "regex_ms");
-		jt_ms(j, regex_us);
-	}
+	phase(j, "dns_ms", ph->dns);
+	phase(j, "connect_ms", ph->connect);
+	phase(j, "tls_ms", ph->tls);
+	phase(j, "ttfb_ms", ph->ttfb);
+	phase(j, "transfer_ms", transfer_us);
+	if (regex_us >= 0)
+		phase(j, "regex_ms", regex_us);
 	jt_close(j);
 }
 
@@ -1345,6 +1390,7 @@ probe_result(struct probe *p, struct jtext *j)
 {
 	const struct target *t = p->t;
 	bool ok, https = is_https(t->url) || is_https(p->final_url);
+	struct phase_us fin, all;
 	int64_t duration = p->total_us + (p->regex_us > 0 ? p->regex_us : 0);
 
 	if (p->rx_ran)
@@ -1367,7 +1413,15 @@ probe_result(struct probe *p, struct jtext *j)
 	/* The regexes' time is the probe's too. */
 	jt_key(j, "duration_ms");
 	jt_ms(j, duration);
-	phases_of(j, "phases", &p->sum, p->total_us, p->regex_us);
+	/* Each phase summed over the hops; transfer_ms is the rest of each
+	 * hop after its first byte, and so the total less every hop's
+	 * time to its first byte. */
+	hop_phases(&p->at_redirect, &p->sum, &fin);
+	all = p->hop_sum;
+	phases_add(&all, &fin);
+	phases_of(j, "phases", &all,
+	          p->sum.st > 0 ? clamp0(p->total_us - p->sum.st) : -1,
+	          p->regex_us);
 	jt_kint(j, "bytes", p->bytes);
 	jt_key(j, "truncated");
 	jt_bool(j, p->truncated);
@@ -1381,13 +1435,9 @@ probe_result(struct probe *p, struct jtext *j)
 	jt_kint(j, "redirects", p->redirects);
 	jt_kstr(j, "final_url", p->final_url, true);
 	if (p->n_hops > 0) {
-		struct timers fin = {
-			.nl = p->sum.nl - p->at_redirect.nl,
-			.ct = p->sum.ct - p->at_redirect.ct,
-			.ac = p->sum.ac - p->at_redirect.ac,
-			.pt = p->sum.pt - p->at_redirect.pt,
-			.st = p->sum.st - p->at_redirect.st,
-		};
+		curl_off_t hop_total = p->total_us > p->redirect_us
+		                           ? p->total_us - p->redirect_us : 0;
+		curl_off_t fin_st = p->sum.st - p->at_redirect.st;
 
 		jt_key(j, "hops");
 		jt_arr_open(j);
@@ -1406,9 +1456,7 @@ probe_result(struct probe *p, struct jtext *j)
 		 * its own clock starts where libcurl's redirect time ends. */
 		if (p->redirects > 0)
 			phases_of(j, "final_phases", &fin,
-			          p->total_us > p->redirect_us
-			              ? p->total_us - p->redirect_us : 0,
-			          -1);
+			          fin_st > 0 ? clamp0(hop_total - fin_st) : -1, -1);
 	}
 	/* The regex was not decided (no body, a limit, the deadline): no
 	 * "matched". */
