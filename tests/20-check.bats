@@ -1031,6 +1031,9 @@ has_stats() {
 	jqe -s 'all(.ok and .status == 200 and .http_version == "2" and .bytes == 11)'
 	jqe -s 'all(.tls.cert_issuer | test("sitemon-good"))'
 	schema_ok
+	# A body cut short over HTTP/2 (the stream reset) is cut, not failed.
+	probe -- "{\"url\":\"$H2_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\",\"max_body_bytes\":5}"
+	jqe '.ok and .http_version == "2" and .truncated and .bytes == 5 and .content_length == 11'
 }
 
 @test "check: a redirect from http to https is followed, with tls details" {

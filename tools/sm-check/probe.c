@@ -502,7 +502,9 @@ on_verify(int ok, X509_STORE_CTX *x)
 	if (p == NULL)
 		return ok;
 	c = &p->cert;
-	if (!ok && c->verify_err == 0)
+	/* Without tls_verify OpenSSL still verifies, but decides nothing:
+	 * its errors are not why a handshake failed. */
+	if (!ok && c->verify_err == 0 && p->t->tls_verify)
 		c->verify_err = X509_STORE_CTX_get_error(x);
 	if (!c->seen) {
 		X509 *leaf = X509_STORE_CTX_get0_cert(x);
@@ -945,6 +947,11 @@ probe_start(struct probe *p)
 static enum error_kind
 kind_of(const struct probe *p, CURLcode code, long status)
 {
+	/* The body was cut at max_body_bytes (on_body): the transfer ended
+	 * there by sm-check's doing (CURLE_WRITE_ERROR, whatever the
+	 * protocol), not the server's. */
+	if (p->truncated)
+		return ERR_NONE;
 	switch (code) {
 	case CURLE_OK:
 		return ERR_NONE;
@@ -988,9 +995,6 @@ kind_of(const struct probe *p, CURLcode code, long status)
 		                                      : ERR_PROTOCOL;
 	case CURLE_FILESIZE_EXCEEDED:
 		return ERR_TOO_LARGE;
-	case CURLE_WRITE_ERROR:
-		/* The body was cut at max_body_bytes (on_body). */
-		return p->truncated ? ERR_NONE : ERR_OTHER;
 	case CURLE_GOT_NOTHING:
 	case CURLE_WEIRD_SERVER_REPLY:
 	case CURLE_PARTIAL_FILE:
