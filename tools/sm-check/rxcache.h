@@ -17,7 +17,7 @@
 /* Limits of one match (PCRE2's match, depth and heap limits). */
 #define RX_MATCH_LIMIT 10000000u
 #define RX_DEPTH_LIMIT 1000000u
-#define RX_HEAP_LIMIT_KIB (64u * 1024u)
+#define RX_HEAP_LIMIT_KIB (32u * 1024u)
 
 /* Result of rx_eval(). */
 enum rx_result {
