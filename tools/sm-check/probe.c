@@ -573,6 +573,7 @@ on_ssl_ctx(CURL *e, void *sslctx, void *userptr)
 		return CURLE_OK;
 	/* The facts are those of the last connection (the final hop). */
 	certfacts_clear(&p->cert);
+	p->tls_version[0] = '\0';
 	SSL_CTX_set_ex_data(ctx, ctx_slot, p);
 	SSL_CTX_set_verify(ctx, SSL_CTX_get_verify_mode(ctx), on_verify);
 	SSL_CTX_set_info_callback(ctx, on_ssl_info);
