@@ -13,7 +13,7 @@ UNITDIR  ?= $(PREFIX)/lib/systemd/system
 
 CC       ?= cc
 PKG_CONFIG ?= pkg-config
-PKGS     = libcurl rdkafka libpq jansson yaml-0.1 libpcre2-8
+PKGS     = libcurl rdkafka libpq jansson yaml-0.1 libpcre2-8 openssl
 
 CFLAGS   ?= -O2 -g
 WARN     = -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter

@@ -587,7 +587,7 @@ target_to_json(const struct target *t)
 /* ---- result validation ---------------------------------------------------- */
 
 enum jtype { J_STR = 1, J_INT = 2, J_NUM = 4, J_BOOL = 8, J_NULL = 16,
-             J_OBJ = 32, J_TIME = 64 };
+             J_OBJ = 32, J_TIME = 64, J_ARR = 128 };
 
 static bool
 type_ok(const json_t *v, unsigned types)
@@ -600,6 +600,7 @@ type_ok(const json_t *v, unsigned types)
 	       ((types & J_BOOL) && json_is_boolean(v)) ||
 	       ((types & J_NULL) && json_is_null(v)) ||
 	       ((types & J_OBJ) && json_is_object(v)) ||
+	       ((types & J_ARR) && json_is_array(v)) ||
 	       ((types & J_TIME) && json_is_string(v) &&
 	        time_parse_ms(json_string_value(v), &ms) == 0);
 }
@@ -620,6 +621,8 @@ type_words(unsigned types)
 		return "true or false";
 	if (types & J_OBJ)
 		return types & J_NULL ? "an object or null" : "an object";
+	if (types & J_ARR)
+		return types & J_NULL ? "an array or null" : "an array";
 	return types & J_NULL ? "a string or null" : "a string";
 }
 
@@ -641,11 +644,17 @@ static const struct field_rule {
 	{ "scheduled_at", J_TIME | J_NULL, false },
 	{ "labels", J_OBJ | J_NULL, false },
 	{ "phases", J_OBJ | J_NULL, false },
+	{ "tls_error", J_STR | J_NULL, false },
 	{ "bytes", J_INT | J_NULL, false },
+	{ "truncated", J_BOOL, false },
+	{ "content_length", J_INT | J_NULL, false },
+	{ "wire_bytes", J_INT | J_NULL, false },
 	{ "http_version", J_STR | J_NULL, false },
 	{ "remote_ip", J_STR | J_NULL, false },
 	{ "redirects", J_INT | J_NULL, false },
 	{ "final_url", J_STR | J_NULL, false },
+	{ "hops", J_ARR, false },
+	{ "final_phases", J_OBJ | J_NULL, false },
 	{ "regex", J_OBJ | J_NULL, false },
 	{ "tls", J_OBJ | J_NULL, false },
 	{ "kafka", J_OBJ, false },
@@ -665,6 +674,27 @@ validate_phases(const json_t *phases, char *err, size_t errlen)
 	return 0;
 }
 
+/* hops: each {url, status, location, time_ms}. */
+static int
+validate_hops(const json_t *hops, char *err, size_t errlen)
+{
+	size_t i;
+	json_t *h, *t;
+
+	json_array_foreach((json_t *)hops, i, h) {
+		t = json_object_get(h, "time_ms");
+		if (!json_is_object(h) ||
+		    !json_is_string(json_object_get(h, "url")) ||
+		    !json_is_integer(json_object_get(h, "status")) ||
+		    !json_is_string(json_object_get(h, "location")) ||
+		    !type_ok(t, J_NUM | J_NULL) ||
+		    (json_is_number(t) && json_number_value(t) < 0))
+			FAIL("field \"hops[%zu]\" must hold url, status, location "
+			     "and a non-negative time_ms", i);
+	}
+	return 0;
+}
+
 static int
 validate_kafka(const json_t *k, char *err, size_t errlen)
 {
@@ -678,6 +708,7 @@ validate_kafka(const json_t *k, char *err, size_t errlen)
 int
 result_validate(const json_t *obj, char *err, size_t errlen)
 {
+	static const char *const sizes[] = { "content_length", "wire_bytes" };
 	const json_t *v = json_object_get(obj, "v");
 	enum error_kind kind;
 	const json_t *ek, *phases, *kafka;
@@ -708,6 +739,15 @@ result_validate(const json_t *obj, char *err, size_t errlen)
 	phases = json_object_get(obj, "phases");
 	if (json_is_object(phases) && validate_phases(phases, err, errlen) < 0)
 		return -1;
+	phases = json_object_get(obj, "final_phases");
+	if (json_is_object(phases) && validate_phases(phases, err, errlen) < 0)
+		return -1;
+	if (json_is_array(json_object_get(obj, "hops")) &&
+	    validate_hops(json_object_get(obj, "hops"), err, errlen) < 0)
+		return -1;
+	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+		if (json_integer_value(json_object_get(obj, sizes[i])) < 0)
+			FAIL("field \"%s\" must not be negative", sizes[i]);
 	kafka = json_object_get(obj, "kafka");
 	if (kafka && validate_kafka(kafka, err, errlen) < 0)
 		return -1;

@@ -178,12 +178,18 @@ setup_file() {
 	mkcert good "IP:127.0.0.1,DNS:localhost"
 	mkcert expired "IP:127.0.0.1,DNS:localhost" 20200101000000Z 20200102000000Z
 	mkcert wronghost "DNS:wrong.invalid"
+	mkcert future "IP:127.0.0.1" 20990101000000Z 20990102000000Z
 	mkchain
+	# The leaf without its intermediate: an incomplete chain.
+	cp "$TLS_DIR/leaf.crt" "$TLS_DIR/leafonly.crt"
+	cp "$TLS_DIR/chain.key" "$TLS_DIR/leafonly.key"
 	export TLS_GOOD_URL="https://127.0.0.1:$(tls_server good)"
 	export TLS_EXPIRED_URL="https://127.0.0.1:$(tls_server expired)"
 	export TLS_WRONG_URL="https://127.0.0.1:$(tls_server wronghost)"
 	export H2_URL="https://127.0.0.1:$(h2_server)"
 	export TLS_CHAIN_URL="https://127.0.0.1:$(tls_server chain)"
+	export TLS_FUTURE_URL="https://127.0.0.1:$(tls_server future)"
+	export TLS_LEAFONLY_URL="https://127.0.0.1:$(tls_server leafonly)"
 }
 
 teardown_file() {
@@ -295,6 +301,24 @@ teardown_file() {
 @test "check: a regex that backtracks without end is stopped by the match limit" {
 	probe -- "{\"url\":\"$SCRIPTED_URL/body?text=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab\",\"regex\":\"^(a+)+\$\"}"
 	jqe '.ok == false and .error_kind == "other" and (.error | test("match limit")) and (.regex | has("matched") | not)'
+	schema_ok
+}
+
+@test "check: a costly regex is held to the probe's deadline, its time counted, and no other probe waits for it" {
+	# (x*)\1\d backtracks over every split of every run of x: seconds
+	# of work on 5000 bytes.  It stops at A's deadline (1 s) with a
+	# timeout, its time in duration_ms; B, a 300 ms answer in flight
+	# meanwhile, comes out first with its own timings.
+	probe -- "{\"target\":\"A\",\"url\":\"$SCRIPTED_URL/big?bytes=5000\",\"regex\":\"(x*)\\\\1\\\\d\",\"timeout_ms\":1000}" \
+		"{\"target\":\"B\",\"url\":\"$SCRIPTED_URL/slow?ms=300\",\"regex\":\"slow\"}"
+	[ "$status" -eq 0 ]
+	nresults 2
+	jqe -s '.[0].target == "B" and .[0].ok and .[0].duration_ms < 1000 and .[0].phases.ttfb_ms < 1000 and .[0].regex.matched'
+	jqe -s '.[1] | .target == "A" and .ok == false and .error_kind == "timeout" and .status == 200'
+	jqe -s '.[1] | (.error | test("undecided at the deadline \\(timeout_ms 1000\\): searched [0-9]+ of 5000 bytes")) and (.regex | has("matched") | not)'
+	# The regex ran from the end of the transfer to the deadline: most
+	# of the second (less under load, when its thread came late).
+	jqe -s '.[1] | .duration_ms < 3000 and .phases.regex_ms >= 500 and .duration_ms >= .phases.regex_ms + .phases.ttfb_ms'
 	schema_ok
 }
 
@@ -524,6 +548,25 @@ while True:
 	schema_ok
 }
 
+@test "check: each redirect hop is kept (status, location, time), and the final hop's phases beside the sum" {
+	# The first answer (the redirect) takes 300 ms, the final one none:
+	# the hop's time holds the wait, the final hop's ttfb does not, the
+	# sum of the phases does.
+	probe -- "$SCRIPTED_URL/redirect?ms=300&to=%2Fchain%3Fn%3D2"
+	nresults 1
+	jqe --arg b "$SCRIPTED_URL" '.ok and .redirects == 3 and (.hops | length) == 3 and
+		[.hops[].status] == [302, 302, 302] and
+		.hops[0].url == "\($b)/redirect?ms=300&to=%2Fchain%3Fn%3D2" and
+		[.hops[].location] == ["\($b)/chain?n=2", "\($b)/chain?n=1", "\($b)/ok"]'
+	jqe '.hops[0].time_ms >= 300 and .hops[1].time_ms < 300 and .hops[2].time_ms < 300'
+	jqe '.final_phases.ttfb_ms < 300 and .phases.ttfb_ms >= 300 and .final_phases.dns_ms != null'
+	jqe '([.hops[].time_ms] | add) <= .duration_ms'
+	# No redirect: neither hops nor final_phases.
+	probe -- "$SCRIPTED_URL/ok"
+	jqe 'has("hops") or has("final_phases") | not'
+	schema_ok
+}
+
 @test "check: too many redirects and redirect loops are redirects errors" {
 	probe -- "{\"url\":\"$SCRIPTED_URL/chain?n=3\",\"max_redirects\":2}" "$SCRIPTED_URL/loop"
 	nresults 2
@@ -546,17 +589,63 @@ while True:
 	schema_ok
 }
 
-@test "check: a body past max_body_bytes is too_large" {
+@test "check: a receive error after the connection is made is protocol, not connect" {
+	# Bad chunked framing, and a TCP reset in the middle of a 200 body;
+	# a closed port stays connect.
+	probe -- "$SCRIPTED_URL/badchunk" "$SCRIPTED_URL/resetmid?bytes=100000" "$CLOSED_URL"
+	nresults 3
+	jqe -s '.[] | select(.url | endswith("/badchunk")) | .ok == false and .error_kind == "protocol" and .status == 200'
+	jqe -s '.[] | select(.url | contains("/resetmid")) | .ok == false and .error_kind == "protocol" and .status == 200 and .bytes > 0 and .content_length == 200000'
+	jqe -s --arg c "$CLOSED_URL" '.[] | select(.url == $c) | .error_kind == "connect"'
+	schema_ok
+}
+
+@test "check: a body past max_body_bytes is cut, not failed: bytes read, size announced, truncated" {
 	probe -- \
 		"{\"target\":\"len\",\"url\":\"$SCRIPTED_URL/big?bytes=5000\",\"max_body_bytes\":1000}" \
 		"{\"target\":\"stream\",\"url\":\"$SCRIPTED_URL/stream?bytes=300000\",\"max_body_bytes\":1000}" \
 		"{\"target\":\"fits\",\"url\":\"$SCRIPTED_URL/big?bytes=1000\",\"max_body_bytes\":1000}" \
 		"{\"target\":\"nginx\",\"url\":\"$HTTP_URL/big\"}"
 	nresults 4
-	jqe -s '.[] | select(.target == "len") | .ok == false and .error_kind == "too_large" and .status == 200'
-	jqe -s '.[] | select(.target == "stream") | .ok == false and .error_kind == "too_large" and .bytes == 1001 and (.error | test("larger than 1000 bytes"))'
-	jqe -s '.[] | select(.target == "fits") | .ok == true and .bytes == 1000'
-	jqe -s '.[] | select(.target == "nginx") | .ok == true and .bytes == 1048576'
+	jqe -s '.[] | select(.target == "len") | .ok == true and .error_kind == null and .status == 200 and .bytes == 1000 and .truncated == true and .content_length == 5000'
+	# No Content-Length: the size is unknown, the read still stops.
+	jqe -s '.[] | select(.target == "stream") | .ok == true and .bytes == 1000 and .truncated == true and .content_length == null'
+	jqe -s '.[] | select(.target == "fits") | .ok == true and .bytes == 1000 and .truncated == false and .content_length == 1000'
+	jqe -s '.[] | select(.target == "nginx") | .ok == true and .bytes == 1048576 and .truncated == false'
+	jqe -s 'all(.wire_bytes == null)'
+	schema_ok
+}
+
+@test "check: on a cut body a regex fails only when it cannot be decided (too_large)" {
+	# "x{10}" matches in the first 1000 bytes: decided.  "y" may be in
+	# the part not read, and "x+$" may match only at the real end: not
+	# decided, too_large.  regex_absent "x" matches: decided, mismatch.
+	probe -- \
+		"{\"target\":\"found\",\"url\":\"$SCRIPTED_URL/big?bytes=5000\",\"max_body_bytes\":1000,\"regex\":\"x{10}\"}" \
+		"{\"target\":\"absent\",\"url\":\"$SCRIPTED_URL/big?bytes=5000\",\"max_body_bytes\":1000,\"regex\":\"y\"}" \
+		"{\"target\":\"end\",\"url\":\"$SCRIPTED_URL/stream?bytes=5000\",\"max_body_bytes\":1000,\"regex\":\"x+\$\"}" \
+		"{\"target\":\"not\",\"url\":\"$SCRIPTED_URL/big?bytes=5000\",\"max_body_bytes\":1000,\"regex_absent\":\"x\"}" \
+		"{\"target\":\"whole\",\"url\":\"$SCRIPTED_URL/big?bytes=1000\",\"max_body_bytes\":1000,\"regex\":\"x+\$\"}"
+	nresults 5
+	jqe -s '.[] | select(.target == "found") | .ok == true and .truncated == true and .regex.matched == true'
+	jqe -s '.[] | select(.target == "absent") | .ok == false and .error_kind == "too_large" and .status == 200 and .bytes == 1000 and (.regex | has("matched") | not) and (.error | test("cut at max_body_bytes \\(1000\\)"))'
+	jqe -s '.[] | select(.target == "end") | .ok == false and .error_kind == "too_large"'
+	jqe -s '.[] | select(.target == "not") | .ok == false and .error_kind == "body_mismatch" and .truncated == true'
+	jqe -s '.[] | select(.target == "whole") | .ok == true and .truncated == false and .regex.matched == true'
+	schema_ok
+}
+
+@test "check: a compressed body: bytes decoded, wire_bytes as it came, content_length as announced" {
+	probe -- "{\"target\":\"whole\",\"url\":\"$SCRIPTED_URL/gzip?bytes=100000\"}" \
+		"{\"target\":\"cut\",\"url\":\"$SCRIPTED_URL/gzip?bytes=100000\",\"max_body_bytes\":50000}" \
+		"{\"target\":\"plain\",\"url\":\"$SCRIPTED_URL/big?bytes=1000\"}"
+	nresults 3
+	local encoded
+	encoded=$(/usr/bin/python3 -c 'import gzip; print(len(gzip.compress(b"x" * 100000)))')
+	jqe -s --argjson n "$encoded" '.[] | select(.target == "whole") | .ok and .bytes == 100000 and .wire_bytes == $n and .content_length == $n and .truncated == false'
+	# Cut after decoding: max_body_bytes bounds what a regex would see.
+	jqe -s '.[] | select(.target == "cut") | .ok and .bytes == 50000 and .truncated and .wire_bytes > 0'
+	jqe -s '.[] | select(.target == "plain") | .ok and .bytes == 1000 and .wire_bytes == null'
 	schema_ok
 }
 
@@ -942,9 +1031,81 @@ has_stats() {
 	jqe -s 'all(.ok and .status == 200 and .http_version == "2" and .bytes == 11)'
 	jqe -s 'all(.tls.cert_issuer | test("sitemon-good"))'
 	schema_ok
+	# A body cut short over HTTP/2 (the stream reset) is cut, not failed.
+	probe -- "{\"url\":\"$H2_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\",\"max_body_bytes\":5}"
+	jqe '.ok and .http_version == "2" and .truncated and .bytes == 5 and .content_length == 11'
 }
 
 @test "check: a redirect from http to https is followed, with tls details" {
 	probe -- "{\"url\":\"$SCRIPTED_URL/redirect?to=$TLS_GOOD_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
 	jqe --arg u "$TLS_GOOD_URL/ok" '.ok == true and .redirects == 1 and .final_url == $u and (.tls.version | startswith("TLS"))'
+	# The handshake was the last hop's; the sum over the hops has it
+	# too (the http hop has none).
+	jqe '.final_phases.tls_ms > 0 and .phases.tls_ms == .final_phases.tls_ms'
+}
+
+@test "check: a TLS failure keeps the certificate facts and says which check failed (tls_error)" {
+	probe -- "{\"target\":\"self\",\"url\":\"$TLS_GOOD_URL/ok\"}" \
+		"{\"target\":\"expired\",\"url\":\"$TLS_EXPIRED_URL/ok\",\"ca_file\":\"$TLS_DIR/expired.crt\"}" \
+		"{\"target\":\"future\",\"url\":\"$TLS_FUTURE_URL/ok\",\"ca_file\":\"$TLS_DIR/future.crt\"}" \
+		"{\"target\":\"issuer\",\"url\":\"$TLS_CHAIN_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}" \
+		"{\"target\":\"incomplete\",\"url\":\"$TLS_LEAFONLY_URL/ok\",\"ca_file\":\"$TLS_DIR/root.crt\"}" \
+		"{\"target\":\"host\",\"url\":\"$TLS_WRONG_URL/ok\",\"ca_file\":\"$TLS_DIR/wronghost.crt\"}" \
+		"{\"target\":\"fine\",\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
+	[ "$status" -eq 0 ]
+	nresults 7
+	kind() { jqe -s --arg t "$1" --arg k "$2" '.[] | select(.target == $t) | .ok == false and .error_kind == "tls" and .tls_error == $k and .status == null'; }
+	kind self self_signed
+	kind expired expired
+	kind future not_yet_valid
+	kind issuer unknown_issuer
+	kind incomplete unknown_issuer
+	kind host hostname_mismatch
+	jqe -s '.[] | select(.target == "fine") | .ok and .tls_error == null'
+	# The facts of the certificate, failed or not, as openssl sees them.
+	local t crt
+	for t in self:good expired:expired future:future issuer:leaf incomplete:leaf host:wronghost fine:good; do
+		crt="$TLS_DIR/${t#*:}.crt"
+		jqe -s --arg t "${t%%:*}" \
+			--arg fp "$(openssl x509 -in "$crt" -noout -fingerprint -sha256 | cut -d= -f2)" \
+			--arg na "$(not_after "$crt")" \
+			--arg cn "$(openssl x509 -in "$crt" -noout -subject -nameopt oneline | sed 's/^subject=//')" \
+			--arg is "$(openssl x509 -in "$crt" -noout -issuer -nameopt oneline | sed 's/^issuer=//')" \
+			'.[] | select(.target == $t) | .tls | .cert_sha256 == $fp and .cert_not_after == $na and
+			 .cert_subject == $cn and .cert_issuer == $is and .cert_not_before < .cert_not_after and
+			 (.version | startswith("TLSv1."))'
+	done
+	jqe -s '.[] | select(.target == "expired") | .tls.cert_not_after == "2020-01-02T00:00:00.000Z" and .tls.cert_days_left < 0'
+	jqe -s '.[] | select(.target == "future") | .tls.cert_not_before == "2099-01-01T00:00:00.000Z"'
+	# A host name mismatch says which names the certificate holds.
+	jqe -s '.[] | select(.target == "host") | .tls.cert_sans == ["DNS:wrong.invalid"] and (.error | test("DNS:wrong.invalid"))'
+	jqe -s '.[] | select(.target == "fine") | .tls.cert_sans == ["IP:127.0.0.1", "DNS:localhost"]'
+	schema_ok
+}
+
+@test "check: every field sm-check writes is in the schema, and stored by sm-pg-write or deliberately not" {
+	# Results of every shape: plain, failed, cut, compressed, redirected,
+	# with regexes, https good and refused.
+	probe -- "$HTTP_URL/ok" "$CLOSED_URL" "$SCRIPTED_URL/gzip?bytes=1000" \
+		"{\"url\":\"$SCRIPTED_URL/big?bytes=5000\",\"max_body_bytes\":1000,\"regex\":\"x\",\"regex_absent\":\"y\"}" \
+		"{\"url\":\"$SCRIPTED_URL/chain?n=2\",\"regex\":\"ok\"}" \
+		"{\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}" \
+		"$TLS_EXPIRED_URL/ok" \
+		"{\"url\":\"$SCRIPTED_URL/redirect?to=$TLS_CHAIN_URL/ok\",\"ca_file\":\"$TLS_DIR/root.crt\",\"regex\":\"ok\"}"
+	[ "$status" -eq 0 ]
+	nresults 8
+	jqe -s 'map(select(has("hops") and has("final_phases") and .tls.cert_sans != null and .phases.regex_ms != null)) | length == 1'
+	jqe -s 'any(.truncated) and any(.wire_bytes != null) and any(.tls_error != null)'
+	schema_ok
+	# Each field names its column (x-column) or why it has none
+	# (x-not-stored) in the schema ...
+	"$SM_TOP/tests/fixtures/schema-fields" "$SM_TOP/schema/result.schema.json" <"$T/out" >"$T/columns"
+	# ... and each column named is one of the table's.
+	new_db
+	sm-pg-write --migrate 2>/dev/null
+	psql_q "SELECT column_name FROM information_schema.columns
+	    WHERE table_name = 'checks'" | sort >"$T/table"
+	comm -23 "$T/columns" "$T/table" >"$T/missing"
+	[ ! -s "$T/missing" ] || { echo "not in checks: $(cat "$T/missing")" >&2; false; }
+	grep -qx tls_cert_sans "$T/columns"
 }

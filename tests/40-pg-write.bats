@@ -70,10 +70,10 @@ wait_ok() {
 	run -0 sm-pg-write --migrate </dev/null
 	[ -z "$(psql_q "SELECT 1 FROM checks LIMIT 1")" ]
 	run -0 psql_q "SELECT string_agg(version || ':' || name, ' ' ORDER BY version) FROM schema_migrations"
-	[ "$output" = "1:initial 2:targets_hot_updates 3:checks_tls_chain_not_after" ]
+	[ "$output" = "1:initial 2:targets_hot_updates 3:checks_tls_chain_not_after 4:checks_whole_truth" ]
 	run -0 psql_q "SELECT string_agg(column_name, ',' ORDER BY ordinal_position)
 	    FROM information_schema.columns WHERE table_name = 'checks'"
-	[ "$output" = "id,target,url,labels,probe,scheduled_at,started_at,ok,status,error_kind,error,duration_ms,dns_ms,connect_ms,tls_ms,ttfb_ms,transfer_ms,bytes,http_version,remote_ip,redirects,final_url,regex_pattern,regex_matched,tls_version,tls_cert_not_after,tls_cert_issuer,kafka_topic,kafka_partition,kafka_offset,stored_at,tls_chain_not_after" ]
+	[ "$output" = "id,target,url,labels,probe,scheduled_at,started_at,ok,status,error_kind,error,duration_ms,dns_ms,connect_ms,tls_ms,ttfb_ms,transfer_ms,bytes,http_version,remote_ip,redirects,final_url,regex_pattern,regex_matched,tls_version,tls_cert_not_after,tls_cert_issuer,kafka_topic,kafka_partition,kafka_offset,stored_at,tls_chain_not_after,$M4_COLUMNS" ]
 	[ "$(psql_q "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
 	    WHERE attrelid = 'checks'::regclass AND attname = 'tls_chain_not_after'")" = "timestamp with time zone" ]
 	run -0 psql_q "SELECT string_agg(a.attname, ',' ORDER BY k.n)
@@ -89,13 +89,23 @@ wait_ok() {
 	# Again: nothing to apply, nothing said.
 	run -0 sm-pg-write --migrate </dev/null
 	[ -z "$output" ]
-	[ "$(psql_q "SELECT count(*) FROM schema_migrations")" = 3 ]
+	[ "$(psql_q "SELECT count(*) FROM schema_migrations")" = 4 ]
 }
 
+# The columns migration 4 adds, in order.
+M4_COLUMNS=tls_error,truncated,content_length,wire_bytes,hops,final_phases,regex_ms,tls_cert_not_before,tls_cert_subject,tls_cert_sans,tls_cert_sha256
+
 # The database as an earlier release left it: the current schema with the
-# later migrations undone, by hand.  schema_v2: migration 3 undone (the
-# tls_chain_not_after column, on the parent and so on every partition).
+# later migrations undone, by hand.  schema_v3: migration 4 undone (its
+# columns, on the parent and so on every partition).
+schema_v3() {
+	psql_q "ALTER TABLE checks $(tr , '\n' <<<"$M4_COLUMNS" | sed 's/.*/DROP COLUMN &/' | paste -sd,);
+	    DELETE FROM schema_migrations WHERE version > 3"
+}
+
+# schema_v2: migrations 4 and 3 undone (the tls_chain_not_after column).
 schema_v2() {
+	schema_v3
 	psql_q "ALTER TABLE checks DROP COLUMN tls_chain_not_after;
 	    DELETE FROM schema_migrations WHERE version > 2"
 }
@@ -129,8 +139,9 @@ chain_column() {
 	[ "$output" = "$(cat "$T/new")" ]
 	[[ "$stderr" == *"applied schema migration 2 (targets_hot_updates)"* ]]
 	[[ "$stderr" == *"applied schema migration 3 (checks_tls_chain_not_after)"* ]]
+	[[ "$stderr" == *"applied schema migration 4 (checks_whole_truth)"* ]]
 	[[ "$stderr" != *"applied schema migration 1"* ]]
-	[ "$(psql_q "SELECT string_agg(version::text, ' ' ORDER BY version) FROM schema_migrations")" = "1 2 3" ]
+	[ "$(psql_q "SELECT string_agg(version::text, ' ' ORDER BY version) FROM schema_migrations")" = "1 2 3 4" ]
 	[ "$(chain_column)" = 1 ]
 	[ "$(psql_q "SELECT count(*) || ' ' || count(DISTINCT id) FROM checks")" = "120 120" ]
 	[ "$(psql_q "SELECT count(*) FROM targets WHERE last_checked_at >= '2026-11-23T10:01:00Z'")" = 4 ]
@@ -146,7 +157,7 @@ chain_column() {
 	# A database newer than the program is used as it is, with a note.
 	psql_q "INSERT INTO schema_migrations (version, name) VALUES (99, 'future')"
 	run -0 --separate-stderr sm-pg-write --migrate
-	[[ "$stderr" == *"schema version 99 is newer than this program's 3"* ]]
+	[[ "$stderr" == *"schema version 99 is newer than this program's 4"* ]]
 }
 
 @test "pg-write: a database at schema version 2 gains tls_chain_not_after, old rows NULL" {
@@ -164,7 +175,7 @@ chain_column() {
 	[ "$output" = "$(cat "$T/new")" ]
 	[[ "$stderr" == *"applied schema migration 3 (checks_tls_chain_not_after)"* ]]
 	[[ "$stderr" != *"applied schema migration 2"* ]]
-	[ "$(psql_q "SELECT string_agg(version::text, ' ' ORDER BY version) FROM schema_migrations")" = "1 2 3" ]
+	[ "$(psql_q "SELECT string_agg(version::text, ' ' ORDER BY version) FROM schema_migrations")" = "1 2 3 4" ]
 	[ "$(chain_column)" = 1 ]
 	# Every partition has it, the old ones included.
 	[ "$(psql_q "SELECT count(*) FROM pg_inherits AS i
@@ -190,7 +201,7 @@ chain_column() {
 	for i in "${pids[@]}"; do
 		wait "$i"
 	done
-	[ "$(psql_q "SELECT count(*) FROM schema_migrations")" = 3 ]
+	[ "$(psql_q "SELECT count(*) FROM schema_migrations")" = 4 ]
 	[ "$(cat "$T"/m*.err | grep -c 'applied schema migration 1')" = 1 ]
 	[ "$(cat "$T"/m*.err | grep -c 'applied schema migration 2')" = 1 ]
 	[ "$(cat "$T"/m*.err | grep -c 'applied schema migration 3')" = 1 ]
@@ -833,7 +844,9 @@ state_of() {
 	printf '%s\n' "$HTTP_URL/ok" "$HTTP_URL/status/500" "$CLOSED_URL" \
 		"{\"url\":\"https://127.0.0.1:$port/ok\",\"ca_file\":\"$T/cert.pem\"}" | sm-check >"$T/in"
 	[ "$(wc -l <"$T/in")" = 4 ]
-	jq -e 'select(.url | startswith("https:")) | .ok and .tls.chain_not_after != null' "$T/in"
+	# -s: jq 1.6's -e goes by the last input's output, and the https
+	# result need not be the last line.
+	jq -se 'map(select(.url | startswith("https:"))) | length == 1 and all(.ok and .tls.chain_not_after != null)' "$T/in"
 	run -0 --separate-stderr sm-pg-write <"$T/in"
 	[ "$output" = "$(cat "$T/in")" ]
 	psql_q "SELECT row_to_json(c) FROM (SELECT id, target, ok, status, error_kind,
@@ -851,6 +864,53 @@ state_of() {
 	    tls_chain_not_after: .tls.chain_not_after}' "$T/in" |
 		sort >"$T/want"
 	diff "$T/want" "$T/rows"
+}
+
+@test "pg-write: a database at schema version 3 gains migration 4; sm-check's cut bodies, sizes, hops, tls_error and certificate facts are stored" {
+	local port spid
+	"$GEN" -n 10 -t 2 -f 5 -S 1 >"$T/old"
+	run -0 --separate-stderr sm-pg-write <"$T/old"
+	schema_v3
+	[ "$(psql_q "SELECT max(version) FROM schema_migrations")" = 3 ]
+
+	openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$T/key.pem" -out "$T/cert.pem" -days 10 -subj "/CN=sitemon-pgw" \
+		-addext "subjectAltName=IP:127.0.0.1,DNS:pgw.invalid" 2>/dev/null
+	port=$(free_port)
+	/usr/bin/python3 "$SM_TOP/tests/fixtures/httpd.py" --cert "$T/cert.pem" \
+		--key "$T/key.pem" "$port" </dev/null >"$T/srv.out" 2>&1 3>&- &
+	spid=$!
+	track_pid "$spid"
+	wait_for grep -q ready "$T/srv.out"
+	printf '%s\n' \
+		"{\"target\":\"cut\",\"url\":\"$SCRIPTED_URL/big?bytes=5000\",\"max_body_bytes\":1000,\"regex\":\"x\"}" \
+		"{\"target\":\"gzip\",\"url\":\"$SCRIPTED_URL/gzip?bytes=10000\"}" \
+		"{\"target\":\"hops\",\"url\":\"$SCRIPTED_URL/chain?n=2\"}" \
+		"{\"target\":\"selfsigned\",\"url\":\"https://127.0.0.1:$port/ok\"}" | sm-check >"$T/in"
+	[ "$(wc -l <"$T/in")" = 4 ]
+	run -0 --separate-stderr sm-pg-write <"$T/in"
+	[ "$output" = "$(cat "$T/in")" ]
+	[[ "$stderr" == *"applied schema migration 4 (checks_whole_truth)"* ]]
+	# The rows stored before have the new columns NULL.
+	[ "$(psql_q "SELECT count(*) FROM checks WHERE truncated IS NULL AND tls_error IS NULL AND hops IS NULL")" = 10 ]
+	ts() { echo "to_char($1 AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS $1"; }
+	psql_q "SELECT row_to_json(c) FROM (SELECT id, tls_error, truncated, content_length,
+	    wire_bytes, hops, final_phases, regex_ms, $(ts tls_cert_not_before),
+	    tls_cert_subject, tls_cert_sans, tls_cert_sha256
+	    FROM checks WHERE truncated IS NOT NULL) AS c" | jq -cS . | sort >"$T/rows"
+	jq -cS '{id, tls_error, truncated, content_length, wire_bytes, hops, final_phases,
+	    regex_ms: .phases.regex_ms, tls_cert_not_before: .tls.cert_not_before,
+	    tls_cert_subject: .tls.cert_subject, tls_cert_sans: .tls.cert_sans,
+	    tls_cert_sha256: .tls.cert_sha256}' "$T/in" | sort >"$T/want"
+	diff "$T/want" "$T/rows"
+	# What each row holds is what was asked for.
+	[ "$(psql_q "SELECT truncated || ' ' || content_length || ' ' || bytes || ' ' || (regex_ms >= 0)
+	    FROM checks WHERE target = 'cut'")" = "true 5000 1000 true" ]
+	[ "$(psql_q "SELECT wire_bytes < bytes FROM checks WHERE target = 'gzip'")" = t ]
+	[ "$(psql_q "SELECT jsonb_array_length(hops) || ' ' || (final_phases->>'ttfb_ms' IS NOT NULL)
+	    FROM checks WHERE target = 'hops'")" = "2 true" ]
+	[ "$(psql_q "SELECT tls_error || ' ' || (tls_cert_sans ? 'DNS:pgw.invalid') || ' ' || tls_cert_subject
+	    FROM checks WHERE target = 'selfsigned'")" = "self_signed true CN = sitemon-pgw" ]
 }
 
 @test "pg-write: killed mid-stream, every ack is stored; a rerun completes without doubles" {

@@ -241,6 +241,37 @@ test_result(void)
 	json_object_set_new(o, "status", json_string("200"));
 	CHECK(result_validate(o, err, sizeof err) < 0 && strstr(err, "status"));
 	json_object_set_new(o, "status", json_null());
+
+	/* sm-check's detail: a cut body, sizes, redirect hops, the final
+	 * hop's phases, tls_error. */
+	json_object_set_new(o, "truncated", json_true());
+	json_object_set_new(o, "content_length", json_integer(5000));
+	json_object_set_new(o, "wire_bytes", json_null());
+	json_object_set_new(o, "tls_error", json_string("expired"));
+	json_object_set_new(o, "hops", json_pack("[{s:s,s:i,s:s,s:f}]", "url",
+	                    "http://a/", "status", 302, "location", "http://b/",
+	                    "time_ms", 1.5));
+	json_object_set_new(o, "final_phases", json_pack("{s:f,s:n}", "dns_ms",
+	                    0.5, "tls_ms"));
+	CHECK(result_validate(o, err, sizeof err) == 0);
+	json_object_set_new(o, "truncated", json_string("yes"));
+	CHECK(result_validate(o, err, sizeof err) < 0 && strstr(err, "truncated"));
+	json_object_set_new(o, "truncated", json_false());
+	json_object_set_new(o, "content_length", json_integer(-1));
+	CHECK(result_validate(o, err, sizeof err) < 0 &&
+	      strstr(err, "content_length"));
+	json_object_set_new(o, "content_length", json_null());
+	json_object_set_new(o, "hops", json_pack("[{s:s,s:i}]", "url", "x",
+	                                         "status", 302));
+	CHECK(result_validate(o, err, sizeof err) < 0 && strstr(err, "hops[0]"));
+	json_object_set_new(o, "hops", json_object());
+	CHECK(result_validate(o, err, sizeof err) < 0 && strstr(err, "array"));
+	json_object_set_new(o, "hops", json_array());
+	json_object_set_new(o, "final_phases", json_pack("{s:f}", "dns_ms", -1.0));
+	CHECK(result_validate(o, err, sizeof err) < 0 && strstr(err, "dns_ms"));
+	json_object_del(o, "final_phases");
+	CHECK(result_validate(o, err, sizeof err) == 0);
+
 	json_object_del(o, "id");
 	CHECK(result_validate(o, err, sizeof err) < 0 && strstr(err, "id"));
 	json_decref(o);

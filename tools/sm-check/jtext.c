@@ -260,3 +260,32 @@ jt_kint(struct jtext *j, const char *k, int64_t v)
 	jt_key(j, k);
 	jt_int(j, v);
 }
+
+void
+jt_arr_open(struct jtext *j)
+{
+	putc_(j, '[');
+	j->first = true;
+}
+
+void
+jt_arr_close(struct jtext *j)
+{
+	putc_(j, ']');
+	j->first = false;
+}
+
+void
+jt_elem(struct jtext *j)
+{
+	if (!j->first)
+		putc_(j, ',');
+	j->first = false;
+}
+
+void
+jt_raw(struct jtext *j, const char *json)
+{
+	put(j, json, strlen(json));
+	j->first = false;
+}

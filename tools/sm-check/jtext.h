@@ -28,6 +28,12 @@ void jt_raw_newline(struct jtext *j);       /* "\n", to end the line */
 void jt_open(struct jtext *j);              /* "{" */
 void jt_close(struct jtext *j);             /* "}" */
 void jt_key(struct jtext *j, const char *k); /* [","] "k": (k plain ASCII) */
+/* Arrays: "[" and "]"; jt_elem before each element (the "," between). */
+void jt_arr_open(struct jtext *j);
+void jt_arr_close(struct jtext *j);
+void jt_elem(struct jtext *j);
+/* A value given as JSON text, written as it is. */
+void jt_raw(struct jtext *j, const char *json);
 void jt_null(struct jtext *j);
 void jt_bool(struct jtext *j, bool v);
 void jt_int(struct jtext *j, int64_t v);

@@ -6,6 +6,10 @@
  * probes run, and not read at all while --concurrency probes are in flight,
  * so a fast producer is slowed through the pipe instead of buffered.
  *
+ * Regexes run on a few worker threads (workers.c), so that a costly one
+ * delays no other probe's timings; the loop takes their results from an
+ * eventfd.
+ *
  * The loop is event driven (curl_multi_socket_action over epoll): each
  * wake-up costs in proportion to the sockets that are ready, not to the
  * probes in flight, which matters at a -c of thousands.
@@ -25,6 +29,7 @@
 #include "sm.h"
 #include "probe.h"
 #include "rxcache.h"
+#include "workers.h"
 
 #define DEFAULT_CONCURRENCY 64
 #define MAX_CONCURRENCY 100000
@@ -344,6 +349,18 @@ read_input(struct state *st)
 
 /* ---- the multi loop ---------------------------------------------------- */
 
+/* A probe's result out, and the probe gone. */
+static void
+finish(struct state *st, struct probe *p)
+{
+	enum error_kind kind = probe_result(p, &st->out);
+
+	write_text(&st->out);
+	count_result(&st->n, kind);
+	probe_free(&p);
+	st->inflight--;
+}
+
 static void
 collect_done(struct state *st)
 {
@@ -352,19 +369,29 @@ collect_done(struct state *st)
 
 	while ((msg = curl_multi_info_read(st->multi, &left)) != NULL) {
 		struct probe *p = NULL;
-		enum error_kind kind;
+		bool eval;
 
 		if (msg->msg != CURLMSG_DONE)
 			continue;
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &p);
 		/* msg is invalid once its handle leaves the multi. */
-		kind = probe_result(p, msg->data.result, &st->out);
+		eval = probe_transfer_done(p, msg->data.result);
 		curl_multi_remove_handle(st->multi, probe_easy(p));
-		write_text(&st->out);
-		count_result(&st->n, kind);
-		probe_free(&p);
-		st->inflight--;
+		if (eval)
+			workers_submit(p); /* in flight until its regexes end */
+		else
+			finish(st, p);
 	}
+}
+
+/* Probes whose regexes a worker has evaluated. */
+static void
+collect_evaluated(struct state *st)
+{
+	struct probe *p;
+
+	while ((p = workers_take()) != NULL)
+		finish(st, p);
 }
 
 /* ---- the stats line ---------------------------------------------------- */
@@ -597,6 +624,9 @@ setup_events(struct state *st)
 		die(EX_SOFTWARE, "epoll_create1:");
 	if (epoll_ctl(st->epfd, EPOLL_CTL_ADD, sig_pipe[0], &ev) < 0)
 		die(EX_SOFTWARE, "epoll_ctl:");
+	ev = (struct epoll_event){ .events = EPOLLIN, .data.fd = workers_fd() };
+	if (epoll_ctl(st->epfd, EPOLL_CTL_ADD, workers_fd(), &ev) < 0)
+		die(EX_SOFTWARE, "epoll_ctl:");
 	/* stdin is armed only while there is room for its lines; a regular
 	 * file (EPERM) is always readable and so never waited for. */
 	ev = (struct epoll_event){ .events = 0, .data.fd = STDIN_FILENO };
@@ -692,6 +722,10 @@ run(struct state *st)
 				st->stdin_armed = false;
 				continue;
 			}
+			if (fd == workers_fd()) {
+				collect_evaluated(st);
+				continue;
+			}
 			if (fd == sig_pipe[0]) {
 				char buf[16];
 
@@ -724,6 +758,17 @@ proxy_in_env(void)
 			return true;
 	}
 	return false;
+}
+
+/* Threads for regexes: one per CPU, at least 4 (so that a few costly
+ * regexes, each held to its probe's deadline, leave threads for the
+ * rest), at most 16. */
+static size_t
+regex_threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 4 ? 4 : n > 16 ? 16 : (size_t)n;
 }
 
 static char *
@@ -817,6 +862,7 @@ main(int argc, char **argv)
 	raise_fd_limit();
 	nonblocking_stdin();
 	st.lr = line_reader_new(STDIN_FILENO, "<stdin>", SM_MAX_LINE);
+	workers_init(regex_threads(), probe_eval);
 	setup_events(&st);
 	stats_clock_init(&st.stats, stats_ms);
 
@@ -827,6 +873,7 @@ main(int argc, char **argv)
 	line_reader_free(&st.lr);
 	jt_free(&st.out);
 	curl_multi_cleanup(st.multi);
+	workers_stop();
 	probe_pool_clear();
 	close(st.epfd);
 	free(st.socks);

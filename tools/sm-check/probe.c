@@ -2,6 +2,7 @@
  * probe.c - set up one curl easy handle per target and turn the finished
  * transfer into a result record (schema v1).
  */
+#include <arpa/inet.h>
 #include <dlfcn.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -12,11 +13,47 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
 #include "sm.h"
 #include "sockcache.h"
 #include "probe.h"
 #include "rxcache.h"
 #include "jtext.h"
+
+/* A response that asked for a redirect. */
+struct hop {
+	char *url;      /* the URL asked (password hidden) */
+	char *location; /* where it sent us, made absolute (password hidden) */
+	long status;
+	int64_t us;     /* from the hop's start to its response's headers */
+};
+
+/* The accumulated curl timers (each the sum over the hops so far, each
+ * hop's relative to that hop's start). */
+struct timers {
+	curl_off_t nl, ct, ac, pt, st;
+};
+
+/* Phases in microseconds, -1 for one that never ran. */
+struct phase_us {
+	int64_t dns, connect, tls, ttfb;
+};
+
+/* Certificate facts of a TLS connection, taken while OpenSSL verifies it
+ * (so also when it fails). */
+struct certfacts {
+	bool seen;          /* a certificate came */
+	int verify_err;     /* the first X509_V_ERR_* of the chain, 0: none */
+	bool alert_version; /* a protocol_version alert, sent or received */
+	char *subject, *issuer, *sans_json, *sha256;
+	int64_t not_before_ms, not_after_ms, chain_ms;
+	bool not_before_ok, not_after_ok, chain_ok;
+};
+
+#define MAX_HOPS 64
 
 struct probe {
 	struct target *t;
@@ -28,15 +65,42 @@ struct probe {
 	int64_t started_ms;      /* wall clock, for started_at */
 	int64_t started_ns;      /* monotonic, for duration when curl has none */
 
-	int64_t max_body;        /* too_large past this many body bytes */
+	int64_t max_body;        /* the body is cut past this many bytes */
 	int64_t bytes;           /* body bytes of the last response */
-	bool too_large;
+	bool truncated;          /* ... and the rest was not read */
+	bool encoded;            /* the last response had a Content-Encoding */
 	bool keep_body;          /* a regex needs the body */
 	char *body;
 	size_t body_len, body_cap;
+	struct rx *rx, *rx_absent; /* the compiled regex and regex_absent */
+
+	/* Redirects: each hop, and the timers as the last one ended. */
+	struct hop hops[MAX_HOPS];
+	size_t n_hops;
+	int64_t hop_start_ns;
+	char *location;          /* Location of the response being read */
+	struct timers at_redirect;
+	struct phase_us hop_sum; /* the phases of the hops before the last */
 
 	char tls_version[32];    /* from curl's "SSL connection using" line */
 	bool verbose;            /* the debug callback is on */
+	struct certfacts cert;
+
+	/* The transfer's outcome (probe_transfer_done). */
+	CURLcode code;
+	long status, redirects, httpver;
+	char *ip, *final_url;
+	struct timers sum;
+	curl_off_t total_us, redirect_us, content_length, wire_bytes;
+	enum error_kind kind;
+	char msg[CURL_ERROR_SIZE + 512];
+
+	/* The regexes (probe_eval, on a worker thread). */
+	enum rx_result rx_res, rx_absent_res;
+	bool rx_ran, rx_absent_ran;
+	size_t rx_searched;
+	char rx_err[256];
+	int64_t regex_us;        /* -1: no regex ran */
 };
 
 /* ---- curl callbacks --------------------------------------------------- */
@@ -76,21 +140,163 @@ tls_version_from_ssl(struct probe *p)
 	snprintf(p->tls_version, sizeof p->tls_version, "%s", v);
 }
 
+static curl_off_t
+info_time(CURL *e, CURLINFO what)
+{
+	curl_off_t v = 0;
+
+	if (curl_easy_getinfo(e, what, &v) != CURLE_OK)
+		return 0;
+	return v;
+}
+
+static void
+timers_now(CURL *e, struct timers *t)
+{
+	t->nl = info_time(e, CURLINFO_NAMELOOKUP_TIME_T);
+	t->ct = info_time(e, CURLINFO_CONNECT_TIME_T);
+	t->ac = info_time(e, CURLINFO_APPCONNECT_TIME_T);
+	t->pt = info_time(e, CURLINFO_PRETRANSFER_TIME_T);
+	t->st = info_time(e, CURLINFO_STARTTRANSFER_TIME_T);
+}
+
+static int64_t
+clamp0(curl_off_t v)
+{
+	return v > 0 ? (int64_t)v : 0;
+}
+
+/* The phases of one hop, from the timers before it (a) and after (b). */
+static void
+hop_phases(const struct timers *a, const struct timers *b,
+           struct phase_us *ph)
+{
+	struct timers d = { b->nl - a->nl, b->ct - a->ct, b->ac - a->ac,
+	                    b->pt - a->pt, b->st - a->st };
+	curl_off_t sent = d.pt > 0 ? d.pt : d.ac > 0 ? d.ac : d.ct;
+
+	ph->dns = d.nl > 0 ? d.nl : -1;
+	ph->connect = d.ct > 0 ? clamp0(d.ct - d.nl) : -1;
+	ph->tls = d.ac > 0 ? clamp0(d.ac - d.ct) : -1;
+	ph->ttfb = d.st > 0 ? clamp0(d.st - sent) : -1;
+}
+
+static int64_t
+add_us(int64_t a, int64_t b)
+{
+	return a < 0 ? b : b < 0 ? a : a + b;
+}
+
+static void
+phases_add(struct phase_us *sum, const struct phase_us *ph)
+{
+	sum->dns = add_us(sum->dns, ph->dns);
+	sum->connect = add_us(sum->connect, ph->connect);
+	sum->tls = add_us(sum->tls, ph->tls);
+	sum->ttfb = add_us(sum->ttfb, ph->ttfb);
+}
+
+/* A header's value, trimmed, if the line is "name: value". */
+static bool
+header_is(const char *buf, size_t len, const char *name, const char **val,
+          size_t *vlen)
+{
+	size_t n = strlen(name);
+
+	if (len <= n || strncasecmp(buf, name, n) != 0 || buf[n] != ':')
+		return false;
+	buf += n + 1;
+	len -= n + 1;
+	while (len > 0 && (*buf == ' ' || *buf == '\t'))
+		buf++, len--;
+	while (len > 0 && (buf[len - 1] == '\r' || buf[len - 1] == '\n' ||
+	                   buf[len - 1] == ' ' || buf[len - 1] == '\t'))
+		len--;
+	*val = buf;
+	*vlen = len;
+	return true;
+}
+
+/* Location resolved against the URL that sent it, password hidden. */
+static char *
+absolute_location(const char *base, const char *loc)
+{
+	CURLU *u = curl_url();
+	char *abs = NULL, *shown;
+
+	if (u == NULL)
+		return url_redact_new(loc);
+	if (curl_url_set(u, CURLUPART_URL, base, 0) != CURLUE_OK ||
+	    curl_url_set(u, CURLUPART_URL, loc, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_URL, &abs, 0) != CURLUE_OK) {
+		curl_url_cleanup(u);
+		return url_redact_new(loc);
+	}
+	shown = url_redact_new(abs);
+	curl_free(abs);
+	curl_url_cleanup(u);
+	return shown;
+}
+
+/* The end of a response's headers: a redirect to follow is a hop. */
+static void
+headers_done(struct probe *p)
+{
+	long status = 0;
+	char *url = NULL;
+	int64_t now = mono_now_ns();
+	struct hop *h;
+	struct timers now_t;
+	struct phase_us ph;
+
+	curl_easy_getinfo(p->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (status < 300 || status > 399 || p->location == NULL ||
+	    !p->t->follow_redirects || p->n_hops == MAX_HOPS)
+		return;
+	curl_easy_getinfo(p->easy, CURLINFO_EFFECTIVE_URL, &url);
+	h = &p->hops[p->n_hops++];
+	h->status = status;
+	h->url = url_redact_new(url != NULL ? url : "");
+	h->location = absolute_location(url != NULL ? url : "", p->location);
+	h->us = (now - p->hop_start_ns) / 1000;
+	p->hop_start_ns = now;
+	/* Every phase of this hop has been added to the timers by now,
+	 * and none of the next: this hop's phases are what the timers
+	 * gained since the previous hop, the final hop's what they gain
+	 * after this. */
+	timers_now(p->easy, &now_t);
+	hop_phases(&p->at_redirect, &now_t, &ph);
+	phases_add(&p->hop_sum, &ph);
+	p->at_redirect = now_t;
+}
+
 static size_t
 on_header(char *buf, size_t size, size_t n, void *userdata)
 {
 	struct probe *p = userdata;
-	size_t len = size * n;
+	size_t len = size * n, vlen;
+	const char *v;
 
 	/* A new status line starts a new response (after a redirect or a
 	 * 100 Continue): count and keep only the last response's body. */
 	if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
 		p->bytes = 0;
 		p->body_len = 0;
+		p->truncated = false;
+		p->encoded = false;
+		free(p->location);
+		p->location = NULL;
 		/* An http probe runs without the debug callback; a redirect
 		 * may still take it to https. */
 		if (!p->verbose)
 			tls_version_from_ssl(p);
+	} else if (header_is(buf, len, "Location", &v, &vlen)) {
+		free(p->location);
+		p->location = xstrndup(v, vlen);
+	} else if (header_is(buf, len, "Content-Encoding", &v, &vlen)) {
+		p->encoded = vlen > 0 && !(vlen == 8 && strncasecmp(v, "identity", 8) == 0);
+	} else if (len <= 2 && (buf[0] == '\r' || buf[0] == '\n')) {
+		headers_done(p);
 	}
 	return len;
 }
@@ -99,29 +305,29 @@ static size_t
 on_body(char *buf, size_t size, size_t n, void *userdata)
 {
 	struct probe *p = userdata;
-	size_t len = size * n;
+	size_t len = size * n, keep = len;
 
 	if (p->bytes + (int64_t)len > p->max_body) {
-		/* Returning short makes curl stop with CURLE_WRITE_ERROR,
-		 * which probe_result() reports as too_large. */
-		p->bytes = p->max_body + 1;
-		p->too_large = true;
-		return 0;
+		/* Keep what fits, then stop reading: returning short makes
+		 * curl end the transfer (CURLE_WRITE_ERROR), which
+		 * probe_transfer_done() knows for a cut, not a failure. */
+		keep = (size_t)(p->max_body - p->bytes);
+		p->truncated = true;
 	}
-	p->bytes += (int64_t)len;
-	if (p->keep_body) {
-		if (p->body_len + len > p->body_cap) {
+	p->bytes += (int64_t)keep;
+	if (p->keep_body && keep > 0) {
+		if (p->body_len + keep > p->body_cap) {
 			size_t cap = p->body_cap ? p->body_cap : 16384;
 
-			while (cap < p->body_len + len)
+			while (cap < p->body_len + keep)
 				cap *= 2;
 			p->body = xrealloc(p->body, cap);
 			p->body_cap = cap;
 		}
-		memcpy(p->body + p->body_len, buf, len);
-		p->body_len += len;
+		memcpy(p->body + p->body_len, buf, keep);
+		p->body_len += keep;
 	}
-	return len;
+	return p->truncated ? 0 : len;
 }
 
 /* Verbose mode is on, for https URLs, only to learn the negotiated TLS
@@ -149,6 +355,271 @@ on_debug(CURL *easy, curl_infotype type, char *data, size_t size,
 	}
 	p->tls_version[i] = '\0';
 	return 0;
+}
+
+/* ---- certificates ------------------------------------------------------ */
+
+/* The SSL_CTX ex_data slot that holds the probe (see on_ssl_ctx). */
+static int ctx_slot = -1;
+
+static void
+certfacts_clear(struct certfacts *c)
+{
+	free(c->subject);
+	free(c->issuer);
+	free(c->sans_json);
+	free(c->sha256);
+	memset(c, 0, sizeof *c);
+}
+
+/* A name as one line, in the form libcurl's certinfo gives it
+ * ("CN = example.com, O = ..."). */
+static char *
+name_text(X509_NAME *name)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *data, *s;
+	long n;
+
+	if (b == NULL)
+		return NULL;
+	if (name == NULL || X509_NAME_print_ex(b, name, 0, XN_FLAG_ONELINE) < 0) {
+		BIO_free(b);
+		return NULL;
+	}
+	n = BIO_get_mem_data(b, &data);
+	s = n >= 0 ? xstrndup(data, (size_t)n) : NULL;
+	BIO_free(b);
+	return s;
+}
+
+static bool
+asn1_ms(const ASN1_TIME *t, int64_t *ms)
+{
+	struct tm tm;
+
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+		return false;
+	*ms = (int64_t)timegm(&tm) * 1000;
+	return true;
+}
+
+/* Append s[0..n) to the JSON text being built in js; as_text: s goes
+ * inside a string (printable ASCII; anything else becomes '?'). */
+static void
+json_append(char **js, size_t *len, size_t *cap, const char *s, size_t n,
+            bool as_text)
+{
+	if (*len + n + 8 > *cap) {
+		*cap = (*len + n + 8) * 2;
+		*js = xrealloc(*js, *cap);
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		(*js)[(*len)++] = as_text && (c < 0x20 || c >= 0x7f ||
+		                              c == '"' || c == '\\')
+		                      ? '?' : (char)c;
+	}
+	(*js)[*len] = '\0';
+}
+
+/* The subject alternative names as a JSON array of "DNS:name" and
+ * "IP:address" strings (as openssl x509 -text shows them), at most 100. */
+static char *
+sans_json(X509 *x)
+{
+	GENERAL_NAMES *names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL,
+	                                        NULL);
+	char *js = NULL, ip[INET6_ADDRSTRLEN];
+	size_t len = 0, cap = 0;
+	int n = names != NULL ? sk_GENERAL_NAME_num(names) : 0;
+
+	json_append(&js, &len, &cap, "[", 1, false);
+	for (int i = 0, out = 0; i < n && out < 100; i++) {
+		const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+		const char *pfx = NULL, *val = NULL;
+		size_t vlen = 0;
+
+		if (g->type == GEN_DNS || g->type == GEN_EMAIL ||
+		    g->type == GEN_URI) {
+			pfx = g->type == GEN_DNS ? "DNS:" :
+			      g->type == GEN_EMAIL ? "email:" : "URI:";
+			val = (const char *)ASN1_STRING_get0_data(g->d.ia5);
+			vlen = (size_t)ASN1_STRING_length(g->d.ia5);
+		} else if (g->type == GEN_IPADD) {
+			int alen = ASN1_STRING_length(g->d.ip);
+			const unsigned char *a = ASN1_STRING_get0_data(g->d.ip);
+
+			if ((alen == 4 && inet_ntop(AF_INET, a, ip, sizeof ip)) ||
+			    (alen == 16 && inet_ntop(AF_INET6, a, ip, sizeof ip))) {
+				pfx = "IP:";
+				val = ip;
+				vlen = strlen(ip);
+			}
+		}
+		if (pfx == NULL || vlen > 253)
+			continue;
+		if (out++ > 0)
+			json_append(&js, &len, &cap, ",", 1, false);
+		json_append(&js, &len, &cap, "\"", 1, false);
+		json_append(&js, &len, &cap, pfx, strlen(pfx), true);
+		json_append(&js, &len, &cap, val, vlen, true);
+		json_append(&js, &len, &cap, "\"", 1, false);
+	}
+	json_append(&js, &len, &cap, "]", 1, false);
+	GENERAL_NAMES_free(names);
+	return js;
+}
+
+static char *
+sha256_text(X509 *x)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned n = 0;
+	char *s;
+
+	if (X509_digest(x, EVP_sha256(), md, &n) != 1 || n == 0)
+		return NULL;
+	s = xmalloc(n * 3);
+	for (unsigned i = 0; i < n; i++)
+		snprintf(s + 3 * i, 4, "%02X%s", md[i], i + 1 < n ? ":" : "");
+	return s;
+}
+
+/* OpenSSL's verify callback: the outcome is OpenSSL's (ok is returned
+ * as it came); the probe keeps the leaf's facts and the first error. */
+static int
+on_verify(int ok, X509_STORE_CTX *x)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(x,
+	                                      SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct probe *p = ssl != NULL ? SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl),
+	                                                    ctx_slot)
+	                              : NULL;
+	struct certfacts *c;
+
+	if (p == NULL)
+		return ok;
+	c = &p->cert;
+	/* Without tls_verify OpenSSL still verifies, but decides nothing:
+	 * its errors are not why a handshake failed. */
+	if (!ok && c->verify_err == 0 && p->t->tls_verify)
+		c->verify_err = X509_STORE_CTX_get_error(x);
+	if (!c->seen) {
+		X509 *leaf = X509_STORE_CTX_get0_cert(x);
+		STACK_OF(X509) *sent = X509_STORE_CTX_get0_untrusted(x);
+
+		if (leaf == NULL)
+			return ok;
+		c->seen = true;
+		/* Known once the server's hello came, before its
+		 * certificate; libcurl says it only after a handshake that
+		 * succeeded. */
+		if (p->tls_version[0] == '\0')
+			snprintf(p->tls_version, sizeof p->tls_version, "%s",
+			         SSL_get_version(ssl));
+		c->subject = name_text(X509_get_subject_name(leaf));
+		c->issuer = name_text(X509_get_issuer_name(leaf));
+		c->sans_json = sans_json(leaf);
+		c->sha256 = sha256_text(leaf);
+		c->not_before_ok = asn1_ms(X509_get0_notBefore(leaf),
+		                           &c->not_before_ms);
+		c->not_after_ok = asn1_ms(X509_get0_notAfter(leaf),
+		                          &c->not_after_ms);
+		/* The earliest expiry of what the server sent (the leaf
+		 * first), unknown if one of them has no date that reads. */
+		c->chain_ok = c->not_after_ok;
+		c->chain_ms = c->not_after_ms;
+		for (int i = 0; sent != NULL && i < sk_X509_num(sent) && c->chain_ok;
+		     i++) {
+			int64_t ms;
+
+			if (!asn1_ms(X509_get0_notAfter(sk_X509_value(sent, i)),
+			             &ms))
+				c->chain_ok = false;
+			else if (ms < c->chain_ms)
+				c->chain_ms = ms;
+		}
+	}
+	return ok;
+}
+
+/* Alerts: a protocol_version one says the two sides share no version. */
+static void
+on_ssl_info(const SSL *ssl, int where, int ret)
+{
+	struct probe *p;
+
+	if (!(where & SSL_CB_ALERT) || (ret & 0xff) != SSL_AD_PROTOCOL_VERSION)
+		return;
+	p = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_slot);
+	if (p != NULL)
+		p->cert.alert_version = true;
+}
+
+/* CURLOPT_SSL_CTX_FUNCTION: libcurl made a new SSL_CTX for a connection
+ * (each probe, each hop has its own) and set its verify mode; the probe
+ * adds its callbacks, which leave every decision to OpenSSL and
+ * libcurl. */
+static CURLcode
+on_ssl_ctx(CURL *e, void *sslctx, void *userptr)
+{
+	SSL_CTX *ctx = sslctx;
+	struct probe *p = userptr;
+
+	if (ctx_slot < 0 &&
+	    (ctx_slot = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL)) < 0)
+		return CURLE_OK;
+	/* The facts are those of the last connection (the final hop). */
+	certfacts_clear(&p->cert);
+	p->tls_version[0] = '\0';
+	SSL_CTX_set_ex_data(ctx, ctx_slot, p);
+	SSL_CTX_set_verify(ctx, SSL_CTX_get_verify_mode(ctx), on_verify);
+	SSL_CTX_set_info_callback(ctx, on_ssl_info);
+	return CURLE_OK;
+}
+
+/* The tls_error sub-kind of a TLS failure, from the verify result and
+ * libcurl's code, never from message text. */
+static const char *
+tls_error_of(const struct probe *p)
+{
+	switch (p->cert.verify_err) {
+	case X509_V_OK:
+		break;
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+		return "expired";
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		return "not_yet_valid";
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+		return "self_signed";
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+		return "unknown_issuer";
+	case X509_V_ERR_HOSTNAME_MISMATCH:
+	case X509_V_ERR_IP_ADDRESS_MISMATCH:
+		return "hostname_mismatch";
+	case X509_V_ERR_CERT_REVOKED:
+		return "revoked";
+	default:
+		return "invalid_certificate";
+	}
+	switch (p->code) {
+	case CURLE_PEER_FAILED_VERIFICATION:
+		/* The chain verified: libcurl's own host name check
+		 * failed. */
+		return p->cert.seen ? "hostname_mismatch" : "invalid_certificate";
+	case CURLE_SSL_CACERT_BADFILE:
+		return "ca_file";
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_SSL_CIPHER:
+		return p->cert.alert_version ? "protocol_version" : "handshake";
+	default:
+		return "other";
+	}
 }
 
 /* ---- sockets ---------------------------------------------------------- */
@@ -307,9 +778,9 @@ setup_easy(struct probe *p)
 	SETOPT(e, CURLOPT_FOLLOWLOCATION, t->follow_redirects ? 1L : 0L);
 	SETOPT(e, CURLOPT_MAXREDIRS, (long)t->max_redirects);
 	/* Ask for what a browser gets; regexes see the decoded body and
-	 * max_body_bytes bounds the decoded size. */
+	 * max_body_bytes bounds the decoded size.  A larger body is cut
+	 * there (on_body), not refused: no CURLOPT_MAXFILESIZE. */
 	SETOPT(e, CURLOPT_ACCEPT_ENCODING, "");
-	SETOPT(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)p->max_body);
 
 	switch (t->ip_version) {
 	case IP_V4:
@@ -332,7 +803,10 @@ setup_easy(struct probe *p)
 	 * of the bundle again for each probe.  Connections, sessions and
 	 * DNS are still fresh for every probe. */
 	SETOPT(e, CURLOPT_CAPATH, (char *)NULL);
-	SETOPT(e, CURLOPT_CERTINFO, 1L);
+	/* The certificate facts come from OpenSSL's verification itself
+	 * (on_ssl_ctx), so that they are there when it fails too. */
+	SETOPT(e, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
+	SETOPT(e, CURLOPT_SSL_CTX_DATA, p);
 
 	if (t->body != NULL) {
 		SETOPT(e, CURLOPT_POSTFIELDSIZE_LARGE,
@@ -398,20 +872,28 @@ probe_new(struct target *t, const struct probe_opts *o, char *err,
 	struct probe *p;
 	char rxerr[256];
 	const char *field = NULL;
+	struct rx *rx = NULL, *rx_absent = NULL;
 
-	if (t->regex != NULL && rx_check(t->regex, rxerr, sizeof rxerr) < 0)
+	if (t->regex != NULL &&
+	    (rx = rx_get(t->regex, rxerr, sizeof rxerr)) == NULL)
 		field = "regex";
 	else if (t->regex_absent != NULL &&
-	         rx_check(t->regex_absent, rxerr, sizeof rxerr) < 0)
+	         (rx_absent = rx_get(t->regex_absent, rxerr,
+	                             sizeof rxerr)) == NULL)
 		field = "regex_absent";
 	if (field != NULL) {
 		snprintf(err, errlen, "field \"%s\": %s", field, rxerr);
+		rx_put(&rx);
 		target_free(&t);
 		return NULL;
 	}
 
 	p = xcalloc(1, sizeof *p);
 	p->t = t;
+	p->rx = rx;
+	p->rx_absent = rx_absent;
+	p->regex_us = -1;
+	p->hop_sum = (struct phase_us){ -1, -1, -1, -1 };
 	p->opts = o;
 	p->max_body = t->max_body_bytes > 0 ? t->max_body_bytes
 	                                    : SM_DEFAULT_MAX_BODY;
@@ -433,6 +915,16 @@ probe_free(struct probe **pp)
 	curl_slist_free_all(p->headers);
 	target_free(&p->t);
 	free(p->body);
+	rx_put(&p->rx);
+	rx_put(&p->rx_absent);
+	for (size_t i = 0; i < p->n_hops; i++) {
+		free(p->hops[i].url);
+		free(p->hops[i].location);
+	}
+	free(p->location);
+	certfacts_clear(&p->cert);
+	free(p->ip);
+	free(p->final_url);
 	free(p);
 	*pp = NULL;
 }
@@ -448,6 +940,7 @@ probe_start(struct probe *p)
 {
 	p->started_ms = time_now_ms();
 	p->started_ns = mono_now_ns();
+	p->hop_start_ns = p->started_ns;
 }
 
 /* ---- the result record ------------------------------------------------ */
@@ -455,6 +948,11 @@ probe_start(struct probe *p)
 static enum error_kind
 kind_of(const struct probe *p, CURLcode code, long status)
 {
+	/* The body was cut at max_body_bytes (on_body): the transfer ended
+	 * there by sm-check's doing (CURLE_WRITE_ERROR, whatever the
+	 * protocol), not the server's. */
+	if (p->truncated)
+		return ERR_NONE;
 	switch (code) {
 	case CURLE_OK:
 		return ERR_NONE;
@@ -462,9 +960,15 @@ kind_of(const struct probe *p, CURLcode code, long status)
 	case CURLE_COULDNT_RESOLVE_PROXY:
 		return ERR_DNS;
 	case CURLE_COULDNT_CONNECT:
+		return ERR_CONNECT;
 	case CURLE_SEND_ERROR:
 	case CURLE_RECV_ERROR:
-		return ERR_CONNECT;
+		/* Refused, unreachable or reset before the connection was
+		 * made is connect; once connected (bad chunked framing, a
+		 * reset in the middle of a body) it is the exchange that
+		 * failed. */
+		return p->sum.ct > p->at_redirect.ct ? ERR_PROTOCOL
+		                                     : ERR_CONNECT;
 	case CURLE_OPERATION_TIMEDOUT:
 		return ERR_TIMEOUT;
 	case CURLE_SSL_CONNECT_ERROR:
@@ -492,8 +996,6 @@ kind_of(const struct probe *p, CURLcode code, long status)
 		                                      : ERR_PROTOCOL;
 	case CURLE_FILESIZE_EXCEEDED:
 		return ERR_TOO_LARGE;
-	case CURLE_WRITE_ERROR:
-		return p->too_large ? ERR_TOO_LARGE : ERR_OTHER;
 	case CURLE_GOT_NOTHING:
 	case CURLE_WEIRD_SERVER_REPLY:
 	case CURLE_PARTIAL_FILE:
@@ -510,46 +1012,31 @@ kind_of(const struct probe *p, CURLcode code, long status)
 	}
 }
 
-static curl_off_t
-info_time(CURL *e, CURLINFO what)
-{
-	curl_off_t v = 0;
-
-	if (curl_easy_getinfo(e, what, &v) != CURLE_OK)
-		return 0;
-	return v;
-}
-
 static void
-phase(struct jtext *j, const char *k, curl_off_t end, curl_off_t start)
+phase(struct jtext *j, const char *k, int64_t us)
 {
 	jt_key(j, k);
-	if (end <= 0)
+	if (us < 0)
 		jt_null(j); /* that phase never ran */
 	else
-		jt_ms(j, end > start ? end - start : 0);
+		jt_ms(j, us);
 }
 
-/* Timers accumulate over redirect hops in libcurl, so each difference is
- * that phase's total over every hop. */
+/* The phases ph, and transfer_us (-1: none) and regex_us (-1: no regex
+ * ran, and no member). */
 static void
-phases_of(CURL *e, struct jtext *j)
+phases_of(struct jtext *j, const char *key, const struct phase_us *ph,
+          int64_t transfer_us, int64_t regex_us)
 {
-	curl_off_t nl = info_time(e, CURLINFO_NAMELOOKUP_TIME_T);
-	curl_off_t ct = info_time(e, CURLINFO_CONNECT_TIME_T);
-	curl_off_t ac = info_time(e, CURLINFO_APPCONNECT_TIME_T);
-	curl_off_t pt = info_time(e, CURLINFO_PRETRANSFER_TIME_T);
-	curl_off_t st = info_time(e, CURLINFO_STARTTRANSFER_TIME_T);
-	curl_off_t tt = info_time(e, CURLINFO_TOTAL_TIME_T);
-	curl_off_t sent = pt > 0 ? pt : ac > 0 ? ac : ct;
-
-	jt_key(j, "phases");
+	jt_key(j, key);
 	jt_open(j);
-	phase(j, "dns_ms", nl, 0);
-	phase(j, "connect_ms", ct, nl);
-	phase(j, "tls_ms", ac > 0 ? ac : 0, ct);
-	phase(j, "ttfb_ms", st, sent);
-	phase(j, "transfer_ms", st > 0 ? tt : 0, st);
+	phase(j, "dns_ms", ph->dns);
+	phase(j, "connect_ms", ph->connect);
+	phase(j, "tls_ms", ph->tls);
+	phase(j, "ttfb_ms", ph->ttfb);
+	phase(j, "transfer_ms", transfer_us);
+	if (regex_us >= 0)
+		phase(j, "regex_ms", regex_us);
 	jt_close(j);
 }
 
@@ -616,92 +1103,33 @@ http_version_name(long v)
 	}
 }
 
-/* "Nov 23 10:53:35 2027 GMT" (OpenSSL's ASN1_TIME_print) to unix ms. */
-static int
-parse_cert_time(const char *s, int64_t *ms)
-{
-	struct tm tm;
-	const char *end;
-
-	memset(&tm, 0, sizeof tm);
-	end = strptime(s, "%b %d %H:%M:%S %Y", &tm);
-	if (end == NULL)
-		return -1;
-	*ms = (int64_t)timegm(&tm) * 1000;
-	return 0;
-}
-
 static void
-cert_time(struct jtext *j, const char *k, const char *s, int64_t *ms)
+ms_time(struct jtext *j, const char *k, bool known, int64_t ms)
 {
 	char buf[TIME_STR_LEN];
 
 	jt_key(j, k);
-	if (s == NULL || parse_cert_time(s, ms) < 0) {
+	if (!known) {
 		jt_null(j);
 		return;
 	}
-	time_format_ms(*ms, buf);
+	time_format_ms(ms, buf);
 	jt_str(j, buf, false);
-}
-
-/* Field "name" of certificate i (0: the leaf) from CURLINFO_CERTINFO. */
-static const char *
-certinfo_field(struct curl_certinfo *ci, int i, const char *name)
-{
-	size_t n = strlen(name);
-
-	if (ci == NULL || i >= ci->num_of_certs)
-		return NULL;
-	for (struct curl_slist *s = ci->certinfo[i]; s; s = s->next)
-		if (strncmp(s->data, name, n) == 0 && s->data[n] == ':')
-			return s->data + n + 1;
-	return NULL;
-}
-
-/* The earliest "Expire date" among the certificates the server sent, as
- * the text certinfo holds it; NULL if any of them has none that parses,
- * since the earliest is then unknown. */
-static const char *
-chain_not_after(struct curl_certinfo *ci)
-{
-	const char *earliest = NULL;
-	int64_t min = 0, ms;
-
-	if (ci == NULL)
-		return NULL;
-	for (int i = 0; i < ci->num_of_certs; i++) {
-		const char *na = certinfo_field(ci, i, "Expire date");
-
-		if (na == NULL || parse_cert_time(na, &ms) < 0)
-			return NULL;
-		if (earliest == NULL || ms < min) {
-			earliest = na;
-			min = ms;
-		}
-	}
-	return earliest;
 }
 
 static void
 tls_of(struct probe *p, struct jtext *j)
 {
-	struct curl_certinfo *ci = NULL;
-	int64_t not_after = 0, not_before = 0, chain_ms = 0;
-	const char *na;
+	const struct certfacts *c = &p->cert;
 
-	if (curl_easy_getinfo(p->easy, CURLINFO_CERTINFO, &ci) != CURLE_OK)
-		ci = NULL;
 	jt_key(j, "tls");
 	jt_open(j);
 	jt_kstr(j, "version", p->tls_version, true);
-	na = certinfo_field(ci, 0, "Expire date");
-	cert_time(j, "cert_not_after", na, &not_after);
-	cert_time(j, "cert_not_before", certinfo_field(ci, 0, "Start date"),
-	          &not_before);
+	ms_time(j, "cert_not_after", c->not_after_ok, c->not_after_ms);
+	ms_time(j, "cert_not_before", c->not_before_ok, c->not_before_ms);
 	jt_key(j, "cert_days_left");
-	if (na != NULL && parse_cert_time(na, &not_after) == 0) {
-		int64_t left = not_after - p->started_ms;
+	if (c->not_after_ok) {
+		int64_t left = c->not_after_ms - p->started_ms;
 
 		/* Whole days, rounded down: -1 once it has expired. */
 		jt_int(j, left >= 0 ? left / 86400000
@@ -709,10 +1137,19 @@ tls_of(struct probe *p, struct jtext *j)
 	} else {
 		jt_null(j);
 	}
-	jt_kstr(j, "cert_issuer", certinfo_field(ci, 0, "Issuer"), true);
+	jt_kstr(j, "cert_issuer", c->issuer, true);
 	/* An intermediate that expires before the leaf takes the site down
 	 * first. */
-	cert_time(j, "chain_not_after", chain_not_after(ci), &chain_ms);
+	ms_time(j, "chain_not_after", c->chain_ok, c->chain_ms);
+	jt_kstr(j, "cert_subject", c->subject, true);
+	jt_key(j, "cert_sans");
+	if (c->sans_json != NULL) {
+		/* JSON text made by sans_json(). */
+		jt_raw(j, c->sans_json);
+	} else {
+		jt_null(j);
+	}
+	jt_kstr(j, "cert_sha256", c->sha256, true);
 	jt_close(j);
 }
 
@@ -794,127 +1231,254 @@ base_text(struct probe *p, struct jtext *j)
 	jt_kstr(j, "started_at", when, false);
 }
 
-enum error_kind
-probe_result(struct probe *p, CURLcode code, struct jtext *j)
+bool
+probe_transfer_done(struct probe *p, CURLcode code)
 {
 	const struct target *t = p->t;
 	CURL *e = p->easy;
-	long status = 0, redirects = 0, httpver = 0;
-	char *ip = NULL, *final_url = NULL, *shown;
-	curl_off_t total;
-	enum error_kind kind;
-	char msg[CURL_ERROR_SIZE + 512];
-	bool ok, rx_done = false, rx_matched = false;
+	char *ip = NULL, *url = NULL;
 
-	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_getinfo(e, CURLINFO_REDIRECT_COUNT, &redirects);
-	curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &httpver);
+	p->code = code;
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &p->status);
+	curl_easy_getinfo(e, CURLINFO_REDIRECT_COUNT, &p->redirects);
+	curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &p->httpver);
 	curl_easy_getinfo(e, CURLINFO_PRIMARY_IP, &ip);
-	curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &final_url);
-	total = info_time(e, CURLINFO_TOTAL_TIME_T);
-	if (total <= 0)
-		total = (curl_off_t)((mono_now_ns() - p->started_ns) / 1000);
+	curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &url);
+	p->ip = ip != NULL && *ip ? xstrdup(ip) : NULL;
+	p->final_url = url != NULL ? url_redact_new(url) : NULL;
+	timers_now(e, &p->sum);
+	p->total_us = info_time(e, CURLINFO_TOTAL_TIME_T);
+	if (p->total_us <= 0)
+		p->total_us = (curl_off_t)((mono_now_ns() - p->started_ns) / 1000);
+	p->redirect_us = info_time(e, CURLINFO_REDIRECT_TIME_T);
+	if (curl_easy_getinfo(e, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T,
+	                      &p->content_length) != CURLE_OK)
+		p->content_length = -1;
+	/* libcurl counts the body's bytes as they came, before decoding. */
+	if (curl_easy_getinfo(e, CURLINFO_SIZE_DOWNLOAD_T, &p->wire_bytes) !=
+	    CURLE_OK)
+		p->wire_bytes = -1;
 
-	kind = kind_of(p, code, status);
-	msg[0] = '\0';
-	if (kind == ERR_TOO_LARGE) {
-		snprintf(msg, sizeof msg, "body larger than %lld bytes",
-		         (long long)p->max_body);
-	} else if (kind != ERR_NONE) {
-		snprintf(msg, sizeof msg, "%s",
+	p->kind = kind_of(p, code, p->status);
+	p->msg[0] = '\0';
+	if (p->kind != ERR_NONE) {
+		snprintf(p->msg, sizeof p->msg, "%s",
 		         p->errbuf[0] ? p->errbuf : curl_easy_strerror(code));
-		if (kind == ERR_REDIRECTS && code == CURLE_UNSUPPORTED_PROTOCOL)
-			snprintf(msg, sizeof msg,
+		if (p->kind == ERR_REDIRECTS && code == CURLE_UNSUPPORTED_PROTOCOL)
+			snprintf(p->msg, sizeof p->msg,
 			         "redirect to a refused scheme (only http and "
 			         "https): %s",
 			         p->errbuf[0] ? p->errbuf
 			                      : curl_easy_strerror(code));
-	} else if (!status_expected(t, status)) {
+		if (p->kind == ERR_TLS &&
+		    strcmp(tls_error_of(p), "hostname_mismatch") == 0 &&
+		    p->cert.sans_json != NULL) {
+			size_t n = strlen(p->msg), o;
+
+			o = n + (size_t)snprintf(p->msg + n, sizeof p->msg - n,
+			                         " (the certificate is for %s)",
+			                         p->cert.sans_json);
+			/* ["DNS:a","IP:b"] as DNS:a, IP:b */
+			for (size_t i = n, w = n; i <= o && i < sizeof p->msg; i++) {
+				char c = p->msg[i];
+
+				if (c == '[' || c == ']' || c == '"')
+					continue;
+				p->msg[w++] = c;
+				if (c == ',')
+					p->msg[w++] = ' ';
+				if (c == '\0')
+					break;
+			}
+		}
+	} else if (!status_expected(t, p->status)) {
 		char exp[256];
 
 		expected_str(t, exp, sizeof exp);
-		kind = ERR_HTTP_STATUS;
-		snprintf(msg, sizeof msg, "status %ld, expected %s", status,
-		         exp);
+		p->kind = ERR_HTTP_STATUS;
+		snprintf(p->msg, sizeof p->msg, "status %ld, expected %s",
+		         p->status, exp);
 	}
+	/* The regexes run on any body that came (whole, or cut at
+	 * max_body_bytes), so that "matched" is reported even when the
+	 * status was already wrong: on a worker thread (probe_eval). */
+	return (code == CURLE_OK || p->truncated) &&
+	       (p->rx != NULL || p->rx_absent != NULL);
+}
 
-	/* The regexes run on any complete body, so that "matched" is
-	 * reported even when the status was already wrong. */
-	if (code == CURLE_OK) {
-		char err[256], pat[96];
-		enum rx_result m;
+void
+probe_eval(void *arg)
+{
+	struct probe *p = arg;
+	int64_t t0 = mono_now_ns();
+	int64_t deadline = p->started_ns + p->t->timeout_ms * 1000000;
+	size_t searched = 0;
 
-		if (t->regex != NULL) {
-			m = rx_match(t->regex, p->body, p->body_len, err,
-			             sizeof err);
-			if (m != RX_ERROR) {
-				rx_done = true;
-				rx_matched = m == RX_MATCH;
-			}
-			if (kind == ERR_NONE && m == RX_ERROR) {
-				kind = ERR_OTHER;
-				snprintf(msg, sizeof msg, "%s", err);
-			} else if (kind == ERR_NONE && m == RX_NOMATCH) {
-				kind = ERR_BODY_MISMATCH;
-				short_pattern(t->regex, pat, sizeof pat);
-				snprintf(msg, sizeof msg,
-				         "body does not match regex \"%s\"", pat);
-			}
-		}
-		if (t->regex_absent != NULL && kind == ERR_NONE) {
-			m = rx_match(t->regex_absent, p->body, p->body_len, err,
-			             sizeof err);
-			if (m == RX_ERROR) {
-				kind = ERR_OTHER;
-				snprintf(msg, sizeof msg, "%s", err);
-			} else if (m == RX_MATCH) {
-				kind = ERR_BODY_MISMATCH;
-				short_pattern(t->regex_absent, pat, sizeof pat);
-				snprintf(msg, sizeof msg,
-				         "body matches regex_absent \"%s\"", pat);
-			}
-		}
+	if (p->rx != NULL) {
+		p->rx_ran = true;
+		p->rx_res = rx_eval(p->rx, p->body, p->body_len, p->truncated,
+		                    deadline, &p->rx_searched, p->rx_err,
+		                    sizeof p->rx_err);
 	}
-	ok = kind == ERR_NONE;
-	one_line(msg);
+	/* regex_absent decides only when nothing has failed yet. */
+	if (p->rx_absent != NULL && p->kind == ERR_NONE &&
+	    (!p->rx_ran || p->rx_res == RX_MATCH)) {
+		p->rx_absent_ran = true;
+		p->rx_absent_res = rx_eval(p->rx_absent, p->body, p->body_len,
+		                           p->truncated, deadline, &searched,
+		                           p->rx_err, sizeof p->rx_err);
+		p->rx_searched = searched;
+	}
+	p->regex_us = (mono_now_ns() - t0) / 1000;
+}
+
+/* What a regex's answer makes of a result that has not failed yet. */
+static void
+regex_verdict(struct probe *p, enum rx_result r, bool absent)
+{
+	const char *field = absent ? "regex_absent" : "regex";
+	const char *pattern = absent ? p->t->regex_absent : p->t->regex;
+	char pat[96];
+
+	if (p->kind != ERR_NONE)
+		return;
+	short_pattern(pattern, pat, sizeof pat);
+	switch (r) {
+	case RX_MATCH:
+		if (absent) {
+			p->kind = ERR_BODY_MISMATCH;
+			snprintf(p->msg, sizeof p->msg,
+			         "body matches regex_absent \"%s\"", pat);
+		}
+		break;
+	case RX_NOMATCH:
+		if (!absent) {
+			p->kind = ERR_BODY_MISMATCH;
+			snprintf(p->msg, sizeof p->msg,
+			         "body does not match regex \"%s\"", pat);
+		}
+		break;
+	case RX_UNDECIDED:
+		p->kind = ERR_TOO_LARGE;
+		snprintf(p->msg, sizeof p->msg,
+		         "body cut at max_body_bytes (%lld) before %s \"%s\" "
+		         "could be decided",
+		         (long long)p->max_body, field, pat);
+		break;
+	case RX_DEADLINE:
+		p->kind = ERR_TIMEOUT;
+		snprintf(p->msg, sizeof p->msg,
+		         "%s \"%s\" undecided at the deadline (timeout_ms %lld): "
+		         "searched %zu of %zu bytes",
+		         field, pat, (long long)p->t->timeout_ms, p->rx_searched,
+		         p->body_len);
+		break;
+	case RX_ERROR:
+		p->kind = ERR_OTHER;
+		snprintf(p->msg, sizeof p->msg, "%s", p->rx_err);
+		break;
+	}
+}
+
+static void
+kint_or_null(struct jtext *j, const char *k, bool known, int64_t v)
+{
+	jt_key(j, k);
+	if (known)
+		jt_int(j, v);
+	else
+		jt_null(j);
+}
+
+enum error_kind
+probe_result(struct probe *p, struct jtext *j)
+{
+	const struct target *t = p->t;
+	bool ok, https = is_https(t->url) || is_https(p->final_url);
+	struct phase_us fin, all;
+	int64_t duration = p->total_us + (p->regex_us > 0 ? p->regex_us : 0);
+
+	if (p->rx_ran)
+		regex_verdict(p, p->rx_res, false);
+	if (p->rx_absent_ran)
+		regex_verdict(p, p->rx_absent_res, true);
+	ok = p->kind == ERR_NONE;
+	one_line(p->msg);
 
 	jt_reset(j);
 	base_text(p, j);
 	jt_key(j, "ok");
 	jt_bool(j, ok);
-	jt_key(j, "status");
-	if (status > 0)
-		jt_int(j, status);
-	else
-		jt_null(j);
-	jt_kstr(j, "error_kind", error_kind_name(kind), true);
-	jt_kstr(j, "error", ok ? NULL : msg, false);
+	kint_or_null(j, "status", p->status > 0, p->status);
+	jt_kstr(j, "error_kind", error_kind_name(p->kind), true);
+	jt_kstr(j, "error", ok ? NULL : p->msg, false);
+	if (https)
+		jt_kstr(j, "tls_error",
+		        p->kind == ERR_TLS ? tls_error_of(p) : NULL, true);
+	/* The regexes' time is the probe's too. */
 	jt_key(j, "duration_ms");
-	jt_ms(j, total);
-	phases_of(e, j);
+	jt_ms(j, duration);
+	/* Each phase summed over the hops; transfer_ms is the rest of each
+	 * hop after its first byte, and so the total less every hop's
+	 * time to its first byte. */
+	hop_phases(&p->at_redirect, &p->sum, &fin);
+	all = p->hop_sum;
+	phases_add(&all, &fin);
+	phases_of(j, "phases", &all,
+	          p->sum.st > 0 ? clamp0(p->total_us - p->sum.st) : -1,
+	          p->regex_us);
 	jt_kint(j, "bytes", p->bytes);
-	jt_kstr(j, "http_version", http_version_name(httpver), true);
-	jt_kstr(j, "remote_ip", ip, true);
-	jt_kint(j, "redirects", redirects);
-	shown = url_redact_new(final_url);
-	jt_kstr(j, "final_url", shown, true);
-	free(shown);
-	/* No complete body: the regex was never tried, so there is no
+	jt_key(j, "truncated");
+	jt_bool(j, p->truncated);
+	kint_or_null(j, "content_length", p->content_length >= 0,
+	             p->content_length);
+	/* Bytes as they came, when they were decoded into bytes. */
+	kint_or_null(j, "wire_bytes", p->encoded && p->wire_bytes >= 0,
+	             p->wire_bytes);
+	jt_kstr(j, "http_version", http_version_name(p->httpver), true);
+	jt_kstr(j, "remote_ip", p->ip, true);
+	jt_kint(j, "redirects", p->redirects);
+	jt_kstr(j, "final_url", p->final_url, true);
+	if (p->n_hops > 0) {
+		curl_off_t hop_total = p->total_us > p->redirect_us
+		                           ? p->total_us - p->redirect_us : 0;
+		curl_off_t fin_st = p->sum.st - p->at_redirect.st;
+
+		jt_key(j, "hops");
+		jt_arr_open(j);
+		for (size_t i = 0; i < p->n_hops; i++) {
+			jt_elem(j);
+			jt_open(j);
+			jt_kstr(j, "url", p->hops[i].url, false);
+			jt_kint(j, "status", p->hops[i].status);
+			jt_kstr(j, "location", p->hops[i].location, false);
+			jt_key(j, "time_ms");
+			jt_ms(j, p->hops[i].us);
+			jt_close(j);
+		}
+		jt_arr_close(j);
+		/* The last hop alone (when a redirect was followed to it):
+		 * its own clock starts where libcurl's redirect time ends. */
+		if (p->redirects > 0)
+			phases_of(j, "final_phases", &fin,
+			          fin_st > 0 ? clamp0(hop_total - fin_st) : -1, -1);
+	}
+	/* The regex was not decided (no body, a limit, the deadline): no
 	 * "matched". */
 	if (t->regex != NULL) {
 		jt_key(j, "regex");
 		jt_open(j);
 		jt_kstr(j, "pattern", t->regex, false);
-		if (rx_done) {
+		if (p->rx_ran && (p->rx_res == RX_MATCH || p->rx_res == RX_NOMATCH)) {
 			jt_key(j, "matched");
-			jt_bool(j, rx_matched);
+			jt_bool(j, p->rx_res == RX_MATCH);
 		}
 		jt_close(j);
 	}
-	if (is_https(t->url) || is_https(final_url))
+	if (https)
 		tls_of(p, j);
 	jt_close(j);
-	return kind;
+	return p->kind;
 }
 
 json_t *

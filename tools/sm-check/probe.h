@@ -33,11 +33,18 @@ void probe_pool_clear(void);
 CURL *probe_easy(const struct probe *p);
 /* Mark the start (call when the handle is added to the multi). */
 void probe_start(struct probe *p);
-/* The result record of a finished transfer, as one line of JSON text
- * (without the newline) in out, which is emptied first.  Returns its
- * error kind (ERR_NONE: ok), for the stats line. */
-enum error_kind probe_result(struct probe *p, CURLcode code,
-                             struct jtext *out);
+/* The transfer ended with code: take from curl what the result needs
+ * (call before the handle leaves the multi).  Returns true when regexes
+ * remain to be evaluated, by probe_eval(p) on a worker thread, before
+ * probe_result(); false when probe_result() may follow at once. */
+bool probe_transfer_done(struct probe *p, CURLcode code);
+/* Evaluate the regexes on the body, bounded by the probe's deadline and
+ * PCRE2's limits (any thread; p is the worker job's argument). */
+void probe_eval(void *p);
+/* The result record, as one line of JSON text (without the newline) in
+ * out, which is emptied first.  Returns its error kind (ERR_NONE: ok),
+ * for the stats line. */
+enum error_kind probe_result(struct probe *p, struct jtext *out);
 /* A result for a probe that never ran (the multi refused it). */
 json_t *probe_result_error(struct probe *p, enum error_kind kind,
                            const char *msg);

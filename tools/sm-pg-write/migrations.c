@@ -169,10 +169,36 @@ static const char m002_targets_hot[] =
 static const char m003_chain_not_after[] =
 	"ALTER TABLE checks ADD COLUMN tls_chain_not_after timestamptz;\n";
 
+/*
+ * What sm-check reports since it tells the whole truth: a body cut at
+ * max_body_bytes (truncated, with the size announced and, for a compressed
+ * body, the bytes as they came), the sub-kind of a TLS failure, the
+ * certificate's facts (kept also when verification failed), the time the
+ * regexes took, and the redirect hops with the final hop's own phases.
+ * hops (a list) and final_phases (present only after a redirect) are kept
+ * as jsonb; the rest is flattened as in migration 1.  Nullable columns
+ * without defaults: no rewrite, and writers of version 3 keep working
+ * during an upgrade (they leave them NULL).
+ */
+static const char m004_check_truth[] =
+	"ALTER TABLE checks\n"
+	"  ADD COLUMN tls_error text,\n"
+	"  ADD COLUMN truncated boolean,\n"
+	"  ADD COLUMN content_length bigint,\n"
+	"  ADD COLUMN wire_bytes bigint,\n"
+	"  ADD COLUMN hops jsonb,\n"
+	"  ADD COLUMN final_phases jsonb,\n"
+	"  ADD COLUMN regex_ms double precision,\n"
+	"  ADD COLUMN tls_cert_not_before timestamptz,\n"
+	"  ADD COLUMN tls_cert_subject text,\n"
+	"  ADD COLUMN tls_cert_sans jsonb,\n"
+	"  ADD COLUMN tls_cert_sha256 text;\n";
+
 const struct migration pgw_migrations[] = {
 	{ 1, "initial", m001_initial },
 	{ 2, "targets_hot_updates", m002_targets_hot },
 	{ 3, "checks_tls_chain_not_after", m003_chain_not_after },
+	{ 4, "checks_whole_truth", m004_check_truth },
 };
 
 const size_t pgw_n_migrations = sizeof pgw_migrations / sizeof pgw_migrations[0];

@@ -32,6 +32,9 @@ extern const size_t pgw_n_migrations;
 	"ttfb_ms, transfer_ms, bytes, http_version, remote_ip, redirects, " \
 	"final_url, regex_pattern, regex_matched, tls_version, " \
 	"tls_cert_not_after, tls_cert_issuer, tls_chain_not_after, " \
+	"tls_error, truncated, content_length, wire_bytes, hops, " \
+	"final_phases, regex_ms, tls_cert_not_before, tls_cert_subject, " \
+	"tls_cert_sans, tls_cert_sha256, " \
 	"kafka_topic, kafka_partition, kafka_offset"
 
 struct pgw_buf {
@@ -66,7 +69,7 @@ extern const char pgw_binary_trailer[PGW_BINARY_TRAILER_LEN];
 /* The types of a row's columns, one letter each: U uuid, T text, J jsonb,
  * Z timestamptz, B boolean, I integer, L bigint, F double precision,
  * A bigint[].  PGW_COLUMNS, and PGW_STATE_COLUMNS (state.c): */
-#define PGW_COLUMN_TYPES "UTTJTZZBITTFFFFFFLTTITTBTZTZTIL"
+#define PGW_COLUMN_TYPES "UTTJTZZBITTFFFFFFLTTITTBTZTZTBLLJJFZTJTTIL"
 #define PGW_STATE_COLUMN_TYPES "TTJZBITFZZA"
 
 /* Append to b the binary tuple of row[0..len), a COPY text row (newline

@@ -153,6 +153,17 @@ pgw_row_format(struct pgw_buf *b, const json_t *r)
 	field(b, get(tls, "cert_not_after"), false);
 	field(b, get(tls, "cert_issuer"), false);
 	field(b, get(tls, "chain_not_after"), false);
+	field(b, get(r, "tls_error"), false);
+	field(b, get(r, "truncated"), false);
+	field(b, get(r, "content_length"), false);
+	field(b, get(r, "wire_bytes"), false);
+	field(b, get(r, "hops"), false);
+	field(b, get(r, "final_phases"), false);
+	field(b, get(phases, "regex_ms"), false);
+	field(b, get(tls, "cert_not_before"), false);
+	field(b, get(tls, "cert_subject"), false);
+	field(b, get(tls, "cert_sans"), false);
+	field(b, get(tls, "cert_sha256"), false);
 	field(b, get(kafka, "topic"), false);
 	field(b, get(kafka, "partition"), false);
 	field(b, get(kafka, "offset"), false);
@@ -181,8 +192,10 @@ enum {
 	F_PHASES, F_DNS_MS, F_CONNECT_MS, F_TLS_MS, F_TTFB_MS, F_TRANSFER_MS,
 	F_BYTES, F_HTTP_VERSION, F_REMOTE_IP, F_REDIRECTS, F_FINAL_URL,
 	F_REGEX, F_REGEX_PATTERN, F_REGEX_MATCHED, F_TLS, F_TLS_VERSION,
-	F_TLS_NOT_AFTER, F_TLS_ISSUER, F_TLS_CHAIN_NOT_AFTER, F_KAFKA,
-	F_KAFKA_TOPIC, F_KAFKA_PARTITION, F_KAFKA_OFFSET, N_FIELDS,
+	F_TLS_NOT_AFTER, F_TLS_ISSUER, F_TLS_CHAIN_NOT_AFTER, F_TLS_ERROR,
+	F_TRUNCATED, F_CONTENT_LENGTH, F_WIRE_BYTES, F_HOPS, F_FINAL_PHASES,
+	F_REGEX_MS, F_TLS_NOT_BEFORE, F_TLS_SUBJECT, F_TLS_SANS, F_TLS_SHA256,
+	F_KAFKA, F_KAFKA_TOPIC, F_KAFKA_PARTITION, F_KAFKA_OFFSET, N_FIELDS,
 };
 
 /* In the order sm-check writes them: each lookup then hits at once. */
@@ -220,6 +233,17 @@ static const struct jscan_field field_template[N_FIELDS] = {
 	[F_TLS_ISSUER] = { .name = "cert_issuer", .parent = "tls" },
 	[F_TLS_CHAIN_NOT_AFTER] = { .name = "chain_not_after",
 	                            .parent = "tls" },
+	[F_TLS_ERROR] = { .name = "tls_error" },
+	[F_TRUNCATED] = { .name = "truncated" },
+	[F_CONTENT_LENGTH] = { .name = "content_length" },
+	[F_WIRE_BYTES] = { .name = "wire_bytes" },
+	[F_HOPS] = { .name = "hops" },
+	[F_FINAL_PHASES] = { .name = "final_phases" },
+	[F_REGEX_MS] = { .name = "regex_ms", .parent = "phases" },
+	[F_TLS_NOT_BEFORE] = { .name = "cert_not_before", .parent = "tls" },
+	[F_TLS_SUBJECT] = { .name = "cert_subject", .parent = "tls" },
+	[F_TLS_SANS] = { .name = "cert_sans", .parent = "tls" },
+	[F_TLS_SHA256] = { .name = "cert_sha256", .parent = "tls" },
 	[F_KAFKA] = { .name = "kafka" },
 	[F_KAFKA_TOPIC] = { .name = "topic", .parent = "kafka" },
 	[F_KAFKA_PARTITION] = { .name = "partition", .parent = "kafka" },
@@ -233,6 +257,7 @@ enum {
 	K_NUM = 1 << 4,    /* a number that is not negative */
 	K_BOOL = 1 << 5, K_OBJ = 1 << 6,
 	K_TIME = 1 << 7,   /* an unescaped string that is an RFC 3339 time */
+	K_ARR = 1 << 8,
 };
 
 static const unsigned field_kinds[N_FIELDS] = {
@@ -271,6 +296,24 @@ static const unsigned field_kinds[N_FIELDS] = {
 	 * the server as text, which refuses it (class 22) and the batch is
 	 * split to isolate it, as the tree path's row would be. */
 	[F_TLS_CHAIN_NOT_AFTER] = K_ABSENT | K_NULL | K_STR,
+	[F_TLS_ERROR] = K_ABSENT | K_NULL | K_STR,
+	[F_TRUNCATED] = K_ABSENT | K_BOOL,
+	/* Not negative: checked apart. */
+	[F_CONTENT_LENGTH] = K_ABSENT | K_NULL | K_INT,
+	[F_WIRE_BYTES] = K_ABSENT | K_NULL | K_INT,
+	/* hops always holds numbers, final_phases nearly always: the tree
+	 * path writes them (see objects_valid); only their absence is
+	 * sure here. */
+	[F_HOPS] = K_ABSENT,
+	[F_FINAL_PHASES] = K_ABSENT | K_NULL,
+	[F_REGEX_MS] = K_ABSENT | K_NULL | K_NUM,
+	[F_TLS_NOT_BEFORE] = K_ABSENT | K_NULL | K_STR,
+	[F_TLS_SUBJECT] = K_ABSENT | K_NULL | K_STR,
+	/* An array of strings (no number: its JSON text is the jsonb
+	 * value, see objects_valid); what is in it is not checked by
+	 * result_validate, nor by the server beyond being JSON. */
+	[F_TLS_SANS] = K_ABSENT | K_NULL | K_ARR,
+	[F_TLS_SHA256] = K_ABSENT | K_NULL | K_STR,
 	[F_KAFKA] = K_ABSENT | K_OBJ,
 	/* Required when kafka is there (checked apart). */
 	[F_KAFKA_TOPIC] = K_ABSENT | K_STR,
@@ -308,6 +351,7 @@ kind_of(const struct jscan_field *f)
 		        memchr(f->val, 'e', f->len) == NULL &&
 		        memchr(f->val, 'E', f->len) == NULL ? K_INT : 0);
 	case JV_OBJECT: return K_OBJ;
+	case JV_ARRAY: return K_ARR;
 	default: return 0;
 	}
 }
@@ -348,12 +392,18 @@ objects_valid(const struct jscan_field *f)
 	if (f[F_PHASES].type == JV_OBJECT) {
 		for (i = F_DNS_MS; i <= F_TRANSFER_MS; i++)
 			known += f[i].type != JV_NONE;
+		known += f[F_REGEX_MS].type != JV_NONE;
 		if (f[F_PHASES].members != known)
 			return false;
 	}
 	/* Labels go as their JSON text: jansson would print a number
 	 * otherwise (1.50 as 1.5), and jsonb keeps what it is given. */
-	if (f[F_LABELS].has_number)
+	if (f[F_LABELS].has_number || f[F_TLS_SANS].has_number)
+		return false;
+	/* result_validate refuses negative sizes. */
+	if ((f[F_CONTENT_LENGTH].type == JV_NUMBER &&
+	     f[F_CONTENT_LENGTH].val[0] == '-') ||
+	    (f[F_WIRE_BYTES].type == JV_NUMBER && f[F_WIRE_BYTES].val[0] == '-'))
 		return false;
 	if (f[F_KAFKA].type == JV_OBJECT &&
 	    (f[F_KAFKA_TOPIC].type == JV_NONE ||
@@ -424,6 +474,7 @@ scanned_field(struct pgw_buf *b, const struct jscan_field *f, bool first)
 		add_unescaped(b, f->val, f->len);
 		return;
 	case JV_OBJECT:
+	case JV_ARRAY:
 		buf_add_escaped(b, f->val, f->len);
 		return;
 	default:
@@ -439,8 +490,10 @@ static const unsigned char column_fields[] = {
 	F_DNS_MS, F_CONNECT_MS, F_TLS_MS, F_TTFB_MS, F_TRANSFER_MS, F_BYTES,
 	F_HTTP_VERSION, F_REMOTE_IP, F_REDIRECTS, F_FINAL_URL,
 	F_REGEX_PATTERN, F_REGEX_MATCHED, F_TLS_VERSION, F_TLS_NOT_AFTER,
-	F_TLS_ISSUER, F_TLS_CHAIN_NOT_AFTER, F_KAFKA_TOPIC, F_KAFKA_PARTITION,
-	F_KAFKA_OFFSET,
+	F_TLS_ISSUER, F_TLS_CHAIN_NOT_AFTER, F_TLS_ERROR, F_TRUNCATED,
+	F_CONTENT_LENGTH, F_WIRE_BYTES, F_HOPS, F_FINAL_PHASES, F_REGEX_MS,
+	F_TLS_NOT_BEFORE, F_TLS_SUBJECT, F_TLS_SANS, F_TLS_SHA256,
+	F_KAFKA_TOPIC, F_KAFKA_PARTITION, F_KAFKA_OFFSET,
 };
 
 bool
