@@ -2,6 +2,7 @@
 #   make                 build every program
 #   make test            install deps (as root), build, run every test
 #   make run             install deps (as root), build, run locally
+#   make psql            psql on the local run's database
 #   make SAN=1 test      the same under AddressSanitizer + UBSan
 #   make install PREFIX=/usr/local DESTDIR=
 
@@ -75,6 +76,10 @@ check: all
 run: deps all
 	scripts/sm-local
 
+# psql on the database of a running `make run` (or SM_PG_DSN).
+psql:
+	@scripts/sm-local --psql
+
 bench: all
 	bench/run
 
@@ -95,4 +100,4 @@ install: all
 clean:
 	rm -f .build-flags lib/*.o lib/libsm.a tools/*/*.o $(BINS) tests/unit/*.o $(UNIT_BIN)
 
-.PHONY: all deps test check run bench soak install clean FORCE
+.PHONY: all deps test check run psql bench soak install clean FORCE
