@@ -42,6 +42,18 @@ PROGRAMS="sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroke
 	done
 }
 
+@test "docs: every man page renders at 80 columns without a warning" {
+	local m n=0
+	for m in "$SM_TOP"/man/*.[1-8]; do
+		run --separate-stderr env MANWIDTH=80 man --warnings=all -l "$m"
+		[ "$status" -eq 0 ] || { echo "$m: man exited $status"; false; }
+		[ -z "$stderr" ] || { echo "${m#"$SM_TOP"/}: $stderr"; false; }
+		[ -n "$output" ]
+		n=$((n + 1))
+	done
+	((n >= 7))
+}
+
 @test "docs: make install puts programs, man pages and scripts under DESTDIR" {
 	make -s -C "$SM_TOP" install DESTDIR="$T/root" PREFIX=/usr >/dev/null
 	local p
