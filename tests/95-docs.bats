@@ -131,3 +131,43 @@ doc_queries() {
 	# The certificates: site-0 (its intermediate) first, then site-2.
 	[ "$(cut -d'|' -f1 <<<"$cert" | paste -sd,)" = "site-0,site-2" ]
 }
+
+@test "docs: the README's queries (latest state, uptime and p95, failures) answer right on real rows" {
+	local now q out=() want
+	new_db
+	now=$(date +%s%3N)
+	# 40 checks over the last 40 minutes, site-0 and site-1 in turn; every
+	# 4th one fails (http_status 500), all of them site-1's.
+	"$SM_TOP/tests/fixtures/results-gen" -n 40 -t 2 -f 4 -i 60000 -s $((now - 40 * 60000)) >"$T/in"
+	# And one of yesterday's, outside the last 24 hours.
+	"$SM_TOP/tests/fixtures/results-gen" -n 1 -t 1 -f 1 -s $((now - 30 * 3600000)) >>"$T/in"
+	sm-pg-write <"$T/in" >/dev/null
+	while IFS= read -r -d '' q; do
+		run -0 psql -X -v ON_ERROR_STOP=1 -At -F '|' -c "$q"
+		out+=("$output")
+	done < <(doc_queries "$SM_TOP/README.md")
+	[ "${#out[@]}" -eq 3 ]
+	# Latest state: site-0 up, site-1 down since its last (failed) check.
+	[[ "$(sed -n 1p <<<"${out[0]}")" == "site-0|t|200||2"*"|" ]] ||
+		{ echo "${out[0]}"; false; }
+	[[ "$(sed -n 2p <<<"${out[0]}")" == "site-1|f|500|http_status|"*"|"?* ]] ||
+		{ echo "${out[0]}"; false; }
+	# Uptime and p95 over the last 24 hours, p95 computed here the same
+	# way (linear interpolation between the closest ranks).
+	p95() {
+		jq -r --arg t "$1" --argjson since $((now - 24 * 3600000)) '
+			select(.target == $t and (.started_at | sub("\\.[0-9]+Z$"; "Z") | fromdate) * 1000 > $since)
+			| .duration_ms' "$T/in" | sort -g |
+			awk '{ x[NR] = $1 } END { p = 0.95 * (NR - 1); lo = int(p);
+				v = x[lo + 1] + (p - lo) * (x[lo + 2] - x[lo + 1]); printf "%.1f", v }'
+	}
+	want="site-0|20|100.00|$(p95 site-0)
+site-1|20|50.00|$(p95 site-1)"
+	[ "${out[1]}" = "$want" ] || { printf 'got:\n%s\nwant:\n%s\n' "${out[1]}" "$want"; false; }
+	# The failures, newest first, with their error line: 10 in the last
+	# 40 minutes and yesterday's.
+	[ "$(wc -l <<<"${out[2]}")" -eq 11 ]
+	[ "$(cut -d'|' -f2-4 <<<"${out[2]}" | sort -u | head -n 1)" = "site-0|http_status|500" ]
+	[[ "$(head -n 1 <<<"${out[2]}")" == *"|site-1|http_status|500|"?* ]]
+	[ "$(cut -d'|' -f1 <<<"${out[2]}")" = "$(cut -d'|' -f1 <<<"${out[2]}" | sort -r)" ]
+}
