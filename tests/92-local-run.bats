@@ -140,7 +140,7 @@ all_stopped() {
 		printf '#!/bin/sh\necho "%s" >>"%s/started"\n' "$s" "$T" >"$T/bin/$s"
 		chmod +x "$T/bin/$s"
 	done
-	for s in "$SM_TOP"/scripts/sm-* "$SM_TOP"/scripts/install-deps "$SM_TOP"/tests/run "$SM_TOP"/bench/run; do
+	for s in "$SM_TOP"/scripts/sm-* "$SM_TOP"/scripts/install-deps "$SM_TOP"/tests/run "$SM_TOP"/bench/run "$SM_TOP"/.ci/run; do
 		[ -x "$s" ] || continue
 		for opt in --help -h; do
 			run -0 env PATH="$T/bin:$PATH" SM_LOCAL_STATE="$T/state" SM_KAFKA_BROKERS=127.0.0.1:9 \

@@ -54,6 +54,22 @@ PROGRAMS="sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroke
 	((n >= 7))
 }
 
+@test "docs: the docs are for users and the next engineer: no internal notes, development.md linked" {
+	# Notes of a development machine or a session do not belong in the
+	# docs; docs/development.md does, linked from the README.
+	run grep -rIl -e '/work/' -e 'delete before release' -e 'HELPERS-BRIEF' \
+		"$SM_TOP/README.md" "$SM_TOP/docs" "$SM_TOP/man" "$SM_TOP/examples"
+	[ "$status" -eq 1 ] || { echo "$output"; false; }
+	[ -f "$SM_TOP/docs/development.md" ]
+	grep -q '(docs/development.md)' "$SM_TOP/README.md"
+	# What it says the helpers are, they are.
+	local h
+	for h in wait_for new_db new_topic free_port json_eq track_pid psql_q sm_as_pg; do
+		grep -q "^$h()" "$SM_TOP/tests/helpers.bash" || { echo "no helper $h"; false; }
+		grep -q "\`$h" "$SM_TOP/docs/development.md" || { echo "$h not in development.md"; false; }
+	done
+}
+
 @test "docs: make install puts programs, man pages and scripts under DESTDIR" {
 	make -s -C "$SM_TOP" install DESTDIR="$T/root" PREFIX=/usr >/dev/null
 	local p
