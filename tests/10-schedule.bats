@@ -669,7 +669,9 @@ catches_hup() {
 		for (i = 0; i < 100000; i++)
 			printf "  - {name: s%d, url: \"http://127.0.0.1:9/%d\", interval: 1h}\n", i, i
 	}' >"$T/sites.yaml"
-	sm-schedule "$T/sites.yaml" >"$T/out" 2>"$T/err" 3>&- &
+	# --ramp 0: every tick of beat on its phase (the first check is
+	# tested above).
+	sm-schedule --ramp 0 "$T/sites.yaml" >"$T/out" 2>"$T/err" 3>&- &
 	local pid=$!
 	track_pid "$pid"
 	# A SIGHUP during the first load is acted on once it is loaded.

@@ -681,6 +681,7 @@ exit_within() {
 }
 
 @test "pg-write: PostgreSQL restarting mid-stream loses nothing and doubles nothing" {
+	own_postgres
 	"$GEN" -n 3000 -t 20 -f 7 >"$T/in"
 	mkfifo "$T/fifo"
 	sm-pg-write -b 50 -l 20ms -r 60s --stats-interval 1h <"$T/fifo" >"$T/acks" 2>"$T/err" &
