@@ -70,6 +70,43 @@ PROGRAMS="sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroke
 	done
 }
 
+@test "tests/run: runs test files and the tests within them in parallel, SM_TEST_JOBS=1 one by one" {
+	command -v parallel >/dev/null || skip "GNU parallel not installed (run: make deps)"
+	mkdir "$T/suite"
+	# Each test waits (3 s at most) for the others to have started: only
+	# tests that run at the same time pass.
+	local f
+	for f in a b; do
+		cat >"$T/suite/$f.bats" <<-EOF
+		meet() {
+			touch "$T/suite/started.\$1"
+			local i
+			for i in \$(seq 60); do
+				[ -e "$T/suite/started.a1" ] && [ -e "$T/suite/started.a2" ] &&
+					[ -e "$T/suite/started.b1" ] && return 0
+				sleep 0.05
+			done
+			return 1
+		}
+		EOF
+		# (printf: bats would rewrite an @test line of this file's own)
+		printf '%s "%s" { meet %s; }\n' @test "${f}1" "${f}1" >>"$T/suite/$f.bats"
+	done
+	printf '%s "%s" { meet %s; }\n' @test a2 a2 >>"$T/suite/a.bats"
+	# A clean environment: nothing of this bats run (BATS_*, its libexec
+	# in PATH) leaks in.
+	local path
+	path=$(tr ':' '\n' <<<"$PATH" | grep -v 'bats-core' | paste -sd:)
+	run env -i PATH="$path" HOME="$HOME" SM_TEST_JOBS=3 \
+		"$SM_TOP/tests/run" "$T/suite/a.bats" "$T/suite/b.bats"
+	[ "$status" -eq 0 ] || { echo "$output"; false; }
+	[ "${lines[-1]}" = "3 passed, 0 failed" ]
+	rm -f "$T"/suite/started.*
+	run -1 env -i PATH="$path" HOME="$HOME" SM_TEST_JOBS=1 \
+		"$SM_TOP/tests/run" "$T/suite/a.bats" "$T/suite/b.bats"
+	[ "${lines[-1]}" = "1 passed, 2 failed" ]
+}
+
 @test "docs: make install puts programs, man pages and scripts under DESTDIR" {
 	make -s -C "$SM_TOP" install DESTDIR="$T/root" PREFIX=/usr >/dev/null
 	local p
