@@ -721,6 +721,42 @@ max_late(const struct slot *sl)
 	                                          : MAX_LATE_MS;
 }
 
+/* If the heap's head tick is too late to honour, skip it (counted) to the
+ * first tick still in time, and say so (true). */
+static bool
+skip_top_if_late(struct state *S, int64_t now)
+{
+	struct heap_item *top = &S->heap.v[0];
+	struct slot *sl = &S->slots[top->idx];
+	int64_t late = now - top->due, k;
+
+	if (late <= max_late(sl))
+		return false;
+	if (sl->first) {
+		/* A first check too late: go on at the phase. */
+		sl->first = false;
+		S->skipped++;
+		top->due = sched_next_due(now, sl->interval_ms, sl->phase_ms);
+	} else {
+		/* Skip to the first tick that is still in time (or in the
+		 * future). */
+		k = (late - max_late(sl) + sl->interval_ms - 1) / sl->interval_ms;
+		S->skipped += (unsigned long long)k;
+		top->due += k * sl->interval_ms;
+	}
+	heap_sift_top(&S->heap);
+	return true;
+}
+
+/* While stdout is blocked (even in the middle of a record), the ticks that
+ * run out of time are skipped and counted all the same. */
+static void
+skip_overdue(struct state *S, int64_t now)
+{
+	while (S->heap.n && skip_top_if_late(S, now))
+		;
+}
+
 /* Emits every due tick that can be written, up to BATCH_MAX records per
  * write(2); true when stdout blocked.  A record that did not go out at all
  * goes back on the heap as it was: it is tried again on the next wake-up,
@@ -734,29 +770,10 @@ run_due(struct state *S, int64_t now)
 		S->buf_len = 0;
 		while (nb < BATCH_MAX && S->heap.n && S->heap.v[0].due <= now) {
 			struct heap_item *top = &S->heap.v[0];
-			struct slot *sl = &S->slots[top->idx];
-			int64_t late = now - top->due;
+			const struct slot *sl = &S->slots[top->idx];
 
-			if (late > max_late(sl) && sl->first) {
-				/* A first check too late: go on at the phase. */
-				sl->first = false;
-				S->skipped++;
-				top->due = sched_next_due(now, sl->interval_ms,
-				                          sl->phase_ms);
-				heap_sift_top(&S->heap);
+			if (skip_top_if_late(S, now))
 				continue;
-			}
-			if (late > max_late(sl)) {
-				/* Too late to honour: skip to the first tick
-				 * that is still in time (or in the future). */
-				int64_t k = (late - max_late(sl) +
-				             sl->interval_ms - 1) / sl->interval_ms;
-
-				S->skipped += (unsigned long long)k;
-				top->due += k * sl->interval_ms;
-				heap_sift_top(&S->heap);
-				continue;
-			}
 			encode(S, sl, top->due);
 			S->batch[nb] = *top;
 			S->batch_end[nb++] = S->buf_len;
@@ -852,6 +869,8 @@ run(struct state *S, const sigset_t *origp)
 		now = sched_now(S);
 		if (!blocked)
 			blocked = run_due(S, now);
+		else
+			skip_overdue(S, now);
 		report_skips(S, now, false);
 		stats_tick(S);
 
