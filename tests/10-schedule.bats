@@ -815,6 +815,21 @@ stats_ge() {
 		awk -v max="$elapsed" '$1 > max { print "too many for " $2 ": " $1; bad = 1 } END { exit bad }'
 }
 
+@test "schedule: ticks are skipped and reported while stdout is blocked in the middle of a record" {
+	# One record larger than a pipe holds (64 KiB): the pipe fills inside
+	# it, and the ticks that come due meanwhile must still be skipped and
+	# said so, not wait for the reader.
+	local body
+	body=$(head -c 100000 /dev/zero | tr '\0' x)
+	printf 'targets:\n  - {name: big, url: "http://127.0.0.1:9/", interval: 1s, timeout: 500ms, method: POST, body: "%s"}\n' \
+		"$body" | sites
+	timeout -s TERM 30 sm-schedule --ramp 0 "$T/sites.yaml" 2>"$T/err" | {
+		WAIT_TIMEOUT=10 wait_for grep -q 'warning: skipped' "$T/err"
+		timeout 2 cat >/dev/null || true
+	}
+	grep -Eq 'sm-schedule: warning: skipped [1-9][0-9]* ticks that could not be written on time' "$T/err"
+}
+
 # ---- the shipped example and the JSON Schema ------------------------------------
 
 @test "schedule: examples/sites.yaml is valid" {
