@@ -2,6 +2,7 @@
 #   make                 build every program
 #   make test            install deps (as root), build, run every test
 #   make run             install deps (as root), build, run locally
+#   make psql            psql on the local run's database
 #   make SAN=1 test      the same under AddressSanitizer + UBSan
 #   make fuzz            run every libFuzzer target FUZZ_SECONDS (fuzz/README.md)
 #   make install PREFIX=/usr/local DESTDIR=
@@ -77,6 +78,10 @@ check: all
 run: deps all
 	scripts/sm-local
 
+# psql on the database of a running `make run` (or SM_PG_DSN).
+psql:
+	@scripts/sm-local --psql
+
 bench: all
 	bench/run
 
@@ -131,4 +136,4 @@ clean:
 	rm -f .build-flags lib/*.o lib/libsm.a tools/*/*.o $(BINS) tests/unit/*.o $(UNIT_BIN)
 	rm -rf $(FUZZ_DIR)
 
-.PHONY: all deps test check run bench soak install clean fuzz fuzz-build FORCE
+.PHONY: all deps test check run psql bench soak install clean fuzz fuzz-build FORCE

@@ -478,20 +478,101 @@ for name in sys.stdin.read().split():
 	    interval: 1s
 	    timeout: 500ms
 	YAML
-	timeout 20 sm-schedule "$T/sites.yaml" 2>/dev/null | head -n 3 >"$T/a" || true
+	# --ramp 0: no first check at start, every tick on the phase.
+	timeout 20 sm-schedule --ramp 0 "$T/sites.yaml" 2>/dev/null | head -n 3 >"$T/a" || true
 	[ "$(wc -l <"$T/a")" -eq 3 ]
 	unix_ms <"$T/a" >"$T/a.ms"
 	# Consecutive ticks are exactly one interval apart.
 	[ "$(awk 'NR > 1 { print $1 - prev } { prev = $1 }' "$T/a.ms" | sort -u)" = 1000 ]
 	# The phase comes from the name, not the start time: a new process
 	# fires at the same offset within the second.
-	timeout 20 sm-schedule "$T/sites.yaml" 2>/dev/null | head -n 1 >"$T/b" || true
+	timeout 20 sm-schedule --ramp 0 "$T/sites.yaml" 2>/dev/null | head -n 1 >"$T/b" || true
 	[ "$(unix_ms <"$T/b" | awk '{ print $1 % 1000 }')" = \
 	  "$(awk 'NR == 1 { print $1 % 1000 }' "$T/a.ms")" ]
 	# Records are emitted when due: scheduled_at is in the past, barely.
 	local last
 	last=$(tail -n 1 "$T/a.ms")
 	((last <= $(date +%s%3N)))
+}
+
+# phase_of NAME: the target's phase (ms within its interval) from --check's
+# "next" time; needs INTERVAL_MS.
+phase_of() {
+	sm-schedule --check "$T/sites.yaml" | sed -n "s/^  $1: .* next //p" |
+		jq -R 'sub("Z$"; "") | ((.[0:19] + "Z" | fromdate) * 1000 + (.[20:23] | tonumber))' |
+		awk -v i="$INTERVAL_MS" '{ print $1 % i }'
+}
+
+# has_records NAME N: at least N records of NAME in $T/out.
+has_records() {
+	(($(grep -c "\"target\":\"$1\"" "$T/out") >= $2))
+}
+
+@test "schedule: at start every target is checked within --ramp, then on its phase" {
+	sites <<-'YAML'
+	targets:
+	  - {name: beat, url: "http://127.0.0.1:9/b", interval: 1s, timeout: 500ms}
+	  - {name: five, url: "http://127.0.0.1:9/5", interval: 5m}
+	  - {name: fifteen, url: "http://127.0.0.1:9/15", interval: 15m}
+	  - {name: hourly, url: "http://127.0.0.1:9/h", interval: 1h}
+	YAML
+	local t0 name first n
+	t0=$(date +%s%3N)
+	sm-schedule --ramp 1500ms "$T/sites.yaml" >"$T/out" 2>"$T/err" 3>&- &
+	track_pid $!
+	# Every target within the ramp, though three of them are due only
+	# minutes from now at their phase.
+	for name in five fifteen hourly; do
+		wait_for has_records "$name" 1
+		first=$(grep "\"target\":\"$name\"" "$T/out" | unix_ms)
+		# scheduled_at: at most the ramp after the start (and the load).
+		((first >= t0 && first <= t0 + 1500 + 1000)) ||
+			{ echo "$name first at +$((first - t0)) ms"; false; }
+	done
+	# The 1s target's ramp is its interval; after its first check it
+	# goes on at its phase, at least half an interval later, one interval
+	# apart, and its first check is never repeated at once.
+	wait_for has_records beat 4
+	grep '"target":"beat"' "$T/out" | unix_ms >"$T/beat.ms"
+	((first = $(head -n 1 "$T/beat.ms"), first >= t0 && first <= t0 + 1000 + 1000))
+	[ "$(sed -n 2p "$T/beat.ms")" -ge $((first + 500)) ]
+	awk 'NR > 2 && $1 - prev != 1000 { print "gap " $1 - prev; bad = 1 }
+	     { prev = $1 } END { exit bad }' "$T/beat.ms"
+	local phase
+	phase=$(INTERVAL_MS=1000 phase_of beat)
+	[ -n "$phase" ]
+	awk -v p="$phase" 'NR > 1 && $1 % 1000 != p { print "off phase: " $1; bad = 1 }
+	     END { exit bad }' "$T/beat.ms"
+	# The others are not checked twice within the ramp.
+	for name in five fifteen hourly; do
+		n=$(grep -c "\"target\":\"$name\"" "$T/out")
+		[ "$n" -eq 1 ] || { echo "$name: $n records"; false; }
+	done
+}
+
+@test "schedule: --ramp 0 leaves every target to its phase; a bad --ramp is 64" {
+	sites <<-'YAML'
+	targets:
+	  - {name: beat, url: "http://127.0.0.1:9/b", interval: 1s, timeout: 500ms}
+	  - {name: hourly, url: "http://127.0.0.1:9/h", interval: 1h}
+	YAML
+	sm-schedule --ramp 0 "$T/sites.yaml" >"$T/out" 2>"$T/err" 3>&- &
+	track_pid $!
+	wait_for has_records beat 2
+	local phase
+	phase=$(INTERVAL_MS=1000 phase_of beat)
+	grep '"target":"beat"' "$T/out" | unix_ms |
+		awk -v p="$phase" '$1 % 1000 != p { print "off phase: " $1; bad = 1 } END { exit bad }'
+	# The hourly one waits for its phase (unless that is now).
+	phase=$(INTERVAL_MS=3600000 phase_of hourly)
+	local now
+	now=$(($(date +%s%3N) % 3600000))
+	if ((phase > now + 5000 || phase < now - 5000)); then
+		! grep -q '"target":"hourly"' "$T/out"
+	fi
+	schedule --ramp soon "$T/sites.yaml"
+	[ "$status" -eq 64 ]
+	[[ "$stderr" == *"--ramp"* ]]
 }
 
 @test "schedule: 10,000 targets at 60s are spread evenly over the minute" {
@@ -530,7 +611,8 @@ more_than() {
 	targets:
 	  - {name: first, url: "http://127.0.0.1:9/1"}
 	YAML
-	sm-schedule "$T/sites.yaml" >"$T/out" 2>"$T/err" 3>&- &
+	# --ramp 0: every tick on the phase (the first check is tested below).
+	sm-schedule --ramp 0 "$T/sites.yaml" >"$T/out" 2>"$T/err" 3>&- &
 	local pid=$!
 	track_pid "$pid"
 	wait_for grep -q '"target":"first"' "$T/out"
@@ -587,7 +669,9 @@ catches_hup() {
 		for (i = 0; i < 100000; i++)
 			printf "  - {name: s%d, url: \"http://127.0.0.1:9/%d\", interval: 1h}\n", i, i
 	}' >"$T/sites.yaml"
-	sm-schedule "$T/sites.yaml" >"$T/out" 2>"$T/err" 3>&- &
+	# --ramp 0: every tick of beat on its phase (the first check is
+	# tested above).
+	sm-schedule --ramp 0 "$T/sites.yaml" >"$T/out" 2>"$T/err" 3>&- &
 	local pid=$!
 	track_pid "$pid"
 	# A SIGHUP during the first load is acted on once it is loaded.
@@ -732,6 +816,21 @@ stats_ge() {
 	[ "$(jq -r '"\(.target) \(.scheduled_at)"' "$T/out" | sort | uniq -d | wc -l)" -eq 0 ]
 	jq -r .target "$T/out" | sort | uniq -c |
 		awk -v max="$elapsed" '$1 > max { print "too many for " $2 ": " $1; bad = 1 } END { exit bad }'
+}
+
+@test "schedule: ticks are skipped and reported while stdout is blocked in the middle of a record" {
+	# One record larger than a pipe holds (64 KiB): the pipe fills inside
+	# it, and the ticks that come due meanwhile must still be skipped and
+	# said so, not wait for the reader.
+	local body
+	body=$(head -c 100000 /dev/zero | tr '\0' x)
+	printf 'targets:\n  - {name: big, url: "http://127.0.0.1:9/", interval: 1s, timeout: 500ms, method: POST, body: "%s"}\n' \
+		"$body" | sites
+	timeout -s TERM 30 sm-schedule --ramp 0 "$T/sites.yaml" 2>"$T/err" | {
+		WAIT_TIMEOUT=10 wait_for grep -q 'warning: skipped' "$T/err"
+		timeout 2 cat >/dev/null || true
+	}
+	grep -Eq 'sm-schedule: warning: skipped [1-9][0-9]* ticks that could not be written on time' "$T/err"
 }
 
 # ---- the shipped example and the JSON Schema ------------------------------------

@@ -615,6 +615,55 @@ state_of() {
 	[[ "$stderr" != *Sup3rSecretPw* ]]
 }
 
+# exit_within PID SECONDS: the process ends within SECONDS; its status is
+# left in $rc.
+exit_within() {
+	local deadline=$((SECONDS + $2))
+	while kill -0 "$1" 2>/dev/null; do
+		((SECONDS < deadline)) || { echo "process $1 still running after $2 s" >&2; return 1; }
+		sleep 0.05
+	done
+	rc=0
+	wait "$1" || rc=$?
+}
+
+@test "pg-write: a signal stops it at once while it waits for a database" {
+	local port
+	port=$(free_port)
+	# At start: nobody listens on the port.
+	sm-pg-write -r 5m -d "host=127.0.0.1 port=$port" </dev/null >"$T/out" 2>"$T/err" &
+	local writer=$!
+	track_pid "$writer"
+	wait_for grep -q 'retrying in' "$T/err"
+	kill -TERM "$writer"
+	exit_within "$writer" 5
+	[ "$rc" -eq 69 ]
+	grep -q 'stopping on signal 15 while it is unavailable' "$T/err"
+
+	# Mid-stream (the writer thread's wait): the database stops taking
+	# connections, a batch is held; SIGINT stops it, nothing acknowledged.
+	"$GEN" -n 5 >"$T/in"
+	mkfifo "$T/fifo"
+	sm-pg-write -r 5m -b 5 -l 1h <"$T/fifo" >"$T/acks" 2>"$T/err" &
+	writer=$!
+	track_pid "$writer"
+	exec 7>"$T/fifo"
+	wait_for psql_q "SELECT 1 FROM checks LIMIT 0"
+	psql -X -q -d postgres -v ON_ERROR_STOP=1 \
+		-c "ALTER DATABASE \"$PGDATABASE\" ALLOW_CONNECTIONS false" \
+		-c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '$PGDATABASE'" >/dev/null
+	cat "$T/in" >&7
+	wait_for grep -q 'retrying in' "$T/err"
+	kill -INT "$writer"
+	exit_within "$writer" 5
+	exec 7>&-
+	[ "$rc" -eq 69 ]
+	grep -q 'stopping on signal 2 while it is unavailable' "$T/err"
+	[ ! -s "$T/acks" ]
+	psql -X -q -d postgres -c "ALTER DATABASE \"$PGDATABASE\" ALLOW_CONNECTIONS true"
+	[ "$(stored_count)" = 0 ]
+}
+
 @test "pg-write: a record the server refuses goes to the dead letter, the rest is stored" {
 	"$GEN" -n 30 -t 3 >"$T/good"
 	jq -c 'if (.duration_ms | floor) == 45 and .target == "site-2" then .status = 99999999999
@@ -643,6 +692,7 @@ state_of() {
 }
 
 @test "pg-write: PostgreSQL restarting mid-stream loses nothing and doubles nothing" {
+	own_postgres
 	"$GEN" -n 3000 -t 20 -f 7 >"$T/in"
 	mkfifo "$T/fifo"
 	sm-pg-write -b 50 -l 20ms -r 60s --stats-interval 1h <"$T/fifo" >"$T/acks" 2>"$T/err" &

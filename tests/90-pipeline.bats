@@ -76,10 +76,10 @@ consume() {
 	TOPIC=$(new_topic)
 	write_sites
 	produce
-	consume g1
-	consume g2      # a new group reads the whole topic again
-	produce         # four new probes, new ids
-	consume g1      # the first group reads only what is new
+	consume "g1_$TOPIC"
+	consume "g2_$TOPIC"   # a new group reads the whole topic again
+	produce               # four new probes, new ids
+	consume "g1_$TOPIC"   # the first group reads only what is new
 	[ "$(psql_q 'select count(*) from checks')" -eq 8 ]
 	[ "$(psql_q 'select count(distinct id) from checks')" -eq 8 ]
 	[ "$(psql_q 'select count(*) from targets')" -eq 4 ]
@@ -107,7 +107,7 @@ consume() {
 	write_sites
 	SM_KAFKA_BROKERS=$SM_TEST_BROKERS SM_KAFKA_TOPIC=$TOPIC \
 		timeout 60 "$SM_TOP/scripts/sm-producer" --once "$T/sites.yaml"
-	TMPDIR=$T SM_KAFKA_BROKERS=$SM_TEST_BROKERS SM_KAFKA_TOPIC=$TOPIC SM_KAFKA_GROUP=g \
+	TMPDIR=$T SM_KAFKA_BROKERS=$SM_TEST_BROKERS SM_KAFKA_TOPIC=$TOPIC SM_KAFKA_GROUP="g_$TOPIC" \
 		SM_KAFKA_SUB_OPTS="-o beginning -e" \
 		timeout 60 "$SM_TOP/scripts/sm-consumer" --echo >"$T/acked.ndjson"
 	[ "$(psql_q 'select count(*) from checks')" -eq 4 ]
@@ -156,7 +156,7 @@ consume() {
 	# and its private FIFO directory is gone.
 	TOPIC=$(new_topic)
 	echo '{"target":"x"}' | kcat -P -b "$SM_TEST_BROKERS" -t "$TOPIC"
-	TMPDIR=$T SM_KAFKA_BROKERS=$SM_TEST_BROKERS SM_KAFKA_TOPIC=$TOPIC SM_KAFKA_GROUP=g \
+	TMPDIR=$T SM_KAFKA_BROKERS=$SM_TEST_BROKERS SM_KAFKA_TOPIC=$TOPIC SM_KAFKA_GROUP="g_$TOPIC" \
 		SM_KAFKA_SUB_OPTS="-o beginning" SM_PG_DSN="host=$T/nowhere dbname=x" \
 		SM_PG_WRITE_OPTS="--retry-for 1s" \
 		run -69 --separate-stderr timeout 60 "$SM_TOP/scripts/sm-consumer"

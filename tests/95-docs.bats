@@ -42,6 +42,71 @@ PROGRAMS="sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroke
 	done
 }
 
+@test "docs: every man page renders at 80 columns without a warning" {
+	local m n=0
+	for m in "$SM_TOP"/man/*.[1-8]; do
+		run --separate-stderr env MANWIDTH=80 man --warnings=all -l "$m"
+		[ "$status" -eq 0 ] || { echo "$m: man exited $status"; false; }
+		[ -z "$stderr" ] || { echo "${m#"$SM_TOP"/}: $stderr"; false; }
+		[ -n "$output" ]
+		n=$((n + 1))
+	done
+	((n >= 7))
+}
+
+@test "docs: the docs are for users and the next engineer: no internal notes, development.md linked" {
+	# Notes of a development machine or a session do not belong in the
+	# docs; docs/development.md does, linked from the README.
+	run grep -rIl -e '/work/' -e 'delete before release' -e 'HELPERS-BRIEF' \
+		"$SM_TOP/README.md" "$SM_TOP/docs" "$SM_TOP/man" "$SM_TOP/examples"
+	[ "$status" -eq 1 ] || { echo "$output"; false; }
+	[ -f "$SM_TOP/docs/development.md" ]
+	grep -q '(docs/development.md)' "$SM_TOP/README.md"
+	# What it says the helpers are, they are.
+	local h
+	for h in wait_for new_db new_topic free_port json_eq track_pid psql_q sm_as_pg; do
+		grep -q "^$h()" "$SM_TOP/tests/helpers.bash" || { echo "no helper $h"; false; }
+		grep -q "\`$h" "$SM_TOP/docs/development.md" || { echo "$h not in development.md"; false; }
+	done
+}
+
+@test "tests/run: runs test files and the tests within them in parallel, SM_TEST_JOBS=1 one by one" {
+	command -v parallel >/dev/null || skip "GNU parallel not installed (run: make deps)"
+	mkdir "$T/suite"
+	# Each test waits (3 s at most) for the others to have started: only
+	# tests that run at the same time pass.
+	local f
+	for f in a b; do
+		cat >"$T/suite/$f.bats" <<-EOF
+		meet() {
+			touch "$T/suite/started.\$1"
+			local i
+			for i in \$(seq 60); do
+				[ -e "$T/suite/started.a1" ] && [ -e "$T/suite/started.a2" ] &&
+					[ -e "$T/suite/started.b1" ] && return 0
+				sleep 0.05
+			done
+			return 1
+		}
+		EOF
+		# (printf: bats would rewrite an @test line of this file's own)
+		printf '%s "%s" { meet %s; }\n' @test "${f}1" "${f}1" >>"$T/suite/$f.bats"
+	done
+	printf '%s "%s" { meet %s; }\n' @test a2 a2 >>"$T/suite/a.bats"
+	# A clean environment: nothing of this bats run (BATS_*, its libexec
+	# in PATH) leaks in.
+	local path
+	path=$(tr ':' '\n' <<<"$PATH" | grep -v 'bats-core' | paste -sd:)
+	run env -i PATH="$path" HOME="$HOME" SM_TEST_JOBS=3 \
+		"$SM_TOP/tests/run" "$T/suite/a.bats" "$T/suite/b.bats"
+	[ "$status" -eq 0 ] || { echo "$output"; false; }
+	[ "${lines[-1]}" = "3 passed, 0 failed" ]
+	rm -f "$T"/suite/started.*
+	run -1 env -i PATH="$path" HOME="$HOME" SM_TEST_JOBS=1 \
+		"$SM_TOP/tests/run" "$T/suite/a.bats" "$T/suite/b.bats"
+	[ "${lines[-1]}" = "1 passed, 2 failed" ]
+}
+
 @test "docs: make install puts programs, man pages and scripts under DESTDIR" {
 	make -s -C "$SM_TOP" install DESTDIR="$T/root" PREFIX=/usr >/dev/null
 	local p
@@ -118,4 +183,44 @@ doc_queries() {
 	[ "$(wc -l <<<"${out[0]}")" -eq 1 ]
 	# The certificates: site-0 (its intermediate) first, then site-2.
 	[ "$(cut -d'|' -f1 <<<"$cert" | paste -sd,)" = "site-0,site-2" ]
+}
+
+@test "docs: the README's queries (latest state, uptime and p95, failures) answer right on real rows" {
+	local now q out=() want
+	new_db
+	now=$(date +%s%3N)
+	# 40 checks over the last 40 minutes, site-0 and site-1 in turn; every
+	# 4th one fails (http_status 500), all of them site-1's.
+	"$SM_TOP/tests/fixtures/results-gen" -n 40 -t 2 -f 4 -i 60000 -s $((now - 40 * 60000)) >"$T/in"
+	# And one of yesterday's, outside the last 24 hours.
+	"$SM_TOP/tests/fixtures/results-gen" -n 1 -t 1 -f 1 -s $((now - 30 * 3600000)) >>"$T/in"
+	sm-pg-write <"$T/in" >/dev/null
+	while IFS= read -r -d '' q; do
+		run -0 psql -X -v ON_ERROR_STOP=1 -At -F '|' -c "$q"
+		out+=("$output")
+	done < <(doc_queries "$SM_TOP/README.md")
+	[ "${#out[@]}" -eq 3 ]
+	# Latest state: site-0 up, site-1 down since its last (failed) check.
+	[[ "$(sed -n 1p <<<"${out[0]}")" == "site-0|t|200||2"*"|" ]] ||
+		{ echo "${out[0]}"; false; }
+	[[ "$(sed -n 2p <<<"${out[0]}")" == "site-1|f|500|http_status|"*"|"?* ]] ||
+		{ echo "${out[0]}"; false; }
+	# Uptime and p95 over the last 24 hours, p95 computed here the same
+	# way (linear interpolation between the closest ranks).
+	p95() {
+		jq -r --arg t "$1" --argjson since $((now - 24 * 3600000)) '
+			select(.target == $t and (.started_at | sub("\\.[0-9]+Z$"; "Z") | fromdate) * 1000 > $since)
+			| .duration_ms' "$T/in" | sort -g |
+			awk '{ x[NR] = $1 } END { p = 0.95 * (NR - 1); lo = int(p);
+				v = x[lo + 1] + (p - lo) * (x[lo + 2] - x[lo + 1]); printf "%.1f", v }'
+	}
+	want="site-0|20|100.00|$(p95 site-0)
+site-1|20|50.00|$(p95 site-1)"
+	[ "${out[1]}" = "$want" ] || { printf 'got:\n%s\nwant:\n%s\n' "${out[1]}" "$want"; false; }
+	# The failures, newest first, with their error line: 10 in the last
+	# 40 minutes and yesterday's.
+	[ "$(wc -l <<<"${out[2]}")" -eq 11 ]
+	[ "$(cut -d'|' -f2-4 <<<"${out[2]}" | sort -u | head -n 1)" = "site-0|http_status|500" ]
+	[[ "$(head -n 1 <<<"${out[2]}")" == *"|site-1|http_status|500|"?* ]]
+	[ "$(cut -d'|' -f1 <<<"${out[2]}")" = "$(cut -d'|' -f1 <<<"${out[2]}" | sort -r)" ]
 }

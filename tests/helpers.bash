@@ -13,6 +13,9 @@ teardown() {
 	for pid in ${CLEANUP_PIDS:-}; do
 		kill "$pid" 2>/dev/null || true
 	done
+	if [ -n "${OWN_PG_DATA:-}" ]; then
+		sm_as_pg pg_ctl -D "$OWN_PG_DATA" -m immediate -w stop >/dev/null 2>&1 || true
+	fi
 	rm -rf "$T"
 }
 
@@ -55,8 +58,29 @@ psql_q() {
 	psql -X -v ON_ERROR_STOP=1 -Atq -c "$1"
 }
 
-# pg_restart: restart the suite's PostgreSQL (fast shutdown) and wait for it.
+# own_postgres: a PostgreSQL cluster of this test's own, in $T/pg, for a
+# test that stops or restarts it (the suite's cluster serves the tests
+# running meanwhile).  Points PGHOST, PGPORT and PG_DATA (so pg_restart) at
+# it, makes a database (new_db); teardown stops it.
+own_postgres() {
+	local port
+	port=$(free_port)
+	mkdir -p "$T/pg"
+	[ "$(id -u)" = 0 ] && chown postgres "$T/pg"
+	sm_as_pg initdb -D "$T/pg/data" -U "$PGUSER" --auth=trust -E UTF8 --no-sync \
+		>"$T/pg/initdb.log" 2>&1 || { cat "$T/pg/initdb.log" >&2; return 1; }
+	OWN_PG_DATA="$T/pg/data"
+	sm_as_pg pg_ctl -D "$OWN_PG_DATA" -l "$T/pg/log" -w -t 60 \
+		-o "-k $T/pg -p $port -c listen_addresses='' -c fsync=off" start >/dev/null ||
+		{ tail -n 20 "$T/pg/log" >&2; return 1; }
+	export PGHOST="$T/pg" PGPORT="$port" PG_DATA="$OWN_PG_DATA"
+	new_db
+}
+
+# pg_restart: restart the test's PostgreSQL (fast shutdown) and wait for it:
+# only a cluster of own_postgres, never the one the other tests share.
 pg_restart() {
+	[ -n "${OWN_PG_DATA:-}" ] || { echo "pg_restart: call own_postgres first" >&2; return 1; }
 	sm_as_pg pg_ctl -D "$PG_DATA" -m fast -w restart -l "$PG_DATA/../log" >/dev/null
 }
 

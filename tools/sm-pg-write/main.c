@@ -309,13 +309,21 @@ stats_bound(int64_t timeout_ms)
 
 /* ---- retry budget ----------------------------------------------------- */
 
+/* Sleep ms, or less when a stop signal comes: the writer thread blocks
+ * signals, so it looks at the flag at least every 50 ms. */
 static void
 sleep_ms(int64_t ms)
 {
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	int64_t end = mono_now_ns() + ms * 1000000, left;
+	struct timespec ts;
 
-	/* An interrupting signal shortens the sleep; that is fine. */
-	nanosleep(&ts, NULL);
+	while (!stop_signal && (left = end - mono_now_ns()) > 0) {
+		if (left > 50 * 1000000)
+			left = 50 * 1000000;
+		ts.tv_sec = 0;
+		ts.tv_nsec = (long)left;
+		nanosleep(&ts, NULL);
+	}
 }
 
 /* Called after a transient failure: sleep before the next attempt, or give
@@ -342,6 +350,11 @@ retry_wait(const char *what, const char *err)
 	/* An outage is when the stats line matters most. */
 	stats_tick();
 	sleep_ms(delay);
+	/* Waiting for a database is no work to finish: a signal stops it at
+	 * once, and what was not stored was not acknowledged either. */
+	if (stop_signal)
+		die(EX_UNAVAILABLE, "%s: stopping on signal %d while it is "
+		    "unavailable: %s", what, (int)stop_signal, err);
 	backoff_ms = backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
 	                                              : backoff_ms * 2;
 }

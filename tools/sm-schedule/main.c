@@ -5,7 +5,8 @@
  *
  * Every target fires at a fixed phase within its interval (a hash of its
  * name), aligned to the wall clock, so its rhythm survives restarts and
- * reloads.  Timing runs on CLOCK_MONOTONIC; a min-heap holds the next due
+ * reloads.  At start, each target is first checked within a short ramp
+ * (--ramp, spread by the same phase), then at its phase.  Timing runs on CLOCK_MONOTONIC; a min-heap holds the next due
  * time of each target.  Each wake-up writes what is due in one write(2).
  * When stdout is full, ticks that cannot be written in time are skipped
  * and counted, never bunched up.  SIGHUP loads the new configuration in a
@@ -45,6 +46,10 @@
  * most 1 ms more, and with thousands due per second there are at most 500
  * wake-ups a second instead of up to 1000 (each costs a context switch). */
 #define WAKE_GRAIN_MS 2
+/* The default --ramp: the first check of every target within 5 s. */
+#define RAMP_DEFAULT_MS 5000
+/* getopt value of the long-only --ramp. */
+#define OPT_RAMP 257
 
 static const char usage_text[] =
     "usage: sm-schedule [-1c] [-s i/N] sites.yaml\n"
@@ -59,6 +64,8 @@ static const char help_text[] =
     "  -f, --file FILE    read NDJSON target records instead of YAML\n"
     "                     (\"-\" is stdin)\n"
     "  -s, --shard i/N    only targets whose name hash mod N is i\n"
+    "      --ramp DUR     first check every target within DUR of start\n"
+    "                     (at most its interval; default 5s, 0: off)\n"
     "      --stats-interval DUR\n"
     "                     write a stats line on stderr every DUR (0: off)\n"
     "  -h, --help         show this help and exit\n"
@@ -76,6 +83,7 @@ struct slot {
 	char *name;
 	uint64_t hash; /* sched_hash(name) */
 	int64_t interval_ms, phase_ms;
+	bool first; /* its next tick is the first check, in the ramp */
 	char *prefix; /* the record's JSON without its closing brace */
 	size_t prefix_len;
 };
@@ -104,6 +112,7 @@ struct state {
 	const char *path;
 	enum config_format fmt;
 	unsigned shard_i, shard_n; /* shard_n 0: no sharding */
+	int64_t ramp_ms;           /* --ramp */
 
 	struct slot *slots;
 	size_t n;
@@ -379,15 +388,43 @@ heap_fill(struct state *S, const int64_t *due)
 		heap_push(&S->heap, due[i], i);
 }
 
-/* Every target at its next due time from now. */
+/* The first check of a target at start: within min(interval, --ramp) of
+ * now, at the same fraction of that ramp as its phase is of its interval,
+ * so that the targets are spread over the ramp as over their intervals. */
+static int64_t
+ramp_due(const struct state *S, const struct slot *sl, int64_t now)
+{
+	int64_t ramp = S->ramp_ms < sl->interval_ms ? S->ramp_ms
+	                                             : sl->interval_ms;
+
+	return now + (int64_t)((double)sl->phase_ms * (double)ramp /
+	                       (double)sl->interval_ms);
+}
+
+/* The tick after a target's first check: its first phase-aligned due time
+ * at least half an interval later, so two checks never come close. */
+static int64_t
+after_first_due(const struct slot *sl, int64_t first)
+{
+	return sched_next_due(first + sl->interval_ms / 2, sl->interval_ms,
+	                      sl->phase_ms);
+}
+
+/* Every target at its next due time from now; with ramp, at its first
+ * check within the ramp instead. */
 static void
-schedule_all(struct state *S)
+schedule_all(struct state *S, bool ramp)
 {
 	int64_t now = sched_now(S), *due = xcalloc(S->n + 1, sizeof(*due));
 
-	for (size_t i = 0; i < S->n; i++)
-		due[i] = sched_next_due(now, S->slots[i].interval_ms,
-		                        S->slots[i].phase_ms);
+	for (size_t i = 0; i < S->n; i++) {
+		struct slot *sl = &S->slots[i];
+
+		sl->first = ramp && S->ramp_ms > 0;
+		due[i] = sl->first ? ramp_due(S, sl, now)
+		                   : sched_next_due(now, sl->interval_ms,
+		                                    sl->phase_ms);
+	}
 	heap_fill(S, due);
 	free(due);
 }
@@ -579,8 +616,10 @@ reload_apply(struct state *S)
 	for (size_t i = 0; i < S->heap.n; i++) {
 		size_t j = ld->old_to_new[S->heap.v[i].idx];
 
-		if (j)
+		if (j) {
 			due[j - 1] = S->heap.v[i].due;
+			ld->slots[j - 1].first = S->slots[S->heap.v[i].idx].first;
+		}
 	}
 	now = sched_now(S);
 	for (size_t i = 0; i < ld->n; i++)
@@ -672,7 +711,7 @@ check_clock_step(struct state *S)
 	info("wall clock stepped by %+lld ms; schedule re-aligned",
 	     (long long)drift);
 	S->offset_ns = clock_offset_ns();
-	schedule_all(S);
+	schedule_all(S, false);
 }
 
 static int64_t
@@ -680,6 +719,42 @@ max_late(const struct slot *sl)
 {
 	return sl->interval_ms / 2 < MAX_LATE_MS ? sl->interval_ms / 2
 	                                          : MAX_LATE_MS;
+}
+
+/* If the heap's head tick is too late to honour, skip it (counted) to the
+ * first tick still in time, and say so (true). */
+static bool
+skip_top_if_late(struct state *S, int64_t now)
+{
+	struct heap_item *top = &S->heap.v[0];
+	struct slot *sl = &S->slots[top->idx];
+	int64_t late = now - top->due, k;
+
+	if (late <= max_late(sl))
+		return false;
+	if (sl->first) {
+		/* A first check too late: go on at the phase. */
+		sl->first = false;
+		S->skipped++;
+		top->due = sched_next_due(now, sl->interval_ms, sl->phase_ms);
+	} else {
+		/* Skip to the first tick that is still in time (or in the
+		 * future). */
+		k = (late - max_late(sl) + sl->interval_ms - 1) / sl->interval_ms;
+		S->skipped += (unsigned long long)k;
+		top->due += k * sl->interval_ms;
+	}
+	heap_sift_top(&S->heap);
+	return true;
+}
+
+/* While stdout is blocked (even in the middle of a record), the ticks that
+ * run out of time are skipped and counted all the same. */
+static void
+skip_overdue(struct state *S, int64_t now)
+{
+	while (S->heap.n && skip_top_if_late(S, now))
+		;
 }
 
 /* Emits every due tick that can be written, up to BATCH_MAX records per
@@ -696,19 +771,9 @@ run_due(struct state *S, int64_t now)
 		while (nb < BATCH_MAX && S->heap.n && S->heap.v[0].due <= now) {
 			struct heap_item *top = &S->heap.v[0];
 			const struct slot *sl = &S->slots[top->idx];
-			int64_t late = now - top->due;
 
-			if (late > max_late(sl)) {
-				/* Too late to honour: skip to the first tick
-				 * that is still in time (or in the future). */
-				int64_t k = (late - max_late(sl) +
-				             sl->interval_ms - 1) / sl->interval_ms;
-
-				S->skipped += (unsigned long long)k;
-				top->due += k * sl->interval_ms;
-				heap_sift_top(&S->heap);
+			if (skip_top_if_late(S, now))
 				continue;
-			}
 			encode(S, sl, top->due);
 			S->batch[nb] = *top;
 			S->batch_end[nb++] = S->buf_len;
@@ -727,11 +792,16 @@ run_due(struct state *S, int64_t now)
 		/* A record begun is counted: its tail goes out first next. */
 		S->emitted += done;
 		for (size_t i = 0; i < nb; i++) {
-			const struct slot *sl = &S->slots[S->batch[i].idx];
+			struct slot *sl = &S->slots[S->batch[i].idx];
+			int64_t next = S->batch[i].due;
 
-			heap_push(&S->heap, S->batch[i].due +
-			                        (i < done ? sl->interval_ms : 0),
-			          S->batch[i].idx);
+			if (i < done && sl->first) {
+				sl->first = false;
+				next = after_first_due(sl, next);
+			} else if (i < done) {
+				next += sl->interval_ms;
+			}
+			heap_push(&S->heap, next, S->batch[i].idx);
 		}
 		if (w < S->buf_len)
 			return true;
@@ -772,7 +842,7 @@ run(struct state *S, const sigset_t *origp)
 	if ((S->rl.efd = eventfd(0, EFD_CLOEXEC)) < 0)
 		die(EX_SOFTWARE, "eventfd:");
 	S->offset_ns = clock_offset_ns();
-	schedule_all(S);
+	schedule_all(S, true);
 	if (S->n == 0)
 		info("no targets%s; waiting for SIGHUP",
 		     S->shard_n ? " in this shard" : "");
@@ -799,6 +869,8 @@ run(struct state *S, const sigset_t *origp)
 		now = sched_now(S);
 		if (!blocked)
 			blocked = run_due(S, now);
+		else
+			skip_overdue(S, now);
 		report_skips(S, now, false);
 		stats_tick(S);
 
@@ -941,11 +1013,12 @@ main(int argc, char **argv)
 	    {"file", required_argument, NULL, 'f'},
 	    {"shard", required_argument, NULL, 's'},
 	    {"stats-interval", required_argument, NULL, OPT_STATS_INTERVAL},
+	    {"ramp", required_argument, NULL, OPT_RAMP},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct state S = {.fmt = CONFIG_YAML};
+	struct state S = {.fmt = CONFIG_YAML, .ramp_ms = RAMP_DEFAULT_MS};
 	const char *shard = getenv("SM_SHARD"), *shard_from = "SM_SHARD";
 	bool once = false, check = false;
 	int64_t stats_ms = -1; /* -1: not given, SM_STATS_INTERVAL then */
@@ -973,6 +1046,10 @@ main(int argc, char **argv)
 			break;
 		case OPT_STATS_INTERVAL:
 			stats_ms = stats_interval_option_ms(optarg);
+			break;
+		case OPT_RAMP:
+			S.ramp_ms = opt_duration_ms("--ramp", optarg, 0,
+			                            INT64_C(86400000) * 366);
 			break;
 		case 'h':
 			usage(stdout, 0);
