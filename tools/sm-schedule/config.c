@@ -6,6 +6,7 @@
  * Every error is collected and printed at the end, sorted by position.
  */
 #include "config.h"
+#include "alerts.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -55,6 +56,7 @@ struct rawmap {
 	json_t *failed; /* keys whose value was refused (and removed) */
 	struct pos at;  /* the mapping itself */
 	bool bad;       /* an error was reported for it */
+	json_t *alerts; /* "alerts", normalised by alerts.c, or NULL */
 };
 
 /* How a scalar is read: K_STR and K_DUR keep the text as written, K_BOOL
@@ -410,6 +412,7 @@ rawmap_init(struct rawmap *rm, struct pos at)
 	rm->failed = json_object();
 	rm->at = at;
 	rm->bad = false;
+	rm->alerts = NULL;
 }
 
 static void
@@ -418,7 +421,8 @@ rawmap_clear(struct rawmap *rm)
 	json_decref(rm->obj);
 	json_decref(rm->pos);
 	json_decref(rm->failed);
-	rm->obj = rm->pos = rm->failed = NULL;
+	json_decref(rm->alerts);
+	rm->obj = rm->pos = rm->failed = rm->alerts = NULL;
 }
 
 /* An error was reported about key's value: drop it, so that the checks
@@ -463,6 +467,12 @@ rawmap_pos(const struct rawmap *rm, const char *key, bool value)
 	return p;
 }
 
+static void
+alerts_err(void *L, unsigned long line, unsigned long col, const char *msg)
+{
+	cerr_add(L, (struct pos){line, col}, "%s", msg);
+}
+
 /* One key: value of a target or defaults mapping.  merged: it comes from
  * a "<<" merge key and yields to keys given in the mapping itself. */
 static void
@@ -480,6 +490,14 @@ rawmap_add_yaml(struct loader *L, struct rawmap *rm, yaml_node_t *k,
 		return;
 	}
 	key = (const char *)k->data.scalar.value;
+	if (!strcmp(key, "alerts")) { /* sm-alert's rules: alerts.c */
+		if (rm->alerts && !merged)
+			cerr_add(L, kat, "duplicate key \"alerts\"");
+		else if (!rm->alerts &&
+		         !(rm->alerts = alerts_from_yaml(L->doc, v, alerts_err, L)))
+			rm->bad = true;
+		return;
+	}
 	if (json_object_get(rm->pos, key)) {
 		if (!merged) {
 			cerr_add(L, kat, "duplicate key \"%s\" (first at line "
@@ -771,8 +789,10 @@ static void
 merge_defaults(struct rawmap *rm, const struct rawmap *defs)
 {
 	const char *key;
-	json_t *dval;
+	json_t *dval = alerts_merge(defs->alerts, rm->alerts);
 
+	json_decref(rm->alerts);
+	rm->alerts = dval;
 	json_object_foreach(defs->obj, key, dval) {
 		json_t *tval = json_object_get(rm->obj, key);
 
@@ -982,8 +1002,10 @@ build_one(struct loader *L, struct builder *B, struct rawmap *rm)
 	if ((t = check_target(L, rm, &B->names[B->nn]))) {
 		if (B->names[B->nn].name)
 			B->nn++;
-		if (!rm->bad && !(defs && defs->bad))
+		if (!rm->bad && !(defs && defs->bad)) {
 			config_add(B->cfg, t, t->interval_ms, rm->at.line);
+			B->cfg->v[B->cfg->n - 1].alerts = json_incref(rm->alerts);
+		}
 		target_free(&t);
 	}
 	rawmap_clear(rm);
@@ -1321,6 +1343,7 @@ config_free(struct config **cp)
 	for (size_t i = 0; i < c->n; i++) {
 		free(c->v[i].name);
 		free(c->v[i].json);
+		json_decref(c->v[i].alerts);
 	}
 	free(c->v);
 	free(c->path);

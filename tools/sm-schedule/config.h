@@ -28,6 +28,7 @@ struct config_target {
 	int64_t timeout_ms;
 	uint64_t hash;       /* sched_hash(name) */
 	unsigned long line;  /* where the target is defined */
+	json_t *alerts;      /* sm-alert's rules (alerts.h), or NULL */
 };
 
 struct config {
