@@ -86,8 +86,10 @@ void engine_free(struct engine **e);
 void engine_set_config(struct engine *e, struct config *cfg);
 /* One result; returns -1 when its target is unknown. */
 int engine_result(struct engine *e, const struct result *r);
-/* Timers (stale, reminders, maintenance and flapping ends) as of now. */
-void engine_scan(struct engine *e, int64_t now_ms);
+/* Timers (stale, reminders, maintenance and flapping ends) as of now;
+ * explicit: now is a clock that holds for every target (--now,
+ * --wall-clock), else each target goes by its own newest result. */
+void engine_scan(struct engine *e, int64_t now_ms, bool explicit);
 /* Newest started_at seen. */
 int64_t engine_watermark(const struct engine *e);
 /* Scan when the watermark moved far enough since the last scan. */

@@ -95,6 +95,10 @@ struct engine {
 	size_t nloc, last_loc;
 	int64_t loc_stale_ms;   /* a location silent this long is stale */
 	int64_t watermark, last_scan, scan_every;
+	int64_t tnow;           /* the time of the target being decided on:
+	                           its own newest result (results of one
+	                           target share a partition, so this is in
+	                           order even when partitions are not) */
 	struct obx *ob;
 	size_t ob_max, ob_n, ob_pos;
 	const struct result *cur;
@@ -374,7 +378,7 @@ emit(struct engine *e, struct tgt *t, const struct ev *v)
 	              "v", 1, "id", id, "event", v->kind, "incident", inc,
 	              "target", name, "at", at, "since", since, "locations",
 	              locs, "locations_total",
-	              t ? fresh_count(t, e->watermark) : (int)e->nloc, "results",
+	              t ? fresh_count(t, e->tnow) : (int)e->nloc, "results",
 	              res);
 	if (!o)
 		die(EX_SOFTWARE, "cannot build an event");
@@ -463,7 +467,7 @@ transition(struct engine *e, struct tgt *t, int64_t at)
 		}
 	if (n > t->r->flap_changes && !(t->flags & T_FLAPPING)) {
 		struct ev v = {.kind = "flapping", .since = oldest, .at = at,
-		               .locs = fresh_mask(t, e->watermark)};
+		               .locs = fresh_mask(t, e->tnow)};
 		char w[32];
 
 		config_format_duration(t->r->flap_window_ms, w, sizeof(w));
@@ -478,7 +482,7 @@ transition(struct engine *e, struct tgt *t, int64_t at)
 static void
 evaluate(struct engine *e, struct tgt *t, int64_t at)
 {
-	int64_t now = e->watermark, since = INT64_MAX;
+	int64_t now = e->tnow, since = INT64_MAX;
 	int total = 0, ndown = 0, q;
 	bool down;
 
@@ -494,6 +498,9 @@ evaluate(struct engine *e, struct tgt *t, int64_t at)
 				since = l->streak_ms;
 		}
 	}
+	/* No location reporting: unknown, not up; the state stays. */
+	if (total == 0)
+		return;
 	q = t->r->quorum ? t->r->quorum : total / 2 + 1;
 	down = total > 0 && ndown >= q;
 	if (down && !t->down_since) {
@@ -522,7 +529,7 @@ reconcile(struct engine *e, struct tgt *t, int64_t at, const struct result *why)
 		v.ikind = "flapping";
 		v.resolution = "ended";
 		v.since = x->flap_since;
-		v.locs = fresh_mask(t, e->watermark);
+		v.locs = fresh_mask(t, e->tnow);
 		t->flags &= (uint8_t)~T_FLAPPING;
 		emit(e, t, &v);
 		v = (struct ev){.at = at};
@@ -533,14 +540,14 @@ reconcile(struct engine *e, struct tgt *t, int64_t at, const struct result *why)
 		t->reminders = 0;
 		v.kind = "down";
 		v.since = t->ann_since;
-		v.locs = down_mask(t, e->watermark);
+		v.locs = down_mask(t, e->tnow);
 		v.why = why && !why->ok ? why : NULL;
 		emit(e, t, &v);
 	} else if (!t->down_since && t->ann_since) {
 		v.kind = "up";
 		v.ikind = "down";
 		v.since = t->ann_since;
-		v.locs = fresh_mask(t, e->watermark);
+		v.locs = fresh_mask(t, e->tnow);
 		v.why = why && why->ok ? why : NULL;
 		t->ann_since = 0;
 		t->reminders = 0;
@@ -552,7 +559,7 @@ reconcile(struct engine *e, struct tgt *t, int64_t at, const struct result *why)
 		v.ikind = "down";
 		v.n = t->reminders;
 		v.since = t->ann_since;
-		v.locs = down_mask(t, e->watermark);
+		v.locs = down_mask(t, e->tnow);
 		emit(e, t, &v);
 	}
 }
@@ -621,7 +628,7 @@ check_slow(struct engine *e, struct tgt *t, const struct result *r)
 	if (!(t->flags & T_SLOW) && p95 > t->r->slow_ms) {
 		struct ev v = {.kind = "slow", .since = r->started_ms,
 		               .at = r->started_ms,
-		               .locs = fresh_mask(t, e->watermark)};
+		               .locs = fresh_mask(t, e->tnow)};
 
 		v.detail = json_pack("{s:i, s:I}", "p95_ms", (int)p95, "slow_ms",
 		                     (json_int_t)t->r->slow_ms);
@@ -632,7 +639,7 @@ check_slow(struct engine *e, struct tgt *t, const struct result *r)
 		/* hysteresis: back under 80% of slow_ms */
 		struct ev v = {.kind = "resolved", .ikind = "slow",
 		               .since = s->since, .at = r->started_ms,
-		               .locs = fresh_mask(t, e->watermark),
+		               .locs = fresh_mask(t, e->tnow),
 		               .resolution = "recovered"};
 
 		v.detail = json_pack("{s:i, s:I}", "p95_ms", (int)p95, "slow_ms",
@@ -663,7 +670,7 @@ check_cert(struct engine *e, struct tgt *t, const struct result *r, int li)
 	if (r->cert_na - r->started_ms < thr) {
 		na = r->cert_na;
 		which = 1;
-	} else if (r->chain_na &&
+	} else if (r->chain_na && r->chain_na < r->cert_na &&
 	           r->chain_na - r->started_ms <
 	               (int64_t)t->r->cert_days * DAY_MS) {
 		na = r->chain_na;
@@ -674,7 +681,10 @@ check_cert(struct engine *e, struct tgt *t, const struct result *r, int li)
 		struct ev v = {.kind = "resolved", .ikind = "cert_expiring",
 		               .since = x->cert_since, .at = r->started_ms,
 		               .locs = 1ULL << li, .resolution = "renewed"};
-		char na_s[TIME_STR_LEN];
+		char na_s[TIME_STR_LEN], sk[24];
+
+		snprintf(sk, sizeof(sk), "%lld", (long long)x->cert_na);
+		v.loc = sk;
 
 		time_format_ms(x->cert_na, na_s);
 		v.detail = json_pack("{s:s}", "not_after", na_s);
@@ -724,6 +734,7 @@ engine_result(struct engine *e, const struct result *r)
 		return 0;
 	}
 	e->cur = r;
+	e->tnow = r->started_ms;
 	if (r->started_ms > e->watermark)
 		e->watermark = r->started_ms;
 	if (e->loc[li].ann_since)
@@ -763,8 +774,11 @@ engine_result(struct engine *e, const struct result *r)
 	return 0;
 }
 
+/* Timers.  explicit: now is a clock (--now, --wall-clock) that holds for
+ * every target; otherwise each target is judged by its own newest result
+ * and locations by the newest result of all (the watermark). */
 void
-engine_scan(struct engine *e, int64_t now)
+engine_scan(struct engine *e, int64_t now, bool explicit)
 {
 	if (now > e->watermark)
 		e->watermark = now;
@@ -788,23 +802,36 @@ engine_scan(struct engine *e, int64_t now)
 	}
 	for (size_t k = 0; k < e->nt; k++) {
 		struct tgt *t = &e->t[k];
+		int64_t tlast = 0;
 
+		for (int i = 0; i < t->nlocs; i++)
+			if (t->locs[i].last_ms > tlast)
+				tlast = t->locs[i].last_ms;
+		if (!tlast)
+			continue;
+		e->tnow = explicit && now > tlast ? now : tlast;
 		for (int i = 0; i < t->nlocs; i++) {
 			struct lst *l = &t->locs[i];
 			struct loc *L = &e->loc[i];
-			int64_t base, deadline;
+			int64_t base, deadline, peers = 0;
 			struct ev v = {.kind = "stale", .loc = L->name,
 			               .locs = 1ULL << i};
 			char ls[TIME_STR_LEN];
 
 			if (!(l->flags & L_SEEN) || (l->flags & L_STALE))
 				continue;
+			for (int j = 0; j < t->nlocs; j++)
+				if (j != i && t->locs[j].last_ms > peers)
+					peers = t->locs[j].last_ms;
+			if (explicit && now > peers)
+				peers = now;
 			base = l->last_ms > L->alive_since ? l->last_ms
 			                                   : L->alive_since;
 			deadline = base + t->stale_ms;
-			/* Only when the location went on reporting other
+			/* Only when the target's other locations went on past
+			 * the deadline and so did this location for other
 			 * targets: a silent location is one event, above. */
-			if (now <= deadline || L->last_any <= deadline ||
+			if (peers <= deadline || L->last_any <= deadline ||
 			    L->ann_since)
 				continue;
 			l->flags |= L_STALE;
@@ -818,8 +845,8 @@ engine_scan(struct engine *e, int64_t now)
 			emit(e, t, &v);
 		}
 		if (t->down_since || t->ann_since || (t->flags & T_FLAPPING)) {
-			evaluate(e, t, now);
-			reconcile(e, t, now, NULL);
+			evaluate(e, t, e->tnow);
+			reconcile(e, t, e->tnow, NULL);
 		}
 	}
 }
@@ -828,7 +855,7 @@ void
 engine_maybe_scan(struct engine *e)
 {
 	if (e->watermark - e->last_scan >= e->scan_every)
-		engine_scan(e, e->watermark);
+		engine_scan(e, e->watermark, false);
 }
 
 int64_t
@@ -912,6 +939,7 @@ close_removed(struct engine *e, struct tgt *t)
 	int64_t at = e->watermark;
 	struct ev v = {.kind = "resolved", .at = at, .resolution = "removed"};
 
+	e->tnow = at;
 	if (t->r->off)
 		return;
 	v.locs = fresh_mask(t, at);

@@ -98,7 +98,11 @@ fast(const char *line, size_t len, struct result *r)
 	char *end;
 
 	memcpy(f, proto, sizeof(f));
-	if (jscan_fields(line, len, f, NF) != JSCAN_OBJECT)
+	/* The tls fields only where there is a tls object: fewer names to
+	 * compare each key with. */
+	if (jscan_fields(line, len, f,
+	                 memmem(line, len, "\"tls\"", 5) ? NF : F_CNA) !=
+	    JSCAN_OBJECT)
 		return false;
 	if (f[F_V].type != JV_NUMBER || f[F_V].len != 1 || f[F_V].val[0] != '1')
 		return false;

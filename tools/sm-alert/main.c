@@ -202,9 +202,9 @@ load_rules(struct engine *e, bool first)
 static void
 ack_bad_line(const char *line, size_t len)
 {
-	struct jscan_field k = {.name = "kafka"};
+	struct jscan_field k = {.name = "kafka"}, none = {.name = NULL};
 
-	if (jscan_object(line, len, &k, NULL) == JSCAN_OBJECT &&
+	if (jscan_object(line, len, &k, &none) == JSCAN_OBJECT &&
 	    k.type == JV_COMPLEX && k.len && k.val[0] == '{')
 		ack(k.val, k.len);
 }
@@ -380,14 +380,14 @@ main(int argc, char **argv)
 			if (opt.state && dirty)
 				timeout = (int)opt.ckpt_ms;
 			if (poll(&p, 1, timeout) == 0 && opt.wall) {
-				engine_scan(e, time_now_ms());
+				engine_scan(e, time_now_ms(), true);
 				if (engine_out_error(e) < 0)
 					out_failed();
 			}
 		}
 	}
 	if (opt.now_ms)
-		engine_scan(e, opt.now_ms);
+		engine_scan(e, opt.now_ms, true);
 	if (opt.state)
 		checkpoint(e);
 	if (opt.stats_ms)
