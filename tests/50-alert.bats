@@ -431,6 +431,30 @@ dedup() {
 	[[ "$output" == *"usage: sm-alert"* ]]
 }
 
+@test "alert: schema/sites.schema.json agrees with sm-schedule on alerts" {
+	cat >"$T/good.yaml" <<-'EOF'
+	{"defaults": {"alerts": {"failure_threshold": 2, "quorum": "majority", "remind_every": "1h",
+	   "maintenance": [{"days": ["sat", "Sun"], "at": "02:30", "duration": "2h", "tz": "Europe/Berlin"}]}},
+	 "targets": [{"url": "http://127.0.0.1:9/", "alerts": {"quorum": 1, "cert_days": 7, "cert_fraction": 0.2,
+	   "slow_ms": 1500, "slow_window": "10m", "flap_changes": 3, "flap_window": "1h", "stale_after": "5m",
+	   "maintenance": [{"start": "2026-12-24T00:00:00Z", "end": "2026-12-25T00:00:00Z"}]}},
+	  {"url": "http://127.0.0.1:8/", "alerts": false}]}
+	EOF
+	run -0 sm-schedule --check "$T/good.yaml"
+	run -0 "$SM_TOP/tests/fixtures/schema-check" "$SM_TOP/schema/sites.schema.json" < <(jq -c . "$T/good.yaml")
+	local bad
+	for bad in '{"alerts": {"quorum": 0}}' '{"alerts": {"failure_treshold": 3}}' \
+		'{"alerts": {"remind_every": "soon"}}' '{"alerts": {"cert_fraction": 1.5}}' \
+		'{"alerts": {"maintenance": [{"days": ["mon"], "at": "25:00", "duration": "1h"}]}}' \
+		'{"alerts": {"maintenance": [{"start": "2026-12-24T00:00:00Z"}]}}' \
+		'{"alerts": {"maintenance": [{"start": "2026-12-24T00:00:00Z", "end": "2026-12-25T00:00:00Z", "at": "02:00"}]}}' \
+		'{"alerts": {"stale_after": "off"}}' '{"alerts": 3}'; do
+		printf '{"targets": [{"url": "http://127.0.0.1/", "alerts": %s}]}\n' "$(jq -c .alerts <<<"$bad")" >"$T/bad.yaml"
+		run -78 sm-schedule --check "$T/bad.yaml"
+		run -1 "$SM_TOP/tests/fixtures/schema-check" "$SM_TOP/schema/sites.schema.json" <"$T/bad.yaml"
+	done
+}
+
 @test "alert: bad lines are reported and skipped (acked when they carry kafka); --strict exits 65" {
 	sites
 	{ echo 'not json'; echo '{"v":1,"target":"web","kafka":{"topic":"t","partition":0,"offset":7}}'; res web a 0 1; } >"$T/in"
@@ -539,7 +563,7 @@ stop_pipeline() {
 }
 
 @test "alert (e2e): one location's producer stops: one stale event, no down" {
-	printf 'defaults:\n  interval: 1s\ntargets:\n  - {name: site, url: "%s/ok"}\n' "$SCRIPTED_URL" >"$T/sites.yaml"
+	printf 'defaults:\n  interval: 1s\n  timeout: 500ms\ntargets:\n  - {name: site, url: "%s/ok"}\n' "$SCRIPTED_URL" >"$T/sites.yaml"
 	TOPIC=$(new_topic)
 	export TOPIC T
 	: >"$T/got"

@@ -301,7 +301,8 @@ alerts_key(struct actx *A, json_t *out, yaml_node_t *k, yaml_node_t *v)
 			json_object_set_new(out, key, json_integer(n));
 	} else if (!strcmp(key, "stale_after") || !strcmp(key, "slow_window") ||
 	           !strcmp(key, "remind_every") || !strcmp(key, "flap_window")) {
-		bool zero_ok = strcmp(key, "slow_window") != 0;
+		bool zero_ok = !strcmp(key, "remind_every") ||
+		               !strcmp(key, "flap_window");
 
 		if (dur_value(A, key, v, zero_ok, &ms) == 0)
 			json_object_set_new(out, key, json_integer(ms));
