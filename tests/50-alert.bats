@@ -415,6 +415,45 @@ dedup() {
 	[ -z "$output" ]
 }
 
+# acks_both N: the two pipelines acknowledged N results between them.
+acks_both() {
+	[ "$(cat "$T/p1/got" "$T/p2/got" | grep -c '"kafka"')" -ge "$1" ]
+}
+
+@test "alert: two sm-alert processes in one consumer group split the targets: each event from one of them" {
+	printf 'defaults:\n  interval: 60s\ntargets:\n' >"$T/sites.yaml"
+	for t in $(seq 1 12); do printf '  - {name: t%s, url: "http://t%s.example/"}\n' $t $t >>"$T/sites.yaml"; done
+	TOPIC=$(new_topic)
+	export GROUP="g_$TOPIC"
+	{ for r in $(seq 0 9); do for t in $(seq 1 12); do for p in a b c; do
+		if [ $(((r / 3 + t) % 2)) = 1 ]; then res t$t $p $((r * 60 + t)) 0; else res t$t $p $((r * 60 + t)) 1; fi
+	done; done; done; } >"$T/in"
+	run -0 --separate-stderr sm-alert "$T/sites.yaml" <"$T/in"
+	printf '%s\n' "$output" >"$T/want"
+	mkdir "$T/p1" "$T/p2"
+	: >"$T/p1/got"
+	: >"$T/p2/got"
+	PD=$T/p1 start_pipeline -v
+	P1=$PIPE
+	PD=$T/p2 start_pipeline -v
+	P2=$PIPE
+	# both joined and own partitions before anything is published
+	wait_for grep -q 'assigned' "$T/p1/sub.err"
+	wait_for grep -q 'assigned' "$T/p2/sub.err"
+	sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC" <"$T/in"
+	wait_for acks_both 360
+	for d in p1 p2; do kill -TERM "$(cat "$T/$d/sub.pid")"; done
+	wait $P1 || true
+	wait $P2 || true
+	# each side got some targets, no target on both, no event twice
+	[ "$(grep -c '"event"' "$T/p1/got")" -gt 0 ] && [ "$(grep -c '"event"' "$T/p2/got")" -gt 0 ]
+	comm -12 <(jq -r 'select(.event) | .target' "$T/p1/got" | sort -u) \
+		<(jq -r 'select(.event) | .target' "$T/p2/got" | sort -u) >"$T/both"
+	[ ! -s "$T/both" ]
+	diff <(cat "$T/p1/got" "$T/p2/got" | grep '"event"' | dedup /dev/stdin) <(dedup "$T/want")
+	[ "$(cat "$T/p1/got" "$T/p2/got" | grep -c '"event"')" -eq "$(wc -l <"$T/want")" ]
+}
+
 @test "alert: sm-schedule --check reports alerts errors at line:column; sm-alert refuses them with 78" {
 	cat >"$T/sites.yaml" <<-'EOF'
 	defaults:
@@ -522,23 +561,25 @@ events_n() {
 # sm-notify (every line to $T/got, the kafka lines back to the FIFO).
 start_pipeline() {
 	export T TOPIC
-	[ -p "$T/ack" ] || mkfifo "$T/ack"
-	{ bash -c 'echo $$ >"$T/sub.pid"; exec sm-kafka-sub -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "g_$TOPIC" -X session.timeout.ms=3000 -X heartbeat.interval.ms=500 '"${1:-}"' --ack "$T/ack"' 2>>"$T/sub.err" |
-		bash -c 'echo $$ >"$T/alert.pid"; exec sm-alert -S "$T/state" -c 50ms ${ALERT_OPTS:-} "$T/sites.yaml"' 2>>"$T/alert.err" |
-		bash -c 'echo $$ >"$T/notify.pid"
+	local PD=${PD:-$T}
+	export PD
+	[ -p "$PD/ack" ] || mkfifo "$PD/ack"
+	{ bash -c 'echo $$ >"$PD/sub.pid"; exec sm-kafka-sub -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "${GROUP:-g_$TOPIC}" -X session.timeout.ms=3000 -X heartbeat.interval.ms=500 '"${1:-}"' --ack "$PD/ack"' 2>>"$PD/sub.err" |
+		bash -c 'echo $$ >"$PD/alert.pid"; exec sm-alert -S "$PD/state" -c 50ms ${ALERT_OPTS:-} "$T/sites.yaml"' 2>>"$PD/alert.err" |
+		bash -c 'echo $$ >"$PD/notify.pid"
 			n=0
 			while IFS= read -r l; do
-				printf "%s\n" "$l" >>"$T/got"
+				printf "%s\n" "$l" >>"$PD/got"
 				case $l in *\"kafka\"*) printf "%s\n" "$l" >&3 ;; esac
 				n=$((n + 1))
 				# NOTIFY_MAX: a stand-in that stops reading (stuck)
 				[ "$n" = "${NOTIFY_MAX:-}" ] && exec tail -f /dev/null
-			done 3>"$T/ack"'; } &
+			done 3>"$PD/ack"'; } &
 	PIPE=$!
 	track_pid $PIPE
-	wait_for test -s "$T/alert.pid"
-	wait_for test -s "$T/sub.pid"
-	wait_for test -s "$T/notify.pid"
+	wait_for test -s "$PD/alert.pid"
+	wait_for test -s "$PD/sub.pid"
+	wait_for test -s "$PD/notify.pid"
 }
 
 stop_pipeline() {
