@@ -454,6 +454,26 @@ acks_both() {
 	[ "$(cat "$T/p1/got" "$T/p2/got" | grep -c '"event"')" -eq "$(wc -l <"$T/want")" ]
 }
 
+@test "alert: --wall-clock notices a whole fleet gone silent (nothing else moves record time)" {
+	printf 'defaults:\n  interval: 1s\n  timeout: 500ms\ntargets:\n  - {name: web, url: "http://web.example/"}\n' >"$T/sites.yaml"
+	mkfifo "$T/fifo"
+	sm-alert -w "$T/sites.yaml" <"$T/fifo" >"$T/events" 2>"$T/err" 3>&- &
+	pid=$!
+	track_pid $pid
+	exec 7>"$T/fifo"
+	now=$(date -u +%s)
+	BASE=$now
+	for p in a b; do res web $p 0 1; done >&7
+	# stale_after is 3 s: both locations, once each, by the wall clock
+	wait_for has_lines "$T/events" 2
+	exec 7>&-
+	wait $pid
+	run -0 jq -c '[.event, .target, .locations]' "$T/events"
+	[ "${lines[0]}" = '["stale","*",["a"]]' ]
+	[ "${lines[1]}" = '["stale","*",["b"]]' ]
+	[ "${#lines[@]}" -eq 2 ]
+}
+
 @test "alert: sm-schedule --check reports alerts errors at line:column; sm-alert refuses them with 78" {
 	cat >"$T/sites.yaml" <<-'EOF'
 	defaults:
