@@ -65,6 +65,11 @@ summary() {
 	jq -r '[.event, .target, .since, .at, (.locations | join(","))] | join(" ")' "$T/events"
 }
 
+@test "alert: lib's event_validate (tests/unit/test_event)" {
+	run -0 "$SM_TOP/tests/unit/test_event"
+	! grep -q '^not ok' <<<"$output"
+}
+
 @test "alert: 200->500->200 from 3 locations: down after failure_threshold at quorum, up after success_threshold, stable ids" {
 	sites
 	# rounds 2..5 fail everywhere; location c also fails in round 1
