@@ -69,7 +69,7 @@ struct tgt {
 	int64_t down_since;     /* actual: down since (0: up) */
 	int64_t ann_since;      /* announced down incident's since (0: none) */
 	int64_t ann_at;
-	uint16_t reminders;
+	uint32_t reminders;     /* the last reminder's number */
 	uint8_t nlocs, flags;
 };
 
@@ -554,7 +554,7 @@ reconcile(struct engine *e, struct tgt *t, int64_t at, const struct result *why)
 		emit(e, t, &v);
 	} else if (t->ann_since && t->r->remind_ms &&
 	           at >= t->ann_at + (t->reminders + 1) * t->r->remind_ms) {
-		t->reminders = (uint16_t)((at - t->ann_at) / t->r->remind_ms);
+		t->reminders = (uint32_t)((at - t->ann_at) / t->r->remind_ms);
 		v.kind = "reminder";
 		v.ikind = "down";
 		v.n = t->reminders;
