@@ -30,7 +30,7 @@ ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -pthread -Ilib $(PKG_CFLAGS) $(SANFLAGS) $(CF
 ALL_LDFLAGS = $(SANFLAGS) -pthread -Wl,--as-needed $(LDFLAGS)
 LDLIBS   = $(PKG_LIBS) -lm
 
-PROGS    = sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroker
+PROGS    = sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroker sm-alert
 BINS     = $(foreach p,$(PROGS),tools/$(p)/$(p))
 LIB_SRC  = $(wildcard lib/*.c)
 LIB_OBJ  = $(LIB_SRC:.c=.o)
@@ -59,6 +59,12 @@ $(BINS): $$(patsubst %.c,%.o,$$(wildcard $$(dir $$@)*.c)) lib/libsm.a
 
 tests/unit/%: tests/unit/%.o lib/libsm.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $< lib/libsm.a $(LDLIBS)
+
+# sm-alert reads sites.yaml (and its alerts keys) with sm-schedule's loader.
+SCHED_LOADER = tools/sm-schedule/config.o tools/sm-schedule/alerts.o \
+	tools/sm-schedule/sched.o tools/sm-schedule/subst.o \
+	tools/sm-schedule/suggest.o
+tools/sm-alert/sm-alert: $(SCHED_LOADER)
 
 # A unit test of a program's own part links that part's object.
 tests/unit/test_pgw_row: tests/unit/test_pgw_row.o tools/sm-pg-write/row.o tools/sm-pg-write/copybin.o lib/libsm.a
@@ -120,7 +126,7 @@ $(FUZZ_DIR)/%.o: %.c $(FUZZ_HDRS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
 
 # The program parts a target links.
-$(FUZZ_DIR)/fuzz_sites_yaml: $(addprefix $(FUZZ_DIR)/tools/sm-schedule/,config.o subst.o suggest.o sched.o)
+$(FUZZ_DIR)/fuzz_sites_yaml: $(addprefix $(FUZZ_DIR)/,$(SCHED_LOADER))
 $(FUZZ_DIR)/fuzz_pgrow: $(addprefix $(FUZZ_DIR)/tools/sm-pg-write/,row.o copybin.o)
 $(FUZZ_DIR)/fuzz/fuzz_pgrow.o: tests/unit/test_pgw_row.c
 

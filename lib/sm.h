@@ -211,6 +211,16 @@ int result_validate(const json_t *obj, char *err, size_t errlen);
 /* The url with any password replaced by "***" (a new string). */
 char *url_redact_new(const char *url);
 
+/* ---- event.c: event records (sm-alert -> sm-notify) ------------------ */
+
+/* down up reminder stale cert_expiring slow flapping resolved */
+bool event_kind_valid(const char *s);
+/* Validate an event record as schema v1 (schema/event.schema.json): v,
+ * id "<incident>/<event>[/<n>]", event, incident (32 lowercase hex or a
+ * UUID), target, at, since, locations; resolution exactly on resolved.
+ * 0, or -1 with a reason in err. */
+int event_validate(const json_t *obj, char *err, size_t errlen);
+
 /* ---- stats.c: the periodic stats line --------------------------------- */
 
 /* Each long-running program takes --stats-interval DURATION (default from

@@ -8,6 +8,7 @@
  * end, sorted by position, through lib's diagnostics.
  */
 #include "config.h"
+#include "alerts.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -26,10 +27,7 @@
 #include "sm.h"
 #include "subst.h"
 #include "suggest.h"
-
-struct pos {
-	unsigned long line, col; /* 1-based; 0 when unknown */
-};
+#include "ynode.h"
 
 struct cerr {
 	struct pos at;
@@ -54,6 +52,7 @@ struct rawmap {
 	json_t *failed; /* keys whose value was refused (and removed) */
 	struct pos at;  /* the mapping itself */
 	bool bad;       /* an error was reported for it */
+	json_t *alerts; /* "alerts", normalised by alerts.c, or NULL */
 };
 
 /* How a scalar is read: K_STR and K_DUR keep the text as written, K_BOOL
@@ -229,30 +228,6 @@ string_json(struct loader *L, struct pos at, const char *s, size_t len)
  * defined once its node is complete, so aliases cannot make a cycle.
  */
 
-enum ytype { Y_SCALAR, Y_SEQ, Y_MAP };
-
-struct ynode;
-
-struct yref {
-	struct ynode *n;
-	bool alias; /* reached through an alias */
-};
-
-struct ynode {
-	enum ytype type;
-	bool plain;  /* a plain scalar without a tag: the core schema reads it */
-	bool merge;  /* the plain key "<<" */
-	bool bad;    /* an error was reported about it: converts to nothing */
-	char tag;    /* a core tag: 's'tr, 'i'nt, 'f'loat, 'b'ool, 'n'ull; or 0 */
-	unsigned short height; /* levels, aliases expanded (at most MAX_DEPTH) */
-	unsigned refs;
-	struct pos at;
-	size_t size; /* nodes, aliases expanded (saturating) */
-	char *s;     /* a scalar's text, NUL-terminated (it may hold NULs) */
-	size_t len;
-	struct yref *kids; /* items, or key, value, key, value, ... */
-	size_t n, cap;
-};
 
 /* The position of bytes already handed to libyaml, whose reader reports
  * an error (invalid UTF-8, a control character, a NUL) by byte offset
@@ -979,6 +954,7 @@ rawmap_init(struct rawmap *rm, struct pos at)
 	rm->failed = json_object();
 	rm->at = at;
 	rm->bad = false;
+	rm->alerts = NULL;
 }
 
 static void
@@ -987,7 +963,8 @@ rawmap_clear(struct rawmap *rm)
 	json_decref(rm->obj);
 	json_decref(rm->pos);
 	json_decref(rm->failed);
-	rm->obj = rm->pos = rm->failed = NULL;
+	json_decref(rm->alerts);
+	rm->obj = rm->pos = rm->failed = rm->alerts = NULL;
 }
 
 /* An error was reported about key's value: drop it, so that the checks
@@ -1038,6 +1015,12 @@ rawmap_pos(const struct rawmap *rm, const char *key, bool value)
 	return p;
 }
 
+static void
+alerts_err(void *L, unsigned long line, unsigned long col, const char *msg)
+{
+	cerr_add(L, (struct pos){line, col}, "%s", msg);
+}
+
 /* One key: value of a target or defaults mapping.  merged: it comes from
  * a "<<" merge key and yields to keys given in the mapping itself. */
 static void
@@ -1051,6 +1034,16 @@ rawmap_pair(struct loader *L, void *ctx, const struct ynode *k,
 
 	if (!(key = key_text(L, k))) {
 		rm->bad = true;
+		return;
+	}
+	if (!strcmp(key, "alerts")) { /* sm-alert's rules: alerts.c */
+		if (rm->alerts && !merged) {
+			cerr_add(L, k->at, "duplicate key \"alerts\"");
+			rm->bad = true;
+		} else if (!rm->alerts &&
+		           !(rm->alerts = alerts_from_yaml(v, alerts_err, L))) {
+			rm->bad = true;
+		}
 		return;
 	}
 	if (json_object_get(rm->pos, key) || rawmap_failed(rm, key)) {
@@ -1320,8 +1313,10 @@ static void
 merge_defaults(struct rawmap *rm, const struct rawmap *defs)
 {
 	const char *key;
-	json_t *dval;
+	json_t *dval = alerts_merge(defs->alerts, rm->alerts);
 
+	json_decref(rm->alerts);
+	rm->alerts = dval;
 	json_object_foreach(defs->obj, key, dval) {
 		json_t *tval = json_object_get(rm->obj, key);
 
@@ -1554,8 +1549,9 @@ build_one(struct loader *L, struct builder *B, struct rawmap *rm)
 	if ((t = check_target(L, rm, &B->names[B->nn], t))) {
 		if (B->names[B->nn].name)
 			B->nn++;
-		if (!rm->bad && !(defs && defs->bad))
-			config_add(L, B->cfg, t, rm->at);
+		if (!rm->bad && !(defs && defs->bad) &&
+		    config_add(L, B->cfg, t, rm->at))
+			B->cfg->v[B->cfg->n - 1].alerts = json_incref(rm->alerts);
 		target_free(&t);
 	}
 	rawmap_clear(rm);
@@ -2049,6 +2045,7 @@ config_free(struct config **cp)
 	for (size_t i = 0; i < c->n; i++) {
 		free(c->v[i].name);
 		free(c->v[i].json);
+		json_decref(c->v[i].alerts);
 	}
 	free(c->v);
 	free(c->path);

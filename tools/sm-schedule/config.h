@@ -39,6 +39,7 @@ struct config_target {
 	int64_t timeout_ms;
 	uint64_t hash;       /* sched_hash(name) */
 	unsigned long line;  /* where the target is defined */
+	json_t *alerts;      /* sm-alert's rules (alerts.h), or NULL */
 };
 
 struct config {
@@ -50,18 +51,7 @@ struct config {
 /* Reads and validates path ("-" is stdin for NDJSON).  On any error prints
  * every error found as "prog: error: FILE:LINE:COLUMN: message" on stderr
  * and returns NULL. */
-struct config *config_load(const char *path, /* Limits applied while sites.yaml is read, before anything is built from
- * it (sites.yaml(5), LIMITS). */
-#define CONFIG_MAX_BYTES (256 << 20)  /* the file */
-#define CONFIG_MAX_DEPTH 64           /* nested collections */
-#define CONFIG_MAX_ALIASED 1000000    /* values reached through aliases */
-#define CONFIG_MAX_TARGETS 1000000
-/* A target's record with its scheduled_at: sm-check reads lines of up to
- * SM_MAX_LINE bytes, and each result carries the target's name, url and
- * labels on through Kafka (whose default message limit is 1 MB). */
-#define CONFIG_MAX_RECORD (64 << 10)
-
-enum config_format fmt);
+struct config *config_load(const char *path, enum config_format fmt);
 void config_free(struct config **c);
 
 /* "30s", "5m", "1h30m" style, for messages and summaries. */

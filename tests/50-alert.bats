@@ -1,0 +1,709 @@
+#!/usr/bin/env bats
+# sm-alert: incident events from result records.  Most tests feed result
+# records with chosen started_at values (sm-alert takes time from the
+# records); a few run the real pipeline: sm-check from three probe
+# locations against the scripted server, through the dev broker and
+# sm-kafka-sub --ack.
+
+load helpers
+
+bats_require_minimum_version 1.5.0
+
+FAST_GROUP=(-X session.timeout.ms=3000 -X heartbeat.interval.ms=500)
+
+# 2025-11-24T16:00:00Z: the records' time 0.
+BASE=1764000000
+NREC=0
+
+# res TARGET PROBE SECONDS OK [STATUS] [DURATION_MS]: one result record,
+# started SECONDS after BASE.  Ids are unique per test.
+res() {
+	local t id
+	NREC=$((NREC + 1))
+	t=$(date -u -d "@$((BASE + $3))" +%Y-%m-%dT%H:%M:%S.000Z)
+	id=$(printf '01900000-0000-7000-8000-%012x' "$NREC")
+	if [ "$4" = 1 ]; then
+		printf '{"v":1,"id":"%s","target":"%s","url":"http://x/","labels":{},"probe":"%s","scheduled_at":null,"started_at":"%s","ok":true,"status":200,"error_kind":null,"error":null,"duration_ms":%s}\n' \
+			"$id" "$1" "$2" "$t" "${6:-12.5}"
+	else
+		printf '{"v":1,"id":"%s","target":"%s","url":"http://x/","labels":{},"probe":"%s","scheduled_at":null,"started_at":"%s","ok":false,"status":%s,"error_kind":"http_status","error":"HTTP %s","duration_ms":3.5}\n' \
+			"$id" "$1" "$2" "$t" "${5:-500}" "${5:-500}"
+	fi
+}
+
+# at SECONDS: the RFC 3339 text of BASE + SECONDS.
+at() {
+	date -u -d "@$((BASE + $1))" +%Y-%m-%dT%H:%M:%S.000Z
+}
+
+# rounds TARGET PATTERN [PROBES] [STEP]: one result per probe per
+# character of PATTERN (1 ok, 0 failing), round i at i*STEP seconds.
+rounds() {
+	local i c p step=${4:-60}
+	for ((i = 0; i < ${#2}; i++)); do
+		c=${2:i:1}
+		for p in ${3:-a b c}; do
+			res "$1" "$p" $((i * step)) "$c"
+		done
+	done
+}
+
+sites() {
+	printf 'defaults:\n  interval: 60s\n%s\ntargets:\n  - name: web\n    url: http://web.example/\n    labels: {team: a}\n' "${1:-}" >"$T/sites.yaml"
+}
+
+# alert [ARGS]: sm-alert over $T/in with $T/sites.yaml; events in $output.
+alert() {
+	run -0 --separate-stderr sm-alert "$@" "$T/sites.yaml" <"$T/in"
+	printf '%s\n' "$output" >"$T/events"
+	! grep -q '"event"' "$T/events" ||
+		grep '"event"' "$T/events" | "$SM_TOP/tests/fixtures/schema-check" "$SM_TOP/schema/event.schema.json"
+}
+
+# summary: one "event target since at locations" line per event.
+summary() {
+	jq -r '[.event, .target, .since, .at, (.locations | join(","))] | join(" ")' "$T/events"
+}
+
+@test "alert: lib's event_validate (tests/unit/test_event)" {
+	run -0 "$SM_TOP/tests/unit/test_event"
+	! grep -q '^not ok' <<<"$output"
+}
+
+@test "alert: 200->500->200 from 3 locations: down after failure_threshold at quorum, up after success_threshold, stable ids" {
+	sites
+	# rounds 2..5 fail everywhere; location c also fails in round 1
+	{
+		res web a 0 1; res web b 0 1; res web c 0 1
+		res web a 60 1; res web b 60 1; res web c 60 0
+		for i in 2 3 4 5; do for p in a b c; do res web $p $((i * 60)) 0; done; done
+		for i in 6 7 8; do for p in a b c; do res web $p $((i * 60)) 1; done; done
+	} >"$T/in"
+	alert
+	run -0 summary
+	# c's streak started at 60 s; a and b reach 3 failures at 240 s: a
+	# alone is not a quorum (c is down since 180 s: a is the second)
+	[ "${lines[0]}" = "down web $(at 60) $(at 240) a,c" ]
+	[ "${lines[1]}" = "up web $(at 60) $(at 420) a,b,c" ]
+	[ "${#lines[@]}" -eq 2 ]
+	run -0 jq -r '.incident' "$T/events"
+	[ "${lines[0]}" = "${lines[1]}" ]
+	run -0 jq -r '.id' "$T/events"
+	[[ "${lines[0]}" == */down ]] && [[ "${lines[1]}" == */up ]]
+	run -0 jq -c '.reason' <(head -1 "$T/events")
+	json_eq "$output" '{"error_kind":"http_status","error":"HTTP 500","status":500}'
+	run -0 jq -c '[.url, .labels, .locations_total, (.results | length)]' <(head -1 "$T/events")
+	json_eq "$output" '["http://web.example/",{"team":"a"},3,2]'
+	# The same input gives the same ids (they come from the results).
+	cp "$T/events" "$T/events1"
+	alert
+	cmp "$T/events" "$T/events1"
+}
+
+@test "alert: one location failing alone makes no down at the default quorum; quorum: 1 alerts from it" {
+	sites
+	{ for i in 0 1 2 3 4 5; do res web a $((i * 60)) 0; res web b $((i * 60)) 1; res web c $((i * 60)) 1; done; } >"$T/in"
+	alert
+	[ -z "$output" ]
+	sites "  alerts: {quorum: 1}"
+	alert
+	run -0 summary
+	[ "${lines[0]}" = "down web $(at 0) $(at 120) a" ]
+	[ "${#lines[@]}" -eq 1 ]
+	# Two locations of three: the majority.
+	sites
+	{ for i in 0 1 2 3; do res web a $((i * 60)) 0; res web b $((i * 60)) 0; res web c $((i * 60)) 1; done; } >"$T/in"
+	alert
+	run -0 summary
+	[ "${lines[0]}" = "down web $(at 0) $(at 120) a,b" ]
+}
+
+@test "alert: results out of order or twice change nothing" {
+	sites
+	{ rounds web 1100011; } >"$T/ordered"
+	cp "$T/ordered" "$T/in"
+	alert
+	cp "$T/events" "$T/want"
+	[ "$(wc -l <"$T/want")" -eq 2 ]
+	# every record twice, and an old success after the failures began
+	{ while read -r l; do echo "$l"; echo "$l"; done <"$T/ordered"
+	} >"$T/in"
+	alert
+	cmp "$T/events" "$T/want"
+	{ head -12 "$T/ordered"; sed -n 1,3p "$T/ordered"; tail -n +13 "$T/ordered"; } >"$T/in"
+	alert
+	cmp "$T/events" "$T/want"
+}
+
+@test "alert: a silent location is one stale event, not one per target and no down; its return resolves it" {
+	printf 'defaults:\n  interval: 60s\ntargets:\n' >"$T/sites.yaml"
+	for t in w1 w2 w3; do printf '  - {name: %s, url: "http://%s.example/"}\n' $t $t >>"$T/sites.yaml"; done
+	{
+		for i in $(seq 0 9); do
+			for t in w1 w2 w3; do
+				for p in a b c; do
+					# c stops after round 2 and comes back at round 8
+					if [ $p = c ] && [ $i -gt 2 ] && [ $i -lt 8 ]; then continue; fi
+					res $t $p $((i * 60)) 1
+				done
+			done
+		done
+	} >"$T/in"
+	alert
+	run -0 jq -c '[.event, .target, .locations, .detail.location, .resolution]' "$T/events"
+	[ "${lines[0]}" = '["stale","*",["c"],"c",null]' ]
+	[ "${lines[1]}" = '["resolved","*",["c"],"c","recovered"]' ]
+	[ "${#lines[@]}" -eq 2 ]
+	run -0 jq -r '.at' <(head -1 "$T/events")
+	# last seen at 120 s, stale after 3 x 60 s
+	[ "$output" = "$(at 300)" ]
+	run -0 jq -r .incident "$T/events"
+	[ "${lines[0]}" = "${lines[1]}" ]
+	# A location that went on reporting other targets: stale for that one.
+	{ for i in $(seq 0 9); do for t in w1 w2 w3; do for p in a b c; do
+		[ $t = w2 ] && [ $p = b ] && [ $i -gt 1 ] && continue
+		res $t $p $((i * 60)) 1; done; done; done; } >"$T/in"
+	alert
+	run -0 jq -c '[.event, .target, .locations, .since, .at]' "$T/events"
+	[ "${lines[0]}" = "[\"stale\",\"w2\",[\"b\"],\"$(at 60)\",\"$(at 240)\"]" ]
+	[ "${#lines[@]}" -eq 1 ]
+}
+
+@test "alert: reminder every remind_every while down, numbered in the id" {
+	sites "  alerts: {remind_every: 5m, failure_threshold: 1}"
+	rounds web 00000000000011 "a" >"$T/in"
+	alert
+	run -0 jq -r '.id | sub("^[0-9a-f]{32}/"; "")' "$T/events"
+	[ "$(echo $output)" = "down reminder/1 reminder/2 up" ]
+	run -0 jq -r .at "$T/events"
+	[ "${lines[1]}" = "$(at 300)" ]
+	[ "${lines[2]}" = "$(at 600)" ]
+	# --now: the timers run at the end of the input too.
+	sites "  alerts: {remind_every: 5m, failure_threshold: 1, stale_after: 1h}"
+	rounds web 000 "a" >"$T/in"
+	alert --now "$(at 700)"
+	run -0 jq -r '.id | sub("^[0-9a-f]{32}/"; "")' "$T/events"
+	[ "$(echo $output)" = "down reminder/2" ]
+}
+
+@test "alert: maintenance: no events inside a window; a target still down alerts at its end; recurring in Europe/Berlin" {
+	sites "  alerts:
+    maintenance:
+      - {start: $(at 100), end: $(at 400)}"
+	# down from 120 s (inside), still down after 400 s
+	rounds web 11000000 >"$T/in"
+	alert
+	run -0 summary
+	[ "${lines[0]}" = "down web $(at 120) $(at 420) a,b,c" ]
+	[ "${#lines[@]}" -eq 1 ]
+	# down and up again inside the window: nothing at all
+	rounds web 1100111111 >"$T/in"
+	sites "  alerts:
+    maintenance:
+      - {start: $(at 100), end: $(at 600)}"
+	alert
+	[ -z "$output" ]
+	# BASE is Monday 2025-11-24 16:00 UTC = 17:00 in Berlin (CET)
+	sites "  alerts:
+    maintenance:
+      - {days: [mon], at: \"17:02\", duration: 5m, tz: Europe/Berlin}"
+	rounds web 11000000 >"$T/in"
+	alert
+	run -0 summary
+	[ "${lines[0]}" = "down web $(at 120) $(at 420) a,b,c" ]
+	# the same hour in UTC is not a window on that day
+	sites "  alerts:
+    maintenance:
+      - {days: [mon], at: \"17:02\", duration: 5m}"
+	alert
+	run -0 summary
+	[ "${lines[0]}" = "down web $(at 120) $(at 240) a,b" ]
+}
+
+# cert_res PROBE SECONDS NOT_BEFORE_S NOT_AFTER_S: an https result with a
+# leaf certificate valid from/to those offsets.
+cert_res() {
+	res web "$1" "$2" 1 | jq -c --arg nb "$(at "$3")" --arg na "$(at "$4")" \
+		'. + {tls: {version: "TLSv1.3", cert_not_before: $nb, cert_not_after: $na, cert_issuer: "CN=x", chain_not_after: $na}}'
+}
+
+@test "alert: cert_expiring once per certificate, within cert_days or the lifetime fraction; renewed resolves it" {
+	sites
+	D=86400
+	{
+		# a 90-day certificate with 20 days left: not yet (14 d)
+		cert_res a 0 $((-70 * D)) $((20 * D))
+		# 10 days left, seen three times: one event
+		cert_res a $((10 * D)) $((-70 * D)) $((20 * D))
+		cert_res a $((10 * D + 1)) $((-70 * D)) $((20 * D))
+		cert_res a $((10 * D + 60)) $((-70 * D)) $((20 * D))
+		# renewed
+		cert_res a $((11 * D)) $((11 * D)) $((101 * D))
+		# a 6-day certificate: alerts under 2 days left (a third), not
+		# at 5 days although that is under 14
+		cert_res a $((12 * D)) $((12 * D)) $((18 * D))
+		cert_res a $((15 * D)) $((12 * D)) $((18 * D))
+		cert_res a $((16 * D + 60)) $((12 * D)) $((18 * D))
+	} >"$T/in"
+	alert
+	run -0 jq -c '[.event, .resolution, .detail.which, .detail.days_left, .at]' "$T/events"
+	[ "${lines[0]}" = "[\"cert_expiring\",null,\"leaf\",10,\"$(at $((10 * D)))\"]" ]
+	[ "${lines[1]}" = "[\"resolved\",\"renewed\",null,null,\"$(at $((11 * D)))\"]" ]
+	[ "${lines[2]}" = "[\"cert_expiring\",null,\"leaf\",1,\"$(at $((16 * D + 60)))\"]" ]
+	[ "${#lines[@]}" -eq 3 ]
+	run -0 jq -r .incident "$T/events"
+	[ "${lines[0]}" = "${lines[1]}" ] && [ "${lines[0]}" != "${lines[2]}" ]
+}
+
+@test "alert: flapping is reported once, not as a stream of down and up" {
+	sites "  alerts: {failure_threshold: 1, success_threshold: 1, flap_changes: 3, flap_window: 30m}"
+	# down, up, down, up ... every minute, then down for 40 min, then up
+	rounds web "0101010101010$(printf '0%.0s' $(seq 40))11" "a" >"$T/in"
+	alert
+	run -0 jq -r '[.event, .resolution // "", .at] | join(" ")' "$T/events"
+	# three changes are plain events; the 4th within 30 min is flapping;
+	# 30 min after the last change flapping ends, the down incident
+	# announced before it is still open and closes when the site is up
+	[ "${lines[0]}" = "down  $(at 0)" ]
+	[ "${lines[1]}" = "up  $(at 60)" ]
+	[ "${lines[2]}" = "down  $(at 120)" ]
+	[ "${lines[3]}" = "flapping  $(at 180)" ]
+	[ "${lines[4]}" = "resolved ended $(at $((12 * 60 + 31 * 60)))" ]
+	[ "${lines[5]}" = "up  $(at $((53 * 60)))" ]
+	[ "${#lines[@]}" -eq 6 ]
+	run -0 jq -r '.incident' "$T/events"
+	[ "${lines[2]}" = "${lines[5]}" ] && [ "${lines[3]}" = "${lines[4]}" ]
+	run -0 jq -r 'select(.event == "flapping") | .detail.changes' "$T/events"
+	[ "$output" = 4 ]
+}
+
+@test "alert: slow when p95 over slow_window exceeds slow_ms, back under 80% resolves it" {
+	sites "  alerts: {slow_ms: 1000, slow_window: 10m}"
+	{
+		for i in $(seq 0 5); do res web a $((i * 60)) 1 "" 100; done
+		for i in $(seq 6 15); do res web a $((i * 60)) 1 "" 2500; done
+		for i in $(seq 16 40); do res web a $((i * 60)) 1 "" 900; done
+		for i in $(seq 41 55); do res web a $((i * 60)) 1 "" 300; done
+	} >"$T/in"
+	alert
+	run -0 jq -r '[.event, .resolution // "", .detail.slow_ms] | join(" ")' "$T/events"
+	[ "${lines[0]}" = "slow  1000" ]
+	[ "${lines[1]}" = "resolved recovered 1000" ]
+	[ "${#lines[@]}" -eq 2 ]
+}
+
+@test "alert: SIGHUP reloads the rules; a removed target closes its incident with resolved removed" {
+	printf 'defaults:\n  interval: 60s\ntargets:\n  - {name: web, url: "http://web.example/"}\n  - {name: api, url: "http://api.example/"}\n' >"$T/sites.yaml"
+	mkfifo "$T/fifo"
+	sm-alert "$T/sites.yaml" <"$T/fifo" >"$T/events" 2>"$T/err" 3>&- &
+	pid=$!
+	track_pid $pid
+	exec 7>"$T/fifo"
+	{ rounds web 0000; rounds api 1111; } >&7
+	wait_for grep -q '"down"' "$T/events"
+	printf 'defaults:\n  interval: 60s\n  alerts: {failure_threshold: 1}\ntargets:\n  - {name: api, url: "http://api.example/"}\n' >"$T/sites.yaml"
+	kill -HUP $pid
+	wait_for grep -q 'reloaded, 1 targets' "$T/err"
+	wait_for grep -q '"resolved"' "$T/events"
+	# the new rules hold: one failure is down now
+	res api a 600 0 >&7
+	res api b 600 0 >&7
+	wait_for grep -q '"target":"api".*"down"\|"event":"down".*"target":"api"' "$T/events"
+	# a broken file keeps the old rules
+	echo 'targets: [' >"$T/sites.yaml"
+	kill -HUP $pid
+	wait_for grep -q 'not reloaded' "$T/err"
+	exec 7>&-
+	wait $pid
+	run -0 jq -c 'select(.target == "web") | [.event, .resolution]' "$T/events"
+	[ "${lines[0]}" = '["down",null]' ]
+	[ "${lines[1]}" = '["resolved","removed"]' ]
+	run -0 jq -r 'select(.target == "web") | .incident' "$T/events"
+	[ "${lines[0]}" = "${lines[1]}" ]
+}
+
+# has_lines FILE N: FILE has at least N lines.
+has_lines() {
+	[ -f "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ]
+}
+
+# dedup FILE: the events of FILE, one per id, as "id event since".
+# A line cut short by a kill is left out.
+dedup() {
+	jq -rR 'fromjson? // empty | [.id, .event, .since, .target] | join(" ")' "$1" | sort -u
+}
+
+@test "alert: SIGKILL five times during a recorded sequence: the same events after dedup, no incident under two ids" {
+	printf 'defaults:\n  interval: 60s\n  alerts: {remind_every: 10m}\ntargets:\n' >"$T/sites.yaml"
+	for t in $(seq 1 20); do printf '  - {name: t%s, url: "http://t%s.example/"}\n' $t $t >>"$T/sites.yaml"; done
+	# outages of different lengths per target, 3 locations, 60 rounds
+	/usr/bin/python3 - "$BASE" >"$T/in" <<-'EOF'
+	import sys, datetime
+	base = int(sys.argv[1]); n = 0
+	for r in range(60):
+	    for t in range(1, 21):
+	        for p in "abc":
+	            down = (r // (3 + t % 7)) % 3 == 1
+	            if p == "c" and t % 5 == 0 and r > 40:
+	                continue
+	            n += 1
+	            ts = datetime.datetime.fromtimestamp(base + r * 60 + t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+	            ok = "false" if down else "true"
+	            print('{"v":1,"id":"01900000-0000-7000-8000-%012x","target":"t%d","url":"http://x/","labels":{},"probe":"%s","scheduled_at":null,"started_at":"%s","ok":%s,"status":%d,"error_kind":%s,"error":null,"duration_ms":1}'
+	                  % (n, t, p, ts, ok, 500 if down else 200, '"http_status"' if down else "null"))
+	EOF
+	total=$(wc -l <"$T/in")
+	run -0 --separate-stderr sm-alert "$T/sites.yaml" <"$T/in"
+	printf '%s\n' "$output" >"$T/want"
+	[ "$(wc -l <"$T/want")" -gt 40 ]
+	# kill -9 mid-stream, after a different number of events each time;
+	# each restart reads the whole file again (a replay from the start,
+	# as sm-kafka-sub would from an old committed offset)
+	: >"$T/got"
+	for n in 3 10 20 30 45; do
+		rm -f "$T/f"
+		mkfifo "$T/f"
+		sm-alert -S "$T/state" -c 5ms "$T/sites.yaml" <"$T/f" >"$T/got.$n" 2>>"$T/err" 3>&- &
+		pid=$!
+		# line by line: slow enough for the kill to land mid-stream
+		(while IFS= read -r l; do printf '%s\n' "$l" || exit 0; done <"$T/in" >"$T/f") 2>/dev/null 3>&- &
+		feeder=$!
+		wait_for has_lines "$T/got.$n" $n
+		kill -9 $pid
+		wait $pid || true
+		wait $feeder || true
+		cat "$T/got.$n" >>"$T/got"
+		[ -z "$(tail -c 1 "$T/got")" ] || echo >>"$T/got"
+	done
+	# the first kill came before the end of the input
+	[ "$(wc -l <"$T/got.3")" -lt "$(wc -l <"$T/want")" ]
+	sm-alert -S "$T/state" "$T/sites.yaml" <"$T/in" >>"$T/got" 2>>"$T/err"
+	diff <(dedup "$T/got") <(dedup "$T/want")
+	# no incident under a second id
+	[ "$(jq -rR 'fromjson? // empty | .incident' "$T/got" | sort -u)" = "$(jq -r .incident "$T/want" | sort -u)" ]
+}
+
+@test "alert: sm-kafka-sub --ack through a FIFO, kill -9 of sm-alert and its reader: the outbox gives again what was lost" {
+	printf 'defaults:\n  interval: 60s\ntargets:\n' >"$T/sites.yaml"
+	for t in $(seq 1 10); do printf '  - {name: t%s, url: "http://t%s.example/"}\n' $t $t >>"$T/sites.yaml"; done
+	TOPIC=$(new_topic)
+	G="g_$TOPIC"
+	# 3 rounds failing, 3 not, ...; 300 results: their events and acks
+	# fit in a pipe's buffer
+	{ for r in $(seq 0 9); do for t in $(seq 1 10); do for p in a b c; do
+		if [ $(((r / 3 + t) % 2)) = 1 ]; then res t$t $p $((r * 60 + t)) 0; else res t$t $p $((r * 60 + t)) 1; fi
+	done; done; done; } >"$T/in"
+	run -0 --separate-stderr sm-alert "$T/sites.yaml" <"$T/in"
+	printf '%s\n' "$output" >"$T/want"
+	[ "$(wc -l <"$T/want")" -gt 20 ]
+	sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC" <"$T/in"
+	: >"$T/got"
+	# the stand-in for sm-notify reads 3 lines and then no more; sm-alert
+	# reads all 300 results and checkpoints them
+	export NOTIFY_MAX=3 ALERT_OPTS="--stats-interval 50ms"
+	start_pipeline
+	wait_for grep -q 'in=300 .*checkpoints=[1-9]' "$T/alert.err"
+	# kill -9 both: the events and acks in the pipe between them are lost,
+	# and the checkpoint holds every result
+	kill -9 "$(cat "$T/notify.pid")" "$(cat "$T/alert.pid")"
+	wait $PIPE || true
+	rm -f "$T/sub.pid" "$T/alert.pid" "$T/notify.pid"
+	[ "$(grep -c '"event"' "$T/got")" -lt "$(wc -l <"$T/want")" ]
+	# after the restart sm-kafka-sub redelivers from the committed offset:
+	# the results change nothing, the outbox writes their events again
+	unset NOTIFY_MAX ALERT_OPTS
+	start_pipeline -e
+	run -0 timeout 120 bash -c "while kill -0 $PIPE 2>/dev/null; do sleep 0.1; done"
+	diff <(grep '"event"' "$T/got" | dedup /dev/stdin) <(dedup "$T/want")
+	# everything was acknowledged and committed
+	run -0 --separate-stderr timeout 60 sm-kafka-sub -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "$G" "${FAST_GROUP[@]}" -e
+	[ -z "$output" ]
+}
+
+# acks_both N: the two pipelines acknowledged N results between them.
+acks_both() {
+	[ "$(cat "$T/p1/got" "$T/p2/got" | grep -c '"kafka"')" -ge "$1" ]
+}
+
+@test "alert: two sm-alert processes in one consumer group split the targets: each event from one of them" {
+	printf 'defaults:\n  interval: 60s\ntargets:\n' >"$T/sites.yaml"
+	for t in $(seq 1 12); do printf '  - {name: t%s, url: "http://t%s.example/"}\n' $t $t >>"$T/sites.yaml"; done
+	TOPIC=$(new_topic)
+	export GROUP="g_$TOPIC"
+	{ for r in $(seq 0 9); do for t in $(seq 1 12); do for p in a b c; do
+		if [ $(((r / 3 + t) % 2)) = 1 ]; then res t$t $p $((r * 60 + t)) 0; else res t$t $p $((r * 60 + t)) 1; fi
+	done; done; done; } >"$T/in"
+	run -0 --separate-stderr sm-alert "$T/sites.yaml" <"$T/in"
+	printf '%s\n' "$output" >"$T/want"
+	mkdir "$T/p1" "$T/p2"
+	: >"$T/p1/got"
+	: >"$T/p2/got"
+	PD=$T/p1 start_pipeline -v
+	P1=$PIPE
+	PD=$T/p2 start_pipeline -v
+	P2=$PIPE
+	# both joined and own partitions before anything is published
+	wait_for grep -q 'assigned' "$T/p1/sub.err"
+	wait_for grep -q 'assigned' "$T/p2/sub.err"
+	sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC" <"$T/in"
+	wait_for acks_both 360
+	for d in p1 p2; do kill -TERM "$(cat "$T/$d/sub.pid")"; done
+	wait $P1 || true
+	wait $P2 || true
+	# each side got some targets, no target on both, no event twice
+	[ "$(grep -c '"event"' "$T/p1/got")" -gt 0 ] && [ "$(grep -c '"event"' "$T/p2/got")" -gt 0 ]
+	comm -12 <(jq -r 'select(.event) | .target' "$T/p1/got" | sort -u) \
+		<(jq -r 'select(.event) | .target' "$T/p2/got" | sort -u) >"$T/both"
+	[ ! -s "$T/both" ]
+	diff <(cat "$T/p1/got" "$T/p2/got" | grep '"event"' | dedup /dev/stdin) <(dedup "$T/want")
+	[ "$(cat "$T/p1/got" "$T/p2/got" | grep -c '"event"')" -eq "$(wc -l <"$T/want")" ]
+}
+
+@test "alert: --wall-clock notices a whole fleet gone silent (nothing else moves record time)" {
+	printf 'defaults:\n  interval: 1s\n  timeout: 500ms\ntargets:\n  - {name: web, url: "http://web.example/"}\n' >"$T/sites.yaml"
+	mkfifo "$T/fifo"
+	sm-alert -w "$T/sites.yaml" <"$T/fifo" >"$T/events" 2>"$T/err" 3>&- &
+	pid=$!
+	track_pid $pid
+	exec 7>"$T/fifo"
+	now=$(date -u +%s)
+	BASE=$now
+	for p in a b; do res web $p 0 1; done >&7
+	# stale_after is 3 s: both locations, once each, by the wall clock
+	wait_for has_lines "$T/events" 2
+	exec 7>&-
+	wait $pid
+	run -0 jq -c '[.event, .target, .locations]' "$T/events"
+	[ "${lines[0]}" = '["stale","*",["a"]]' ]
+	[ "${lines[1]}" = '["stale","*",["b"]]' ]
+	[ "${#lines[@]}" -eq 2 ]
+}
+
+@test "alert: sm-schedule --check reports alerts errors at line:column; sm-alert refuses them with 78" {
+	cat >"$T/sites.yaml" <<-'EOF'
+	defaults:
+	  alerts:
+	    failure_treshold: 3
+	targets:
+	  - url: http://a.example/
+	    alerts:
+	      quorum: lots
+	      stale_after: 5
+	      maintenance:
+	        - {days: [mon], at: "25:00", duration: 1h, tz: Mars/Olympus}
+	        - {start: 2026-01-02T00:00:00Z, end: 2026-01-01T00:00:00Z}
+	EOF
+	run -78 --separate-stderr sm-schedule --check "$T/sites.yaml"
+	grep -qF "sites.yaml:3:5: alerts: unknown key \"failure_treshold\" (did you mean \"failure_threshold\"?)" <<<"$stderr"
+	grep -qF "sites.yaml:7:15: alerts: \"quorum\" must be majority" <<<"$stderr"
+	grep -qF "sites.yaml:8:20: alerts: \"stale_after\" must be a duration" <<<"$stderr"
+	grep -qF "sites.yaml:10:29: alerts: maintenance \"at\" must be a local time HH:MM" <<<"$stderr"
+	grep -qF "unknown time zone \"Mars/Olympus\"" <<<"$stderr"
+	grep -qF "sites.yaml:11:11: alerts: maintenance \"end\" must be after \"start\"" <<<"$stderr"
+	run -78 --separate-stderr sm-alert "$T/sites.yaml" </dev/null
+	grep -qF "sites.yaml:3:5:" <<<"$stderr"
+	run -64 sm-alert
+	run -0 sm-alert --help
+	[[ "$output" == *"usage: sm-alert"* ]]
+}
+
+@test "alert: schema/sites.schema.json agrees with sm-schedule on alerts" {
+	cat >"$T/good.yaml" <<-'EOF'
+	{"defaults": {"alerts": {"failure_threshold": 2, "quorum": "majority", "remind_every": "1h",
+	   "maintenance": [{"days": ["sat", "Sun"], "at": "02:30", "duration": "2h", "tz": "Europe/Berlin"}]}},
+	 "targets": [{"url": "http://127.0.0.1:9/", "alerts": {"quorum": 1, "cert_days": 7, "cert_fraction": 0.2,
+	   "slow_ms": 1500, "slow_window": "10m", "flap_changes": 3, "flap_window": "1h", "stale_after": "5m",
+	   "maintenance": [{"start": "2026-12-24T00:00:00Z", "end": "2026-12-25T00:00:00Z"}]}},
+	  {"url": "http://127.0.0.1:8/", "alerts": false}]}
+	EOF
+	run -0 sm-schedule --check "$T/good.yaml"
+	run -0 "$SM_TOP/tests/fixtures/schema-check" "$SM_TOP/schema/sites.schema.json" < <(jq -c . "$T/good.yaml")
+	local bad
+	for bad in '{"alerts": {"quorum": 0}}' '{"alerts": {"failure_treshold": 3}}' \
+		'{"alerts": {"remind_every": "soon"}}' '{"alerts": {"cert_fraction": 1.5}}' \
+		'{"alerts": {"maintenance": [{"days": ["mon"], "at": "25:00", "duration": "1h"}]}}' \
+		'{"alerts": {"maintenance": [{"start": "2026-12-24T00:00:00Z"}]}}' \
+		'{"alerts": {"maintenance": [{"start": "2026-12-24T00:00:00Z", "end": "2026-12-25T00:00:00Z", "at": "02:00"}]}}' \
+		'{"alerts": {"stale_after": "off"}}' '{"alerts": 3}'; do
+		printf '{"targets": [{"url": "http://127.0.0.1/", "alerts": %s}]}\n' "$(jq -c .alerts <<<"$bad")" >"$T/bad.yaml"
+		run -78 sm-schedule --check "$T/bad.yaml"
+		run -1 "$SM_TOP/tests/fixtures/schema-check" "$SM_TOP/schema/sites.schema.json" <"$T/bad.yaml"
+	done
+}
+
+@test "alert: bad lines are reported and skipped (acked when they carry kafka); --strict exits 65" {
+	sites
+	{ echo 'not json'; echo '{"v":1,"target":"web","kafka":{"topic":"t","partition":0,"offset":7}}'; res web a 0 1; } >"$T/in"
+	alert
+	[ "$output" = '{"v":1,"kafka":{"topic":"t","partition":0,"offset":7}}' ]
+	grep -q '<stdin>:1:' <<<"$stderr"
+	run -65 --separate-stderr sm-alert --strict "$T/sites.yaml" <"$T/in"
+}
+
+# ---- end to end: sm-check from three locations, the dev broker ------------
+
+# Producer pipelines run in process groups of their own: stopped whole.
+teardown() {
+	local g
+	for g in ${PGIDS:-}; do kill -TERM -- "-$g" 2>/dev/null || true; done
+	for g in sub alert notify; do
+		[ ! -s "$T/$g.pid" ] || kill -9 "$(cat "$T/$g.pid")" 2>/dev/null || true
+	done
+	for g in ${CLEANUP_PIDS:-}; do kill "$g" 2>/dev/null || true; done
+	rm -rf "$T"
+}
+
+# set_status STATUS LOC...: what the scripted server answers each location.
+set_status() {
+	local s=$1 p
+	shift
+	for p in "$@"; do
+		curl -fsS "$SCRIPTED_URL/set?id=$SW-$p&status=$s" >/dev/null
+	done
+}
+
+# check_round LOC...: one sm-check run per location (its own switch on the
+# scripted server), results published to $TOPIC.
+check_round() {
+	local p
+	for p in "$@"; do
+		echo "{\"target\":\"site\",\"url\":\"$SCRIPTED_URL/switch?id=$SW-$p\"}" |
+			sm-check --probe-location "$p"
+	done | sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC"
+}
+
+# acks_n N: at least N lines with kafka coordinates in $T/got.
+acks_n() {
+	[ "$(grep -c '"kafka"' "$T/got" 2>/dev/null)" -ge "$1" ]
+}
+
+# events_n N: at least N events in $T/got.
+events_n() {
+	[ "$(grep -c '"event"' "$T/got" 2>/dev/null)" -ge "$1" ]
+}
+
+# start_pipeline: sm-kafka-sub --ack FIFO | sm-alert -S | a stand-in for
+# sm-notify (every line to $T/got, the kafka lines back to the FIFO).
+start_pipeline() {
+	export T TOPIC
+	local PD=${PD:-$T}
+	export PD
+	[ -p "$PD/ack" ] || mkfifo "$PD/ack"
+	{ bash -c 'echo $$ >"$PD/sub.pid"; exec sm-kafka-sub -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "${GROUP:-g_$TOPIC}" -X session.timeout.ms=3000 -X heartbeat.interval.ms=500 '"${1:-}"' --ack "$PD/ack"' 2>>"$PD/sub.err" |
+		bash -c 'echo $$ >"$PD/alert.pid"; exec sm-alert -S "$PD/state" -c 50ms ${ALERT_OPTS:-} "$T/sites.yaml"' 2>>"$PD/alert.err" |
+		bash -c 'echo $$ >"$PD/notify.pid"
+			n=0
+			while IFS= read -r l; do
+				printf "%s\n" "$l" >>"$PD/got"
+				case $l in *\"kafka\"*) printf "%s\n" "$l" >&3 ;; esac
+				n=$((n + 1))
+				# NOTIFY_MAX: a stand-in that stops reading (stuck)
+				[ "$n" = "${NOTIFY_MAX:-}" ] && exec tail -f /dev/null
+			done 3>"$PD/ack"'; } &
+	PIPE=$!
+	track_pid $PIPE
+	wait_for test -s "$PD/alert.pid"
+	wait_for test -s "$PD/sub.pid"
+	wait_for test -s "$PD/notify.pid"
+}
+
+stop_pipeline() {
+	kill -TERM "$(cat "$T/sub.pid")" 2>/dev/null || true
+	wait $PIPE || true
+	rm -f "$T/sub.pid" "$T/alert.pid" "$T/notify.pid"
+}
+
+@test "alert (e2e): a site flips 200->500->200 as three sm-check locations see it: events per thresholds and quorum" {
+	printf 'defaults:\n  interval: 60s\ntargets:\n  - {name: site, url: "%s/switch"}\n' "$SCRIPTED_URL" >"$T/sites.yaml"
+	TOPIC=$(new_topic)
+	SW="sw$RANDOM$RANDOM"
+	: >"$T/got"
+	start_pipeline
+	check_round eu us ap
+	# 500 for eu only: it is down alone, never a quorum
+	set_status 500 eu
+	for i in 1 2 3 4; do check_round eu us ap; done
+	# now for all: us and ap reach 3 failures in the third round
+	set_status 500 us ap
+	check_round eu us ap
+	check_round eu us ap
+	wait_for grep -c '"kafka"' "$T/got"
+	! events_n 1
+	check_round eu us ap
+	wait_for events_n 1
+	set_status 200 eu us ap
+	check_round eu us ap
+	check_round eu us ap
+	wait_for events_n 2
+	stop_pipeline
+	run -0 jq -r 'select(.event) | [.event, (.locations | join(",")), .reason.error_kind // "", .reason.status] | join(" ")' "$T/got"
+	# decided at us's result: eu (down since its own outage) and us
+	[ "${lines[0]}" = "down eu,us http_status 500" ]
+	[ "${lines[1]}" = "up eu,us,ap  200" ]
+	[ "${#lines[@]}" -eq 2 ]
+	run -0 jq -r 'select(.event) | .incident' "$T/got"
+	[ "${lines[0]}" = "${lines[1]}" ]
+	# since: eu's first failure (it never had 2 successes in between)
+	since=$(jq -r 'select(.event == "down") | .since' "$T/got")
+	first=$(kcat -C -b "$SM_TEST_BROKERS" -t "$TOPIC" -e -q | jq -rs 'map(select(.probe == "eu" and .ok == false)) | .[0].started_at')
+	[ "$since" = "$first" ]
+	# and the results named are real result ids
+	kcat -C -b "$SM_TEST_BROKERS" -t "$TOPIC" -e -q | jq -r .id >"$T/ids"
+	for id in $(jq -r 'select(.event) | .results[]' "$T/got"); do grep -qx "$id" "$T/ids"; done
+}
+
+@test "alert (e2e): one location's producer stops: one stale event, no down" {
+	printf 'defaults:\n  interval: 1s\n  timeout: 500ms\ntargets:\n  - {name: site, url: "%s/ok"}\n' "$SCRIPTED_URL" >"$T/sites.yaml"
+	TOPIC=$(new_topic)
+	export TOPIC T
+	: >"$T/got"
+	start_pipeline
+	for p in eu us ap; do
+		setsid bash -c 'sm-schedule "$T/sites.yaml" | sm-check --probe-location '$p' | sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC"' \
+			2>>"$T/prod.err" &
+		eval "prod_$p=$!"
+		PGIDS="${PGIDS:-} $!"
+	done
+	wait_for grep -q '"kafka"' "$T/got"
+	kill -TERM -- "-$prod_ap"
+	# 3 x 1 s after ap's last result, while eu and us go on
+	wait_for events_n 1
+	# eu and us go on: 6 more results and still that one event
+	wait_for acks_n $(($(grep -c '"kafka"' "$T/got") + 6))
+	run -0 jq -c 'select(.event) | [.event, .target, .locations, .detail.location]' "$T/got"
+	[ "${lines[0]}" = '["stale","*",["ap"],"ap"]' ]
+	[ "${#lines[@]}" -eq 1 ]
+	stop_pipeline
+}
+
+@test "alert (e2e): cert_expiring from a real short-lived certificate (openssl), once, and not before a third of its lifetime" {
+	d="$T/tls"
+	mkdir -p "$d"
+	openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$d/s.key" -out "$d/s.crt" -days 3 -subj "/CN=127.0.0.1" \
+		-addext "subjectAltName=IP:127.0.0.1" 2>/dev/null
+	port=$(free_port)
+	/usr/bin/python3 "$SM_TOP/tests/fixtures/httpd.py" --cert "$d/s.crt" --key "$d/s.key" "$port" \
+		</dev/null >"$d/out" 2>"$d/log" 3>&- &
+	track_pid $!
+	wait_for grep -q ready "$d/out"
+	mk() {
+		printf 'defaults:\n  interval: 60s\n%s\ntargets:\n  - {name: tls, url: "https://127.0.0.1:%s/ok", ca_file: "%s"}\n' \
+			"$1" "$port" "$d/s.crt" >"$T/sites.yaml"
+	}
+	mk ""
+	sm-schedule --once "$T/sites.yaml" >"$T/targets"
+	for p in eu us eu; do sm-check --probe-location $p <"$T/targets"; done >"$T/in"
+	jq -e '.ok and .tls.cert_not_after != null' "$T/in" >/dev/null
+	# 3 days left is under cert_days (14) but not under a third of the
+	# 3-day lifetime: no alert
+	alert
+	[ -z "$output" ]
+	# cert_days alone: one event for the three results
+	mk "  alerts: {cert_fraction: 0}"
+	alert
+	run -0 jq -r '[.event, .detail.which, .detail.days_left, .detail.not_after == (input_filename | "x")] | .[0:3] | join(" ")' "$T/events"
+	[ "$output" = "cert_expiring leaf 2" ]
+	run -0 jq -r .detail.not_after "$T/events"
+	[ "$output" = "$(date -u -d "$(openssl x509 -in "$d/s.crt" -noout -enddate | cut -d= -f2)" +%Y-%m-%dT%H:%M:%S.000Z)" ]
+}

@@ -1,0 +1,1331 @@
+/*
+ * engine.c - sm-alert's state and decisions.
+ *
+ * State is kept per target (struct tgt) and per target and location
+ * (struct lst, 40 bytes).  Each location's state moves only forward in
+ * started_at: a result at or before the newest one seen from its location
+ * is a replay or out of order and changes nothing (but brings back the
+ * events it caused, from the outbox).
+ *
+ * A location is down for a target after failure_threshold failures in a
+ * row and up again after success_threshold successes in a row.  The
+ * target is down when at least quorum of the locations that reported
+ * within stale_after are down ("actual" state).  What was announced (an
+ * open down incident) follows the actual state at reconcile(), which does
+ * nothing inside a maintenance window or while the target is flapping, so
+ * that a target still down when either ends is announced then.
+ *
+ * Incident ids are a hash of (target, kind, location, since): the same
+ * results give the same ids, whatever restarts happened in between.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alert.h"
+#include "../sm-schedule/config.h"
+#include "sm.h"
+
+#define DAY_MS (86400LL * 1000)
+
+enum { L_SEEN = 1, L_DOWN = 2, L_STALE = 4 };
+enum { T_FLAPPING = 1, T_SLOW = 2 };
+
+struct lst {                /* per target and location */
+	int64_t last_ms;        /* started_at of the newest result */
+	int64_t streak_ms;      /* first failure of the current streak */
+	unsigned char id[16];   /* the newest result's id */
+	uint16_t fails, oks;    /* in a row */
+	uint16_t status;        /* of the newest failure (0: none) */
+	uint8_t kind;           /* its error_kind */
+	uint8_t flags;          /* L_* */
+};
+
+struct tx {                 /* only for targets that changed state or
+	                           had a certificate alert */
+	int64_t flap_t[FLAP_RING];
+	int64_t flap_since;
+	int64_t cert_na, cert_since;
+	uint8_t nflap, cert_open, cert_which;
+};
+
+struct slowring {           /* only for targets with slow_ms */
+	int64_t since;
+	int64_t t[SLOW_RING];
+	uint32_t d[SLOW_RING];
+	uint8_t n, pos;
+};
+
+struct tgt {
+	char *name, *url, *labels; /* labels: compact JSON */
+	int64_t stale_ms;
+	struct rules *r;
+	struct lst *locs;
+	struct tx *x;
+	struct slowring *sr;
+	int64_t down_since;     /* actual: down since (0: up) */
+	int64_t ann_since;      /* announced down incident's since (0: none) */
+	int64_t ann_at;
+	uint32_t reminders;     /* the last reminder's number */
+	uint8_t nlocs, flags;
+};
+
+struct loc {
+	char *name;
+	int64_t last_any;       /* newest result from it, any target */
+	int64_t alive_since;    /* first result after it was silent */
+	int64_t ann_since;      /* its "silent" incident (0: none) */
+};
+
+struct obx {
+	unsigned char id[16];
+	char *text;
+};
+
+struct engine {
+	FILE *out;
+	struct tgt *t;
+	size_t nt;
+	uint32_t *hidx;         /* open addressing: index + 1, 0 empty */
+	size_t hcap;
+	struct loc loc[MAX_LOCATIONS];
+	size_t nloc, last_loc;
+	int64_t loc_stale_ms;   /* a location silent this long is stale */
+	int64_t watermark, last_scan, scan_every;
+	int64_t tnow;           /* the time of the target being decided on:
+	                           its own newest result (results of one
+	                           target share a partition, so this is in
+	                           order even when partitions are not) */
+	struct obx *ob;
+	size_t ob_max, ob_n, ob_pos;
+	const struct result *cur;
+	unsigned long events;
+	int out_err;
+};
+
+/* ---- hashing ------------------------------------------------------------ */
+
+static uint64_t
+fnv(const void *p, size_t n, uint64_t h)
+{
+	const unsigned char *s = p;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= s[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static uint64_t
+mix(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+static uint64_t
+name_hash(const char *s, size_t n)
+{
+	return mix(fnv(s, n, 0xcbf29ce484222325ULL));
+}
+
+/* 32 lowercase hex digits from (target, kind, location, since). */
+static void
+incident_id(const char *target, const char *kind, const char *loc,
+            int64_t since, char out[33])
+{
+	uint64_t a = 0xcbf29ce484222325ULL, b = 0x84222325cbf29ce4ULL;
+	const char *parts[3] = {target, kind, loc ? loc : ""};
+
+	for (int i = 0; i < 3; i++) {
+		a = fnv(parts[i], strlen(parts[i]) + 1, a);
+		b = fnv(parts[i], strlen(parts[i]) + 1, b ^ 0x5bd1e995);
+	}
+	a = mix(fnv(&since, sizeof(since), a));
+	b = mix(fnv(&since, sizeof(since), b) ^ a);
+	snprintf(out, 33, "%016llx%016llx", (unsigned long long)a,
+	         (unsigned long long)b);
+}
+
+/* ---- targets and locations ---------------------------------------------- */
+
+static struct tgt *
+find_target(struct engine *e, const char *name, size_t n)
+{
+	size_t mask = e->hcap - 1, i;
+
+	if (!e->hcap)
+		return NULL;
+	for (i = name_hash(name, n) & mask; e->hidx[i]; i = (i + 1) & mask) {
+		struct tgt *t = &e->t[e->hidx[i] - 1];
+
+		if (!strncmp(t->name, name, n) && t->name[n] == '\0')
+			return t;
+	}
+	return NULL;
+}
+
+static void
+index_targets(struct engine *e)
+{
+	free(e->hidx);
+	for (e->hcap = 16; e->hcap < e->nt * 2; e->hcap *= 2)
+		;
+	e->hidx = xcalloc(e->hcap, sizeof(*e->hidx));
+	for (size_t k = 0; k < e->nt; k++) {
+		size_t mask = e->hcap - 1;
+		size_t i = name_hash(e->t[k].name, strlen(e->t[k].name)) & mask;
+
+		while (e->hidx[i])
+			i = (i + 1) & mask;
+		e->hidx[i] = (uint32_t)(k + 1);
+	}
+}
+
+static int
+find_loc(struct engine *e, const char *name, size_t n)
+{
+	struct loc *l = &e->loc[e->last_loc];
+
+	if (e->nloc && !strncmp(l->name, name, n) && l->name[n] == '\0')
+		return (int)e->last_loc;
+	for (size_t i = 0; i < e->nloc; i++)
+		if (!strncmp(e->loc[i].name, name, n) &&
+		    e->loc[i].name[n] == '\0')
+			return (int)(e->last_loc = i);
+	if (e->nloc == MAX_LOCATIONS)
+		return -1;
+	memset(&e->loc[e->nloc], 0, sizeof(e->loc[0]));
+	e->loc[e->nloc].name = xstrndup(name, n);
+	return (int)(e->last_loc = e->nloc++);
+}
+
+static struct lst *
+tloc(struct tgt *t, int i)
+{
+	if (i >= t->nlocs) {
+		t->locs = xrealloc(t->locs, (size_t)(i + 1) * sizeof(*t->locs));
+		memset(t->locs + t->nlocs, 0,
+		       (size_t)(i + 1 - t->nlocs) * sizeof(*t->locs));
+		t->nlocs = (uint8_t)(i + 1);
+	}
+	return &t->locs[i];
+}
+
+static struct tx *
+tx(struct tgt *t)
+{
+	if (!t->x)
+		t->x = xcalloc(1, sizeof(*t->x));
+	return t->x;
+}
+
+/* Reported within stale_after of now. */
+static bool
+fresh(const struct tgt *t, const struct lst *l, int64_t now)
+{
+	return (l->flags & L_SEEN) && l->last_ms + t->stale_ms >= now;
+}
+
+static int
+fresh_count(const struct tgt *t, int64_t now)
+{
+	int n = 0;
+
+	for (int i = 0; i < t->nlocs; i++)
+		n += fresh(t, &t->locs[i], now);
+	return n;
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+static void
+uuid_text(const unsigned char id[16], char out[UUID_STR_LEN])
+{
+	static const char hx[] = "0123456789abcdef";
+	char *o = out;
+
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*o++ = '-';
+		*o++ = hx[id[i] >> 4];
+		*o++ = hx[id[i] & 15];
+	}
+	*o = '\0';
+}
+
+static void
+outbox_add(struct engine *e, const char *text)
+{
+	struct obx *b;
+
+	if (!e->ob_max || !e->cur)
+		return;
+	if (!e->ob)
+		e->ob = xcalloc(e->ob_max, sizeof(*e->ob));
+	b = &e->ob[e->ob_pos];
+	free(b->text);
+	memcpy(b->id, e->cur->id, 16);
+	b->text = xstrdup(text);
+	e->ob_pos = (e->ob_pos + 1) % e->ob_max;
+	if (e->ob_n < e->ob_max)
+		e->ob_n++;
+}
+
+/* A replayed result: write again what it caused, oldest first. */
+static void
+outbox_replay(struct engine *e, const unsigned char id[16])
+{
+	for (size_t k = 0; k < e->ob_n; k++) {
+		size_t i = (e->ob_pos + e->ob_max - e->ob_n + k) % e->ob_max;
+
+		if (e->ob[i].text && !memcmp(e->ob[i].id, id, 16) &&
+		    fputs(e->ob[i].text, e->out) == EOF)
+			e->out_err = -1;
+	}
+}
+
+struct ev {
+	const char *kind;       /* event */
+	const char *ikind;      /* what the incident id hashes (default kind) */
+	const char *loc;        /* for per-location incidents */
+	int64_t since, at;
+	int n;                  /* reminder number, or 0 */
+	uint64_t locs;          /* bit mask of locations */
+	const struct result *why; /* the deciding result, or NULL */
+	const char *resolution;
+	json_t *detail;         /* stolen */
+};
+
+static json_t *
+reason_of(const struct result *r)
+{
+	json_t *o = json_object();
+	const char *k = error_kind_name((enum error_kind)r->kind);
+
+	json_object_set_new(o, "error_kind", k ? json_string(k) : json_null());
+	if (r->error) {
+		json_t *s = NULL;
+
+		if (r->error_escaped) {
+			json_t *w = json_loadb(r->error - 1, r->error_len + 2,
+			                       JSON_DECODE_ANY, NULL);
+
+			if (json_is_string(w))
+				s = json_incref(w);
+			json_decref(w);
+		} else {
+			s = json_stringn(r->error, r->error_len);
+		}
+		if (s)
+			json_object_set_new(o, "error", s);
+	}
+	if (r->status >= 0)
+		json_object_set_new(o, "status", json_integer(r->status));
+	return o;
+}
+
+/* The reason of a location's newest failure, from its state alone. */
+static json_t *
+reason_of_loc(const struct lst *l)
+{
+	json_t *o = json_object();
+	const char *k = error_kind_name((enum error_kind)l->kind);
+
+	json_object_set_new(o, "error_kind", k ? json_string(k) : json_null());
+	if (l->status)
+		json_object_set_new(o, "status", json_integer(l->status));
+	return o;
+}
+
+static void
+emit(struct engine *e, struct tgt *t, const struct ev *v)
+{
+	char inc[33], at[TIME_STR_LEN], since[TIME_STR_LEN], err[256];
+	char uid[UUID_STR_LEN];
+	const char *name = t ? t->name : "*";
+	json_t *o, *locs = json_array(), *res = json_array(), *reason = NULL;
+	char *id, *text;
+
+	incident_id(name, v->ikind ? v->ikind : v->kind, v->loc, v->since, inc);
+	if (v->n)
+		id = xasprintf("%s/%s/%d", inc, v->kind, v->n);
+	else
+		id = xasprintf("%s/%s", inc, v->kind);
+	time_format_ms(v->at, at);
+	time_format_ms(v->since, since);
+	for (size_t i = 0; i < e->nloc; i++) {
+		if (!(v->locs & (1ULL << i)))
+			continue;
+		json_array_append_new(locs, json_string(e->loc[i].name));
+		if (t && (int)i < t->nlocs && (t->locs[i].flags & L_SEEN)) {
+			uuid_text(t->locs[i].id, uid);
+			json_array_append_new(res, json_string(uid));
+			if (!reason && !v->why && (t->locs[i].flags & L_DOWN))
+				reason = reason_of_loc(&t->locs[i]);
+		}
+	}
+	if (v->why)
+		reason = reason_of(v->why);
+	o = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:i, s:o}",
+	              "v", 1, "id", id, "event", v->kind, "incident", inc,
+	              "target", name, "at", at, "since", since, "locations",
+	              locs, "locations_total",
+	              t ? fresh_count(t, e->tnow) : (int)e->nloc, "results",
+	              res);
+	if (!o)
+		die(EX_SOFTWARE, "cannot build an event");
+	if (t) {
+		json_t *lab = json_loads(t->labels, 0, NULL);
+
+		json_object_set_new(o, "url", json_string(t->url));
+		json_object_set_new(o, "labels", lab ? lab : json_object());
+	}
+	if (reason)
+		json_object_set_new(o, "reason", reason);
+	if (v->resolution)
+		json_object_set_new(o, "resolution", json_string(v->resolution));
+	if (v->detail)
+		json_object_set_new(o, "detail", v->detail);
+	if (event_validate(o, err, sizeof(err)) < 0)
+		die(EX_SOFTWARE, "an event of mine is invalid: %s", err);
+	if (!(text = json_dumps(o, JSON_COMPACT)))
+		die(EX_SOFTWARE, "out of memory");
+	json_decref(o);
+	free(id);
+	{
+		size_t n = strlen(text);
+
+		text = xrealloc(text, n + 2);
+		text[n] = '\n';
+		text[n + 1] = '\0';
+	}
+	if (fputs(text, e->out) == EOF)
+		e->out_err = -1;
+	outbox_add(e, text);
+	free(text);
+	e->events++;
+}
+
+/* ---- decisions ---------------------------------------------------------- */
+
+static uint64_t
+down_mask(const struct tgt *t, int64_t now)
+{
+	uint64_t m = 0;
+
+	for (int i = 0; i < t->nlocs; i++)
+		if (fresh(t, &t->locs[i], now) && (t->locs[i].flags & L_DOWN))
+			m |= 1ULL << i;
+	return m;
+}
+
+static uint64_t
+fresh_mask(const struct tgt *t, int64_t now)
+{
+	uint64_t m = 0;
+
+	for (int i = 0; i < t->nlocs; i++)
+		if (fresh(t, &t->locs[i], now))
+			m |= 1ULL << i;
+	return m;
+}
+
+static bool
+in_maintenance(struct tgt *t, int64_t at)
+{
+	return rules_in_maintenance(t->r, at);
+}
+
+/* An actual change of state: counts towards flapping. */
+static void
+transition(struct engine *e, struct tgt *t, int64_t at)
+{
+	struct tx *x;
+	int n = 0;
+	int64_t oldest = at;
+
+	if (!t->r->flap_changes || in_maintenance(t, at))
+		return;
+	x = tx(t);
+	memmove(x->flap_t + 1, x->flap_t,
+	        (FLAP_RING - 1) * sizeof(x->flap_t[0]));
+	x->flap_t[0] = at;
+	if (x->nflap < FLAP_RING)
+		x->nflap++;
+	for (int i = 0; i < x->nflap; i++)
+		if (x->flap_t[i] > at - t->r->flap_window_ms) {
+			n++;
+			oldest = x->flap_t[i];
+		}
+	if (n > t->r->flap_changes && !(t->flags & T_FLAPPING)) {
+		struct ev v = {.kind = "flapping", .since = oldest, .at = at,
+		               .locs = fresh_mask(t, e->tnow)};
+		char w[32];
+
+		config_format_duration(t->r->flap_window_ms, w, sizeof(w));
+		v.detail = json_pack("{s:i, s:s}", "changes", n, "window", w);
+		t->flags |= T_FLAPPING;
+		x->flap_since = oldest;
+		emit(e, t, &v);
+	}
+}
+
+/* The actual state from the locations' states. */
+static void
+evaluate(struct engine *e, struct tgt *t, int64_t at)
+{
+	int64_t now = e->tnow, since = INT64_MAX;
+	int total = 0, ndown = 0, q;
+	bool down;
+
+	for (int i = 0; i < t->nlocs; i++) {
+		const struct lst *l = &t->locs[i];
+
+		if (!fresh(t, l, now))
+			continue;
+		total++;
+		if (l->flags & L_DOWN) {
+			ndown++;
+			if (l->streak_ms < since)
+				since = l->streak_ms;
+		}
+	}
+	/* No location reporting: unknown, not up; the state stays. */
+	if (total == 0)
+		return;
+	q = t->r->quorum ? t->r->quorum : total / 2 + 1;
+	down = total > 0 && ndown >= q;
+	if (down && !t->down_since) {
+		t->down_since = since;
+		transition(e, t, at);
+	} else if (!down && t->down_since) {
+		t->down_since = 0;
+		transition(e, t, at);
+	}
+}
+
+/* Make what was announced follow the actual state. */
+static void
+reconcile(struct engine *e, struct tgt *t, int64_t at, const struct result *why)
+{
+	struct ev v = {.at = at};
+
+	if (t->r->off || in_maintenance(t, at))
+		return;
+	if (t->flags & T_FLAPPING) {
+		struct tx *x = tx(t);
+
+		if (at - x->flap_t[0] <= t->r->flap_window_ms)
+			return;
+		v.kind = "resolved";
+		v.ikind = "flapping";
+		v.resolution = "ended";
+		v.since = x->flap_since;
+		v.locs = fresh_mask(t, e->tnow);
+		t->flags &= (uint8_t)~T_FLAPPING;
+		emit(e, t, &v);
+		v = (struct ev){.at = at};
+	}
+	if (t->down_since && !t->ann_since) {
+		t->ann_since = t->down_since;
+		t->ann_at = at;
+		t->reminders = 0;
+		v.kind = "down";
+		v.since = t->ann_since;
+		v.locs = down_mask(t, e->tnow);
+		v.why = why && !why->ok ? why : NULL;
+		emit(e, t, &v);
+	} else if (!t->down_since && t->ann_since) {
+		v.kind = "up";
+		v.ikind = "down";
+		v.since = t->ann_since;
+		v.locs = fresh_mask(t, e->tnow);
+		v.why = why && why->ok ? why : NULL;
+		t->ann_since = 0;
+		t->reminders = 0;
+		emit(e, t, &v);
+	} else if (t->ann_since && t->r->remind_ms &&
+	           at >= t->ann_at + (t->reminders + 1) * t->r->remind_ms) {
+		t->reminders = (uint32_t)((at - t->ann_at) / t->r->remind_ms);
+		v.kind = "reminder";
+		v.ikind = "down";
+		v.n = t->reminders;
+		v.since = t->ann_since;
+		v.locs = down_mask(t, e->tnow);
+		emit(e, t, &v);
+	}
+}
+
+static void
+stale_recovered(struct engine *e, struct tgt *t, int li, int64_t at)
+{
+	struct lst *l = &t->locs[li];
+	struct ev v = {.kind = "resolved", .ikind = "stale",
+	               .loc = e->loc[li].name, .since = l->last_ms, .at = at,
+	               .locs = 1ULL << li, .resolution = "recovered"};
+
+	l->flags &= (uint8_t)~L_STALE;
+	if (!t->r->off)
+		emit(e, t, &v);
+}
+
+static void
+location_recovered(struct engine *e, int li, int64_t at)
+{
+	struct loc *L = &e->loc[li];
+	struct ev v = {.kind = "resolved", .ikind = "stale", .loc = L->name,
+	               .since = L->ann_since, .at = at, .locs = 1ULL << li,
+	               .resolution = "recovered"};
+
+	v.detail = json_pack("{s:s}", "location", L->name);
+	L->ann_since = 0;
+	L->alive_since = at;
+	emit(e, NULL, &v);
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void
+check_slow(struct engine *e, struct tgt *t, const struct result *r)
+{
+	struct slowring *s;
+	uint32_t d[SLOW_RING];
+	int n = 0;
+	uint32_t p95;
+
+	if (!t->r->slow_ms || !r->ok)
+		return;
+	if (!t->sr)
+		t->sr = xcalloc(1, sizeof(*t->sr));
+	s = t->sr;
+	s->t[s->pos] = r->started_ms;
+	s->d[s->pos] = r->duration_ms > 4e9 ? 4000000000u
+	                                    : (uint32_t)r->duration_ms;
+	s->pos = (uint8_t)((s->pos + 1) % SLOW_RING);
+	if (s->n < SLOW_RING)
+		s->n++;
+	for (int i = 0; i < s->n; i++)
+		if (s->t[i] > r->started_ms - t->r->slow_window_ms)
+			d[n++] = s->d[i];
+	if (n < 5 || in_maintenance(t, r->started_ms) || t->r->off)
+		return;
+	qsort(d, (size_t)n, sizeof(d[0]), cmp_u32);
+	p95 = d[(n * 95 + 99) / 100 - 1];
+	if (!(t->flags & T_SLOW) && p95 > t->r->slow_ms) {
+		struct ev v = {.kind = "slow", .since = r->started_ms,
+		               .at = r->started_ms,
+		               .locs = fresh_mask(t, e->tnow)};
+
+		v.detail = json_pack("{s:i, s:I}", "p95_ms", (int)p95, "slow_ms",
+		                     (json_int_t)t->r->slow_ms);
+		t->flags |= T_SLOW;
+		s->since = r->started_ms;
+		emit(e, t, &v);
+	} else if ((t->flags & T_SLOW) && p95 * 10 < t->r->slow_ms * 8) {
+		/* hysteresis: back under 80% of slow_ms */
+		struct ev v = {.kind = "resolved", .ikind = "slow",
+		               .since = s->since, .at = r->started_ms,
+		               .locs = fresh_mask(t, e->tnow),
+		               .resolution = "recovered"};
+
+		v.detail = json_pack("{s:i, s:I}", "p95_ms", (int)p95, "slow_ms",
+		                     (json_int_t)t->r->slow_ms);
+		t->flags &= (uint8_t)~T_SLOW;
+		emit(e, t, &v);
+	}
+}
+
+/* Once per certificate: a certificate is known by its not_after. */
+static void
+check_cert(struct engine *e, struct tgt *t, const struct result *r, int li)
+{
+	int64_t thr = (int64_t)t->r->cert_days * DAY_MS, na = 0;
+	int which = 0;
+	struct tx *x = t->x;
+
+	if (!r->cert_na || !t->r->cert_days || t->r->off ||
+	    in_maintenance(t, r->started_ms))
+		return;
+	if (t->r->cert_frac > 0 && r->cert_nb && r->cert_na > r->cert_nb) {
+		int64_t f = (int64_t)((double)(r->cert_na - r->cert_nb) *
+		                      t->r->cert_frac);
+
+		if (f < thr)
+			thr = f;
+	}
+	if (r->cert_na - r->started_ms < thr) {
+		na = r->cert_na;
+		which = 1;
+	} else if (r->chain_na && r->chain_na < r->cert_na &&
+	           r->chain_na - r->started_ms <
+	               (int64_t)t->r->cert_days * DAY_MS) {
+		na = r->chain_na;
+		which = 2;
+	}
+	if (x && x->cert_open && x->cert_na != na &&
+	    x->cert_na != r->cert_na && x->cert_na != r->chain_na) {
+		struct ev v = {.kind = "resolved", .ikind = "cert_expiring",
+		               .since = x->cert_since, .at = r->started_ms,
+		               .locs = 1ULL << li, .resolution = "renewed"};
+		char na_s[TIME_STR_LEN], sk[24];
+
+		snprintf(sk, sizeof(sk), "%lld", (long long)x->cert_na);
+		v.loc = sk;
+
+		time_format_ms(x->cert_na, na_s);
+		v.detail = json_pack("{s:s}", "not_after", na_s);
+		x->cert_open = 0;
+		emit(e, t, &v);
+	}
+	if (which && !(x && x->cert_open && x->cert_na == na)) {
+		struct ev v = {.kind = "cert_expiring", .at = r->started_ms,
+		               .since = r->started_ms, .locs = 1ULL << li};
+		char na_s[TIME_STR_LEN], sk[24];
+
+		x = tx(t);
+		time_format_ms(na, na_s);
+		/* the id depends on the certificate, not on who saw it first */
+		snprintf(sk, sizeof(sk), "%lld", (long long)na);
+		v.loc = sk;
+		v.since = na;
+		v.detail = json_pack("{s:s, s:s, s:I}", "not_after", na_s,
+		                     "which", which == 1 ? "leaf" : "chain",
+		                     "days_left",
+		                     (json_int_t)((na - r->started_ms) / DAY_MS));
+		x->cert_open = 1;
+		x->cert_na = na;
+		x->cert_since = na;
+		x->cert_which = (uint8_t)which;
+		emit(e, t, &v);
+	}
+}
+
+int
+engine_result(struct engine *e, const struct result *r)
+{
+	struct tgt *t = find_target(e, r->target, r->target_len);
+	struct lst *l;
+	int li;
+
+	if (!t)
+		return -1;
+	if ((li = find_loc(e, r->probe, r->probe_len)) < 0) {
+		warning("more than %d probe locations: results from \"%.*s\" "
+		        "are ignored", MAX_LOCATIONS, (int)r->probe_len, r->probe);
+		return 0;
+	}
+	l = tloc(t, li);
+	if ((l->flags & L_SEEN) && r->started_ms <= l->last_ms) {
+		outbox_replay(e, r->id);
+		return 0;
+	}
+	e->cur = r;
+	e->tnow = r->started_ms;
+	if (r->started_ms > e->watermark)
+		e->watermark = r->started_ms;
+	if (e->loc[li].ann_since)
+		location_recovered(e, li, r->started_ms);
+	if (!e->loc[li].alive_since)
+		e->loc[li].alive_since = r->started_ms;
+	if (r->started_ms > e->loc[li].last_any)
+		e->loc[li].last_any = r->started_ms;
+	if (l->flags & L_STALE)
+		stale_recovered(e, t, li, r->started_ms);
+	l->flags |= L_SEEN;
+	l->last_ms = r->started_ms;
+	memcpy(l->id, r->id, 16);
+	if (r->ok) {
+		l->fails = 0;
+		if (l->oks < UINT16_MAX)
+			l->oks++;
+		if ((l->flags & L_DOWN) && l->oks >= t->r->ok_thr)
+			l->flags &= (uint8_t)~L_DOWN;
+	} else {
+		if (l->fails == 0 && !(l->flags & L_DOWN))
+			l->streak_ms = r->started_ms;
+		if (l->fails < UINT16_MAX)
+			l->fails++;
+		l->oks = 0;
+		l->kind = (uint8_t)r->kind;
+		l->status = r->status > 0 ? (uint16_t)r->status : 0;
+		if (l->fails >= t->r->fail_thr)
+			l->flags |= L_DOWN;
+	}
+	evaluate(e, t, r->started_ms);
+	reconcile(e, t, r->started_ms, r);
+	check_slow(e, t, r);
+	check_cert(e, t, r, li);
+	engine_maybe_scan(e);
+	e->cur = NULL;
+	return 0;
+}
+
+/* Timers.  explicit: now is a clock (--now, --wall-clock) that holds for
+ * every target; otherwise each target is judged by its own newest result
+ * and locations by the newest result of all (the watermark). */
+void
+engine_scan(struct engine *e, int64_t now, bool explicit)
+{
+	if (now > e->watermark)
+		e->watermark = now;
+	now = e->watermark;
+	e->last_scan = now;
+	for (size_t i = 0; i < e->nloc; i++) {
+		struct loc *L = &e->loc[i];
+		struct ev v = {.kind = "stale", .loc = L->name,
+		               .since = L->last_any,
+		               .at = L->last_any + e->loc_stale_ms,
+		               .locs = 1ULL << i};
+		char ls[TIME_STR_LEN];
+
+		if (!L->last_any || L->ann_since || now <= v.at)
+			continue;
+		L->ann_since = L->last_any;
+		time_format_ms(L->last_any, ls);
+		v.detail = json_pack("{s:s, s:s}", "location", L->name,
+		                     "last_seen", ls);
+		emit(e, NULL, &v);
+	}
+	for (size_t k = 0; k < e->nt; k++) {
+		struct tgt *t = &e->t[k];
+		int64_t tlast = 0;
+
+		for (int i = 0; i < t->nlocs; i++)
+			if (t->locs[i].last_ms > tlast)
+				tlast = t->locs[i].last_ms;
+		if (!tlast)
+			continue;
+		e->tnow = explicit && now > tlast ? now : tlast;
+		for (int i = 0; i < t->nlocs; i++) {
+			struct lst *l = &t->locs[i];
+			struct loc *L = &e->loc[i];
+			int64_t base, deadline, peers = 0;
+			struct ev v = {.kind = "stale", .loc = L->name,
+			               .locs = 1ULL << i};
+			char ls[TIME_STR_LEN];
+
+			if (!(l->flags & L_SEEN) || (l->flags & L_STALE))
+				continue;
+			for (int j = 0; j < t->nlocs; j++)
+				if (j != i && t->locs[j].last_ms > peers)
+					peers = t->locs[j].last_ms;
+			if (explicit && now > peers)
+				peers = now;
+			base = l->last_ms > L->alive_since ? l->last_ms
+			                                   : L->alive_since;
+			deadline = base + t->stale_ms;
+			/* Only when the target's other locations went on past
+			 * the deadline and so did this location for other
+			 * targets: a silent location is one event, above. */
+			if (peers <= deadline || L->last_any <= deadline ||
+			    L->ann_since)
+				continue;
+			l->flags |= L_STALE;
+			if (t->r->off)
+				continue;
+			v.since = l->last_ms;
+			v.at = deadline;
+			time_format_ms(l->last_ms, ls);
+			v.detail = json_pack("{s:s, s:s}", "location", L->name,
+			                     "last_seen", ls);
+			emit(e, t, &v);
+		}
+		if (t->down_since || t->ann_since || (t->flags & T_FLAPPING)) {
+			evaluate(e, t, e->tnow);
+			reconcile(e, t, e->tnow, NULL);
+		}
+	}
+}
+
+void
+engine_maybe_scan(struct engine *e)
+{
+	if (e->watermark - e->last_scan >= e->scan_every)
+		engine_scan(e, e->watermark, false);
+}
+
+int64_t
+engine_watermark(const struct engine *e)
+{
+	return e->watermark;
+}
+
+int
+engine_out_error(const struct engine *e)
+{
+	return e->out_err;
+}
+
+unsigned long
+engine_events(const struct engine *e)
+{
+	return e->events;
+}
+
+size_t
+engine_state_bytes(const struct engine *e, size_t *targets, size_t *pairs)
+{
+	size_t b = e->nt * sizeof(struct tgt) + e->hcap * sizeof(uint32_t);
+
+	*pairs = 0;
+	for (size_t k = 0; k < e->nt; k++) {
+		const struct tgt *t = &e->t[k];
+
+		for (int i = 0; i < t->nlocs; i++)
+			*pairs += (t->locs[i].flags & L_SEEN) != 0;
+		b += t->nlocs * sizeof(struct lst);
+		b += t->x ? sizeof(struct tx) : 0;
+		b += t->sr ? sizeof(struct slowring) : 0;
+	}
+	*targets = e->nt;
+	return b;
+}
+
+/* ---- configuration ------------------------------------------------------ */
+
+struct engine *
+engine_new(const struct engine_opts *o)
+{
+	struct engine *e = xcalloc(1, sizeof(*e));
+
+	e->out = o->out;
+	e->ob_max = o->outbox_max;
+	e->scan_every = 1000;
+	return e;
+}
+
+static void
+tgt_free_state(struct tgt *t)
+{
+	free(t->locs);
+	free(t->x);
+	free(t->sr);
+	t->locs = NULL;
+	t->x = NULL;
+	t->sr = NULL;
+	t->nlocs = 0;
+}
+
+static bool
+has_open(const struct tgt *t)
+{
+	if (t->ann_since || (t->flags & (T_FLAPPING | T_SLOW)) ||
+	    (t->x && t->x->cert_open))
+		return true;
+	for (int i = 0; i < t->nlocs; i++)
+		if (t->locs[i].flags & L_STALE)
+			return true;
+	return false;
+}
+
+/* A target gone from the configuration: close what it has open. */
+static void
+close_removed(struct engine *e, struct tgt *t)
+{
+	int64_t at = e->watermark;
+	struct ev v = {.kind = "resolved", .at = at, .resolution = "removed"};
+
+	e->tnow = at;
+	if (t->r->off)
+		return;
+	v.locs = fresh_mask(t, at);
+	if (t->ann_since) {
+		v.ikind = "down";
+		v.since = t->ann_since;
+		emit(e, t, &v);
+	}
+	if (t->flags & T_FLAPPING) {
+		v.ikind = "flapping";
+		v.since = t->x->flap_since;
+		emit(e, t, &v);
+	}
+	if (t->flags & T_SLOW) {
+		v.ikind = "slow";
+		v.since = t->sr->since;
+		emit(e, t, &v);
+	}
+	if (t->x && t->x->cert_open) {
+		char sk[24];
+
+		snprintf(sk, sizeof(sk), "%lld", (long long)t->x->cert_na);
+		v.ikind = "cert_expiring";
+		v.loc = sk;
+		v.since = t->x->cert_na;
+		emit(e, t, &v);
+		v.loc = NULL;
+	}
+	for (int i = 0; i < t->nlocs; i++) {
+		if (!(t->locs[i].flags & L_STALE))
+			continue;
+		v.ikind = "stale";
+		v.loc = e->loc[i].name;
+		v.since = t->locs[i].last_ms;
+		v.locs = 1ULL << i;
+		emit(e, t, &v);
+	}
+}
+
+static void
+tgt_free(struct tgt *t)
+{
+	tgt_free_state(t);
+	free(t->name);
+	free(t->url);
+	free(t->labels);
+}
+
+void
+engine_set_config(struct engine *e, struct config *cfg)
+{
+	struct tgt *nt = xcalloc(cfg->n ? cfg->n : 1, sizeof(*nt));
+	int64_t max_stale = 0;
+
+	for (size_t k = 0; k < cfg->n; k++) {
+		const struct config_target *ct = &cfg->v[k];
+		struct tgt *t = &nt[k], *old;
+		char *js = xasprintf("%.*s}", (int)ct->json_len, ct->json);
+		json_t *o = json_loads(js, 0, NULL), *lab;
+
+		free(js);
+		t->name = xstrdup(ct->name);
+		t->url = xstrdup(o ? json_string_value(json_object_get(o, "url"))
+		                   : "");
+		lab = o ? json_object_get(o, "labels") : NULL;
+		t->labels = lab ? json_dumps(lab, JSON_COMPACT | JSON_SORT_KEYS)
+		                : xstrdup("{}");
+		json_decref(o);
+		t->r = rules_get(ct->alerts);
+		t->stale_ms = t->r->stale_ms ? t->r->stale_ms : 3 * ct->interval_ms;
+		if (t->stale_ms > max_stale)
+			max_stale = t->stale_ms;
+		if ((old = find_target(e, t->name, strlen(t->name)))) {
+			t->locs = old->locs;
+			t->x = old->x;
+			t->sr = old->sr;
+			t->nlocs = old->nlocs;
+			t->flags = old->flags;
+			t->down_since = old->down_since;
+			t->ann_since = old->ann_since;
+			t->ann_at = old->ann_at;
+			t->reminders = old->reminders;
+			old->locs = NULL;
+			old->x = NULL;
+			old->sr = NULL;
+			old->nlocs = 0;
+			old->ann_since = 0;
+			old->flags = 0;
+			free(old->name);
+			old->name = xstrdup(""); /* taken */
+		}
+	}
+	for (size_t k = 0; k < e->nt; k++) {
+		if (e->t[k].name[0] && has_open(&e->t[k]))
+			close_removed(e, &e->t[k]);
+		tgt_free(&e->t[k]);
+	}
+	free(e->t);
+	e->t = nt;
+	e->nt = cfg->n;
+	e->loc_stale_ms = max_stale ? max_stale : 180000;
+	e->scan_every = max_stale / 10;
+	if (e->scan_every < 100)
+		e->scan_every = 100;
+	if (e->scan_every > 10000)
+		e->scan_every = 10000;
+	index_targets(e);
+}
+
+void
+engine_free(struct engine **ep)
+{
+	struct engine *e = *ep;
+
+	if (!e)
+		return;
+	for (size_t k = 0; k < e->nt; k++)
+		tgt_free(&e->t[k]);
+	free(e->t);
+	free(e->hidx);
+	for (size_t i = 0; i < e->nloc; i++)
+		free(e->loc[i].name);
+	for (size_t i = 0; e->ob && i < e->ob_max; i++)
+		free(e->ob[i].text);
+	free(e->ob);
+	free(e);
+	*ep = NULL;
+}
+
+/* ---- checkpoint ----------------------------------------------------------
+ *
+ * One file, written whole to PATH.tmp, fsync()ed, renamed over PATH and the
+ * directory fsync()ed: after a crash PATH is the old or the new state,
+ * never a mix.  Binary, for this build only (the header names the layout);
+ * an FNV-1a hash over the whole guards against a truncated or foreign file.
+ */
+
+#define CKPT_MAGIC "sm-alert checkpoint 1\n"
+
+struct wbuf {
+	FILE *fp;
+	uint64_t h;
+};
+
+static void
+put(struct wbuf *w, const void *p, size_t n)
+{
+	w->h = fnv(p, n, w->h);
+	fwrite(p, 1, n, w->fp);
+}
+
+static void
+put_str(struct wbuf *w, const char *s)
+{
+	uint32_t n = (uint32_t)strlen(s);
+
+	put(w, &n, sizeof(n));
+	put(w, s, n);
+}
+
+int
+engine_save(struct engine *e, const char *path)
+{
+	char *tmp = xasprintf("%s.tmp", path), *dir, *slash;
+	struct wbuf w = {NULL, 0xcbf29ce484222325ULL};
+	uint32_t n, sizes[4] = {sizeof(struct lst), sizeof(struct tx),
+	                        sizeof(struct slowring), sizeof(struct tgt)};
+	int fd, rc = -1;
+
+	if (!(w.fp = fopen(tmp, "wb"))) {
+		warn("%s:", tmp);
+		free(tmp);
+		return -1;
+	}
+	setvbuf(w.fp, NULL, _IOFBF, 1 << 20);
+	put(&w, CKPT_MAGIC, strlen(CKPT_MAGIC));
+	put(&w, sizes, sizeof(sizes));
+	put(&w, &e->watermark, sizeof(e->watermark));
+	n = (uint32_t)e->nloc;
+	put(&w, &n, sizeof(n));
+	for (size_t i = 0; i < e->nloc; i++) {
+		put_str(&w, e->loc[i].name);
+		put(&w, &e->loc[i].last_any, 3 * sizeof(int64_t));
+	}
+	n = 0;
+	for (size_t k = 0; k < e->nt; k++)
+		n += e->t[k].nlocs > 0;
+	put(&w, &n, sizeof(n));
+	for (size_t k = 0; k < e->nt; k++) {
+		struct tgt *t = &e->t[k];
+		uint8_t has[2] = {t->x != NULL, t->sr != NULL};
+
+		if (!t->nlocs)
+			continue;
+		put_str(&w, t->name);
+		put(&w, &t->down_since, 3 * sizeof(int64_t));
+		put(&w, &t->reminders, sizeof(t->reminders));
+		put(&w, &t->nlocs, 1);
+		put(&w, &t->flags, 1);
+		put(&w, has, 2);
+		put(&w, t->locs, t->nlocs * sizeof(*t->locs));
+		if (t->x)
+			put(&w, t->x, sizeof(*t->x));
+		if (t->sr)
+			put(&w, t->sr, sizeof(*t->sr));
+	}
+	n = (uint32_t)e->ob_n;
+	put(&w, &n, sizeof(n));
+	for (size_t k = 0; k < e->ob_n; k++) {
+		size_t i = (e->ob_pos + e->ob_max - e->ob_n + k) % e->ob_max;
+
+		put(&w, e->ob[i].id, 16);
+		put_str(&w, e->ob[i].text ? e->ob[i].text : "");
+	}
+	fwrite(&w.h, sizeof(w.h), 1, w.fp);
+	if (fflush(w.fp) == EOF || ferror(w.fp) || fsync(fileno(w.fp)) < 0) {
+		warn("%s:", tmp);
+		fclose(w.fp);
+		goto out;
+	}
+	if (fclose(w.fp) == EOF || rename(tmp, path) < 0) {
+		warn("%s:", path);
+		goto out;
+	}
+	dir = xstrdup(path);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	if ((fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY)) >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	free(dir);
+	rc = 0;
+out:
+	free(tmp);
+	return rc;
+}
+
+struct rbuf {
+	const unsigned char *p, *end;
+	bool bad;
+};
+
+static void
+get(struct rbuf *r, void *out, size_t n)
+{
+	if ((size_t)(r->end - r->p) < n) {
+		r->bad = true;
+		memset(out, 0, n);
+		return;
+	}
+	memcpy(out, r->p, n);
+	r->p += n;
+}
+
+static char *
+get_str(struct rbuf *r)
+{
+	uint32_t n;
+	char *s;
+
+	get(r, &n, sizeof(n));
+	if (r->bad || (size_t)(r->end - r->p) < n) {
+		r->bad = true;
+		return xstrdup("");
+	}
+	s = xstrndup((const char *)r->p, n);
+	r->p += n;
+	return s;
+}
+
+int
+engine_load(struct engine *e, const char *path)
+{
+	uint32_t sizes[4] = {sizeof(struct lst), sizeof(struct tx),
+	                     sizeof(struct slowring), sizeof(struct tgt)}, got[4];
+	unsigned char *buf = NULL;
+	struct rbuf r;
+	struct stat st;
+	uint64_t h;
+	uint32_t n;
+	size_t len;
+	FILE *fp = fopen(path, "rb");
+
+	if (!fp) {
+		if (errno == ENOENT)
+			return 1;
+		warn("%s:", path);
+		return -1;
+	}
+	if (fstat(fileno(fp), &st) < 0 || st.st_size < 8) {
+		fclose(fp);
+		goto corrupt;
+	}
+	len = (size_t)st.st_size;
+	buf = xmalloc(len);
+	if (fread(buf, 1, len, fp) != len) {
+		fclose(fp);
+		goto corrupt;
+	}
+	fclose(fp);
+	memcpy(&h, buf + len - 8, 8);
+	if (fnv(buf, len - 8, 0xcbf29ce484222325ULL) != h ||
+	    len < strlen(CKPT_MAGIC) ||
+	    memcmp(buf, CKPT_MAGIC, strlen(CKPT_MAGIC)))
+		goto corrupt;
+	r = (struct rbuf){buf + strlen(CKPT_MAGIC), buf + len - 8, false};
+	get(&r, got, sizeof(got));
+	if (memcmp(got, sizes, sizeof(sizes)))
+		goto corrupt;
+	get(&r, &e->watermark, sizeof(e->watermark));
+	get(&r, &n, sizeof(n));
+	if (n > MAX_LOCATIONS)
+		goto corrupt;
+	for (uint32_t i = 0; i < n && !r.bad; i++) {
+		char *name = get_str(&r);
+		int li = find_loc(e, name, strlen(name));
+
+		free(name);
+		if (li < 0)
+			goto corrupt;
+		get(&r, &e->loc[li].last_any, 3 * sizeof(int64_t));
+	}
+	get(&r, &n, sizeof(n));
+	for (uint32_t k = 0; k < n && !r.bad; k++) {
+		char *name = get_str(&r);
+		struct tgt tmp = {0}, *t = find_target(e, name, strlen(name));
+		uint8_t has[2];
+
+		if (!t) {
+			t = &tmp;
+			t->name = name;
+			t->url = xstrdup("");
+			t->labels = xstrdup("{}");
+			t->r = rules_get(NULL);
+		} else {
+			free(name);
+		}
+		get(&r, &t->down_since, 3 * sizeof(int64_t));
+		get(&r, &t->reminders, sizeof(t->reminders));
+		get(&r, &t->nlocs, 1);
+		get(&r, &t->flags, 1);
+		get(&r, has, 2);
+		if (t->nlocs > e->nloc) {
+			r.bad = true;
+			t->nlocs = 0;
+		}
+		t->locs = xcalloc(t->nlocs ? t->nlocs : 1, sizeof(*t->locs));
+		get(&r, t->locs, t->nlocs * sizeof(*t->locs));
+		if (has[0]) {
+			t->x = xcalloc(1, sizeof(*t->x));
+			get(&r, t->x, sizeof(*t->x));
+		}
+		if (has[1]) {
+			t->sr = xcalloc(1, sizeof(*t->sr));
+			get(&r, t->sr, sizeof(*t->sr));
+		}
+		if (t == &tmp) {
+			/* Gone from sites.yaml while sm-alert was down. */
+			if (!r.bad && has_open(t))
+				close_removed(e, t);
+			tgt_free(t);
+		}
+	}
+	get(&r, &n, sizeof(n));
+	for (uint32_t k = 0; k < n && !r.bad && e->ob_max; k++) {
+		unsigned char id[16];
+		char *text;
+		struct result fake;
+
+		get(&r, id, 16);
+		text = get_str(&r);
+		memcpy(fake.id, id, 16);
+		e->cur = &fake;
+		outbox_add(e, text);
+		e->cur = NULL;
+		free(text);
+	}
+	if (r.bad)
+		goto corrupt;
+	free(buf);
+	e->last_scan = e->watermark;
+	return 0;
+corrupt:
+	free(buf);
+	warn("%s: not a checkpoint of this sm-alert (or damaged)", path);
+	return -1;
+}

@@ -1,0 +1,248 @@
+/*
+ * input.c - result records into struct result.  The fast path is one
+ * jscan_fields() pass over the line (no tree, no allocation); it takes
+ * only lines it is sure of, with every field sm-alert reads of the type
+ * result_validate() wants.  Anything else (escapes in names, odd types,
+ * lines the scanner is unsure of) goes through jansson and
+ * result_validate(), the reference.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "alert.h"
+#include "jsonscan.h"
+#include "sm.h"
+
+/* In the order sm-check writes them: jscan_fields looks for the next
+ * wanted name first. */
+enum {
+	F_V, F_ID, F_TARGET, F_PROBE, F_STARTED, F_OK, F_STATUS, F_KIND,
+	F_ERROR, F_DURATION, F_CNB, F_CNA, F_CHNA, F_KAFKA, NF
+};
+
+static const struct jscan_field proto[NF] = {
+	[F_V] = {.name = "v"},
+	[F_ID] = {.name = "id"},
+	[F_TARGET] = {.name = "target"},
+	[F_PROBE] = {.name = "probe"},
+	[F_STARTED] = {.name = "started_at"},
+	[F_OK] = {.name = "ok"},
+	[F_STATUS] = {.name = "status"},
+	[F_KIND] = {.name = "error_kind"},
+	[F_ERROR] = {.name = "error"},
+	[F_DURATION] = {.name = "duration_ms"},
+	[F_KAFKA] = {.name = "kafka"},
+	[F_CNA] = {.name = "cert_not_after", .parent = "tls"},
+	[F_CNB] = {.name = "cert_not_before", .parent = "tls"},
+	[F_CHNA] = {.name = "chain_not_after", .parent = "tls"},
+};
+
+static int
+span_time(const char *s, size_t n, int64_t *ms)
+{
+	char buf[48];
+
+	if (n >= sizeof(buf))
+		return -1;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	return time_parse_ms(buf, ms);
+}
+
+/* A time or null/absent (0). */
+static int
+opt_time(const struct jscan_field *f, int64_t *ms)
+{
+	*ms = 0;
+	if (f->type == JV_NONE || f->type == JV_NULL)
+		return 0;
+	if (f->type != JV_STRING)
+		return -1;
+	return span_time(f->val, f->len, ms);
+}
+
+static int
+small_int(const char *s, size_t n, int *out)
+{
+	int v = 0;
+
+	if (n == 0 || n > 4)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+kind_of(const char *s, size_t n, int *kind)
+{
+	char buf[24];
+	enum error_kind k;
+
+	if (n >= sizeof(buf))
+		return -1;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	if (error_kind_parse(buf, &k) < 0)
+		return -1;
+	*kind = (int)k;
+	return 0;
+}
+
+static bool
+fast(const char *line, size_t len, struct result *r)
+{
+	struct jscan_field f[NF];
+	char *end;
+
+	memcpy(f, proto, sizeof(f));
+	if (jscan_fields(line, len, f, NF) != JSCAN_OBJECT)
+		return false;
+	if (f[F_V].type != JV_NUMBER || f[F_V].len != 1 || f[F_V].val[0] != '1')
+		return false;
+	if (f[F_ID].type != JV_STRING ||
+	    !uuid_parse(f[F_ID].val, f[F_ID].len, r->id))
+		return false;
+	if (f[F_TARGET].type != JV_STRING || f[F_TARGET].len == 0 ||
+	    f[F_PROBE].type != JV_STRING || f[F_PROBE].len == 0)
+		return false;
+	r->target = f[F_TARGET].val;
+	r->target_len = f[F_TARGET].len;
+	r->probe = f[F_PROBE].val;
+	r->probe_len = f[F_PROBE].len;
+	if (f[F_STARTED].type != JV_STRING ||
+	    span_time(f[F_STARTED].val, f[F_STARTED].len, &r->started_ms) < 0)
+		return false;
+	if (f[F_OK].type == JV_TRUE)
+		r->ok = true;
+	else if (f[F_OK].type == JV_FALSE)
+		r->ok = false;
+	else
+		return false;
+	r->status = -1;
+	if (f[F_STATUS].type == JV_NUMBER) {
+		if (small_int(f[F_STATUS].val, f[F_STATUS].len, &r->status) < 0)
+			return false;
+	} else if (f[F_STATUS].type != JV_NULL) {
+		return false;
+	}
+	r->kind = 0;
+	if (f[F_KIND].type == JV_STRING) {
+		if (kind_of(f[F_KIND].val, f[F_KIND].len, &r->kind) < 0)
+			return false;
+	} else if (f[F_KIND].type != JV_NULL) {
+		return false;
+	}
+	r->error = NULL;
+	r->error_len = 0;
+	r->error_escaped = false;
+	if (f[F_ERROR].type == JV_STRING || f[F_ERROR].type == JV_ESCAPED) {
+		r->error = f[F_ERROR].val;
+		r->error_len = f[F_ERROR].len;
+		r->error_escaped = f[F_ERROR].type == JV_ESCAPED;
+	} else if (f[F_ERROR].type != JV_NULL && f[F_ERROR].type != JV_NONE) {
+		return false;
+	}
+	if (f[F_DURATION].type != JV_NUMBER || f[F_DURATION].val[0] == '-')
+		return false;
+	r->duration_ms = strtod(f[F_DURATION].val, &end);
+	r->kafka = NULL;
+	r->kafka_len = 0;
+	if (f[F_KAFKA].type == JV_OBJECT) {
+		r->kafka = f[F_KAFKA].val;
+		r->kafka_len = f[F_KAFKA].len;
+	} else if (f[F_KAFKA].type != JV_NONE) {
+		return false;
+	}
+	if (opt_time(&f[F_CNA], &r->cert_na) < 0 ||
+	    opt_time(&f[F_CNB], &r->cert_nb) < 0 ||
+	    opt_time(&f[F_CHNA], &r->chain_na) < 0)
+		return false;
+	return true;
+}
+
+/* The slow path's kafka object, as text (valid until the next call). */
+static char *kafka_text;
+
+static int64_t
+tree_time(const json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	int64_t ms = 0;
+
+	if (s && time_parse_ms(s, &ms) < 0)
+		ms = 0;
+	return ms;
+}
+
+int
+input_decode(const char *line, size_t len, struct result *r, json_t **tree,
+             char *err, size_t errlen)
+{
+	const json_t *v, *tls;
+	const char *s;
+	json_t *o;
+
+	*tree = NULL;
+	if (fast(line, len, r))
+		return 0;
+	if (!(o = json_line_parse(line, len, err, errlen)))
+		return -1;
+	if (result_validate(o, err, errlen) < 0)
+		goto bad;
+	s = json_string_value(json_object_get(o, "id"));
+	uuid_parse(s, strlen(s), r->id);
+	r->target = json_string_value(json_object_get(o, "target"));
+	r->target_len = json_string_length(json_object_get(o, "target"));
+	v = json_object_get(o, "probe");
+	if (!json_is_string(v) || !json_string_length(v)) {
+		snprintf(err, errlen, "field \"probe\" must be a non-empty "
+		         "string");
+		goto bad;
+	}
+	r->probe = json_string_value(v);
+	r->probe_len = json_string_length(v);
+	if (!r->target_len) {
+		snprintf(err, errlen, "field \"target\" must not be empty");
+		goto bad;
+	}
+	if (time_parse_ms(json_string_value(json_object_get(o, "started_at")),
+	                  &r->started_ms) < 0) {
+		snprintf(err, errlen, "field \"started_at\" must be an RFC 3339 "
+		         "time");
+		goto bad;
+	}
+	r->ok = json_is_true(json_object_get(o, "ok"));
+	v = json_object_get(o, "status");
+	r->status = json_is_integer(v) ? (int)json_integer_value(v) : -1;
+	r->kind = 0;
+	if ((s = json_string_value(json_object_get(o, "error_kind"))))
+		kind_of(s, strlen(s), &r->kind);
+	v = json_object_get(o, "error");
+	r->error = json_string_value(v);
+	r->error_len = r->error ? json_string_length(v) : 0;
+	r->error_escaped = false;
+	r->duration_ms = json_number_value(json_object_get(o, "duration_ms"));
+	r->kafka = NULL;
+	r->kafka_len = 0;
+	free(kafka_text);
+	kafka_text = NULL;
+	if ((v = json_object_get(o, "kafka")) &&
+	    (kafka_text = json_dumps(v, JSON_COMPACT))) {
+		r->kafka = kafka_text;
+		r->kafka_len = strlen(kafka_text);
+	}
+	tls = json_object_get(o, "tls");
+	r->cert_na = tree_time(tls, "cert_not_after");
+	r->cert_nb = tree_time(tls, "cert_not_before");
+	r->chain_na = tree_time(tls, "chain_not_after");
+	*tree = o;
+	return 0;
+bad:
+	json_decref(o);
+	return -1;
+}
