@@ -12,7 +12,7 @@ UNITDIR  ?= $(PREFIX)/lib/systemd/system
 
 CC       ?= cc
 PKG_CONFIG ?= pkg-config
-PKGS     = libcurl rdkafka libpq jansson yaml-0.1 libpcre2-8
+PKGS     = libcurl rdkafka libpq jansson yaml-0.1 libpcre2-8 libcrypto
 
 CFLAGS   ?= -O2 -g
 WARN     = -std=c11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
@@ -28,7 +28,7 @@ ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -pthread -Ilib $(PKG_CFLAGS) $(SANFLAGS) $(CF
 ALL_LDFLAGS = $(SANFLAGS) -pthread -Wl,--as-needed $(LDFLAGS)
 LDLIBS   = $(PKG_LIBS) -lm
 
-PROGS    = sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroker
+PROGS    = sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroker sm-notify
 BINS     = $(foreach p,$(PROGS),tools/$(p)/$(p))
 LIB_SRC  = $(wildcard lib/*.c)
 LIB_OBJ  = $(LIB_SRC:.c=.o)
