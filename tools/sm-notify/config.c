@@ -664,7 +664,9 @@ config_load(const char *path)
 		     it < routes->data.sequence.items.top; it++)
 			parse_route(&L, c, node(&L, *it), &c->routes[c->n_routes++]);
 	}
-	if (deflt)
+	if (deflt && !(deflt->type == YAML_SEQUENCE_NODE &&
+	               deflt->data.sequence.items.top ==
+	                   deflt->data.sequence.items.start))
 		c->deflt = receiver_list(&L, c, deflt, &c->n_deflt);
 	else if (!routes)
 		cfail(&L, root, "no \"routes\" and no \"default\": no event "

@@ -177,8 +177,9 @@ dead_letter(struct message *msg)
 
 		st.dead++;
 		if (!O->dead_letter) {
-			warn("receiver %s: gave up on event %s after %d attempts: %s",
-			     msg->r->name, msg->d[i].e->id, msg->attempts, msg->err);
+			warn("receiver %s: gave up on event %s after %d attempt%s: %s",
+			     msg->r->name, msg->d[i].e->id, msg->attempts,
+			     msg->attempts == 1 ? "" : "s", msg->err);
 			continue;
 		}
 		o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:O}", "at", at,
@@ -196,9 +197,10 @@ dead_letter(struct message *msg)
 		if (fflush(O->dead_letter) != 0 ||
 		    fdatasync(fileno(O->dead_letter)) == -1)
 			die(EX_IOERR, "dead letter %s:", O->dead_letter_path);
-		warn("receiver %s: gave up on %zu event%s after %d attempts "
+		warn("receiver %s: gave up on %zu event%s after %d attempt%s "
 		     "(dead letter): %s", msg->r->name, msg->n,
-		     msg->n == 1 ? "" : "s", msg->attempts, msg->err);
+		     msg->n == 1 ? "" : "s", msg->attempts,
+		     msg->attempts == 1 ? "" : "s", msg->err);
 	}
 }
 
@@ -208,9 +210,12 @@ backoff_ms(const struct receiver *r, int attempts)
 	double b = (double)r->backoff_min_ms * pow(2.0, attempts - 1);
 	double jitter = 0.75 + 0.5 * ((double)random() / RAND_MAX);
 
+	/* Jitter (0.75..1.25) spreads the retries of many messages; the
+	 * cap comes after it: backoff_max is a promise. */
+	b *= jitter;
 	if (b > (double)r->backoff_max_ms)
 		b = (double)r->backoff_max_ms;
-	return (int64_t)(b * jitter);
+	return (int64_t)b;
 }
 
 static void
@@ -533,18 +538,17 @@ deliver_reap(int64_t now)
 		*pp = msg->next;
 		msg->next = NULL;
 		if (msg->killed)
-			snprintf(msg->err, sizeof msg->err, "%s: timed out after "
-			         "%lldms", msg->r->argv[0],
+			snprintf(msg->err, sizeof msg->err, "timed out after %lldms",
 			         (long long)msg->r->timeout_ms);
 		else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 			finish(msg, true, false, 0);
 			continue;
 		} else if (WIFEXITED(status))
-			snprintf(msg->err, sizeof msg->err, "%s: exit status %d",
-			         msg->r->argv[0], WEXITSTATUS(status));
+			snprintf(msg->err, sizeof msg->err, "exit status %d",
+			         WEXITSTATUS(status));
 		else
-			snprintf(msg->err, sizeof msg->err, "%s: killed by signal %d",
-			         msg->r->argv[0], WTERMSIG(status));
+			snprintf(msg->err, sizeof msg->err, "killed by signal %d",
+			         WTERMSIG(status));
 		finish(msg, false, false, 0);
 	}
 	for (struct message *m = execs; m; m = m->next)
