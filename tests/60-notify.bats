@@ -98,9 +98,15 @@ webhook_yaml() {
 	printf 'receivers: [\n' >"$T/r.yaml"
 	run -78 sm-notify -c "$T/r.yaml"
 	[[ "$output" == *"r.yaml:2:1: "* ]]
-	# The example file is valid, and the JSON Schema accepts it too.
+	# The example file is valid, and the JSON Schema accepts it too, but
+	# not a receiver with an unknown key.
 	run -0 sm-notify -c "$SM_TOP/examples/receivers.yaml"
-	[[ "$output" == *"route 1: owner=web-platform -> web-chat web-email"* ]]
+	[[ "$output" == *"route 1: owner=web-platform -> web-chat web-email (continue)"* ]]
+	/usr/bin/python3 -c 'import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))' \
+		<"$SM_TOP/examples/receivers.yaml" >"$T/ex.json"
+	run -0 "$SM_TOP/tests/fixtures/schema-check" "$SM_TOP/schema/receivers.schema.json" <"$T/ex.json"
+	echo '{"receivers":{"a":{"type":"webhook","url":"http://x/","colour":"red"}},"default":"a"}' >"$T/bad.json"
+	run -1 "$SM_TOP/tests/fixtures/schema-check" "$SM_TOP/schema/receivers.schema.json" <"$T/bad.json"
 }
 
 @test "notify: webhook gets each event as JSON with Idempotency-Key = event id and an HMAC-SHA256 signature; acks in input order" {
