@@ -86,7 +86,7 @@ install: all
 	for p in $(PROGS); do install -m 755 tools/$$p/$$p $(DESTDIR)$(BINDIR)/$$p; done
 	for m in man/*.1; do install -m 644 $$m $(DESTDIR)$(MANDIR)/man1/; done
 	for m in man/*.5; do [ -e "$$m" ] || continue; install -m 644 $$m $(DESTDIR)$(MANDIR)/man5/; done
-	install -m 755 scripts/sm-producer scripts/sm-consumer $(DESTDIR)$(BINDIR)/
+	install -m 755 scripts/sm-producer scripts/sm-consumer scripts/sm-alerting $(DESTDIR)$(BINDIR)/
 	mkdir -p $(DESTDIR)$(UNITDIR)
 	for u in scripts/systemd/*.service.in; do \
 		sed 's|@BINDIR@|$(BINDIR)|g' $$u > $(DESTDIR)$(UNITDIR)/$$(basename $$u .in); \

@@ -167,12 +167,12 @@ for line in sys.stdin:
 	[ "$output" = "$(cat "$T/in2")" ]
 }
 
-@test "notify: exec receiver gets the event on stdin and SM_* variables; a failing command is retried, then dead-lettered" {
+@test "notify: exec receiver gets the event on stdin and SITEMON_* variables; a failing command is retried, then dead-lettered" {
 	cat >"$T/r.yaml" <<-EOF
 	receivers:
 	  run:
 	    type: exec
-	    command: ["sh", "-c", "cat >> '$T/got'; echo \"\$SM_EVENT_ID \$SM_TARGET \$SM_EVENT\" >> '$T/env'"]
+	    command: ["sh", "-c", "cat >> '$T/got'; echo \"\$SITEMON_EVENT_ID \$SITEMON_TARGET \$SITEMON_EVENT\" >> '$T/env'"]
 	  broken:
 	    type: exec
 	    command: "echo tried >> '$T/tries'; exit 3"
@@ -241,6 +241,8 @@ for line in sys.stdin:
 	check "$RECV_LOG" '.key == "inc1/down"' '.body | fromjson | .payload |
 		.severity == "critical" and .source == "site1" and .summary == "DOWN: site1 (http_status: HTTP 500)"'
 	SM_TEST_PD_KEY=R0UTINGKEY0123 run -0 --separate-stderr sm-notify -n "$T/r.yaml" <"$T/in"
+	[[ "$output" == *'"event_action":"trigger"'* && "$output" == *'"routing_key":"***"'* ]]
+	[[ "$output" != *R0UTINGKEY0123* ]]
 	[[ "$stderr$(sm-notify -c "$T/r.yaml" 2>&1)" != *R0UTINGKEY0123* ]] || SM_TEST_PD_KEY=R0UTINGKEY0123 false
 }
 

@@ -494,13 +494,14 @@ exec_start(struct message *msg, int64_t now)
 			_exit(126);
 		close_range(3, ~0U, 0);
 		snprintf(count, sizeof count, "%zu", msg->n);
-		setenv("SM_RECEIVER", r->name, 1);
-		setenv("SM_EVENT_COUNT", count, 1);
-		setenv("SM_KEY", msg->m.key, 1);
+		setenv("SITEMON_RECEIVER", r->name, 1);
+		setenv("SITEMON_EVENT_COUNT", count, 1);
+		setenv("SITEMON_KEY", msg->m.key, 1);
 		if (msg->n == 1) {
 			const char *k[] = {"id", "event", "incident", "target", "url"};
-			const char *e[] = {"SM_EVENT_ID", "SM_EVENT", "SM_INCIDENT",
-			                   "SM_TARGET", "SM_URL"};
+			const char *e[] = {"SITEMON_EVENT_ID", "SITEMON_EVENT",
+			                   "SITEMON_INCIDENT",
+			                   "SITEMON_TARGET", "SITEMON_URL"};
 
 			for (size_t i = 0; i < 5; i++) {
 				const char *v = json_string_value(json_object_get(ev, k[i]));
@@ -596,11 +597,20 @@ dry_print(struct message *msg)
 		}
 	}
 	printf("\n");
-	for (size_t i = 0; i < msg->m.len; i++)
-		if (msg->m.body[i] != '\r')
-			putchar(msg->m.body[i]);
-	if (msg->m.len && msg->m.body[msg->m.len - 1] != '\n')
-		putchar('\n');
+	{
+		/* The PagerDuty body holds the routing key: hidden too. */
+		char *shown = xstrndup(msg->m.body, msg->m.len);
+		size_t len;
+
+		scrub(r, shown);
+		len = strlen(shown);
+		for (size_t i = 0; i < len; i++)
+			if (shown[i] != '\r')
+				putchar(shown[i]);
+		if (len && shown[len - 1] != '\n')
+			putchar('\n');
+		free(shown);
+	}
 	printf("\n");
 	if (fflush(stdout) != 0)
 		die(EX_IOERR, "stdout:");
