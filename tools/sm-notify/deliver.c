@@ -56,6 +56,8 @@ struct rqueue {
 	struct message *waiting;  /* failed, waiting for their next attempt */
 	double tokens;
 	int64_t refill_ns;
+	CURL **idle;              /* easy handles to reuse (HTTP kinds) */
+	size_t n_idle;
 };
 
 static struct deliver_opts *O;
@@ -322,7 +324,7 @@ static void
 curl_start(struct message *msg)
 {
 	struct receiver *r = msg->r;
-	CURL *h = curl_easy_init();
+	CURL *h = r->q->n_idle ? r->q->idle[--r->q->n_idle] : curl_easy_init();
 	CURLMcode mc;
 
 	if (!h)
@@ -441,7 +443,21 @@ deliver_curl_done(CURL *easy, CURLcode rc)
 		}
 	}
 	curl_multi_remove_handle(multi, easy);
-	curl_easy_cleanup(easy);
+	/* Reused for the receiver's next message: an easy handle is costly
+	 * to make.  (Every option is set again on reuse.) */
+	if (msg->r->kind != RK_EMAIL) {
+		struct rqueue *q = msg->r->q;
+
+		if (!q->idle)
+			q->idle = xcalloc((size_t)msg->r->concurrency,
+			                  sizeof *q->idle);
+		if (q->n_idle < (size_t)msg->r->concurrency)
+			q->idle[q->n_idle++] = easy;
+		else
+			curl_easy_cleanup(easy);
+	} else {
+		curl_easy_cleanup(easy);
+	}
 	msg->easy = NULL;
 	finish(msg, ok, permanent, (int64_t)retry_after * 1000);
 }
@@ -772,6 +788,9 @@ deliver_shutdown(void)
 			next = m->next;
 			message_free(m);
 		}
+		while (r->q->n_idle)
+			curl_easy_cleanup(r->q->idle[--r->q->n_idle]);
+		free(r->q->idle);
 		free(r->q->ring);
 		free(r->q);
 		r->q = NULL;

@@ -275,6 +275,12 @@ dlog_sync(struct dlog *d)
 		compact(d);
 }
 
+bool
+dlog_pending(const struct dlog *d)
+{
+	return d->pend_len > 0;
+}
+
 size_t
 dlog_count(const struct dlog *d)
 {

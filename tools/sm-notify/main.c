@@ -59,6 +59,9 @@ static const char options_text[] =
 	"  -h, --help                this text\n"
 	"  -V, --version             print the version\n";
 
+/* The delivered log is synced at most this often (group commit). */
+#define SYNC_EVERY_MS 10
+
 enum {
 	OPT_STATS_INTERVAL = 256, OPT_DRAIN_FOR, OPT_DELIVERED_MAX,
 };
@@ -427,7 +430,7 @@ run(CURLM *multi)
 	struct stats_clock sc;
 	size_t *route_buf = xcalloc(dopts.cfg->n_recv + 1, sizeof *route_buf);
 	bool reading = true, stopping = false, was_full = false;
-	int64_t drain_deadline = 0;
+	int64_t drain_deadline = 0, last_sync_ns = 0;
 
 	stats_clock_init(&sc, opt.stats_ms);
 	stdin_flags = fcntl(STDIN_FILENO, F_GETFL);
@@ -489,9 +492,24 @@ run(CURLM *multi)
 				deliver_curl_done(m->easy_handle, m->data.result);
 				wait = 0; /* its slot may start the next one */
 			}
-		if (dopts.dlog)
-			dlog_sync(dopts.dlog);
-		emit_settled();
+		/* Group commit: one fdatasync for the deliveries confirmed
+		 * within SYNC_EVERY_MS (the transfers go on meanwhile); the
+		 * events are acknowledged only after it. */
+		if (dlog_pending(dopts.dlog)) {
+			int64_t t = mono_now_ns();
+
+			if (t - last_sync_ns >= SYNC_EVERY_MS * 1000000 || stopping ||
+			    (!reading && deliver_outstanding() == 0)) {
+				dlog_sync(dopts.dlog);
+				last_sync_ns = t;
+				emit_settled();
+			} else {
+				wait = min_wait(wait, (long)((last_sync_ns - t) / 1000000) +
+				                      SYNC_EVERY_MS + 1);
+			}
+		} else {
+			emit_settled();
+		}
 		if (stats_clock_due(&sc))
 			print_stats();
 		if (!reading && ring_len == 0 && deliver_outstanding() == 0)

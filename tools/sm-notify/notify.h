@@ -130,6 +130,8 @@ void dlog_add(struct dlog *d, const char *recv, const char *id);
 /* fdatasync what was added since the last call; exits 74 on failure. */
 void dlog_sync(struct dlog *d);
 size_t dlog_count(const struct dlog *d);
+/* Added since the last dlog_sync. */
+bool dlog_pending(const struct dlog *d);
 
 /* ---- deliver.c: queues, messages, retries --------------------------------- */
 

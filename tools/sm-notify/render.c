@@ -369,7 +369,7 @@ render_webhook(json_t *const *events, size_t n, const char *key,
 	json_t *o, *arr;
 
 	if (n == 1) {
-		out->body = dump(event_copy(events[0]), &out->len);
+		out->body = dump(json_incref(events[0]), &out->len);
 		return;
 	}
 	arr = json_array();
