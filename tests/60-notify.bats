@@ -118,10 +118,15 @@ webhook_yaml() {
 	    type: webhook
 	    url: $RECV/hook
 	    secret_file: secret
-	default: hook
+	  hook2:
+	    type: webhook
+	    url: $RECV/hook2
+	    secret_env: SM_TEST_HOOK_SECRET
+	    signature_header: X-Hub-Signature-256
+	default: [hook, hook2]
 	EOF
 	{ events 2; echo '{"v":1,"kafka":{"topic":"results","partition":0,"offset":3}}'; events 1 '{}' up 4; } >"$T/in"
-	run -0 --separate-stderr sm-notify "$T/r.yaml" <"$T/in"
+	SM_TEST_HOOK_SECRET=s3cr3t-key run -0 --separate-stderr sm-notify "$T/r.yaml" <"$T/in"
 	# stdout is the ack stream: every input line with "kafka", in order.
 	[ "$output" = "$(cat "$T/in")" ]
 	posts_are /hook 3
@@ -129,7 +134,8 @@ webhook_yaml() {
 	check "$RECV_LOG" '.key == "inc1/down"' '.ct == "application/json" and
 		(.body | fromjson | .incident == "inc1" and .event == "down" and has("kafka") == false)'
 	# The signature is HMAC-SHA256 of the body with the key of the file.
-	jq -c '{body, sig}' "$RECV_LOG" | /usr/bin/python3 -c '
+	posts_are /hook2 3
+	jq -c 'select(.path == "/hook") | {body, sig}' "$RECV_LOG" | /usr/bin/python3 -c '
 import hashlib, hmac, json, sys
 for line in sys.stdin:
     r = json.loads(line)
@@ -593,7 +599,42 @@ print(json.dumps({"subject": m["Subject"], "to": m["To"], "from": m["From"],
 	wait_for posts_are /hook 3
 	wait_for test "$(wc -l <"$T/out")" -eq 3
 	kill -TERM $pid
-	run -0 wait $pid
+	local rc=0
+	wait $pid || rc=$?
 	exec 4>&-
+	[ "$rc" -eq 0 ] || { cat "$T/err"; false; }
 	grep -q 'stopping' "$T/err"
+	[ "$(cat "$T/out")" = "$(events 3)" ]
+}
+
+@test "notify: an exec command past its timeout is killed with its process group" {
+	cat >"$T/r.yaml" <<-EOF
+	receivers:
+	  slow:
+	    type: exec
+	    command: "sh -c 'echo \$\$ > $T/child.pid; exec sleep 300' & wait"
+	    timeout: 300ms
+	    retry_for: 100ms
+	default: slow
+	EOF
+	events 1 >"$T/in"
+	run -0 --separate-stderr sm-notify -D "$T/dead" "$T/r.yaml" <"$T/in"
+	[ "$output" = "$(cat "$T/in")" ]
+	[ "$(jq -r .error "$T/dead")" = "timed out after 300ms" ]
+	# The grandchild (sleep) went with the group.
+	local child
+	child=$(cat "$T/child.pid")
+	wait_for sh -c "! kill -0 $child 2>/dev/null"
+}
+
+@test "notify: a delivered log torn by a crash mid-line is cut back and appended to" {
+	start_receiver
+	webhook_yaml hook
+	printf 'hook\tinc1/down\nhook\tinc2/do' >"$T/delivered"
+	events 2 >"$T/in"
+	run -0 --separate-stderr sm-notify -d "$T/delivered" "$T/r.yaml" <"$T/in"
+	[ "$output" = "$(cat "$T/in")" ]
+	# inc1 was confirmed before: not sent again; inc2's line was torn.
+	[ "$(keys /hook)" = "inc2/down" ]
+	[ "$(cat "$T/delivered")" = "$(printf 'hook\tinc1/down\nhook\tinc2/down')" ]
 }
