@@ -19,13 +19,19 @@ start_receiver() {
 	RECV="http://127.0.0.1:$port"
 }
 
+# inc N: the incident id of events' Nth line (32 hex digits, as sm-alert's).
+inc() {
+	printf '%032d' "$1"
+}
+
 # events N [LABELS] [KIND] [FIRST]: N event lines with Kafka coordinates,
-# incidents inc<FIRST>..., offsets FIRST... (default 1).
+# incidents $(inc FIRST)..., offsets FIRST... (default 1).
 events() {
 	jq -nc --argjson n "$1" --argjson labels "${2:-{\}}" --arg kind "${3:-down}" \
 		--argjson first "${4:-1}" '
 		range($first; $first + $n) as $i |
-		{v: 1, id: "inc\($i)/\($kind)", event: $kind, incident: "inc\($i)",
+		($i | tostring) as $d | ("0" * (32 - ($d | length)) + $d) as $inc |
+		{v: 1, id: "\($inc)/\($kind)", event: $kind, incident: $inc,
 		 target: "site\($i)", url: "https://site\($i).example/",
 		 labels: $labels, at: "2026-12-02T10:00:00.000Z",
 		 since: "2026-12-02T10:00:00.000Z", locations: ["loc-a", "loc-b"],
@@ -130,9 +136,9 @@ webhook_yaml() {
 	# stdout is the ack stream: every input line with "kafka", in order.
 	[ "$output" = "$(cat "$T/in")" ]
 	posts_are /hook 3
-	[ "$(keys /hook)" = "$(printf 'inc1/down\ninc2/down\ninc4/up')" ]
-	check "$RECV_LOG" '.key == "inc1/down"' '.ct == "application/json" and
-		(.body | fromjson | .incident == "inc1" and .event == "down" and has("kafka") == false)'
+	[ "$(keys /hook)" = "$(printf '%s/down\n%s/down\n%s/up' "$(inc 1)" "$(inc 2)" "$(inc 4)")" ]
+	check "$RECV_LOG" ".key == \"$(inc 1)/down\"" ".ct == \"application/json\" and
+		(.body | fromjson | .incident == \"$(inc 1)\" and .event == \"down\" and has(\"kafka\") == false)"
 	# The signature is HMAC-SHA256 of the body with the key of the file.
 	posts_are /hook2 3
 	jq -c 'select(.path == "/hook") | {body, sig}' "$RECV_LOG" | /usr/bin/python3 -c '
@@ -191,10 +197,10 @@ for line in sys.stdin:
 	events 2 '{"team":"a"}' >"$T/in"
 	run -0 --separate-stderr sm-notify -D "$T/dead" "$T/r.yaml" <"$T/in"
 	[ "$output" = "$(cat "$T/in")" ]
-	[ "$(jq -r .id "$T/got" | sort | tr '\n' ' ')" = "inc1/down inc2/down " ]
-	grep -qx 'inc1/down site1 down' "$T/env"
+	[ "$(jq -r .id "$T/got" | sort | tr '\n' ' ')" = "$(inc 1)/down $(inc 2)/down " ]
+	grep -qx "$(inc 1)/down site1 down" "$T/env"
 	[ "$(wc -l <"$T/tries")" -ge 4 ]
-	[ "$(jq -r '.receiver + " " + .event.id + " " + .error' "$T/dead" | sort | head -n 1)" = "broken inc1/down exit status 3" ]
+	[ "$(jq -r '.receiver + " " + .event.id + " " + .error' "$T/dead" | sort | head -n 1)" = "broken $(inc 1)/down exit status 3" ]
 	[[ "$stderr" == *"stats: in=2 events=2 acked=2 delivered=2 "*" dead=2 "* ]]
 }
 
@@ -243,8 +249,8 @@ for line in sys.stdin:
 	{ events 1; events 1 '{}' reminder; events 1 '{}' up; } >"$T/in"
 	SM_TEST_PD_KEY=R0UTINGKEY0123 run -0 --separate-stderr sm-notify "$T/r.yaml" <"$T/in"
 	[ "$(jq -r '.body | fromjson | [.event_action, .dedup_key, .routing_key] | join(" ")' "$RECV_LOG")" = \
-		"$(printf 'trigger inc1 R0UTINGKEY0123\ntrigger inc1 R0UTINGKEY0123\nresolve inc1 R0UTINGKEY0123')" ]
-	check "$RECV_LOG" '.key == "inc1/down"' '.body | fromjson | .payload |
+		"$(printf 'trigger %s R0UTINGKEY0123\ntrigger %s R0UTINGKEY0123\nresolve %s R0UTINGKEY0123' "$(inc 1)" "$(inc 1)" "$(inc 1)")" ]
+	check "$RECV_LOG" ".key == \"$(inc 1)/down\"" '.body | fromjson | .payload |
 		.severity == "critical" and .source == "site1" and .summary == "DOWN: site1 (http_status: HTTP 500)"'
 	SM_TEST_PD_KEY=R0UTINGKEY0123 run -0 --separate-stderr sm-notify -n "$T/r.yaml" <"$T/in"
 	[[ "$output" == *'"event_action":"trigger"'* && "$output" == *'"routing_key":"***"'* ]]
@@ -305,7 +311,7 @@ print(json.dumps({"subject": m["Subject"], "to": m["To"], "from": m["From"],
 	parse_mail "$MAIL_DIR/1.json" >"$T/m.json"
 	jq -e '.tls and .auth and .rcpt == ["web@example.com", "ops@example.com"]' "$T/m.json"
 	jq -e '.subject == "[sitemon] DOWN: site1 (http_status: HTTP 500)"' "$T/m.json"
-	jq -e '.message_id == "<inc1.down@sitemon>"' "$T/m.json"
+	jq -e --arg id "<$(inc 1).down@sitemon>" '.message_id == $id' "$T/m.json"
 	jq -r .body "$T/m.json" >"$T/body"
 	grep -q '^  What:      https://site1.example/ (target site1)$' "$T/body"
 	grep -q '^  Since:     2026-12-02T10:00:00.000Z (.* ago)$' "$T/body"
@@ -388,7 +394,7 @@ print(json.dumps({"subject": m["Subject"], "to": m["To"], "from": m["From"],
 	events 3 >"$T/in"
 	run -0 --separate-stderr sm-notify "$T/r.yaml" <"$T/in"
 	[ "$output" = "$(cat "$T/in")" ]
-	[ "$(jq -r 'select(.key == "inc2/down") | .status' "$RECV_LOG" | tr '\n' ' ')" = "500 500 200 " ]
+	[ "$(jq -r --arg k "$(inc 2)/down" 'select(.key == $k) | .status' "$RECV_LOG" | tr '\n' ' ')" = "500 500 200 " ]
 	[[ "$stderr" == *"delivered=3 messages=3 attempts=9 failures=6 retries=6 dead=0 "* ]]
 }
 
@@ -413,7 +419,7 @@ print(json.dumps({"subject": m["Subject"], "to": m["To"], "from": m["From"],
 	run -0 --separate-stderr sm-notify -r 500ms -D "$T/dead" "$T/r.yaml" <"$T/in"
 	[ "$output" = "$(cat "$T/in")" ]
 	[ "$(jq -r '.receiver + " " + .event.id + " " + .error' "$T/dead" | grep '^bad ' | sort)" = \
-		"$(printf 'bad inc1/down HTTP 503\nbad inc2/down HTTP 503')" ]
+		"$(printf 'bad %s/down HTTP 503\nbad %s/down HTTP 503' "$(inc 1)" "$(inc 2)")" ]
 	check "$T/dead" '.receiver == "gone"' '.error | startswith("Couldn'"'"'t connect to server")'
 	# A 400 is not retried.
 	[ "$(jq -r 'select(.receiver == "refused") | .attempts' "$T/dead" | tr '\n' ' ')" = "1 1 " ]
@@ -449,8 +455,8 @@ print(json.dumps({"subject": m["Subject"], "to": m["To"], "from": m["From"],
 	posts_are /hook 1
 	check "$RECV_LOG" '.path == "/chat"' '.body | fromjson |
 		.text == "500 events: 500 down" and (.blocks[1].text.text | test("… and [0-9]+ more"))'
-	check "$RECV_LOG" '.path == "/hook"' '(.key | startswith("group-")) and
-		(.body | fromjson | .events | length == 500 and .[499].id == "inc500/down")'
+	check "$RECV_LOG" '.path == "/hook"' "(.key | startswith(\"group-\")) and
+		(.body | fromjson | .events | length == 500 and .[499].id == \"$(inc 500)/down\")"
 	# 12 messages at 4 a second (a burst of 4 first): at least 2 s.
 	cat >"$T/r.yaml" <<-EOF
 	receivers:
@@ -489,12 +495,12 @@ print(json.dumps({"subject": m["Subject"], "to": m["To"], "from": m["From"],
 	events 2 '{"owner":"web"}' >"$T/in"
 	events 1 '{"owner":"db"}' '' 3 >>"$T/in"
 	run -0 --separate-stderr sm-notify -n "$T/r.yaml" <"$T/in"
-	[[ "$output" == *"--- chat (slack $RECV/***): 2 events: inc1/down inc2/down"* ]]
+	[[ "$output" == *"--- chat (slack $RECV/***): 2 events: $(inc 1)/down $(inc 2)/down"* ]]
 	[[ "$output" == *'"text":"2 events: 2 down"'* ]]
-	[[ "$output" == *"--- mail (email smtp://127.0.0.1:1): 2 events: inc1/down inc2/down"* ]]
+	[[ "$output" == *"--- mail (email smtp://127.0.0.1:1): 2 events: $(inc 1)/down $(inc 2)/down"* ]]
 	[[ "$output" == *"Subject: [sitemon] 2 events: 2 down"* ]]
 	[[ "$output" != *XXXXSECRET* ]]
-	[[ "$output" != *inc3* ]]
+	[[ "$output" != *"$(inc 3)"* ]]
 	[ ! -s "$RECV_LOG" ]
 }
 
@@ -514,7 +520,7 @@ print(json.dumps({"subject": m["Subject"], "to": m["To"], "from": m["From"],
 	events 50 '{}' down 51 >"$T/in2"
 	run -0 --separate-stderr sm-notify -d "$T/delivered" --delivered-max 40 "$T/r.yaml" <"$T/in2"
 	(($(wc -l <"$T/delivered") <= 80))
-	grep -qx "hook	inc100/down" "$T/delivered"
+	grep -qx "hook	$(inc 100)/down" "$T/delivered"
 	# A second sm-notify on the same log is refused.
 	mkfifo "$T/fifo"
 	sm-notify -d "$T/delivered" "$T/r.yaml" <"$T/fifo" 2>/dev/null &
@@ -630,11 +636,41 @@ print(json.dumps({"subject": m["Subject"], "to": m["To"], "from": m["From"],
 @test "notify: a delivered log torn by a crash mid-line is cut back and appended to" {
 	start_receiver
 	webhook_yaml hook
-	printf 'hook\tinc1/down\nhook\tinc2/do' >"$T/delivered"
+	printf 'hook\t%s/down\nhook\t%s/do' "$(inc 1)" "$(inc 2)" >"$T/delivered"
 	events 2 >"$T/in"
 	run -0 --separate-stderr sm-notify -d "$T/delivered" "$T/r.yaml" <"$T/in"
 	[ "$output" = "$(cat "$T/in")" ]
-	# inc1 was confirmed before: not sent again; inc2's line was torn.
-	[ "$(keys /hook)" = "inc2/down" ]
-	[ "$(cat "$T/delivered")" = "$(printf 'hook\tinc1/down\nhook\tinc2/down')" ]
+	# The first was confirmed before: not sent again; the second's line
+	# was torn.
+	[ "$(keys /hook)" = "$(inc 2)/down" ]
+	[ "$(cat "$T/delivered")" = "$(printf 'hook\t%s/down\nhook\t%s/down' "$(inc 1)" "$(inc 2)")" ]
+}
+
+@test "notify: invalid lines are reported with their line number, dead-lettered and acked; --strict exits 65" {
+	cat >"$T/r.yaml" <<-EOF
+	receivers:
+	  log:
+	    type: exec
+	    command: "cat >> '$T/got'"
+	default: log
+	EOF
+	{
+		events 1
+		echo 'not json'
+		events 1 '{}' down 3 | jq -c '.incident = "x"'
+		events 1 '{}' down 4 | jq -c '.id = "\(.incident)/up"'
+		events 1 '{}' down 5 | jq -c 'del(.since)'
+		events 1 '{}' down 6
+	} >"$T/in"
+	run -0 --separate-stderr sm-notify -D "$T/dead" "$T/r.yaml" <"$T/in"
+	# Every line with "kafka" is acknowledged, in order; "not json" has none.
+	[ "$output" = "$(grep -v '^not json' "$T/in")" ]
+	[ "$(jq -r .id "$T/got" | sort | tr '\n' ' ')" = "$(inc 1)/down $(inc 6)/down " ]
+	[[ "$stderr" == *"<stdin>:2: "* ]]
+	[[ "$stderr" == *'<stdin>:3: field "incident" must be 32 lowercase hex digits or a UUID'* ]]
+	[[ "$stderr" == *'<stdin>:4: field "id" must be "<incident>/<event>[/<n>]"'* ]]
+	[[ "$stderr" == *'<stdin>:5: fields "at" and "since" must be RFC 3339 times'* ]]
+	[ "$(jq -r .line "$T/dead" | tr '\n' ' ')" = "2 3 4 5 " ]
+	[[ "$stderr" == *" invalid=4 "* ]]
+	run -65 --separate-stderr sm-notify -s "$T/r.yaml" <"$T/in"
 }

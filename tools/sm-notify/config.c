@@ -492,7 +492,7 @@ parse_receiver(struct loader *L, yaml_node_t *kn, yaml_node_t *vn,
 		                       ? 5000 : 0;
 	if (r->concurrency < 0)
 		r->concurrency = r->kind == RK_WEBHOOK ? 64
-		               : r->kind == RK_PAGERDUTY ? 4
+		               : r->kind == RK_PAGERDUTY ? 1
 		               : r->kind == RK_EXEC ? 4 : 1;
 }
 

@@ -279,29 +279,63 @@ entry_free(struct entry *e)
 	free(e);
 }
 
-/* The fields sm-notify relies on.  XXX: once sm-alert's event_validate is
- * in lib/record.c, call it here instead. */
+static bool
+incident_ok(const char *s)
+{
+	if (strlen(s) == 32)
+		return strspn(s, "0123456789abcdef") == 32;
+	return uuid_is_valid(s);
+}
+
+static bool
+time_ok(const json_t *v)
+{
+	int64_t ms;
+
+	return json_is_string(v) && time_parse_ms(json_string_value(v), &ms) == 0;
+}
+
+/* The event record of the contract with sm-alert (schema/event.schema.json
+ * once merged).  XXX: once sm-alert's event_validate is in lib/, call it
+ * here instead. */
 static const char *
 event_check(const json_t *ev)
 {
-	const json_t *v = json_object_get(ev, "v");
+	const json_t *v = json_object_get(ev, "v"), *x;
 	const char *id = json_string_value(json_object_get(ev, "id"));
 	const char *kind = json_string_value(json_object_get(ev, "event"));
+	const char *inc = json_string_value(json_object_get(ev, "incident"));
 	const json_t *labels = json_object_get(ev, "labels");
+	const json_t *locs = json_object_get(ev, "locations");
+	size_t il, kl, i;
 
 	if (!json_is_integer(v) || json_integer_value(v) != SM_SCHEMA_VERSION)
 		return "field \"v\" must be 1";
-	if (!id || !*id)
-		return "field \"id\" must be a non-empty string";
-	if (strpbrk(id, "\t\n\r") || strlen(id) > 512)
-		return "field \"id\": control characters or too long";
 	if (!kind || !event_bit(kind))
 		return "field \"event\" must be one of down, up, reminder, "
 		       "stale, cert_expiring, slow, flapping, resolved";
-	if (!json_string_value(json_object_get(ev, "incident")))
-		return "field \"incident\" must be a string";
+	if (!inc || !incident_ok(inc))
+		return "field \"incident\" must be 32 lowercase hex digits or a "
+		       "UUID";
+	il = strlen(inc);
+	kl = strlen(kind);
+	/* "<incident>/<event>[/<n>]" */
+	if (!id || strncmp(id, inc, il) || id[il] != '/' ||
+	    strncmp(id + il + 1, kind, kl) ||
+	    (id[il + 1 + kl] != '\0' &&
+	     (id[il + 1 + kl] != '/' || !id[il + 2 + kl] ||
+	      strspn(id + il + 2 + kl, "0123456789") != strlen(id + il + 2 + kl))))
+		return "field \"id\" must be \"<incident>/<event>[/<n>]\"";
 	if (!json_string_value(json_object_get(ev, "target")))
 		return "field \"target\" must be a string";
+	if (!time_ok(json_object_get(ev, "at")) ||
+	    !time_ok(json_object_get(ev, "since")))
+		return "fields \"at\" and \"since\" must be RFC 3339 times";
+	if (!json_is_array(locs))
+		return "field \"locations\" must be a list of strings";
+	json_array_foreach(locs, i, x)
+		if (!json_is_string(x))
+			return "field \"locations\" must be a list of strings";
 	if (labels && !json_is_object(labels))
 		return "field \"labels\" must be an object";
 	return NULL;
