@@ -674,3 +674,14 @@ print(json.dumps({"subject": m["Subject"], "to": m["To"], "from": m["From"],
 	[[ "$stderr" == *" invalid=4 "* ]]
 	run -65 --separate-stderr sm-notify -s "$T/r.yaml" <"$T/in"
 }
+
+@test "notify: a 429 with Retry-After is retried no sooner than it says" {
+	start_receiver
+	webhook_yaml busy/2
+	sed -i 's/backoff_min: 50ms/backoff_min: 10ms/' "$T/r.yaml"
+	events 1 >"$T/in"
+	run -0 --separate-stderr sm-notify "$T/r.yaml" <"$T/in"
+	[ "$(jq -r .status "$RECV_LOG" | tr '\n' ' ')" = "429 200 " ]
+	# 2 s between the two attempts, not the 10 ms of backoff_min.
+	jq -s -e '.[1].t - .[0].t >= 1.9' "$RECV_LOG"
+}
