@@ -30,7 +30,7 @@ ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -pthread -Ilib $(PKG_CFLAGS) $(SANFLAGS) $(CF
 ALL_LDFLAGS = $(SANFLAGS) -pthread -Wl,--as-needed $(LDFLAGS)
 LDLIBS   = $(PKG_LIBS) -lm
 
-PROGS    = sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroker sm-alert
+PROGS    = sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroker sm-alert sm-notify
 BINS     = $(foreach p,$(PROGS),tools/$(p)/$(p))
 LIB_SRC  = $(wildcard lib/*.c)
 LIB_OBJ  = $(LIB_SRC:.c=.o)
@@ -99,7 +99,7 @@ install: all
 	for p in $(PROGS); do install -m 755 tools/$$p/$$p $(DESTDIR)$(BINDIR)/$$p; done
 	for m in man/*.1; do install -m 644 $$m $(DESTDIR)$(MANDIR)/man1/; done
 	for m in man/*.5; do [ -e "$$m" ] || continue; install -m 644 $$m $(DESTDIR)$(MANDIR)/man5/; done
-	install -m 755 scripts/sm-producer scripts/sm-consumer $(DESTDIR)$(BINDIR)/
+	install -m 755 scripts/sm-producer scripts/sm-consumer scripts/sm-alerting $(DESTDIR)$(BINDIR)/
 	mkdir -p $(DESTDIR)$(UNITDIR)
 	for u in scripts/systemd/*.service.in; do \
 		sed 's|@BINDIR@|$(BINDIR)|g' $$u > $(DESTDIR)$(UNITDIR)/$$(basename $$u .in); \

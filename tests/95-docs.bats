@@ -5,7 +5,7 @@ bats_require_minimum_version 1.5.0
 
 load helpers
 
-PROGRAMS="sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroker sm-alert"
+PROGRAMS="sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroker sm-alert sm-notify"
 
 @test "docs: every program answers --help and --version with exit 0" {
 	local p
@@ -116,6 +116,8 @@ PROGRAMS="sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroke
 	done
 	[ -x "$T/root/usr/bin/sm-producer" ]
 	[ -x "$T/root/usr/bin/sm-consumer" ]
+	[ -x "$T/root/usr/bin/sm-alerting" ]
+	[ -f "$T/root/usr/share/man/man5/receivers.yaml.5" ]
 }
 
 @test "units: systemd-analyze verify passes on the installed units, their man pages found" {
@@ -136,7 +138,7 @@ PROGRAMS="sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroke
 	# SM_LOCAL_STATE belongs to the local run (make run), not to a service.
 	# In C a variable is a string ("SM_PG_DSN"), in the scripts $SM_...
 	for v in $( { grep -rhoE '"SM_[A-Z_]+"' "$SM_TOP"/tools/*/*.c "$SM_TOP"/lib/*.c
-		grep -hoE '[$][{]?SM_[A-Z_]+' "$SM_TOP"/scripts/sm-producer "$SM_TOP"/scripts/sm-consumer
+		grep -hoE '[$][{]?SM_[A-Z_]+' "$SM_TOP"/scripts/sm-producer "$SM_TOP"/scripts/sm-consumer "$SM_TOP"/scripts/sm-alerting
 	} | tr -d '"${' | sort -u); do
 		grep -qE "^#? ?$v=" "$SM_TOP/examples/sitemon.env" || missing="$missing $v"
 	done

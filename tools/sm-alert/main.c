@@ -118,9 +118,17 @@ usage(int status)
 	exit(status);
 }
 
+/* A reader that goes away while we stop (a whole process group got the
+ * signal) loses nothing: what it did not take was not acknowledged and is
+ * read again after the restart.  Any other write error is one. */
 static void
 out_failed(void)
 {
+	if (stop_signal && errno == EPIPE) {
+		info("stdout closed while stopping; what was not written is "
+		     "replayed from the last commit");
+		exit(0);
+	}
 	die(EX_IOERR, "stdout:");
 }
 
@@ -399,6 +407,6 @@ main(int argc, char **argv)
 	if (stdin_flags != -1)
 		(void)fcntl(STDIN_FILENO, F_SETFL, stdin_flags);
 	if (fflush(stdout) == EOF || fclose(stdout) == EOF)
-		die(EX_IOERR, "stdout:");
+		out_failed();
 	return 0;
 }
