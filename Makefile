@@ -28,7 +28,7 @@ ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -pthread -Ilib $(PKG_CFLAGS) $(SANFLAGS) $(CF
 ALL_LDFLAGS = $(SANFLAGS) -pthread -Wl,--as-needed $(LDFLAGS)
 LDLIBS   = $(PKG_LIBS) -lm
 
-PROGS    = sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroker
+PROGS    = sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroker sm-report
 BINS     = $(foreach p,$(PROGS),tools/$(p)/$(p))
 LIB_SRC  = $(wildcard lib/*.c)
 LIB_OBJ  = $(LIB_SRC:.c=.o)
