@@ -88,7 +88,7 @@ install: all
 	for m in man/*.5; do [ -e "$$m" ] || continue; install -m 644 $$m $(DESTDIR)$(MANDIR)/man5/; done
 	install -m 755 scripts/sm-producer scripts/sm-consumer $(DESTDIR)$(BINDIR)/
 	mkdir -p $(DESTDIR)$(UNITDIR)
-	for u in scripts/systemd/*.service.in; do \
+	for u in scripts/systemd/*.service.in scripts/systemd/*.timer.in; do \
 		sed 's|@BINDIR@|$(BINDIR)|g' $$u > $(DESTDIR)$(UNITDIR)/$$(basename $$u .in); \
 	done
 

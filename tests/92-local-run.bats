@@ -33,6 +33,13 @@ has_up_and_down() {
 		grep -Eq '^FAIL connect [0-9]+ms down http://127\.0\.0\.1:[0-9]+/$' "$T/out"
 }
 
+# page_shows URL: the page lists both targets, "down" as down.
+page_shows() {
+	curl -fsS "$1" -o "$T/page.html" 2>/dev/null &&
+		grep -q 'class="target down" data-target="down"' "$T/page.html" &&
+		grep -q 'data-target="up"' "$T/page.html"
+}
+
 @test "local run: stored results are printed, Ctrl-C stops everything it started" {
 	start_local
 	WAIT_TIMEOUT=60 wait_for has_up_and_down
@@ -43,6 +50,11 @@ has_up_and_down() {
 	kill -0 "$pg_pid"
 	kcat -L -b "$brokers" -m 5 >/dev/null
 	grep -q 'throwaway PostgreSQL' "$T/err"
+	# The status page (scripts/sm-status-page), served on 127.0.0.1.
+	local url
+	url=$(grep -o 'status page on http://127\.0\.0\.1:[0-9]*/' "$T/err" | cut -d' ' -f4)
+	[ -n "$url" ]
+	WAIT_TIMEOUT=30 wait_for page_shows "$url"
 
 	kill -INT "$LOCAL_PID"
 	local rc=0

@@ -38,6 +38,8 @@ static const char usage_text[] =
 	"usage: sm-pg-write [-As] [-b count] [-D file] [-d conninfo] "
 	"[-l duration]\n"
 	"                   [-R duration] [-r duration] "
+	"[--rollup-retention duration]\n"
+	"                   [--fold-every duration] [--no-rollups] "
 	"[--stats-interval duration]\n"
 	"       sm-pg-write -m [-d conninfo] [-R duration] [-r duration]\n"
 	"       sm-pg-write -h | -V\n";
