@@ -161,6 +161,9 @@ hist_percentile(const struct hist *h, double p)
 
 /* ---- the database -------------------------------------------------------- */
 
+/* Certificates: those the checks of the last hours saw. */
+#define CERT_HOURS 6
+
 static PGconn *conn;
 
 static PGresult *
@@ -307,8 +310,8 @@ load_targets(struct report *r)
 {
 	PGresult *res = q(
 	    "SELECT target, url, labels::text,"
-	    " (extract(epoch FROM last_checked_at) * 1000)::bigint, last_ok,"
-	    " (extract(epoch FROM last_change_at) * 1000)::bigint"
+	    " (date_part('epoch', last_checked_at) * 1000)::bigint, last_ok,"
+	    " (date_part('epoch', last_change_at) * 1000)::bigint"
 	    " FROM targets", 0, NULL);
 	int i, n = PQntuples(res);
 
@@ -357,8 +360,8 @@ location(struct rtarget *t, const char *probe)
 
 #define ROLLUP_COLUMNS \
 	"target, probe, checks, ok, dur_min, dur_max, bytes," \
-	" (extract(epoch FROM first_at) * 1000)::bigint, hist_b, hist_n," \
-	" err_kind, err_n"
+	" (date_part('epoch', first_at) * 1000)::bigint, hist_b, hist_n," \
+	" err_kind, err_n, (date_part('epoch', bucket) * 1000)::bigint"
 
 static void
 load_window(struct report *r)
@@ -407,6 +410,17 @@ load_window(struct report *r)
 				ek = ERR_OTHER;
 			t->errors[ek] += atoll(c[j]);
 		}
+		/* The status page's daily chart, from the same rows. */
+		if (r->chart_day0_ms > 0) {
+			int64_t d = (ll(res, i, 12) - r->chart_day0_ms) / 86400000;
+
+			if (ll(res, i, 12) >= r->chart_day0_ms && d < N_CHART_DAYS) {
+				if (!PQgetisnull(res, i, 4))
+					hist_minmax(&t->day_hist[d], dbl(res, i, 4),
+					            dbl(res, i, 5));
+				add_hist(&t->day_hist[d], res, i, 8);
+			}
+		}
 		l = location(t, PQgetvalue(res, i, 1));
 		first = ll(res, i, 7);
 		if (first < l->first_ms)
@@ -415,8 +429,8 @@ load_window(struct report *r)
 	PQclear(res);
 
 	res = q("SELECT target, probe,"
-	        " (extract(epoch FROM started_at) * 1000)::bigint,"
-	        " (extract(epoch FROM ended_at) * 1000)::bigint, error_kind, error"
+	        " (date_part('epoch', started_at) * 1000)::bigint,"
+	        " (date_part('epoch', ended_at) * 1000)::bigint, error_kind, error"
 	        " FROM outages"
 	        " WHERE started_at < to_timestamp($2::bigint / 1000.0)"
 	        "   AND (ended_at IS NULL"
@@ -442,13 +456,13 @@ load_window(struct report *r)
 
 	/* The certificates of each location's last check that had one. */
 	res = q("SELECT DISTINCT ON (target, probe) target,"
-	        " (extract(epoch FROM tls_not_after) * 1000)::bigint,"
-	        " (extract(epoch FROM tls_chain_not_after) * 1000)::bigint"
+	        " (date_part('epoch', tls_not_after) * 1000)::bigint,"
+	        " (date_part('epoch', tls_chain_not_after) * 1000)::bigint"
 	        " FROM rollup_hourly_all"
 	        " WHERE bucket >= to_timestamp($1::bigint / 1000.0)"
 	        "   AND tls_not_after IS NOT NULL"
 	        " ORDER BY target, probe, last_at DESC", 1,
-	        (int64_t[]){ r->now_ms - 2 * day });
+	        (int64_t[]){ r->now_ms / 3600000 * 3600000 - CERT_HOURS * 3600000 });
 	n = PQntuples(res);
 	for (i = 0; i < n; i++) {
 		struct rtarget *t = find(r, PQgetvalue(res, i, 0));
@@ -464,8 +478,8 @@ load_window(struct report *r)
 	PQclear(res);
 }
 
-/* The status page's series: daily checks for the bars, hourly and daily
- * histograms for the charts. */
+/* The status page's series: daily checks for the bars, hourly histograms
+ * for the 24-hour chart (load_window fills the daily ones). */
 static void
 load_series(struct report *r)
 {
@@ -475,30 +489,22 @@ load_series(struct report *r)
 
 	r->day0_ms = r->now_ms / day * day - (N_DAYS - 1) * day;
 	r->hour0_ms = r->now_ms / hour * hour - (N_HOURS - 1) * hour;
-	res = q("SELECT target, (extract(epoch FROM bucket) * 1000)::bigint,"
-	        " checks, ok, hist_b, hist_n, dur_min, dur_max"
-	        " FROM rollup_daily_all"
+	res = q("SELECT target, (date_part('epoch', bucket) * 1000)::bigint,"
+	        " checks, ok FROM rollup_daily_all"
 	        " WHERE bucket >= to_timestamp($1::bigint / 1000.0)",
 	        1, &r->day0_ms);
 	n = PQntuples(res);
 	for (i = 0; i < n; i++) {
 		struct rtarget *t = find(r, PQgetvalue(res, i, 0));
 		int64_t d = (ll(res, i, 1) - r->day0_ms) / day;
-		int c = (int)d - (N_DAYS - N_CHART_DAYS);
 
 		if (t == NULL || d < 0 || d >= N_DAYS)
 			continue;
 		t->day_checks[d] += ll(res, i, 2);
 		t->day_ok[d] += ll(res, i, 3);
-		if (c >= 0 && c < N_CHART_DAYS) {
-			if (!PQgetisnull(res, i, 6))
-				hist_minmax(&t->day_hist[c], dbl(res, i, 6),
-				            dbl(res, i, 7));
-			add_hist(&t->day_hist[c], res, i, 4);
-		}
 	}
 	PQclear(res);
-	res = q("SELECT target, (extract(epoch FROM bucket) * 1000)::bigint,"
+	res = q("SELECT target, (date_part('epoch', bucket) * 1000)::bigint,"
 	        " hist_b, hist_n, dur_min, dur_max FROM rollup_hourly_all"
 	        " WHERE bucket >= to_timestamp($1::bigint / 1000.0)",
 	        1, &r->hour0_ms);
@@ -633,7 +639,7 @@ write_atomically(const char *path, const struct report *r)
 		die(EX_IOERR, "%s:", tmp);
 	}
 	emit(f, r);
-	if (fflush(f) != 0 || fsync(fd) != 0 || fclose(f) != 0) {
+	if (fflush(f) != 0 || fclose(f) != 0) {
 		unlink(tmp);
 		die(EX_IOERR, "writing %s:", tmp);
 	}
@@ -785,6 +791,13 @@ main(int argc, char **argv)
 	load_targets(&r);
 	if (opt.sites != NULL && slo_read(opt.sites, &r, err, sizeof err) != 0)
 		die(EX_CONFIG, "%s", err);
+	if (opt.format == F_HTML) {
+		/* The daily chart: the window's last N_CHART_DAYS days. */
+		r.chart_day0_ms = r.until_ms / 86400000 * 86400000 -
+		                  (N_CHART_DAYS - 1) * INT64_C(86400000);
+		if (r.until_ms % 86400000 == 0)
+			r.chart_day0_ms -= 86400000;
+	}
 	load_window(&r);
 	if (opt.format == F_HTML)
 		load_series(&r);

@@ -68,6 +68,7 @@ struct report {
 	int64_t now_ms, since_ms, until_ms; /* the window, whole hours */
 	int64_t day0_ms;                    /* the first bar's day */
 	int64_t hour0_ms;                   /* the first chart hour */
+	int64_t chart_day0_ms;              /* the first chart day; 0: none */
 	struct rtarget *targets;
 	size_t n;
 	const char *group_by; /* label to group the page by, or NULL */

@@ -20,6 +20,7 @@
 
 #include "sched.h"
 #include "sm.h"
+#include "slo.h"
 #include "subst.h"
 #include "suggest.h"
 
@@ -484,6 +485,15 @@ rawmap_add_yaml(struct loader *L, struct rawmap *rm, yaml_node_t *k,
 		if (!merged) {
 			cerr_add(L, kat, "duplicate key \"%s\" (first at line "
 			         "%lu)", key, rawmap_pos(rm, key, false).line);
+			rm->bad = true;
+		}
+		return;
+	}
+	if (slo_key(key)) { /* for sm-report, not the record: slo.c */
+		char why[160];
+
+		if (slo_check(v, why, sizeof(why)) != 0) {
+			cerr_add(L, vat, "%s", why);
 			rm->bad = true;
 		}
 		return;
