@@ -211,3 +211,15 @@ approx() {
 	[ -s "$ARTIFACTS/status-375.png" ]
 	[ -s "$ARTIFACTS/status-1280.png" ]
 }
+
+@test "report: sm-schedule accepts slo: and refuses a bad one where it is" {
+	printf 'defaults:\n  slo: "99.5%%"\ntargets:\n  - name: a\n    url: %s/ok\n    slo: 99.9\n' \
+		"$HTTP_URL" >"$T/good.yaml"
+	run -0 sm-schedule -c "$T/good.yaml"
+	# Not passed on in the target record.
+	run -0 sm-schedule -1 "$T/good.yaml"
+	[ "$(jq -c 'has("slo")' <<<"$output")" = false ]
+	printf 'targets:\n  - name: a\n    url: %s/ok\n    slo: 100\n' "$HTTP_URL" >"$T/bad.yaml"
+	run -78 sm-schedule -c "$T/bad.yaml"
+	[[ "$output" == *"bad.yaml:4:10: slo: \"100\" is not a percentage between 0 and 100"* ]]
+}
