@@ -650,6 +650,32 @@ write_atomically(const char *path, const struct report *r)
 	free(tmp);
 }
 
+static void
+report_free(struct report *r)
+{
+	size_t i, j;
+
+	for (i = 0; i < r->n; i++) {
+		struct rtarget *t = &r->targets[i];
+
+		free(t->name);
+		free(t->url);
+		json_decref(t->labels);
+		for (j = 0; j < t->n_locs; j++)
+			free(t->locs[j].probe);
+		free(t->locs);
+		for (j = 0; j < t->n_outages; j++) {
+			free(t->outages[j].probe);
+			free(t->outages[j].error_kind);
+			free(t->outages[j].error);
+		}
+		free(t->outages);
+	}
+	free(r->targets);
+	r->targets = NULL;
+	r->n = 0;
+}
+
 /* ---- options ---------------------------------------------------------------- */
 
 static int64_t
@@ -812,5 +838,7 @@ main(int argc, char **argv)
 		if (fflush(stdout) != 0 || ferror(stdout))
 			die(EX_IOERR, "writing the report:");
 	}
+	report_free(&r);
+	free(opt.labels);
 	return 0;
 }
