@@ -97,7 +97,7 @@ wait_ok() {
 schema_v3() {
 	psql_q "DROP VIEW rollup_hourly_all, rollup_daily_all;
 	    DROP TABLE rollup_hourly, rollup_daily, rollup_pending, outages;
-	    DROP FUNCTION sm_duration_bucket, sm_rollup_merge, sm_rollup_fold,
+	    DROP FUNCTION sm_duration_bucket, sm_rollup_group, sm_rollup_merge, sm_rollup_fold,
 	        sm_outages_rebuild, sm_rollup_drop_before;
 	    DELETE FROM schema_migrations WHERE version > 3"
 }

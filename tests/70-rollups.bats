@@ -120,7 +120,7 @@ rollups_match() {
 	# A database from before migration 5, with those rows.
 	psql_q "DROP VIEW rollup_hourly_all, rollup_daily_all;
 		DROP TABLE rollup_hourly, rollup_daily, rollup_pending, outages;
-		DROP FUNCTION sm_duration_bucket, sm_rollup_merge, sm_rollup_fold,
+		DROP FUNCTION sm_duration_bucket, sm_rollup_group, sm_rollup_merge, sm_rollup_fold,
 			sm_outages_rebuild, sm_rollup_drop_before;
 		DELETE FROM schema_migrations WHERE version = 5" >/dev/null
 	run -0 sm-pg-write -m
@@ -137,7 +137,7 @@ rollups_match() {
 	run -0 sm-pg-write -m
 	psql_q "DROP VIEW rollup_hourly_all, rollup_daily_all;
 		DROP TABLE rollup_hourly, rollup_daily, rollup_pending, outages;
-		DROP FUNCTION sm_duration_bucket, sm_rollup_merge, sm_rollup_fold,
+		DROP FUNCTION sm_duration_bucket, sm_rollup_group, sm_rollup_merge, sm_rollup_fold,
 			sm_outages_rebuild, sm_rollup_drop_before;
 		DELETE FROM schema_migrations WHERE version = 5;
 		INSERT INTO schema_migrations (version, name) VALUES (6, 'later')" >/dev/null
