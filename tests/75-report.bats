@@ -84,6 +84,9 @@ approx() {
 	[ "$(jq -r .longest_outage_s <<<"$web")" = 600 ]
 	[ "$(jq -r '.outages[0].start' <<<"$web")" = "$(date -ud "@$((T0 / 1000 + 1800))" +%Y-%m-%dT%H:%M:%S.000Z)" ]
 	[ "$(jq -r .errors.http_status <<<"$web")" = 10 ]
+	# Certificates: the leaf's and the chain's expiry of the last checks.
+	[ "$(jq -r .cert_not_after <<<"$web")" = "$(jq -rs 'map(.tls.cert_not_after) | max' "$T/in")" ]
+	[ "$(jq -r .chain_not_after <<<"$web")" = "$(jq -rs 'map(.tls.chain_not_after) | max' "$T/in")" ]
 	# shop: down since T0+60m, its outage open.
 	[ "$(jq -r .state <<<"$shop")" = down ]
 	[ "$(jq -r .since <<<"$shop")" = "$(date -ud "@$((T0 / 1000 + 3600 + 3))" +%Y-%m-%dT%H:%M:%S.000Z)" ]
