@@ -30,7 +30,7 @@ ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -pthread -Ilib $(PKG_CFLAGS) $(SANFLAGS) $(CF
 ALL_LDFLAGS = $(SANFLAGS) -pthread -Wl,--as-needed $(LDFLAGS)
 LDLIBS   = $(PKG_LIBS) -lm
 
-PROGS    = sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroker sm-alert sm-notify
+PROGS    = sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroker sm-alert sm-notify sm-report
 BINS     = $(foreach p,$(PROGS),tools/$(p)/$(p))
 LIB_SRC  = $(wildcard lib/*.c)
 LIB_OBJ  = $(LIB_SRC:.c=.o)
@@ -60,11 +60,11 @@ $(BINS): $$(patsubst %.c,%.o,$$(wildcard $$(dir $$@)*.c)) lib/libsm.a
 tests/unit/%: tests/unit/%.o lib/libsm.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $< lib/libsm.a $(LDLIBS)
 
-# sm-alert reads sites.yaml (and its alerts keys) with sm-schedule's loader.
+# sm-alert (alerts:) and sm-report (slo:) read sites.yaml with sm-schedule's loader.
 SCHED_LOADER = tools/sm-schedule/config.o tools/sm-schedule/alerts.o \
 	tools/sm-schedule/sched.o tools/sm-schedule/subst.o \
-	tools/sm-schedule/suggest.o
-tools/sm-alert/sm-alert: $(SCHED_LOADER)
+	tools/sm-schedule/suggest.o tools/sm-schedule/slo.o
+tools/sm-alert/sm-alert tools/sm-report/sm-report: $(SCHED_LOADER)
 
 # A unit test of a program's own part links that part's object.
 tests/unit/test_pgw_row: tests/unit/test_pgw_row.o tools/sm-pg-write/row.o tools/sm-pg-write/copybin.o lib/libsm.a
@@ -101,7 +101,7 @@ install: all
 	for m in man/*.5; do [ -e "$$m" ] || continue; install -m 644 $$m $(DESTDIR)$(MANDIR)/man5/; done
 	install -m 755 scripts/sm-producer scripts/sm-consumer scripts/sm-alerting $(DESTDIR)$(BINDIR)/
 	mkdir -p $(DESTDIR)$(UNITDIR)
-	for u in scripts/systemd/*.service.in; do \
+	for u in scripts/systemd/*.service.in scripts/systemd/*.timer.in; do \
 		sed 's|@BINDIR@|$(BINDIR)|g' $$u > $(DESTDIR)$(UNITDIR)/$$(basename $$u .in); \
 	done
 

@@ -70,7 +70,7 @@ wait_ok() {
 	run -0 sm-pg-write --migrate </dev/null
 	[ -z "$(psql_q "SELECT 1 FROM checks LIMIT 1")" ]
 	run -0 psql_q "SELECT string_agg(version || ':' || name, ' ' ORDER BY version) FROM schema_migrations"
-	[ "$output" = "1:initial 2:targets_hot_updates 3:checks_tls_chain_not_after 4:checks_whole_truth" ]
+	[ "$output" = "1:initial 2:targets_hot_updates 3:checks_tls_chain_not_after 4:checks_whole_truth 5:rollups_outages" ]
 	run -0 psql_q "SELECT string_agg(column_name, ',' ORDER BY ordinal_position)
 	    FROM information_schema.columns WHERE table_name = 'checks'"
 	[ "$output" = "id,target,url,labels,probe,scheduled_at,started_at,ok,status,error_kind,error,duration_ms,dns_ms,connect_ms,tls_ms,ttfb_ms,transfer_ms,bytes,http_version,remote_ip,redirects,final_url,regex_pattern,regex_matched,tls_version,tls_cert_not_after,tls_cert_issuer,kafka_topic,kafka_partition,kafka_offset,stored_at,tls_chain_not_after,$M4_COLUMNS" ]
@@ -89,21 +89,32 @@ wait_ok() {
 	# Again: nothing to apply, nothing said.
 	run -0 sm-pg-write --migrate </dev/null
 	[ -z "$output" ]
-	[ "$(psql_q "SELECT count(*) FROM schema_migrations")" = 4 ]
+	[ "$(psql_q "SELECT count(*) FROM schema_migrations")" = 5 ]
+}
+
+# schema_v4: migration 5 (rollups and outages, tests/70-rollups.bats)
+# undone.
+schema_v4() {
+	psql_q "DROP VIEW rollup_hourly_all, rollup_daily_all;
+	    DROP TABLE rollup_hourly, rollup_daily, rollup_pending, outages;
+	    DROP FUNCTION sm_duration_bucket, sm_rollup_group, sm_rollup_merge, sm_rollup_fold,
+	        sm_outages_rebuild, sm_rollup_drop_before;
+	    DELETE FROM schema_migrations WHERE version > 4"
 }
 
 # The columns migration 4 adds, in order.
 M4_COLUMNS=tls_error,truncated,content_length,wire_bytes,hops,final_phases,regex_ms,tls_cert_not_before,tls_cert_subject,tls_cert_sans,tls_cert_sha256
 
 # The database as an earlier release left it: the current schema with the
-# later migrations undone, by hand.  schema_v3: migration 4 undone (its
-# columns, on the parent and so on every partition).
+# later migrations undone, by hand.  schema_v3: migrations 5 and 4 undone
+# (migration 4's columns, on the parent and so on every partition).
 schema_v3() {
+	schema_v4
 	psql_q "ALTER TABLE checks $(tr , '\n' <<<"$M4_COLUMNS" | sed 's/.*/DROP COLUMN &/' | paste -sd,);
 	    DELETE FROM schema_migrations WHERE version > 3"
 }
 
-# schema_v2: migrations 4 and 3 undone (the tls_chain_not_after column).
+# schema_v2: migrations 5, 4 and 3 undone (the tls_chain_not_after column).
 schema_v2() {
 	schema_v3
 	psql_q "ALTER TABLE checks DROP COLUMN tls_chain_not_after;
@@ -141,7 +152,7 @@ chain_column() {
 	[[ "$stderr" == *"applied schema migration 3 (checks_tls_chain_not_after)"* ]]
 	[[ "$stderr" == *"applied schema migration 4 (checks_whole_truth)"* ]]
 	[[ "$stderr" != *"applied schema migration 1"* ]]
-	[ "$(psql_q "SELECT string_agg(version::text, ' ' ORDER BY version) FROM schema_migrations")" = "1 2 3 4" ]
+	[ "$(psql_q "SELECT string_agg(version::text, ' ' ORDER BY version) FROM schema_migrations")" = "1 2 3 4 5" ]
 	[ "$(chain_column)" = 1 ]
 	[ "$(psql_q "SELECT count(*) || ' ' || count(DISTINCT id) FROM checks")" = "120 120" ]
 	[ "$(psql_q "SELECT count(*) FROM targets WHERE last_checked_at >= '2026-11-23T10:01:00Z'")" = 4 ]
@@ -157,7 +168,7 @@ chain_column() {
 	# A database newer than the program is used as it is, with a note.
 	psql_q "INSERT INTO schema_migrations (version, name) VALUES (99, 'future')"
 	run -0 --separate-stderr sm-pg-write --migrate
-	[[ "$stderr" == *"schema version 99 is newer than this program's 4"* ]]
+	[[ "$stderr" == *"schema version 99 is newer than this program's 5"* ]]
 }
 
 @test "pg-write: a database at schema version 2 gains tls_chain_not_after, old rows NULL" {
@@ -175,7 +186,7 @@ chain_column() {
 	[ "$output" = "$(cat "$T/new")" ]
 	[[ "$stderr" == *"applied schema migration 3 (checks_tls_chain_not_after)"* ]]
 	[[ "$stderr" != *"applied schema migration 2"* ]]
-	[ "$(psql_q "SELECT string_agg(version::text, ' ' ORDER BY version) FROM schema_migrations")" = "1 2 3 4" ]
+	[ "$(psql_q "SELECT string_agg(version::text, ' ' ORDER BY version) FROM schema_migrations")" = "1 2 3 4 5" ]
 	[ "$(chain_column)" = 1 ]
 	# Every partition has it, the old ones included.
 	[ "$(psql_q "SELECT count(*) FROM pg_inherits AS i
@@ -201,7 +212,7 @@ chain_column() {
 	for i in "${pids[@]}"; do
 		wait "$i"
 	done
-	[ "$(psql_q "SELECT count(*) FROM schema_migrations")" = 4 ]
+	[ "$(psql_q "SELECT count(*) FROM schema_migrations")" = 5 ]
 	[ "$(cat "$T"/m*.err | grep -c 'applied schema migration 1')" = 1 ]
 	[ "$(cat "$T"/m*.err | grep -c 'applied schema migration 2')" = 1 ]
 	[ "$(cat "$T"/m*.err | grep -c 'applied schema migration 3')" = 1 ]
@@ -1006,6 +1017,8 @@ exit_within() {
 	    GRANT SELECT, INSERT ON checks TO $role;
 	    GRANT SELECT, INSERT, UPDATE ON targets TO $role;
 	    GRANT SELECT ON schema_migrations TO $role;
+	    GRANT SELECT, INSERT, UPDATE, DELETE ON rollup_pending, rollup_hourly,
+	        rollup_daily, outages TO $role;
 	    GRANT EXECUTE ON FUNCTION sm_checks_ensure_partitions(date[]) TO $role;
 	    REVOKE CREATE ON SCHEMA public FROM PUBLIC;"
 	"$GEN" -n 30 -t 3 -i 3600000 >"$T/in"   # spans two days: new partitions

@@ -47,6 +47,13 @@ has_lines() {
 		grep -Eq '^FAIL http_status 404 [0-9]+ms missing http://127\.0\.0\.1:[0-9]+/no/such/page: status 404, expected 2xx$' "$T/out"
 }
 
+# page_shows URL: the page lists the targets, "down" as down.
+page_shows() {
+	curl -fsS "$1" -o "$T/page.html" 2>/dev/null &&
+		grep -q 'class="target down" data-target="down"' "$T/page.html" &&
+		grep -q 'data-target="up"' "$T/page.html"
+}
+
 # local_exit_within SECONDS: sm-local ends in time; its status in $rc.
 local_exit_within() {
 	local deadline=$((SECONDS + $1))
@@ -79,6 +86,11 @@ all_stopped() {
 	brokers=$(head -n 1 "$T/state/broker.out")
 	kill -0 "$pg_pid"
 	kcat -L -b "$brokers" -m 5 >/dev/null
+	# The status page (scripts/sm-status-page), served on 127.0.0.1.
+	local url
+	url=$(grep -o 'status page on http://127\.0\.0\.1:[0-9]*/' "$T/err" | cut -d' ' -f4)
+	[ -n "$url" ]
+	WAIT_TIMEOUT=30 wait_for page_shows "$url"
 
 	# The way in: a printed command ready to paste, and make psql.
 	dsn=$(sed -n 's/^sm-local:   psql "\(.*\)"$/\1/p' "$T/err")

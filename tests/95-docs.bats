@@ -5,7 +5,7 @@ bats_require_minimum_version 1.5.0
 
 load helpers
 
-PROGRAMS="sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroker sm-alert sm-notify"
+PROGRAMS="sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroker sm-alert sm-notify sm-report"
 
 @test "docs: every program answers --help and --version with exit 0" {
 	local p

@@ -84,7 +84,7 @@ setup_suite() {
 	export PATH
 	# SM_TEST_ALLOW_MISSING=1 lets one program's suite run while another
 	# program does not build yet (development only; CI never sets it).
-	for p in sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroker sm-alert sm-notify; do
+	for p in sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroker sm-alert sm-notify sm-report; do
 		command -v "$p" >/dev/null || [ "${SM_TEST_ALLOW_MISSING:-}" = 1 ] ||
 			{ echo "setup_suite: $p not built (run: make)" >&2; return 1; }
 	done

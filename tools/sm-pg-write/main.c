@@ -38,6 +38,8 @@ static const char usage_text[] =
 	"usage: sm-pg-write [-As] [-b count] [-D file] [-d conninfo] "
 	"[-l duration]\n"
 	"                   [-R duration] [-r duration] "
+	"[--rollup-retention duration]\n"
+	"                   [--fold-every duration] [--no-rollups] "
 	"[--stats-interval duration]\n"
 	"       sm-pg-write -m [-d conninfo] [-R duration] [-r duration]\n"
 	"       sm-pg-write -h | -V\n";
@@ -58,6 +60,12 @@ static const char options_text[] =
 	"  -A, --ack-stored-only     do not acknowledge invalid or refused records\n"
 	"  -R, --retention DURATION  drop day partitions older than DURATION\n"
 	"                            (a bare number is days; at least 1d)\n"
+	"      --rollup-retention DURATION\n"
+	"                            delete hourly and daily rollups and outages\n"
+	"                            older than DURATION (SM_PG_ROLLUP_RETENTION;\n"
+	"                            at least --retention; default: keep)\n"
+	"      --fold-every DURATION fold pending rollups this often (10s)\n"
+	"      --no-rollups          do not feed the rollups and outages\n"
 	"  -m, --migrate             apply the schema migrations and exit\n"
 	"      --stats-interval DURATION\n"
 	"                            write a stats line to stderr this often\n"
@@ -73,6 +81,9 @@ static const char options_text[] =
 #define BACKOFF_MAX_MS 5000
 /* getopt_long value of the long-only option. */
 #define OPT_STATS_INTERVAL 256
+#define OPT_FOLD_EVERY 257
+#define OPT_NO_ROLLUPS 258
+#define OPT_ROLLUP_RETENTION 259
 
 struct rec {
 	char *line;    /* the input line, its COPY row and its binary tuple
@@ -95,6 +106,7 @@ struct batch {
 	int64_t opened_ns; /* mono time of the first record */
 	unsigned long expired; /* results skipped for --retention */
 	struct pgw_state state; /* its targets state rows */
+	struct pgw_rollup rollup; /* its rollup rows, all rows new */
 };
 
 static struct {
@@ -104,6 +116,9 @@ static struct {
 	int64_t retry_for_ms;
 	const char *dead_letter;
 	int64_t retention_ms; /* 0: keep everything */
+	int64_t rollup_retention_ms; /* 0: keep the rollups for ever */
+	int64_t fold_ms;      /* fold pending rollups this often */
+	bool no_rollups;
 	int64_t stats_ms;     /* 0: no stats line */
 	bool strict;
 	bool migrate_only;
@@ -113,6 +128,7 @@ static struct {
 	.linger_ms = 200,
 	.retry_for_ms = 5 * 60 * 1000,
 	.ack_rejected = true,
+	.fold_ms = 10000,
 };
 
 static struct pgw *pg;          /* the writer thread's, once it runs */
@@ -372,6 +388,29 @@ retry_done(void)
  * reported and tried again at the next round, never fatal. */
 static int64_t next_retention_ns;
 
+/* --rollup-retention, on the same rounds. */
+static void
+rollup_retention(void)
+{
+	char err[1024], cutoff[TIME_STR_LEN];
+	int64_t cutoff_ms;
+	long long deleted;
+
+	if (opt.rollup_retention_ms == 0 || opt.no_rollups)
+		return;
+	cutoff_ms = time_now_ms() - opt.rollup_retention_ms;
+	if (pgw_rollup_drop_before(pg, cutoff_ms, &deleted, err, sizeof err) !=
+	    PGW_OK) {
+		warn("rollup retention: %s", err);
+		return;
+	}
+	if (deleted > 0) {
+		time_format_ms(cutoff_ms, cutoff);
+		info("rollup retention: deleted %lld rollup and outage row%s "
+		     "before %s", deleted, deleted == 1 ? "" : "s", cutoff);
+	}
+}
+
 static void
 retention(void)
 {
@@ -379,9 +418,14 @@ retention(void)
 	int64_t cutoff_ms;
 	int dropped;
 
-	if (opt.retention_ms == 0 || mono_now_ns() < next_retention_ns)
+	if ((opt.retention_ms == 0 && opt.rollup_retention_ms == 0) ||
+	    mono_now_ns() < next_retention_ns)
 		return;
 	next_retention_ns = mono_now_ns() + RETENTION_EVERY_MS * 1000000;
+	if (opt.retention_ms == 0) {
+		rollup_retention();
+		return;
+	}
 	cutoff_ms = time_now_ms() - opt.retention_ms;
 	if (pgw_drop_before(pg, cutoff_ms, &dropped, err, sizeof err) !=
 	    PGW_OK) {
@@ -393,6 +437,25 @@ retention(void)
 		info("retention: dropped %d day partition%s before %s", dropped,
 		     dropped == 1 ? "" : "s", cutoff);
 	}
+	rollup_retention();
+}
+
+/* Fold the pending rollups when due (--fold-every), between batches.  A
+ * failure is reported and tried again later: readers count the pending
+ * rows meanwhile, so nothing waits for a fold, not even at exit. */
+static int64_t next_fold_ns;
+
+static void
+fold(void)
+{
+	char err[1024];
+	long long folded;
+
+	if (opt.no_rollups || mono_now_ns() < next_fold_ns)
+		return;
+	next_fold_ns = mono_now_ns() + opt.fold_ms * 1000000;
+	if (pgw_fold(pg, &folded, err, sizeof err) != PGW_OK)
+		warn("folding the rollups: %s", err);
 }
 
 static void
@@ -493,6 +556,7 @@ store_range(struct batch *b, size_t lo, size_t hi)
 	whole = lo == 0 && hi == b->n;
 	for (;;) {
 		st = pgw_write(pg, rows, hi - lo, whole ? &b->state : NULL,
+		               whole && !opt.no_rollups ? &b->rollup : NULL,
 		               &inserted, err, sizeof err);
 		stats.reconnects = pgw_reconnects(pg);
 		if (st != PGW_TRANSIENT)
@@ -566,6 +630,7 @@ batch_store(struct batch *b)
 	}
 	batch_clear(b);
 	retention();
+	fold();
 }
 
 /* ---- the writer thread ------------------------------------------------ */
@@ -589,17 +654,23 @@ writer_wait(void)
 	struct timespec ts;
 	int64_t due_ns;
 
-	if (opt.retention_ms == 0) {
+	if (opt.retention_ms == 0 && opt.rollup_retention_ms == 0 &&
+	    opt.no_rollups) {
 		pthread_cond_wait(&writer.cond, &writer.lock);
 		return;
 	}
-	due_ns = next_retention_ns;
+	due_ns = INT64_MAX;
+	if (opt.retention_ms != 0 || opt.rollup_retention_ms != 0)
+		due_ns = next_retention_ns;
+	if (!opt.no_rollups && next_fold_ns < due_ns)
+		due_ns = next_fold_ns;
 	ts.tv_sec = due_ns / 1000000000;
 	ts.tv_nsec = (long)(due_ns % 1000000000);
 	if (pthread_cond_timedwait(&writer.cond, &writer.lock, &ts) ==
 	    ETIMEDOUT) {
 		pthread_mutex_unlock(&writer.lock);
 		retention();
+		fold();
 		pthread_mutex_lock(&writer.lock);
 	}
 }
@@ -775,6 +846,9 @@ flush(void)
 	if (filling->n > 0) {
 		rows = batch_rows(filling, 0, filling->n);
 		pgw_state_make(&filling->state, rows, filling->n);
+		if (!opt.no_rollups)
+			pgw_rollup_make(&filling->rollup, rows, filling->n,
+			                NULL);
 		free(rows);
 	}
 	writer_submit(&filling, &spare);
@@ -1003,6 +1077,9 @@ env_defaults(void)
 		opt.dead_letter = v;
 	if ((v = getenv("SM_PG_RETENTION")) != NULL && *v)
 		opt.retention_ms = opt_retention("SM_PG_RETENTION", v);
+	if ((v = getenv("SM_PG_ROLLUP_RETENTION")) != NULL && *v)
+		opt.rollup_retention_ms = opt_retention("SM_PG_ROLLUP_RETENTION",
+		                                        v);
 	opt.stats_ms = stats_interval_default_ms();
 }
 
@@ -1017,6 +1094,10 @@ parse_options(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ "linger", required_argument, NULL, 'l' },
 		{ "migrate", no_argument, NULL, 'm' },
+		{ "fold-every", required_argument, NULL, OPT_FOLD_EVERY },
+		{ "no-rollups", no_argument, NULL, OPT_NO_ROLLUPS },
+		{ "rollup-retention", required_argument, NULL,
+		  OPT_ROLLUP_RETENTION },
 		{ "retention", required_argument, NULL, 'R' },
 		{ "retry-for", required_argument, NULL, 'r' },
 		{ "stats-interval", required_argument, NULL,
@@ -1067,6 +1148,17 @@ parse_options(int argc, char **argv)
 		case OPT_STATS_INTERVAL:
 			opt.stats_ms = stats_interval_option_ms(optarg);
 			break;
+		case OPT_FOLD_EVERY:
+			opt.fold_ms = opt_duration_ms("--fold-every", optarg, 0,
+			                              86400000);
+			break;
+		case OPT_NO_ROLLUPS:
+			opt.no_rollups = true;
+			break;
+		case OPT_ROLLUP_RETENTION:
+			opt.rollup_retention_ms =
+			    opt_retention("--rollup-retention", optarg);
+			break;
 		case 'V':
 			print_version_and_exit();
 			break;
@@ -1076,6 +1168,13 @@ parse_options(int argc, char **argv)
 	}
 	if (optind != argc) {
 		warn("unexpected argument: %s", argv[optind]);
+		usage(EX_USAGE);
+	}
+	if (opt.rollup_retention_ms != 0 &&
+	    (opt.retention_ms == 0 ||
+	     opt.rollup_retention_ms < opt.retention_ms)) {
+		warn("--rollup-retention must be at least --retention (the "
+		     "rollups outlive the rows they come from)");
 		usage(EX_USAGE);
 	}
 }
@@ -1102,8 +1201,10 @@ main(int argc, char **argv)
 	if (!opt.migrate_only)
 		stats_clock_init(&stats_clock, opt.stats_ms);
 	pg = pgw_new(opt.conninfo);
+	pgw_set_rollups(pg, !opt.no_rollups);
 	connect_and_migrate();
 	retention();
+	next_fold_ns = mono_now_ns() + opt.fold_ms * 1000000;
 	if (!opt.migrate_only)
 		run();
 	pgw_free(&pg);

@@ -5,6 +5,9 @@
  * lock, and records each version in schema_migrations.  A migration is
  * IMMUTABLE once released: databases in the field have already run it.
  * Change the schema by appending a new version, never by editing an old one.
+ * Versions increase along the list; a gap is allowed (a version another
+ * branch holds), and pg.c applies whichever listed version a database
+ * lacks, in list order, even below its highest.
  */
 #include "pgw.h"
 
@@ -194,11 +197,300 @@ static const char m004_check_truth[] =
 	"  ADD COLUMN tls_cert_sans jsonb,\n"
 	"  ADD COLUMN tls_cert_sha256 text;\n";
 
+/*
+ * Rollups and outages (docs/history.md tells the whole story).
+ *
+ * rollup_hourly, rollup_daily: per target, probe location ('' for results
+ * without one) and UTC hour or day: checks, ok checks, durations (count,
+ * sum in microseconds, min, max, and a histogram over fixed log buckets,
+ * sm_duration_bucket, kept sparse: bucket numbers in hist_b, their counts
+ * in hist_n), error kinds (err_kind, err_n), bytes, the first and last
+ * check's started_at, and the certificate expiries of the last check that
+ * had them.
+ *
+ * rollup_pending: what batches added since the last fold, one row per
+ * (target, probe, hour) per batch, with the same columns (bucket is the
+ * hour).  sm-pg-write appends to it in the batch's own transaction, which
+ * is what makes the rollups exactly once; sm_rollup_fold() merges it into
+ * the two tables and empties it, in one transaction.  Read the rollups
+ * through rollup_hourly_all and rollup_daily_all, which add the pending
+ * rows: a key may have several rows there, to be summed.
+ *
+ * outages: per target and probe, each maximal run of failed checks in
+ * (started_at, id) order: from the first failed check's started_at to the
+ * started_at of the ok check that ended it (NULL: still open), with the
+ * error of the check that began it.
+ *
+ * Keys are text COLLATE "C": sorting and grouping them (the fold) costs
+ * several times less than in a linguistic collation.
+ */
+static const char m005_rollups[] =
+	"CREATE FUNCTION sm_duration_bucket(d double precision)\n"
+	"RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$\n"
+	"  SELECT width_bucket(round(d * 1000)::bigint, '{\n"
+	"    1000,1189,1414,1682,2000,2378,2828,3364,4000,4757,5657,\n"
+	"    6727,8000,9514,11314,13454,16000,19027,22627,26909,\n"
+	"    32000,38055,45255,53817,64000,76109,90510,107635,128000,\n"
+	"    152219,181019,215269,256000,304437,362039,430539,512000,\n"
+	"    608874,724077,861078,1024000,1217748,1448155,1722156,\n"
+	"    2048000,2435496,2896309,3444312,4096000,4870992,5792619,\n"
+	"    6888623,8192000,9741985,11585238,13777247,16384000,\n"
+	"    19483969,23170475,27554494,32768000,38967939,46340950,\n"
+	"    55108987,65536000,77935877,92681900,110217975,131072000,\n"
+	"    155871755,185363800,220435950\n"
+	"  }'::bigint[])\n"
+	"$fn$;\n"
+	"CREATE TABLE rollup_hourly (\n"
+	"  target text COLLATE \"C\" NOT NULL,\n"
+	"  probe text COLLATE \"C\" NOT NULL,\n"
+	"  bucket timestamptz NOT NULL,\n"
+	"  checks integer NOT NULL,\n"
+	"  ok integer NOT NULL,\n"
+	"  dur_n integer NOT NULL,\n"
+	"  dur_sum_us bigint NOT NULL,\n"
+	"  dur_min double precision,\n"
+	"  dur_max double precision,\n"
+	"  bytes bigint NOT NULL,\n"
+	"  first_at timestamptz NOT NULL,\n"
+	"  last_at timestamptz NOT NULL,\n"
+	"  tls_not_after timestamptz,\n"
+	"  tls_chain_not_after timestamptz,\n"
+	"  hist_b smallint[] NOT NULL,\n"
+	"  hist_n integer[] NOT NULL,\n"
+	"  err_kind text[] NOT NULL,\n"
+	"  err_n integer[] NOT NULL,\n"
+	"  PRIMARY KEY (target, probe, bucket)\n"
+	");\n"
+	"CREATE INDEX rollup_hourly_bucket_idx ON rollup_hourly (bucket);\n"
+	"CREATE TABLE rollup_daily (LIKE rollup_hourly INCLUDING ALL);\n"
+	"CREATE TABLE rollup_pending (LIKE rollup_hourly);\n"
+	"CREATE VIEW rollup_hourly_all AS\n"
+	"  SELECT * FROM rollup_hourly UNION ALL SELECT * FROM rollup_pending;\n"
+	"CREATE VIEW rollup_daily_all AS\n"
+	"  SELECT * FROM rollup_daily UNION ALL\n"
+	"  SELECT target, probe, date_trunc('day', bucket, 'UTC'), checks, ok,\n"
+	"    dur_n, dur_sum_us, dur_min, dur_max, bytes, first_at, last_at,\n"
+	"    tls_not_after, tls_chain_not_after, hist_b, hist_n, err_kind, err_n\n"
+	"  FROM rollup_pending;\n"
+	"\n"
+	/* Group the rows of src by target, probe and bucket truncated to
+	 * unit ('hour' or 'day') into dst: sums, min, max, the last
+	 * certificates, histograms and error counts added up. */
+	"CREATE FUNCTION sm_rollup_group(src text, dst text, unit text)\n"
+	"RETURNS void LANGUAGE plpgsql AS $fn$\n"
+	"BEGIN\n"
+	"  EXECUTE format($q$\n"
+	"    WITH a AS (\n"
+	"      SELECT target, probe, date_trunc(%L, bucket, 'UTC') AS bucket,\n"
+	"        checks, ok, dur_n, dur_sum_us, dur_min, dur_max, bytes,\n"
+	"        first_at, last_at, tls_not_after, tls_chain_not_after, hist_b,\n"
+	"        hist_n, err_kind, err_n FROM %I),\n"
+	"    s AS (SELECT target, probe, bucket, sum(checks)::integer AS checks,\n"
+	"        sum(ok)::integer AS ok, sum(dur_n)::integer AS dur_n,\n"
+	"        sum(dur_sum_us)::bigint AS dur_sum_us, min(dur_min) AS dur_min,\n"
+	"        max(dur_max) AS dur_max, sum(bytes)::bigint AS bytes,\n"
+	"        min(first_at) AS first_at, max(last_at) AS last_at,\n"
+	"        (array_agg(tls_not_after ORDER BY last_at DESC)\n"
+	"          FILTER (WHERE tls_not_after IS NOT NULL))[1] AS tls_not_after,\n"
+	"        (array_agg(tls_chain_not_after ORDER BY last_at DESC)\n"
+	"          FILTER (WHERE tls_chain_not_after IS NOT NULL))[1]\n"
+	"          AS tls_chain_not_after\n"
+	"      FROM a GROUP BY 1, 2, 3),\n"
+	"    h AS (SELECT target, probe, bucket, array_agg(b ORDER BY b) AS hb,\n"
+	"        array_agg(n ORDER BY b) AS hn\n"
+	"      FROM (SELECT target, probe, bucket, u.b, sum(u.n)::integer AS n\n"
+	"            FROM a, unnest(a.hist_b, a.hist_n) AS u(b, n)\n"
+	"            GROUP BY 1, 2, 3, 4) AS x GROUP BY 1, 2, 3),\n"
+	"    e AS (SELECT target, probe, bucket, array_agg(k ORDER BY k) AS ek,\n"
+	"        array_agg(n ORDER BY k) AS en\n"
+	"      FROM (SELECT target, probe, bucket, u.k, sum(u.n)::integer AS n\n"
+	"            FROM a, unnest(a.err_kind, a.err_n) AS u(k, n)\n"
+	"            GROUP BY 1, 2, 3, 4) AS x GROUP BY 1, 2, 3)\n"
+	"    INSERT INTO %I\n"
+	"    SELECT s.*, coalesce(h.hb, '{}'), coalesce(h.hn, '{}'),\n"
+	"      coalesce(e.ek, '{}'), coalesce(e.en, '{}')\n"
+	"    FROM s LEFT JOIN h USING (target, probe, bucket)\n"
+	"      LEFT JOIN e USING (target, probe, bucket)$q$, unit, src, dst);\n"
+	"END\n"
+	"$fn$;\n"
+	"\n"
+	/* Merge sm_fold_h (the pending rows grouped by hour) into tbl at
+	 * unit: the rows tbl has for the same keys are taken out and put
+	 * back summed with the new ones. */
+	"CREATE FUNCTION sm_rollup_merge(tbl text, unit text)\n"
+	"RETURNS void LANGUAGE plpgsql AS $fn$\n"
+	"BEGIN\n"
+	"  TRUNCATE sm_fold_old;\n"
+	"  EXECUTE format($q$\n"
+	"    WITH k AS (SELECT DISTINCT target, probe,\n"
+	"                 date_trunc(%L, bucket, 'UTC') AS bucket FROM sm_fold_h),\n"
+	"    old AS (DELETE FROM %I AS r USING k WHERE r.target = k.target\n"
+	"            AND r.probe = k.probe AND r.bucket = k.bucket RETURNING r.*)\n"
+	"    INSERT INTO sm_fold_old SELECT * FROM old$q$, unit, tbl);\n"
+	"  INSERT INTO sm_fold_old SELECT * FROM sm_fold_h;\n"
+	"  PERFORM sm_rollup_group('sm_fold_old', tbl, unit);\n"
+	"END\n"
+	"$fn$;\n"
+	"\n"
+	/* One folder at a time (others skip: their rows wait for the next
+	 * fold, and readers see them pending meanwhile).  The pending rows
+	 * are grouped by hour once; the hourly and the daily merge start
+	 * from that. */
+	"CREATE FUNCTION sm_rollup_fold() RETURNS bigint\n"
+	"LANGUAGE plpgsql AS $fn$\n"
+	"DECLARE\n"
+	"  n bigint;\n"
+	"BEGIN\n"
+	"  IF NOT pg_try_advisory_xact_lock(8319104481311206963) THEN\n"
+	"    RETURN 0;\n"
+	"  END IF;\n"
+	"  CREATE TEMP TABLE IF NOT EXISTS sm_fold (LIKE rollup_pending)\n"
+	"    ON COMMIT DELETE ROWS;\n"
+	"  CREATE TEMP TABLE IF NOT EXISTS sm_fold_h (LIKE rollup_pending)\n"
+	"    ON COMMIT DELETE ROWS;\n"
+	"  CREATE TEMP TABLE IF NOT EXISTS sm_fold_old (LIKE rollup_pending)\n"
+	"    ON COMMIT DELETE ROWS;\n"
+	"  TRUNCATE sm_fold, sm_fold_h;\n"
+	"  WITH d AS (DELETE FROM rollup_pending RETURNING *)\n"
+	"  INSERT INTO sm_fold SELECT * FROM d;\n"
+	"  GET DIAGNOSTICS n = ROW_COUNT;\n"
+	"  IF n > 0 THEN\n"
+	"    PERFORM sm_rollup_group('sm_fold', 'sm_fold_h', 'hour');\n"
+	"    PERFORM sm_rollup_merge('rollup_hourly', 'hour');\n"
+	"    PERFORM sm_rollup_merge('rollup_daily', 'day');\n"
+	"  END IF;\n"
+	"  TRUNCATE sm_fold, sm_fold_h, sm_fold_old;\n"
+	"  RETURN n;\n"
+	"END\n"
+	"$fn$;\n"
+	"\n"
+	"CREATE TABLE outages (\n"
+	"  target text COLLATE \"C\" NOT NULL,\n"
+	"  probe text COLLATE \"C\" NOT NULL,\n"
+	"  started_at timestamptz NOT NULL,\n"
+	"  ended_at timestamptz,\n"
+	"  error_kind text,\n"
+	"  error text,\n"
+	"  PRIMARY KEY (target, probe, started_at)\n"
+	");\n"
+	"CREATE UNIQUE INDEX outages_open_idx ON outages (target, probe)\n"
+	"  WHERE ended_at IS NULL;\n"
+	"CREATE INDEX outages_ended_at_idx ON outages (ended_at);\n"
+	"\n"
+	/* Outages of (p_target, p_probe) made again from the stored checks
+	 * from p_from on, for a batch that brought checks older than ones
+	 * stored before.  The outage running at p_from (begun before it) is
+	 * kept and its end found again; later ones are made anew.  Needs the
+	 * checks from p_from on, which --retention keeps (sm-pg-write skips
+	 * results older than the retention). */
+	"CREATE FUNCTION sm_outages_rebuild(p_target text, p_probe text,\n"
+	"  p_from timestamptz) RETURNS void LANGUAGE plpgsql AS $fn$\n"
+	"DECLARE\n"
+	"  c record;\n"
+	"  open_start timestamptz;\n"
+	"  is_open boolean := false;\n"
+	"BEGIN\n"
+	"  SELECT started_at INTO open_start FROM outages\n"
+	"  WHERE target = p_target AND probe = p_probe AND started_at < p_from\n"
+	"    AND (ended_at IS NULL OR ended_at >= p_from)\n"
+	"  ORDER BY started_at DESC LIMIT 1;\n"
+	"  is_open := FOUND;\n"
+	"  DELETE FROM outages WHERE target = p_target AND probe = p_probe\n"
+	"    AND started_at >= p_from;\n"
+	"  FOR c IN SELECT started_at, ok, error_kind, error FROM checks\n"
+	"    WHERE target = p_target AND coalesce(probe, '') = p_probe\n"
+	"      AND started_at >= p_from ORDER BY started_at, id\n"
+	"  LOOP\n"
+	"    IF c.ok AND is_open THEN\n"
+	"      UPDATE outages SET ended_at = c.started_at WHERE target = p_target\n"
+	"        AND probe = p_probe AND started_at = open_start;\n"
+	"      is_open := false;\n"
+	"    ELSIF NOT c.ok AND NOT is_open THEN\n"
+	"      INSERT INTO outages VALUES (p_target, p_probe, c.started_at,\n"
+	"        c.started_at, c.error_kind, c.error) ON CONFLICT DO NOTHING;\n"
+	"      open_start := c.started_at;\n"
+	"      is_open := true;\n"
+	"    END IF;\n"
+	"  END LOOP;\n"
+	"  IF is_open THEN\n"
+	"    UPDATE outages SET ended_at = NULL WHERE target = p_target\n"
+	"      AND probe = p_probe AND started_at = open_start;\n"
+	"  END IF;\n"
+	"END\n"
+	"$fn$;\n"
+	"\n"
+	/* Rollup retention: what ended before cutoff, pending rows folded
+	 * first. */
+	"CREATE FUNCTION sm_rollup_drop_before(cutoff timestamptz)\n"
+	"RETURNS bigint LANGUAGE plpgsql AS $fn$\n"
+	"DECLARE\n"
+	"  n bigint;\n"
+	"  total bigint := 0;\n"
+	"BEGIN\n"
+	"  PERFORM sm_rollup_fold();\n"
+	"  DELETE FROM rollup_hourly WHERE bucket + interval '1 hour' <= cutoff;\n"
+	"  GET DIAGNOSTICS n = ROW_COUNT;\n"
+	"  total := total + n;\n"
+	"  DELETE FROM rollup_daily WHERE bucket + interval '1 day' <= cutoff;\n"
+	"  GET DIAGNOSTICS n = ROW_COUNT;\n"
+	"  total := total + n;\n"
+	"  DELETE FROM outages WHERE ended_at <= cutoff;\n"
+	"  GET DIAGNOSTICS n = ROW_COUNT;\n"
+	"  RETURN total + n;\n"
+	"END\n"
+	"$fn$;\n"
+	"\n"
+	/* The rollups and outages of the checks stored so far. */
+	"INSERT INTO rollup_pending\n"
+	"WITH c AS (\n"
+	"  SELECT id, target, coalesce(probe, '') AS probe,\n"
+	"    date_trunc('hour', started_at, 'UTC') AS bucket, started_at, ok,\n"
+	"    error_kind, duration_ms, sm_duration_bucket(duration_ms) AS b,\n"
+	"    bytes, tls_cert_not_after, tls_chain_not_after FROM checks),\n"
+	"s AS (SELECT target, probe, bucket, count(*)::integer AS checks,\n"
+	"    (count(*) FILTER (WHERE ok))::integer AS ok,\n"
+	"    count(duration_ms)::integer AS dur_n,\n"
+	"    coalesce(sum(round(duration_ms * 1000)::bigint), 0) AS dur_sum_us,\n"
+	"    min(duration_ms) AS dur_min, max(duration_ms) AS dur_max,\n"
+	"    coalesce(sum(bytes), 0)::bigint AS bytes,\n"
+	"    min(started_at) AS first_at, max(started_at) AS last_at,\n"
+	"    (array_agg(tls_cert_not_after ORDER BY started_at DESC, id DESC)\n"
+	"      FILTER (WHERE tls_cert_not_after IS NOT NULL))[1] AS tna,\n"
+	"    (array_agg(tls_chain_not_after ORDER BY started_at DESC, id DESC)\n"
+	"      FILTER (WHERE tls_chain_not_after IS NOT NULL))[1] AS tca\n"
+	"  FROM c GROUP BY 1, 2, 3),\n"
+	"h AS (SELECT target, probe, bucket, array_agg(b ORDER BY b) AS hb,\n"
+	"    array_agg(n ORDER BY b) AS hn\n"
+	"  FROM (SELECT target, probe, bucket, b, count(*)::integer AS n FROM c\n"
+	"        WHERE b IS NOT NULL GROUP BY 1, 2, 3, 4) AS x GROUP BY 1, 2, 3),\n"
+	"e AS (SELECT target, probe, bucket, array_agg(k ORDER BY k) AS ek,\n"
+	"    array_agg(n ORDER BY k) AS en\n"
+	"  FROM (SELECT target, probe, bucket, error_kind AS k,\n"
+	"          count(*)::integer AS n FROM c WHERE error_kind IS NOT NULL\n"
+	"        GROUP BY 1, 2, 3, 4) AS x GROUP BY 1, 2, 3)\n"
+	"SELECT s.*, coalesce(h.hb, '{}'), coalesce(h.hn, '{}'),\n"
+	"  coalesce(e.ek, '{}'), coalesce(e.en, '{}')\n"
+	"FROM s LEFT JOIN h USING (target, probe, bucket)\n"
+	"  LEFT JOIN e USING (target, probe, bucket);\n"
+	"SELECT sm_rollup_fold();\n"
+	"INSERT INTO outages\n"
+	"SELECT target, probe, started_at, next_ok, error_kind, error FROM (\n"
+	"  SELECT target, coalesce(probe, '') AS probe, started_at, ok,\n"
+	"    error_kind, error, lag(ok) OVER w AS prev_ok,\n"
+	"    min(started_at) FILTER (WHERE ok) OVER (w ROWS BETWEEN CURRENT ROW\n"
+	"      AND UNBOUNDED FOLLOWING) AS next_ok\n"
+	"  FROM checks\n"
+	"  WINDOW w AS (PARTITION BY target, coalesce(probe, '')\n"
+	"    ORDER BY started_at, id)) AS x\n"
+	"WHERE NOT ok AND prev_ok IS DISTINCT FROM false\n"
+	"ON CONFLICT DO NOTHING;\n";
+
 const struct migration pgw_migrations[] = {
 	{ 1, "initial", m001_initial },
 	{ 2, "targets_hot_updates", m002_targets_hot },
 	{ 3, "checks_tls_chain_not_after", m003_chain_not_after },
 	{ 4, "checks_whole_truth", m004_check_truth },
+	{ 5, "rollups_outages", m005_rollups },
 };
 
 const size_t pgw_n_migrations = sizeof pgw_migrations / sizeof pgw_migrations[0];

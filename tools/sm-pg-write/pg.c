@@ -39,6 +39,9 @@ struct pgw {
 	bool duplicate;    /* the last failure was a duplicate id */
 	bool redelivery;   /* the last batch held rows stored before */
 	bool temp_tables;  /* sm_staging, sm_state exist on this connection */
+	bool rollups;      /* batches feed the rollups and outages */
+	bool staged;       /* the open batch went through the staging table */
+	PGresult *returned; /* the ids the staging INSERT returned */
 	unsigned long connections; /* made since start, for the stats line */
 };
 
@@ -58,7 +61,11 @@ static const char temp_tables_sql[] =
 	" last_ok boolean, last_status integer, last_error_kind text,"
 	" last_duration_ms double precision, run_start timestamptz,"
 	" before_run timestamptz, run_us bigint[])"
-	" ON COMMIT DELETE ROWS";
+	" ON COMMIT DELETE ROWS;"
+	"CREATE TEMP TABLE IF NOT EXISTS sm_runs ("
+	" target text, probe text, seq integer, ok boolean,"
+	" start_at timestamptz, key_first_at timestamptz, error_kind text,"
+	" error text) ON COMMIT DELETE ROWS";
 
 /* A batch goes straight into checks by COPY.  When COPY meets an id stored
  * before (SQLSTATE 23505: a redelivery), the batch is rolled back and
@@ -76,6 +83,57 @@ static const char insert_staged_sql[] =
 	"INSERT INTO checks (" PGW_COLUMNS ")\n"
 	"SELECT " PGW_COLUMNS " FROM sm_staging\n"
 	"ON CONFLICT (id, started_at) DO NOTHING";
+/* The same, returning the ids it inserted, for the rollups. */
+static const char insert_staged_returning_sql[] =
+	"INSERT INTO checks (" PGW_COLUMNS ")\n"
+	"SELECT " PGW_COLUMNS " FROM sm_staging\n"
+	"ON CONFLICT (id, started_at) DO NOTHING RETURNING id";
+static const char copy_pending_sql[] =
+	"COPY rollup_pending (" PGW_PENDING_COLUMNS ") FROM STDIN";
+static const char copy_runs_sql[] =
+	"COPY sm_runs (" PGW_RUN_COLUMNS ") FROM STDIN";
+
+/*
+ * Outages from the batch's runs (rollup.c), before targets moves on.  A
+ * key (target, probe) whose first check in the batch is newer than every
+ * stored check of its target (targets.last_checked_at) extends the story
+ * at its end: its first ok run (seq 0 or 1) closes the open outage; each
+ * failed run opens one that ends where the next run starts, except a
+ * first run that continues the outage running at its start.  Any other
+ * key brought checks older than stored ones: its outages from its first
+ * check on are made again from the stored checks (sm_outages_rebuild).
+ *
+ * Writers take turns for this and the targets upsert (a transaction
+ * advisory lock, held to COMMIT): each then sees what the one before
+ * committed, so outages stay exact when two writers get the same target
+ * (a consumer-group rebalance), and they cannot deadlock on outages or
+ * targets rows.  The COPYs before it, the bulk of a batch, do not wait.
+ */
+static const char outages_sql[] =
+	"SELECT pg_advisory_xact_lock(8319104481311206964);\n"
+	"UPDATE outages AS o SET ended_at = r.start_at\n"
+	"FROM sm_runs AS r LEFT JOIN targets AS t ON t.target = r.target\n"
+	"WHERE r.ok AND r.seq <= 1 AND o.target = r.target\n"
+	"  AND o.probe = r.probe AND o.ended_at IS NULL\n"
+	"  AND (t.last_checked_at IS NULL OR r.key_first_at > t.last_checked_at);\n"
+	"INSERT INTO outages (target, probe, started_at, ended_at, error_kind,\n"
+	"  error)\n"
+	"SELECT r.target, r.probe, r.start_at, n.start_at, r.error_kind, r.error\n"
+	"FROM sm_runs AS r\n"
+	"  LEFT JOIN sm_runs AS n ON n.target = r.target AND n.probe = r.probe\n"
+	"    AND n.seq = r.seq + 1\n"
+	"  LEFT JOIN targets AS t ON t.target = r.target\n"
+	"WHERE NOT r.ok\n"
+	"  AND (t.last_checked_at IS NULL OR r.key_first_at > t.last_checked_at)\n"
+	"  AND NOT (r.seq = 0 AND EXISTS (SELECT 1 FROM outages AS o\n"
+	"    WHERE o.target = r.target AND o.probe = r.probe\n"
+	"      AND o.started_at < r.start_at\n"
+	"      AND (o.ended_at IS NULL OR o.ended_at >= r.start_at)))\n"
+	"ON CONFLICT DO NOTHING;\n"
+	"SELECT sm_outages_rebuild(r.target, r.probe, r.key_first_at)\n"
+	"FROM sm_runs AS r JOIN targets AS t ON t.target = r.target\n"
+	"WHERE r.seq = 0 AND r.key_first_at <= t.last_checked_at;\n";
+
 static const char copy_state_sql[] =
 	"COPY sm_state (" PGW_STATE_COLUMNS ") FROM STDIN";
 static const char copy_state_binary_sql[] =
@@ -164,7 +222,14 @@ pgw_new(const char *conninfo)
 	struct pgw *pg = xcalloc(1, sizeof *pg);
 
 	pg->conninfo = xstrdup(conninfo);
+	pg->rollups = true;
 	return pg;
+}
+
+void
+pgw_set_rollups(struct pgw *pg, bool on)
+{
+	pg->rollups = on;
 }
 
 void
@@ -179,6 +244,7 @@ pgw_free(struct pgw **pgp)
 	explicit_bzero(pg->conninfo, strlen(pg->conninfo));
 	free(pg->conninfo);
 	free(pg->days);
+	PQclear(pg->returned);
 	free(pg);
 	*pgp = NULL;
 }
@@ -493,6 +559,33 @@ schema_version(struct pgw *pg, long *version, char *err, size_t errlen)
 	return PGW_OK;
 }
 
+/* How many of this program's migrations the database has. */
+static enum pgw_status
+migrations_present(struct pgw *pg, size_t *present, char *err, size_t errlen)
+{
+	char list[16 * 64];
+	const char *params[1];
+	size_t i, o = 0;
+	PGresult *res;
+	enum pgw_status st;
+
+	list[o++] = '{';
+	for (i = 0; i < pgw_n_migrations && o + 16 < sizeof list; i++)
+		o += (size_t)snprintf(list + o, sizeof list - o, "%s%d",
+		                      i ? "," : "", pgw_migrations[i].version);
+	list[o++] = '}';
+	list[o] = '\0';
+	params[0] = list;
+	res = query(pg, "SELECT count(*) FROM schema_migrations"
+	            " WHERE version = ANY ($1::integer[])", 1, params,
+	            PGRES_TUPLES_OK, &st, err, errlen);
+	if (res == NULL)
+		return st;
+	*present = strtoul(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return PGW_OK;
+}
+
 enum pgw_status
 pgw_migrate(struct pgw *pg, int *applied, char *err, size_t errlen)
 {
@@ -508,8 +601,16 @@ pgw_migrate(struct pgw *pg, int *applied, char *err, size_t errlen)
 	if (v > latest)
 		info("database schema version %ld is newer than this "
 		     "program's %d", v, latest);
-	if (v >= latest)
-		return PGW_OK;
+	if (v >= latest) {
+		size_t present;
+
+		/* A version below the latest may still be missing: one
+		 * another branch added, merged after this database moved
+		 * past it. */
+		st = migrations_present(pg, &present, err, errlen);
+		if (st != PGW_OK || present == pgw_n_migrations)
+			return st;
+	}
 	for (i = 0; i < pgw_n_migrations; i++) {
 		st = migrate_one(pg, &pgw_migrations[i], applied, err, errlen);
 		if (st != PGW_OK)
@@ -646,7 +747,16 @@ insert_staged(struct pgw *pg, const struct pgw_row *rows, size_t n,
 
 	if (st != PGW_OK)
 		return st;
-	return exec_count(pg, insert_staged_sql, inserted, err, errlen);
+	pg->staged = true;
+	if (!pg->rollups)
+		return exec_count(pg, insert_staged_sql, inserted, err, errlen);
+	PQclear(pg->returned);
+	pg->returned = query(pg, insert_staged_returning_sql, 0, NULL,
+	                     PGRES_TUPLES_OK, &st, err, errlen);
+	if (pg->returned == NULL)
+		return st;
+	*inserted = (size_t)PQntuples(pg->returned);
+	return PGW_OK;
 }
 
 /* Store the rows in checks in a new transaction: by COPY straight into
@@ -660,6 +770,7 @@ insert_checks(struct pgw *pg, const struct pgw_row *rows, size_t n,
 	enum pgw_status st = exec_expect(pg, "BEGIN", PGRES_COMMAND_OK, err,
 	                                 errlen);
 
+	pg->staged = false;
 	if (st != PGW_OK)
 		return st;
 	if (!pg->redelivery) {
@@ -680,6 +791,57 @@ insert_checks(struct pgw *pg, const struct pgw_row *rows, size_t n,
 	return st;
 }
 
+/* COPY text rows b into sql's table. */
+static enum pgw_status
+copy_text(struct pgw *pg, const char *sql, const struct pgw_buf *b,
+          char *err, size_t errlen)
+{
+	struct pgw_row all = { .copy = b->data, .len = b->len };
+	size_t copied;
+
+	if (b->len == 0)
+		return PGW_OK;
+	return copy_rows(pg, sql, NULL, &all, 1, &copied, err, errlen);
+}
+
+/* The rollup rows and outage runs of the rows just inserted: all of them,
+ * or those the staging INSERT returned. */
+static enum pgw_status
+feed_rollups(struct pgw *pg, const struct pgw_row *rows, size_t n,
+             const struct pgw_rollup *made, char *err, size_t errlen)
+{
+	struct pgw_rollup ru = { 0 };
+	bool *ins = NULL;
+	enum pgw_status st;
+
+	/* Every row went in: what the caller made beforehand will do. */
+	if (!pg->staged && made != NULL) {
+		st = copy_text(pg, copy_pending_sql, &made->pending, err,
+		               errlen);
+		if (st == PGW_OK)
+			st = copy_text(pg, copy_runs_sql, &made->runs, err,
+			               errlen);
+		return st;
+	}
+	if (pg->staged) {
+		size_t k, m = pg->returned ? (size_t)PQntuples(pg->returned) : 0;
+		const char **ids = xcalloc(m + 1, sizeof *ids);
+
+		for (k = 0; k < m; k++)
+			ids[k] = PQgetvalue(pg->returned, (int)k, 0);
+		ins = xcalloc(n + 1, sizeof *ins);
+		pgw_rollup_mark(rows, n, ids, m, ins);
+		free(ids);
+	}
+	pgw_rollup_make(&ru, rows, n, ins);
+	free(ins);
+	st = copy_text(pg, copy_pending_sql, &ru.pending, err, errlen);
+	if (st == PGW_OK)
+		st = copy_text(pg, copy_runs_sql, &ru.runs, err, errlen);
+	pgw_rollup_free(&ru);
+	return st;
+}
+
 /* Upsert targets from the state rows and commit. */
 static enum pgw_status
 upsert_and_commit(struct pgw *pg, const struct pgw_state *state, char *err,
@@ -697,7 +859,18 @@ upsert_and_commit(struct pgw *pg, const struct pgw_state *state, char *err,
 	               &copied, err, errlen);
 	if (st != PGW_OK)
 		return st;
-	/* The upsert and COMMIT in one round trip. */
+	/* The outages, the upsert and COMMIT in one round trip. */
+	if (pg->rollups) {
+		static char *both;
+
+		if (both == NULL) {
+			both = xmalloc(sizeof outages_sql + sizeof upsert_sql);
+			memcpy(both, outages_sql, sizeof outages_sql - 1);
+			memcpy(both + sizeof outages_sql - 1, upsert_sql,
+			       sizeof upsert_sql);
+		}
+		return exec_expect(pg, both, PGRES_COMMAND_OK, err, errlen);
+	}
 	return exec_expect(pg, upsert_sql, PGRES_COMMAND_OK, err, errlen);
 }
 
@@ -806,8 +979,8 @@ prepare(struct pgw *pg, const struct pgw_row *rows, size_t n, char *err,
 
 enum pgw_status
 pgw_write(struct pgw *pg, const struct pgw_row *rows, size_t n,
-          const struct pgw_state *state, size_t *inserted, char *err,
-          size_t errlen)
+          const struct pgw_state *state, const struct pgw_rollup *rollup,
+          size_t *inserted, char *err, size_t errlen)
 {
 	struct pgw_state made = { 0 };
 	enum pgw_status st;
@@ -829,6 +1002,10 @@ pgw_write(struct pgw *pg, const struct pgw_row *rows, size_t n,
 		/* A COMMIT lost with the connection leaves the outcome
 		 * unknown; the caller retries, and a batch stored whole is
 		 * then a redelivery like any other. */
+		if (st == PGW_OK && pg->rollups && *inserted > 0)
+			st = feed_rollups(pg, rows, n, rollup, err, errlen);
+		PQclear(pg->returned);
+		pg->returned = NULL;
 		if (st == PGW_OK)
 			st = upsert_and_commit(pg, state, err, errlen);
 		if (st != PGW_OK)
@@ -872,5 +1049,48 @@ pgw_drop_before(struct pgw *pg, int64_t cutoff_ms, int *dropped, char *err,
 	*dropped = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
 	pg->n_days = 0; /* some of them may be gone */
+	return PGW_OK;
+}
+
+enum pgw_status
+pgw_fold(struct pgw *pg, long long *folded, char *err, size_t errlen)
+{
+	PGresult *res;
+	enum pgw_status st;
+
+	*folded = 0;
+	st = pgw_connect(pg, err, errlen);
+	if (st != PGW_OK)
+		return st;
+	res = query(pg, "SELECT sm_rollup_fold()", 0, NULL, PGRES_TUPLES_OK,
+	            &st, err, errlen);
+	if (res == NULL)
+		return st;
+	*folded = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return PGW_OK;
+}
+
+enum pgw_status
+pgw_rollup_drop_before(struct pgw *pg, int64_t cutoff_ms, long long *deleted,
+                       char *err, size_t errlen)
+{
+	char cutoff[TIME_STR_LEN];
+	const char *params[1];
+	PGresult *res;
+	enum pgw_status st;
+
+	*deleted = 0;
+	st = pgw_connect(pg, err, errlen);
+	if (st != PGW_OK)
+		return st;
+	time_format_ms(cutoff_ms, cutoff);
+	params[0] = cutoff;
+	res = query(pg, "SELECT sm_rollup_drop_before($1::timestamptz)",
+	            1, params, PGRES_TUPLES_OK, &st, err, errlen);
+	if (res == NULL)
+		return st;
+	*deleted = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
 	return PGW_OK;
 }

@@ -14,7 +14,7 @@
 /* ---- migrations.c ----------------------------------------------------- */
 
 struct migration {
-	int version;      /* 1, 2, 3, ... without gaps */
+	int version;      /* increasing along the list; gaps allowed */
 	const char *name; /* short, for schema_migrations.name and logs */
 	const char *sql;  /* one or more statements, run in one transaction */
 };
@@ -102,6 +102,38 @@ struct pgw_row {
 	bool skip;
 };
 
+/* ---- rollup.c --------------------------------------------------------- */
+
+/* The duration histogram: PGW_HIST_BOUNDS upper bounds in microseconds,
+ * PGW_HIST_BOUNDS + 1 buckets. */
+#define PGW_HIST_BOUNDS 72
+extern const int64_t pgw_hist_bounds[PGW_HIST_BOUNDS];
+/* The bucket of a duration in milliseconds, as sm_duration_bucket(). */
+int pgw_hist_bucket(double ms);
+
+/* What a batch's inserted rows add: rollup_pending rows and outage runs,
+ * as COPY text (columns: PGW_PENDING_COLUMNS, PGW_RUN_COLUMNS). */
+#define PGW_PENDING_COLUMNS \
+	"target, probe, bucket, checks, ok, dur_n, dur_sum_us, dur_min, " \
+	"dur_max, bytes, first_at, last_at, tls_not_after, " \
+	"tls_chain_not_after, hist_b, hist_n, err_kind, err_n"
+#define PGW_RUN_COLUMNS \
+	"target, probe, seq, ok, start_at, key_first_at, error_kind, error"
+struct pgw_rollup {
+	struct pgw_buf pending, runs;
+	size_t n_pending, n_runs;
+};
+
+/* Make ru from the rows not marked skip and, unless inserted is NULL,
+ * marked in inserted[]. */
+void pgw_rollup_make(struct pgw_rollup *ru, const struct pgw_row *rows,
+                     size_t n, const bool *inserted);
+void pgw_rollup_free(struct pgw_rollup *ru);
+/* inserted[i]: whether rows[i] is one of ids[0..n_ids) (the ids the
+ * staging INSERT returned; a duplicate within the batch is marked once). */
+void pgw_rollup_mark(const struct pgw_row *rows, size_t n,
+                     const char *const *ids, size_t n_ids, bool *inserted);
+
 /* ---- state.c ---------------------------------------------------------- */
 
 /* The columns of a state row, one per target of a batch (state.c). */
@@ -135,6 +167,18 @@ struct pgw;
 /* conninfo: a libpq connection string or URI, or "" for the PG* variables.
  * It is kept only to reconnect and never printed. */
 struct pgw *pgw_new(const char *conninfo);
+/* Whether batches feed the rollups and outages (default true). */
+void pgw_set_rollups(struct pgw *pg, bool on);
+/* Fold rollup_pending into rollup_hourly and rollup_daily, in a
+ * transaction of its own; *folded: the pending rows folded (0 when another
+ * writer was folding). */
+enum pgw_status pgw_fold(struct pgw *pg, long long *folded, char *err,
+                         size_t errlen);
+/* Rollup retention: delete hourly and daily rollups, and outages, that
+ * ended before cutoff_ms; *deleted: how many rows. */
+enum pgw_status pgw_rollup_drop_before(struct pgw *pg, int64_t cutoff_ms,
+                                       long long *deleted, char *err,
+                                       size_t errlen);
 void pgw_free(struct pgw **pg);
 /* Check that conninfo parses, without echoing it; 0 or -1. */
 int pgw_conninfo_ok(const char *conninfo);
@@ -148,13 +192,16 @@ void pgw_disconnect(struct pgw *pg);
 enum pgw_status pgw_migrate(struct pgw *pg, int *applied, char *err,
                             size_t errlen);
 /* Store rows[0..n) (skipping those marked skip) in one transaction:
- * insert into checks, upsert targets from their state rows (state: made by
- * pgw_state_make from the same rows beforehand, or NULL to make them
- * here), commit.  The day partitions the rows need are made first, in
+ * insert into checks, append their rollups and outage runs (rollup: made
+ * by pgw_rollup_make from the same rows beforehand, used when every row
+ * was new; or NULL: made here), upsert targets from their state rows
+ * (state: made by pgw_state_make from the same rows beforehand, or NULL to
+ * make them here), commit.  The day partitions the rows need are made first, in
  * their own transaction.  *inserted: how many rows were new to checks (the
  * others were stored before), when PGW_OK. */
 enum pgw_status pgw_write(struct pgw *pg, const struct pgw_row *rows,
                           size_t n, const struct pgw_state *state,
+                          const struct pgw_rollup *rollup,
                           size_t *inserted, char *err, size_t errlen);
 /* Connections made again after the first one (lost, or refused and
  * retried), for the stats line. */

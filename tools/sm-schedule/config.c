@@ -25,6 +25,7 @@
 
 #include "sched.h"
 #include "sm.h"
+#include "slo.h"
 #include "subst.h"
 #include "suggest.h"
 #include "ynode.h"
@@ -53,6 +54,7 @@ struct rawmap {
 	struct pos at;  /* the mapping itself */
 	bool bad;       /* an error was reported for it */
 	json_t *alerts; /* "alerts", normalised by alerts.c, or NULL */
+	double slo;     /* "slo", a percentage (slo.c), or 0 */
 };
 
 /* How a scalar is read: K_STR and K_DUR keep the text as written, K_BOOL
@@ -955,6 +957,7 @@ rawmap_init(struct rawmap *rm, struct pos at)
 	rm->at = at;
 	rm->bad = false;
 	rm->alerts = NULL;
+	rm->slo = 0;
 }
 
 static void
@@ -1050,6 +1053,19 @@ rawmap_pair(struct loader *L, void *ctx, const struct ynode *k,
 		if (!merged) {
 			cerr_add(L, k->at, "duplicate key \"%s\" (first at line "
 			         "%lu)", key, rawmap_pos(rm, key, false).line);
+			rm->bad = true;
+		}
+		return;
+	}
+	if (slo_key(key)) { /* for sm-report, not the record: slo.c */
+		char why[160];
+
+		if (rm->slo && !merged) {
+			cerr_add(L, k->at, "duplicate key \"slo\"");
+			rm->bad = true;
+		} else if (!rm->slo &&
+		           slo_check(v, &rm->slo, why, sizeof(why)) != 0) {
+			cerr_add(L, v->at, "%s", why);
 			rm->bad = true;
 		}
 		return;
@@ -1317,6 +1333,8 @@ merge_defaults(struct rawmap *rm, const struct rawmap *defs)
 
 	json_decref(rm->alerts);
 	rm->alerts = dval;
+	if (!rm->slo)
+		rm->slo = defs->slo;
 	json_object_foreach(defs->obj, key, dval) {
 		json_t *tval = json_object_get(rm->obj, key);
 
@@ -1443,6 +1461,8 @@ config_add(struct loader *L, struct config *cfg, const struct target *t,
 	ct->timeout_ms = t->timeout_ms;
 	ct->hash = sched_hash(ct->name);
 	ct->line = at.line;
+	ct->alerts = NULL;
+	ct->slo = 0;
 	return true;
 }
 
@@ -1550,8 +1570,12 @@ build_one(struct loader *L, struct builder *B, struct rawmap *rm)
 		if (B->names[B->nn].name)
 			B->nn++;
 		if (!rm->bad && !(defs && defs->bad) &&
-		    config_add(L, B->cfg, t, rm->at))
-			B->cfg->v[B->cfg->n - 1].alerts = json_incref(rm->alerts);
+		    config_add(L, B->cfg, t, rm->at)) {
+			struct config_target *ct = &B->cfg->v[B->cfg->n - 1];
+
+			ct->alerts = json_incref(rm->alerts);
+			ct->slo = rm->slo;
+		}
 		target_free(&t);
 	}
 	rawmap_clear(rm);

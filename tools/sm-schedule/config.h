@@ -40,6 +40,7 @@ struct config_target {
 	uint64_t hash;       /* sched_hash(name) */
 	unsigned long line;  /* where the target is defined */
 	json_t *alerts;      /* sm-alert's rules (alerts.h), or NULL */
+	double slo;          /* sm-report's objective, a percentage, or 0 */
 };
 
 struct config {

@@ -1,0 +1,851 @@
+/*
+ * sm-report - uptime, response times, outages and certificates per target,
+ * from sm-pg-write's rollups and outages, as a terminal table, JSON, CSV,
+ * OpenMetrics or a static status page.
+ *
+ * The window is whole UTC hours: --since rounded down, --until rounded up.
+ * Whole days in it are read from rollup_daily_all, the hours at its edges
+ * from rollup_hourly_all (both include the rows not folded yet); raw checks
+ * are never read.  The targets table gives the current state.
+ */
+#include <errno.h>
+#include <fnmatch.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "sm.h"
+#include "report.h"
+#include "../sm-schedule/config.h"
+
+static const char usage_text[] =
+	"usage: sm-report [-d conninfo] [-s duration|time] [-u time] "
+	"[-t glob] [-l key=value]\n"
+	"                 [-f text|json|csv|html|openmetrics] [-o file] "
+	"[-S sites.yaml]\n"
+	"                 [-g label] [--title text] [--cert-warn duration]\n"
+	"       sm-report -h | -V\n";
+
+static const char options_text[] =
+	"\n"
+	"Report uptime, response times, outages, certificates and error\n"
+	"budgets per target from sm-pg-write's rollups, worst first.\n"
+	"\n"
+	"  -d, --dsn CONNINFO        libpq connection string or URI (SM_PG_DSN;\n"
+	"                            default: the PG* variables)\n"
+	"  -s, --since WHEN          start of the window: a duration back from\n"
+	"                            --until (30d) or an RFC 3339 time\n"
+	"  -u, --until TIME          end of the window (RFC 3339; default now)\n"
+	"  -t, --target GLOB         only targets whose name matches GLOB\n"
+	"  -l, --label KEY=VALUE     only targets with this label (repeatable)\n"
+	"  -f, --format FORMAT       text (default), json, csv, html or\n"
+	"                            openmetrics\n"
+	"  -o, --output FILE         write FILE (atomically) instead of stdout\n"
+	"  -S, --sites FILE          read targets' slo: from this sites.yaml\n"
+	"  -g, --group-by LABEL      html: group targets by this label\n"
+	"      --title TEXT          html: the page's title (Status)\n"
+	"      --cert-warn DURATION  list certificates expiring within this\n"
+	"                            (21d)\n"
+	"  -h, --help                this text\n"
+	"  -V, --version             print the version\n";
+
+enum format { F_TEXT, F_JSON, F_CSV, F_HTML, F_OPENMETRICS };
+
+static struct {
+	const char *conninfo;
+	const char *since, *until;
+	const char *glob;
+	const char **labels;
+	size_t n_labels;
+	enum format format;
+	const char *output;
+	const char *sites;
+	const char *group_by;
+	const char *title;
+	int64_t cert_warn_ms;
+} opt = {
+	.since = "30d",
+	.title = "Status",
+	.cert_warn_ms = INT64_C(21) * 86400000,
+};
+
+#define OPT_TITLE 256
+#define OPT_CERT_WARN 257
+
+static void __attribute__((noreturn))
+usage(int status)
+{
+	if (status == 0) {
+		fputs(usage_text, stdout);
+		fputs(options_text, stdout);
+		exit(fflush(stdout) == 0 ? 0 : EX_IOERR);
+	}
+	fputs(usage_text, stderr);
+	exit(status);
+}
+
+/* ---- histograms --------------------------------------------------------- */
+
+static const int64_t bounds[HIST_BOUNDS] = {
+	1000, 1189, 1414, 1682, 2000, 2378, 2828, 3364, 4000, 4757, 5657,
+	6727, 8000, 9514, 11314, 13454, 16000, 19027, 22627, 26909, 32000,
+	38055, 45255, 53817, 64000, 76109, 90510, 107635, 128000, 152219,
+	181019, 215269, 256000, 304437, 362039, 430539, 512000, 608874,
+	724077, 861078, 1024000, 1217748, 1448155, 1722156, 2048000, 2435496,
+	2896309, 3444312, 4096000, 4870992, 5792619, 6888623, 8192000,
+	9741985, 11585238, 13777247, 16384000, 19483969, 23170475, 27554494,
+	32768000, 38967939, 46340950, 55108987, 65536000, 77935877, 92681900,
+	110217975, 131072000, 155871755, 185363800, 220435950,
+};
+
+void
+hist_add(struct hist *h, int b, long long n)
+{
+	if (b < 0 || b >= HIST_BUCKETS || n <= 0)
+		return;
+	h->n[b] += n;
+	h->total += n;
+}
+
+static void
+hist_minmax(struct hist *h, double lo, double hi)
+{
+	if (h->total == 0 || h->min > h->max) {
+		h->min = lo;
+		h->max = hi;
+		return;
+	}
+	if (lo < h->min)
+		h->min = lo;
+	if (hi > h->max)
+		h->max = hi;
+}
+
+double
+hist_percentile(const struct hist *h, double p)
+{
+	long long rank, seen = 0;
+	double v;
+	int b;
+
+	if (h->total == 0)
+		return -1;
+	rank = (long long)ceil(p / 100.0 * (double)h->total);
+	if (rank < 1)
+		rank = 1;
+	for (b = 0; b < HIST_BUCKETS; b++) {
+		seen += h->n[b];
+		if (seen >= rank)
+			break;
+	}
+	if (b == 0)
+		v = 0.5;
+	else if (b >= HIST_BOUNDS)
+		v = (double)bounds[HIST_BOUNDS - 1] / 1000.0;
+	else /* sqrt(lower * upper) */
+		v = sqrt((double)bounds[b - 1] * (double)bounds[b]) / 1000.0;
+	if (h->min <= h->max) {
+		if (v < h->min)
+			v = h->min;
+		if (v > h->max)
+			v = h->max;
+	}
+	return v;
+}
+
+/* ---- the database -------------------------------------------------------- */
+
+/* Certificates: those the checks of the last hours saw. */
+#define CERT_HOURS 6
+
+static PGconn *conn;
+
+static PGresult *
+q(const char *sql, int n, const int64_t *vals)
+{
+	char buf[8][24];
+	const char *params[8];
+	PGresult *res;
+	int i;
+
+	for (i = 0; i < n && i < 8; i++) {
+		snprintf(buf[i], sizeof buf[i], "%lld", (long long)vals[i]);
+		params[i] = buf[i];
+	}
+	res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+		if (state != NULL && strcmp(state, "42P01") == 0)
+			die(EX_CONFIG, "database: %s (SQLSTATE %s): run "
+			    "sm-pg-write --migrate first", msg, state);
+		die(PQstatus(conn) == CONNECTION_OK ? EX_SOFTWARE
+		                                    : EX_UNAVAILABLE,
+		    "database: %s", msg ? msg : PQerrorMessage(conn));
+	}
+	return res;
+}
+
+static void
+db_connect(void)
+{
+	const char *keys[4] = { "application_name", "client_encoding", "dbname",
+	                        NULL };
+	const char *vals[4] = { "sm-report", "UTF8", opt.conninfo, NULL };
+	PGresult *res;
+
+	conn = PQconnectdbParams(keys, vals, 1);
+	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
+		char msg[512];
+		size_t i;
+
+		snprintf(msg, sizeof msg, "%s",
+		         conn ? PQerrorMessage(conn) : "out of memory");
+		for (i = 0; msg[i]; i++)
+			if (msg[i] == '\n' || msg[i] == '\t')
+				msg[i] = ' ';
+		die(EX_UNAVAILABLE, "cannot connect: %s", msg);
+	}
+	res = PQexec(conn, "SET TIME ZONE 'UTC'");
+	PQclear(res);
+}
+
+int
+target_name_cmp(const struct rtarget *a, const struct rtarget *b)
+{
+	return strcmp(a->name, b->name);
+}
+
+static int
+target_cmp(const void *a, const void *b)
+{
+	return target_name_cmp(a, b);
+}
+
+static struct rtarget *
+find(struct report *r, const char *name)
+{
+	struct rtarget key = { .name = (char *)name };
+
+	return bsearch(&key, r->targets, r->n, sizeof *r->targets,
+	               target_cmp);
+}
+
+static bool
+wanted(const char *name, json_t *labels)
+{
+	size_t i;
+
+	if (opt.glob != NULL && fnmatch(opt.glob, name, 0) != 0)
+		return false;
+	for (i = 0; i < opt.n_labels; i++) {
+		const char *eq = strchr(opt.labels[i], '=');
+		char key[256];
+		json_t *v;
+
+		snprintf(key, sizeof key, "%.*s", (int)(eq - opt.labels[i]),
+		         opt.labels[i]);
+		v = labels ? json_object_get(labels, key) : NULL;
+		if (!json_is_string(v) || strcmp(json_string_value(v), eq + 1) != 0)
+			return false;
+	}
+	return true;
+}
+
+static int64_t
+ll(const PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? 0
+	    : strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+static double
+dbl(const PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? NAN
+	    : strtod(PQgetvalue(res, row, col), NULL);
+}
+
+/* Parse a one-dimensional array's text "{a,b,c}" into up to max items. */
+static size_t
+array_items(const char *s, char items[][32], size_t max)
+{
+	size_t n = 0, k;
+
+	if (*s == '{')
+		s++;
+	while (*s && *s != '}' && n < max) {
+		for (k = 0; *s && *s != ',' && *s != '}'; s++)
+			if (k < 31 && *s != '"')
+				items[n][k++] = *s;
+		items[n++][k] = '\0';
+		if (*s == ',')
+			s++;
+	}
+	return n;
+}
+
+/* Add the hist_b/hist_n columns at (row, col) and (row, col + 1). */
+static void
+add_hist(struct hist *h, const PGresult *res, int row, int col)
+{
+	char b[HIST_BUCKETS][32], n[HIST_BUCKETS][32];
+	size_t nb = array_items(PQgetvalue(res, row, col), b, HIST_BUCKETS);
+	size_t nn = array_items(PQgetvalue(res, row, col + 1), n, HIST_BUCKETS);
+	size_t i;
+
+	for (i = 0; i < nb && i < nn; i++)
+		hist_add(h, atoi(b[i]), atoll(n[i]));
+}
+
+static void
+load_targets(struct report *r)
+{
+	PGresult *res = q(
+	    "SELECT target, url, labels::text,"
+	    " (date_part('epoch', last_checked_at) * 1000)::bigint, last_ok,"
+	    " (date_part('epoch', last_change_at) * 1000)::bigint"
+	    " FROM targets", 0, NULL);
+	int i, n = PQntuples(res);
+
+	r->targets = xcalloc((size_t)n + 1, sizeof *r->targets);
+	for (i = 0; i < n; i++) {
+		json_t *labels = NULL;
+		struct rtarget *t;
+
+		if (!PQgetisnull(res, i, 2))
+			labels = json_loads(PQgetvalue(res, i, 2), 0, NULL);
+		if (!wanted(PQgetvalue(res, i, 0), labels)) {
+			json_decref(labels);
+			continue;
+		}
+		t = &r->targets[r->n++];
+		t->name = xstrdup(PQgetvalue(res, i, 0));
+		t->url = xstrdup(PQgetvalue(res, i, 1));
+		t->labels = labels;
+		t->known = true;
+		t->last_checked_ms = ll(res, i, 3);
+		t->up = strcmp(PQgetvalue(res, i, 4), "t") == 0;
+		t->since_ms = ll(res, i, 5);
+		t->hist.min = 1;
+		t->hist.max = 0;
+		t->uptime_time = t->uptime_checks = -1;
+		t->p50 = t->p95 = t->p99 = -1;
+		t->mttr_s = t->longest_s = -1;
+	}
+	PQclear(res);
+	qsort(r->targets, r->n, sizeof *r->targets, target_cmp);
+}
+
+static struct location *
+location(struct rtarget *t, const char *probe)
+{
+	size_t i;
+
+	for (i = 0; i < t->n_locs; i++)
+		if (strcmp(t->locs[i].probe, probe) == 0)
+			return &t->locs[i];
+	t->locs = xrealloc(t->locs, (t->n_locs + 1) * sizeof *t->locs);
+	t->locs[t->n_locs].probe = xstrdup(probe);
+	t->locs[t->n_locs].first_ms = INT64_MAX;
+	return &t->locs[t->n_locs++];
+}
+
+#define ROLLUP_COLUMNS \
+	"target, probe, checks, ok, dur_min, dur_max, bytes," \
+	" (date_part('epoch', first_at) * 1000)::bigint, hist_b, hist_n," \
+	" err_kind, err_n, (date_part('epoch', bucket) * 1000)::bigint"
+
+static void
+load_window(struct report *r)
+{
+	int64_t day = 86400000;
+	int64_t d1 = (r->since_ms + day - 1) / day * day;
+	int64_t d2 = r->until_ms / day * day;
+	int64_t p[4];
+	PGresult *res;
+	int i, n;
+
+	if (d1 >= d2)
+		d1 = d2 = r->until_ms;
+	p[0] = d1; p[1] = d2; p[2] = r->since_ms; p[3] = r->until_ms;
+	res = q("SELECT " ROLLUP_COLUMNS " FROM rollup_daily_all"
+	        " WHERE bucket >= to_timestamp($1::bigint / 1000.0)"
+	        "   AND bucket < to_timestamp($2::bigint / 1000.0)"
+	        " UNION ALL SELECT " ROLLUP_COLUMNS " FROM rollup_hourly_all"
+	        " WHERE (bucket >= to_timestamp($3::bigint / 1000.0)"
+	        "        AND bucket < to_timestamp($1::bigint / 1000.0))"
+	        "    OR (bucket >= to_timestamp($2::bigint / 1000.0)"
+	        "        AND bucket < to_timestamp($4::bigint / 1000.0))",
+	        4, p);
+	n = PQntuples(res);
+	for (i = 0; i < n; i++) {
+		struct rtarget *t = find(r, PQgetvalue(res, i, 0));
+		struct location *l;
+		char k[16][32], c[16][32];
+		size_t nk, j;
+		int64_t first;
+
+		if (t == NULL)
+			continue;
+		t->checks += ll(res, i, 2);
+		t->ok += ll(res, i, 3);
+		t->bytes += ll(res, i, 6);
+		if (!PQgetisnull(res, i, 4))
+			hist_minmax(&t->hist, dbl(res, i, 4), dbl(res, i, 5));
+		add_hist(&t->hist, res, i, 8);
+		nk = array_items(PQgetvalue(res, i, 10), k, 16);
+		array_items(PQgetvalue(res, i, 11), c, 16);
+		for (j = 0; j < nk; j++) {
+			enum error_kind ek;
+
+			if (error_kind_parse(k[j], &ek) != 0)
+				ek = ERR_OTHER;
+			t->errors[ek] += atoll(c[j]);
+		}
+		/* The status page's daily chart, from the same rows. */
+		if (r->chart_day0_ms > 0) {
+			int64_t d = (ll(res, i, 12) - r->chart_day0_ms) / 86400000;
+
+			if (ll(res, i, 12) >= r->chart_day0_ms && d < N_CHART_DAYS) {
+				if (!PQgetisnull(res, i, 4))
+					hist_minmax(&t->day_hist[d], dbl(res, i, 4),
+					            dbl(res, i, 5));
+				add_hist(&t->day_hist[d], res, i, 8);
+			}
+		}
+		l = location(t, PQgetvalue(res, i, 1));
+		first = ll(res, i, 7);
+		if (first < l->first_ms)
+			l->first_ms = first;
+	}
+	PQclear(res);
+
+	res = q("SELECT target, probe,"
+	        " (date_part('epoch', started_at) * 1000)::bigint,"
+	        " (date_part('epoch', ended_at) * 1000)::bigint, error_kind, error"
+	        " FROM outages"
+	        " WHERE started_at < to_timestamp($2::bigint / 1000.0)"
+	        "   AND (ended_at IS NULL"
+	        "        OR ended_at > to_timestamp($1::bigint / 1000.0))"
+	        " ORDER BY started_at", 2, (int64_t[]){ r->since_ms, r->until_ms });
+	n = PQntuples(res);
+	for (i = 0; i < n; i++) {
+		struct rtarget *t = find(r, PQgetvalue(res, i, 0));
+		struct outage *o;
+
+		if (t == NULL)
+			continue;
+		t->outages = xrealloc(t->outages,
+		                      (t->n_outages + 1) * sizeof *t->outages);
+		o = &t->outages[t->n_outages++];
+		o->probe = xstrdup(PQgetvalue(res, i, 1));
+		o->start_ms = ll(res, i, 2);
+		o->end_ms = ll(res, i, 3);
+		o->error_kind = xstrdup(PQgetvalue(res, i, 4));
+		o->error = xstrdup(PQgetvalue(res, i, 5));
+	}
+	PQclear(res);
+
+	/* The certificates of each location's last check that had one. */
+	res = q("SELECT DISTINCT ON (target, probe) target,"
+	        " (date_part('epoch', tls_not_after) * 1000)::bigint,"
+	        " (date_part('epoch', tls_chain_not_after) * 1000)::bigint"
+	        " FROM rollup_hourly_all"
+	        " WHERE bucket >= to_timestamp($1::bigint / 1000.0)"
+	        "   AND tls_not_after IS NOT NULL"
+	        " ORDER BY target, probe, last_at DESC", 1,
+	        (int64_t[]){ r->now_ms / 3600000 * 3600000 - CERT_HOURS * 3600000 });
+	n = PQntuples(res);
+	for (i = 0; i < n; i++) {
+		struct rtarget *t = find(r, PQgetvalue(res, i, 0));
+		int64_t leaf = ll(res, i, 1), chain = ll(res, i, 2);
+
+		if (t == NULL)
+			continue;
+		if (leaf && (t->cert_ms == 0 || leaf < t->cert_ms))
+			t->cert_ms = leaf;
+		if (chain && (t->chain_ms == 0 || chain < t->chain_ms))
+			t->chain_ms = chain;
+	}
+	PQclear(res);
+}
+
+/* The status page's series: daily checks for the bars, hourly histograms
+ * for the 24-hour chart (load_window fills the daily ones). */
+static void
+load_series(struct report *r)
+{
+	int64_t day = 86400000, hour = 3600000;
+	PGresult *res;
+	int i, n;
+
+	r->day0_ms = r->now_ms / day * day - (N_DAYS - 1) * day;
+	r->hour0_ms = r->now_ms / hour * hour - (N_HOURS - 1) * hour;
+	res = q("SELECT target, (date_part('epoch', bucket) * 1000)::bigint,"
+	        " checks, ok FROM rollup_daily_all"
+	        " WHERE bucket >= to_timestamp($1::bigint / 1000.0)",
+	        1, &r->day0_ms);
+	n = PQntuples(res);
+	for (i = 0; i < n; i++) {
+		struct rtarget *t = find(r, PQgetvalue(res, i, 0));
+		int64_t d = (ll(res, i, 1) - r->day0_ms) / day;
+
+		if (t == NULL || d < 0 || d >= N_DAYS)
+			continue;
+		t->day_checks[d] += ll(res, i, 2);
+		t->day_ok[d] += ll(res, i, 3);
+	}
+	PQclear(res);
+	res = q("SELECT target, (date_part('epoch', bucket) * 1000)::bigint,"
+	        " hist_b, hist_n, dur_min, dur_max FROM rollup_hourly_all"
+	        " WHERE bucket >= to_timestamp($1::bigint / 1000.0)",
+	        1, &r->hour0_ms);
+	n = PQntuples(res);
+	for (i = 0; i < n; i++) {
+		struct rtarget *t = find(r, PQgetvalue(res, i, 0));
+		int64_t h = (ll(res, i, 1) - r->hour0_ms) / hour;
+
+		if (t == NULL || h < 0 || h >= N_HOURS)
+			continue;
+		if (!PQgetisnull(res, i, 4))
+			hist_minmax(&t->hour_hist[h], dbl(res, i, 4),
+			            dbl(res, i, 5));
+		add_hist(&t->hour_hist[h], res, i, 2);
+	}
+	PQclear(res);
+}
+
+/* ---- the figures ---------------------------------------------------------- */
+
+static void
+figures(struct report *r)
+{
+	int64_t end = r->until_ms < r->now_ms ? r->until_ms : r->now_ms;
+	size_t i, j, k;
+
+	for (i = 0; i < r->n; i++) {
+		struct rtarget *t = &r->targets[i];
+		double sum = 0, mttr_sum = 0;
+		int n_up = 0, n_mttr = 0;
+
+		if (t->checks > 0)
+			t->uptime_checks = (double)t->ok / (double)t->checks;
+		t->p50 = hist_percentile(&t->hist, 50);
+		t->p95 = hist_percentile(&t->hist, 95);
+		t->p99 = hist_percentile(&t->hist, 99);
+		/* By time: per location, the share of its part of the window
+		 * (from its first check) outside outages; then their mean. */
+		for (j = 0; j < t->n_locs; j++) {
+			struct location *l = &t->locs[j];
+			int64_t from = l->first_ms > r->since_ms ? l->first_ms
+			                                         : r->since_ms;
+			int64_t down = 0;
+
+			if (end <= from)
+				continue;
+			for (k = 0; k < t->n_outages; k++) {
+				const struct outage *o = &t->outages[k];
+				int64_t s = o->start_ms, e = o->end_ms ? o->end_ms
+				                                       : r->now_ms;
+
+				if (strcmp(o->probe, l->probe) != 0)
+					continue;
+				if (s < from)
+					s = from;
+				if (e > end)
+					e = end;
+				if (e > s)
+					down += e - s;
+			}
+			sum += 1.0 - (double)down / (double)(end - from);
+			n_up++;
+		}
+		if (n_up > 0)
+			t->uptime_time = sum / n_up;
+		for (k = 0; k < t->n_outages; k++) {
+			const struct outage *o = &t->outages[k];
+			double len = (double)((o->end_ms ? o->end_ms : r->now_ms) -
+			                      o->start_ms) / 1000.0;
+
+			t->outages_in_window++;
+			if (len > t->longest_s)
+				t->longest_s = len;
+			if (o->end_ms && o->end_ms <= r->until_ms) {
+				mttr_sum += len;
+				n_mttr++;
+			}
+		}
+		if (n_mttr > 0)
+			t->mttr_s = mttr_sum / n_mttr;
+		if (t->slo > 0 && t->slo < 100 && t->uptime_time >= 0)
+			t->budget_left = 1.0 - (1.0 - t->uptime_time) /
+			                           (1.0 - t->slo / 100.0);
+	}
+}
+
+/* Worst first: down before up, then by uptime by time, by checks, name. */
+static int
+worst_first(const void *pa, const void *pb)
+{
+	const struct rtarget *a = pa, *b = pb;
+
+	if (a->up != b->up)
+		return a->up ? 1 : -1;
+	if (a->uptime_time != b->uptime_time)
+		return a->uptime_time < b->uptime_time ? -1 : 1;
+	if (a->uptime_checks != b->uptime_checks)
+		return a->uptime_checks < b->uptime_checks ? -1 : 1;
+	return strcmp(a->name, b->name);
+}
+
+/* ---- output ---------------------------------------------------------------- */
+
+static void
+emit(FILE *f, const struct report *r)
+{
+	switch (opt.format) {
+	case F_TEXT: out_text(f, r); break;
+	case F_JSON: out_json(f, r); break;
+	case F_CSV: out_csv(f, r); break;
+	case F_HTML: out_html(f, r); break;
+	case F_OPENMETRICS: out_openmetrics(f, r); break;
+	}
+}
+
+/* -o: a temporary file beside it, renamed over it once complete, so a
+ * reader (a web server) never sees half a report. */
+static void
+write_atomically(const char *path, const struct report *r)
+{
+	size_t len = strlen(path);
+	char *tmp = xmalloc(len + 16);
+	FILE *f;
+	int fd;
+
+	snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
+	fd = mkstemp(tmp);
+	if (fd < 0)
+		die(EX_CANTCREAT, "%s:", tmp);
+	if (fchmod(fd, 0644) != 0 || (f = fdopen(fd, "w")) == NULL) {
+		unlink(tmp);
+		die(EX_IOERR, "%s:", tmp);
+	}
+	emit(f, r);
+	if (fflush(f) != 0 || fclose(f) != 0) {
+		unlink(tmp);
+		die(EX_IOERR, "writing %s:", tmp);
+	}
+	if (rename(tmp, path) != 0) {
+		unlink(tmp);
+		die(EX_IOERR, "renaming %s to %s:", tmp, path);
+	}
+	free(tmp);
+}
+
+static void
+report_free(struct report *r)
+{
+	size_t i, j;
+
+	for (i = 0; i < r->n; i++) {
+		struct rtarget *t = &r->targets[i];
+
+		free(t->name);
+		free(t->url);
+		json_decref(t->labels);
+		for (j = 0; j < t->n_locs; j++)
+			free(t->locs[j].probe);
+		free(t->locs);
+		for (j = 0; j < t->n_outages; j++) {
+			free(t->outages[j].probe);
+			free(t->outages[j].error_kind);
+			free(t->outages[j].error);
+		}
+		free(t->outages);
+	}
+	free(r->targets);
+	r->targets = NULL;
+	r->n = 0;
+}
+
+/* ---- options ---------------------------------------------------------------- */
+
+static int64_t
+parse_time(const char *name, const char *v)
+{
+	int64_t ms;
+
+	if (time_parse_ms(v, &ms) != 0) {
+		warn("%s: not an RFC 3339 time: %s", name, v);
+		usage(EX_USAGE);
+	}
+	return ms;
+}
+
+static void
+parse_options(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "cert-warn", required_argument, NULL, OPT_CERT_WARN },
+		{ "dsn", required_argument, NULL, 'd' },
+		{ "format", required_argument, NULL, 'f' },
+		{ "group-by", required_argument, NULL, 'g' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "label", required_argument, NULL, 'l' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "since", required_argument, NULL, 's' },
+		{ "sites", required_argument, NULL, 'S' },
+		{ "target", required_argument, NULL, 't' },
+		{ "title", required_argument, NULL, OPT_TITLE },
+		{ "until", required_argument, NULL, 'u' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static const char *const formats[] = { "text", "json", "csv", "html",
+	                                       "openmetrics" };
+	const char *v;
+	int c;
+	size_t i;
+
+	if ((v = getenv("SM_PG_DSN")) != NULL)
+		opt.conninfo = v;
+	while ((c = getopt_long(argc, argv, "d:f:g:hl:o:s:S:t:u:V", longopts,
+	                        NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			opt.conninfo = xstrdup(optarg);
+			memset(optarg, '*', strlen(optarg));
+			break;
+		case 'f':
+			for (i = 0; i < 5 && strcmp(optarg, formats[i]) != 0; i++)
+				;
+			if (i == 5) {
+				warn("-f: unknown format: %s", optarg);
+				usage(EX_USAGE);
+			}
+			opt.format = (enum format)i;
+			break;
+		case 'g':
+			opt.group_by = optarg;
+			break;
+		case 'h':
+			usage(0);
+			break;
+		case 'l':
+			if (strchr(optarg, '=') == NULL || optarg[0] == '=') {
+				warn("-l: not key=value: %s", optarg);
+				usage(EX_USAGE);
+			}
+			opt.labels = xrealloc(opt.labels, (opt.n_labels + 1) *
+			                                      sizeof *opt.labels);
+			opt.labels[opt.n_labels++] = optarg;
+			break;
+		case 'o':
+			opt.output = optarg;
+			break;
+		case 's':
+			opt.since = optarg;
+			break;
+		case 'S':
+			opt.sites = optarg;
+			break;
+		case 't':
+			opt.glob = optarg;
+			break;
+		case 'u':
+			opt.until = optarg;
+			break;
+		case OPT_TITLE:
+			opt.title = optarg;
+			break;
+		case OPT_CERT_WARN:
+			opt.cert_warn_ms = opt_duration_ms("--cert-warn", optarg, 0,
+			                                   INT64_C(3650) * 86400000);
+			break;
+		case 'V':
+			print_version_and_exit();
+			break;
+		default:
+			usage(EX_USAGE);
+		}
+	}
+	if (optind != argc) {
+		warn("unexpected argument: %s", argv[optind]);
+		usage(EX_USAGE);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	struct report r = { 0 };
+	int64_t hour = 3600000, since;
+	struct config *sites = NULL;
+
+	diag_init(argv[0]);
+	signal(SIGPIPE, SIG_IGN);
+	parse_options(argc, argv);
+	if (opt.conninfo == NULL)
+		opt.conninfo = "";
+
+	r.now_ms = time_now_ms();
+	r.until_ms = opt.until ? parse_time("-u", opt.until) : r.now_ms;
+	if (strchr(opt.since, 'T') != NULL)
+		since = parse_time("-s", opt.since);
+	else
+		since = r.until_ms - opt_duration_ms("-s", opt.since, hour,
+		                                     INT64_C(36500) * 86400000);
+	r.since_ms = since / hour * hour;
+	r.until_ms = (r.until_ms + hour - 1) / hour * hour;
+	if (r.since_ms >= r.until_ms) {
+		warn("the window is empty: --since must be before --until");
+		usage(EX_USAGE);
+	}
+	r.group_by = opt.group_by;
+	r.title = opt.title;
+	r.cert_warn_ms = opt.cert_warn_ms;
+
+	/* The sites file first: its mistakes are the operator's to fix,
+	 * whatever the database's state (the loader prints each one). */
+	if (opt.sites != NULL && !(sites = config_load(opt.sites, CONFIG_YAML)))
+		exit(EX_CONFIG);
+	db_connect();
+	load_targets(&r);
+	if (sites != NULL) {
+		slo_apply(sites, &r);
+		config_free(&sites);
+	}
+	if (opt.format == F_HTML) {
+		/* The daily chart: the window's last N_CHART_DAYS days. */
+		r.chart_day0_ms = r.until_ms / 86400000 * 86400000 -
+		                  (N_CHART_DAYS - 1) * INT64_C(86400000);
+		if (r.until_ms % 86400000 == 0)
+			r.chart_day0_ms -= 86400000;
+	}
+	load_window(&r);
+	if (opt.format == F_HTML)
+		load_series(&r);
+	PQfinish(conn);
+	figures(&r);
+	qsort(r.targets, r.n, sizeof *r.targets, worst_first);
+
+	if (opt.output != NULL) {
+		write_atomically(opt.output, &r);
+	} else {
+		emit(stdout, &r);
+		if (fflush(stdout) != 0 || ferror(stdout))
+			die(EX_IOERR, "writing the report:");
+	}
+	report_free(&r);
+	free(opt.labels);
+	return 0;
+}
