@@ -276,6 +276,7 @@ main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	struct engine_opts eo = {0};
+	int64_t stop_ns = 0; /* when a stop signal came */
 	struct stats_clock sc;
 	struct line_reader *lr;
 	struct engine *e;
@@ -346,10 +347,18 @@ main(int argc, char **argv)
 	if (stdin_flags != -1)
 		(void)fcntl(STDIN_FILENO, F_SETFL, stdin_flags | O_NONBLOCK);
 	lr = line_reader_new(STDIN_FILENO, "<stdin>", SM_MAX_LINE);
-	while (!stop_signal) {
+	/* A stop signal ends the loop at the next pause in the input: what
+	 * is already in the pipe (the upstream sm-kafka-sub stopped too) is
+	 * decided and acknowledged first, for at most a second. */
+	for (;;) {
 		enum line_status st;
 		char *line;
 		size_t len;
+
+		if (stop_signal && !stop_ns)
+			stop_ns = mono_now_ns();
+		if (stop_ns && mono_now_ns() - stop_ns > 1000000000LL)
+			break;
 
 		if (hup_signal) {
 			hup_signal = 0;
@@ -376,6 +385,8 @@ main(int argc, char **argv)
 		if (st == LINE_ERROR)
 			die(EX_IOERR, "<stdin>:");
 		/* LINE_AGAIN: idle; everything written so far goes out */
+		if (stop_signal)
+			break;
 		if (fflush(stdout) == EOF)
 			out_failed();
 		maybe_checkpoint(e, true);

@@ -422,7 +422,12 @@ run(CURLM *multi)
 
 		if (stop_signal && !stopping) {
 			stopping = true;
-			reading = false;
+			/* In a pipeline the writer before us got the signal too
+			 * and is about to close: what it still hands over (its
+			 * last acks) is settled within the drain time.  A
+			 * person at a terminal means stop now. */
+			if (isatty(STDIN_FILENO))
+				reading = false;
 			drain_deadline = now + opt.drain_for_ms * 1000000;
 			info("stopping: %s; %zu deliveries in progress",
 			     strsignal(stop_signal), deliver_outstanding());

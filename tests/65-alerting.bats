@@ -1,0 +1,128 @@
+#!/usr/bin/env bats
+# The alerting side as it is deployed (scripts/sm-alerting): results in
+# Kafka, sm-kafka-sub on its own consumer group, sm-alert, sm-notify to a
+# real HTTP receiver, and the ack stream back to sm-kafka-sub.  What the
+# pieces promise together: each incident is delivered once, every result
+# is committed, and a restart delivers nothing twice.
+load helpers
+bats_require_minimum_version 1.5.0
+
+# res TARGET OK AGO: a result of TARGET from location "a", AGO seconds ago.
+res() {
+	local t
+	t=$(date -u -d "@$(($(date +%s) - $3))" +%Y-%m-%dT%H:%M:%S.000Z)
+	jq -nc --arg target "$1" --argjson ok "$2" --arg t "$t" --arg id "$(cat /proc/sys/kernel/random/uuid)" '
+		{v: 1, id: $id, target: $target, url: "http://\($target).example/",
+		 labels: {}, probe: "a", scheduled_at: null, started_at: $t, ok: $ok,
+		 status: (if $ok then 200 else 503 end),
+		 error_kind: (if $ok then null else "http_status" end),
+		 error: (if $ok then null else "status 503, expected 2xx" end),
+		 duration_ms: 12.5}'
+}
+
+start_receiver() {
+	local port
+	port=$(free_port)
+	RECV_LOG="$T/recv.log"
+	: >"$RECV_LOG"
+	/usr/bin/python3 "$SM_TOP/tests/fixtures/receiver.py" "$port" "$RECV_LOG" \
+		>"$T/recv.out" 2>"$T/recv.err" 3>&- &
+	track_pid $!
+	wait_for grep -q ready "$T/recv.out"
+	RECV="http://127.0.0.1:$port"
+}
+
+# start_alerting: sm-alerting in a session of its own (as a service
+# manager runs it); ALERTING is its pid and session id.
+start_alerting() {
+	SM_KAFKA_BROKERS=$SM_TEST_BROKERS SM_KAFKA_TOPIC=$TOPIC SM_ALERT_GROUP="g_$TOPIC" \
+		SM_SITES="$T/sites.yaml" SM_RECEIVERS="$T/r.yaml" SM_STATE_DIR="$T/state" \
+		SM_KAFKA_SUB_OPTS="-X session.timeout.ms=3000 -X heartbeat.interval.ms=500" \
+		TMPDIR="$T" setsid "$SM_TOP/scripts/sm-alerting" </dev/null >"$T/alerting.out" 2>>"$T/alerting.err" 3>&- &
+	ALERTING=$!
+	track_pid "$ALERTING"
+}
+
+# stop_alerting: SIGTERM to its session, as systemctl stop sends it; it
+# must end by itself, with status 0.
+stop_alerting() {
+	kill -TERM -- "-$ALERTING"
+	local deadline=$((SECONDS + 60)) rc=0
+	while kill -0 "$ALERTING" 2>/dev/null; do
+		((SECONDS < deadline)) || { echo "sm-alerting still running after 60 s" >&2; return 1; }
+		sleep 0.05
+	done
+	wait "$ALERTING" || rc=$?
+	[ "$rc" -eq 0 ] || { echo "sm-alerting exited with $rc" >&2; cat "$T/alerting.err" >&2; return 1; }
+	# Nothing of its session is left.
+	! pgrep -s "$ALERTING" >/dev/null
+}
+
+# delivered: "TARGET EVENT" per request the receiver answered, sorted.
+delivered() {
+	jq -r 'select(.path == "/hook" and .status == 200) | .body | fromjson |
+		"\(.target) \(.event)"' "$RECV_LOG" | sort
+}
+
+# show: what the stages said and what was delivered (for a failure).
+show() {
+	echo "--- sm-alerting's stderr:"
+	cat "$T/alerting.err"
+	echo "--- delivered:"
+	delivered
+}
+
+delivered_are() {
+	[ "$(delivered | paste -sd,)" = "$1" ]
+}
+
+@test "alerting: sm-alerting delivers each incident once to a webhook, commits every result, and a restart resends nothing" {
+	start_receiver
+	TOPIC=$(new_topic)
+	cat >"$T/sites.yaml" <<-'EOF'
+	defaults:
+	  interval: 60s
+	targets:
+	  - {name: flaky, url: "http://flaky.example/"}
+	  - {name: steady, url: "http://steady.example/"}
+	EOF
+	cat >"$T/r.yaml" <<-EOF
+	receivers:
+	  hook:
+	    type: webhook
+	    url: $RECV/hook
+	    retry_for: 30s
+	    backoff_min: 50ms
+	default: hook
+	EOF
+	# flaky: three failures (down), then two successes (up); steady: fine.
+	{
+		for ago in 300 240 180; do res flaky false $ago; res steady true $ago; done
+		for ago in 120 60; do res flaky true $ago; res steady true $ago; done
+	} >"$T/in"
+	sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC" <"$T/in"
+
+	start_alerting
+	WAIT_TIMEOUT=60 wait_for delivered_are "flaky down,flaky up" || { show; false; }
+	# Each delivery has the idempotency key "<incident>/<event>".
+	[ "$(jq -r 'select(.path == "/hook") | .key' "$RECV_LOG" | sort -u | wc -l)" -eq 2 ]
+	jq -e -s '[.[] | select(.path == "/hook") | (.body | fromjson) as $e | .key == $e.id] | all' "$RECV_LOG"
+	stop_alerting
+
+	# Every result was acknowledged through the ack stream and committed:
+	# the group has nothing left to read.
+	run -0 --separate-stderr timeout 60 sm-kafka-sub -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "g_$TOPIC" \
+		-X session.timeout.ms=3000 -X heartbeat.interval.ms=500 -e
+	[ -z "$output" ] || { echo "left: $output"; show; false; }
+
+	# After a restart with the same state, new results make a new
+	# incident; the old ones are neither replayed nor delivered again.
+	{ for ago in 50 40 30; do res steady false $ago; done; } | sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC"
+	start_alerting
+	WAIT_TIMEOUT=60 wait_for delivered_are "flaky down,flaky up,steady down" || { show; false; }
+	stop_alerting
+	delivered_are "flaky down,flaky up,steady down"
+	[ "$(jq -r 'select(.path == "/hook") | .key' "$RECV_LOG" | sort | uniq -d | wc -l)" -eq 0 ]
+	# Nothing alarming on the way: only the stages' info lines.
+	! grep -Ev '^sm-[a-z-]+: info: ' "$T/alerting.err"
+}
