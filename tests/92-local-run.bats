@@ -91,6 +91,12 @@ all_stopped() {
 	url=$(grep -o 'status page on http://127\.0\.0\.1:[0-9]*/' "$T/err" | cut -d' ' -f4)
 	[ -n "$url" ]
 	WAIT_TIMEOUT=30 wait_for page_shows "$url"
+	# The alerting side: the target that is down is announced on the
+	# terminal (examples/receivers-local.yaml), with the error; the one
+	# that is up is not.
+	WAIT_TIMEOUT=60 wait_for grep -Eq '^ALERT DOWN down http://127\.0\.0\.1:[0-9]*/ since .*(refused|connect)' "$T/err" ||
+		{ cat "$T/err" >&2; false; }
+	! grep -q '^ALERT DOWN up ' "$T/err"
 
 	# The way in: a printed command ready to paste, and make psql.
 	dsn=$(sed -n 's/^sm-local:   psql "\(.*\)"$/\1/p' "$T/err")
