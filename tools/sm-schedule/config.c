@@ -9,6 +9,7 @@
  */
 #include "config.h"
 #include "alerts.h"
+#include "recenc.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -42,15 +43,21 @@ struct loader {
 	struct cerr *errs;
 	size_t nerrs, cap;
 	char *re_ok;  /* the last pattern that compiled (many targets share one) */
+	struct strbuf enc;      /* the record being encoded (recenc.c) */
 	bool no_targets;        /* "targets: []": worth a warning */
 	struct pos no_targets_at;
 };
 
-/* One mapping of the input (defaults or a target) on its way to a record. */
+/* One mapping of the input (defaults or a target) on its way to a record.
+ * Its keys are fields[] (anything else is refused as it is read), so where
+ * each one was written and whether its value was refused are kept by the
+ * field's index. */
+#define RAWMAP_FIELDS 32
 struct rawmap {
 	json_t *obj;   /* key -> value */
-	json_t *pos;   /* key -> [key line, key col, value line, value col] */
-	json_t *failed; /* keys whose value was refused (and removed) */
+	struct pos kpos[RAWMAP_FIELDS], vpos[RAWMAP_FIELDS]; /* key, value */
+	uint32_t placed; /* fields whose kpos and vpos are set */
+	uint32_t failed; /* fields whose value was refused (and removed) */
 	struct pos at;  /* the mapping itself */
 	bool bad;       /* an error was reported for it */
 	json_t *alerts; /* "alerts", normalised by alerts.c, or NULL */
@@ -92,6 +99,17 @@ static const struct field {
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
+_Static_assert(NFIELDS <= 32, "a rawmap keeps a bit per field");
+
+/* The index of a field by its name (of either format), or -1. */
+static int
+field_index(const char *key)
+{
+	for (size_t i = 0; i < NFIELDS; i++)
+		if (key[0] == fields[i].name[0] && !strcmp(fields[i].name, key))
+			return (int)i;
+	return -1;
+}
 
 static void cerr_add(struct loader *L, struct pos at, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -952,8 +970,7 @@ static void
 rawmap_init(struct rawmap *rm, struct pos at)
 {
 	rm->obj = json_object();
-	rm->pos = json_object();
-	rm->failed = json_object();
+	rm->placed = rm->failed = 0;
 	rm->at = at;
 	rm->bad = false;
 	rm->alerts = NULL;
@@ -964,10 +981,9 @@ static void
 rawmap_clear(struct rawmap *rm)
 {
 	json_decref(rm->obj);
-	json_decref(rm->pos);
-	json_decref(rm->failed);
 	json_decref(rm->alerts);
-	rm->obj = rm->pos = rm->failed = rm->alerts = NULL;
+	rm->obj = rm->alerts = NULL;
+	rm->placed = rm->failed = 0;
 }
 
 /* An error was reported about key's value: drop it, so that the checks
@@ -975,24 +991,32 @@ rawmap_clear(struct rawmap *rm)
 static void
 rawmap_fail(struct rawmap *rm, const char *key)
 {
+	int i = field_index(key);
+
 	rm->bad = true;
-	json_object_set_new(rm->failed, key, json_true());
+	if (i >= 0)
+		rm->failed |= UINT32_C(1) << i;
 	json_object_del(rm->obj, key);
 }
 
 static bool
 rawmap_failed(const struct rawmap *rm, const char *key)
 {
-	return json_object_get(rm->failed, key) != NULL;
+	int i = field_index(key);
+
+	return i >= 0 && (rm->failed >> i & 1);
 }
 
 static void
 rawmap_setpos(struct rawmap *rm, const char *key, struct pos k, struct pos v)
 {
-	json_object_set_new(rm->pos, key,
-	                    json_pack("[IIII]", (json_int_t)k.line,
-	                              (json_int_t)k.col, (json_int_t)v.line,
-	                              (json_int_t)v.col));
+	int i = field_index(key);
+
+	if (i < 0)
+		return;
+	rm->kpos[i] = k;
+	rm->vpos[i] = v;
+	rm->placed |= UINT32_C(1) << i;
 }
 
 /* Takes over val. */
@@ -1004,18 +1028,46 @@ rawmap_set(struct rawmap *rm, const char *key, json_t *val, struct pos k,
 	rawmap_setpos(rm, key, k, v);
 }
 
+static bool
+rawmap_placed(const struct rawmap *rm, const char *key)
+{
+	int i = field_index(key);
+
+	return i >= 0 && (rm->placed >> i & 1);
+}
+
+/* to's position becomes from's (in another mapping, or the same one) or
+ * stays as it was if from has none; drop: from's is forgotten. */
+static void
+rawmap_copypos(struct rawmap *dst, const char *to, const struct rawmap *src,
+               const char *from)
+{
+	int t = field_index(to), f = field_index(from);
+
+	if (t < 0 || f < 0 || !(src->placed >> f & 1))
+		return;
+	dst->kpos[t] = src->kpos[f];
+	dst->vpos[t] = src->vpos[f];
+	dst->placed |= UINT32_C(1) << t;
+}
+
+static void
+rawmap_droppos(struct rawmap *rm, const char *key)
+{
+	int i = field_index(key);
+
+	if (i >= 0)
+		rm->placed &= ~(UINT32_C(1) << i);
+}
+
 static struct pos
 rawmap_pos(const struct rawmap *rm, const char *key, bool value)
 {
-	json_t *a = json_object_get(rm->pos, key);
-	struct pos p = rm->at;
-	size_t o = value ? 2 : 0;
+	int i = field_index(key);
 
-	if (a) {
-		p.line = (unsigned long)json_integer_value(json_array_get(a, o));
-		p.col = (unsigned long)json_integer_value(json_array_get(a, o + 1));
-	}
-	return p;
+	if (i < 0 || !(rm->placed >> i & 1))
+		return rm->at;
+	return value ? rm->vpos[i] : rm->kpos[i];
 }
 
 static void
@@ -1049,7 +1101,7 @@ rawmap_pair(struct loader *L, void *ctx, const struct ynode *k,
 		}
 		return;
 	}
-	if (json_object_get(rm->pos, key) || rawmap_failed(rm, key)) {
+	if (rawmap_placed(rm, key) || rawmap_failed(rm, key)) {
 		if (!merged) {
 			cerr_add(L, k->at, "duplicate key \"%s\" (first at line "
 			         "%lu)", key, rawmap_pos(rm, key, false).line);
@@ -1114,10 +1166,10 @@ rename_key(struct loader *L, struct rawmap *rm, const char *from,
 		rm->bad = true;
 	} else {
 		json_object_set(rm->obj, to, v);
-		json_object_set(rm->pos, to, json_object_get(rm->pos, from));
+		rawmap_copypos(rm, to, rm, from);
 	}
 	json_object_del(rm->obj, from);
-	json_object_del(rm->pos, from);
+	rawmap_droppos(rm, from);
 }
 
 /* "timeout: 5s" becomes "timeout_ms: 5000" (null stays null: unset). */
@@ -1151,10 +1203,10 @@ duration_key(struct loader *L, struct rawmap *rm, const char *from,
 	}
 	json_object_set_new(rm->obj, to,
 	                    json_is_null(v) ? json_null() : json_integer(ms));
-	json_object_set(rm->pos, to, json_object_get(rm->pos, from));
+	rawmap_copypos(rm, to, rm, from);
 drop:
 	json_object_del(rm->obj, from);
-	json_object_del(rm->pos, from);
+	rawmap_droppos(rm, from);
 }
 
 static void
@@ -1340,8 +1392,7 @@ merge_defaults(struct rawmap *rm, const struct rawmap *defs)
 
 		if (!tval) {
 			json_object_set(rm->obj, key, dval);
-			json_object_set(rm->pos, key,
-			                json_object_get(defs->pos, key));
+			rawmap_copypos(rm, key, defs, key);
 		} else if (json_is_object(tval) && json_is_object(dval)) {
 			json_t *m = json_copy(dval);
 
@@ -1432,20 +1483,15 @@ config_add(struct loader *L, struct config *cfg, const struct target *t,
            struct pos at)
 {
 	struct config_target *ct;
-	char *json;
-	json_t *rec;
 	size_t len;
 
-	rec = target_to_json(t);
-	if (!(json = json_dumps(rec, JSON_COMPACT)))
+	if (!target_record_encode(&L->enc, t))
 		die(EX_SOFTWARE, "cannot encode target \"%s\"", t->target);
-	json_decref(rec);
-	len = strlen(json);
+	len = L->enc.len;
 	if (len + SCHEDULED_AT_BYTES > CONFIG_MAX_RECORD) {
 		cerr_add(L, at, "target \"%.64s\": its record would be %zu "
 		         "bytes, more than the %d a target record may take",
 		         t->target, len + SCHEDULED_AT_BYTES, CONFIG_MAX_RECORD);
-		free(json);
 		return false;
 	}
 	if (cfg->n == cfg->cap) {
@@ -1454,8 +1500,9 @@ config_add(struct loader *L, struct config *cfg, const struct target *t,
 	}
 	ct = &cfg->v[cfg->n++];
 	ct->name = xstrdup(t->target);
-	ct->json = json;
 	ct->json_len = len - 1; /* without its closing brace */
+	ct->json = xmalloc(len);
+	memcpy(ct->json, L->enc.s, ct->json_len);
 	ct->json[ct->json_len] = '\0';
 	ct->interval_ms = t->interval_ms;
 	ct->timeout_ms = t->timeout_ms;
@@ -2045,6 +2092,7 @@ config_load(const char *path, enum config_format fmt)
 			close(fd);
 	}
 	free(L.re_ok);
+	strbuf_free(&L.enc);
 	if (L.nerrs) {
 		cerr_print_all(&L);
 		config_free(&cfg);
