@@ -582,9 +582,15 @@ build_node(struct yload *Y, yaml_event_t *ev)
 	case YAML_SCALAR_EVENT:
 		n = ynode_new(Y_SCALAR, ev->start_mark);
 		n->len = ev->data.scalar.length;
-		n->s = xmalloc(n->len + 1);
-		memcpy(n->s, ev->data.scalar.value, n->len);
-		n->s[n->len] = '\0';
+		if (ev->data.scalar.value[n->len] == '\0') {
+			/* libyaml's own copy, NUL-terminated: taken over. */
+			n->s = (char *)ev->data.scalar.value;
+			ev->data.scalar.value = NULL;
+		} else {
+			n->s = xmalloc(n->len + 1);
+			memcpy(n->s, ev->data.scalar.value, n->len);
+			n->s[n->len] = '\0';
+		}
 		anchor = (const char *)ev->data.scalar.anchor;
 		tagname = (const char *)ev->data.scalar.tag;
 		tag = core_tag(tagname);
@@ -804,8 +810,10 @@ scalar_to_json(struct loader *L, const struct ynode *n, enum kind kind)
 
 	if (n->tag && n->tag != 's')
 		return resolve_scalar(L, at, n->s, n->len, kind, n->tag);
-	s = subst_env(n->s, n->len, &len, &bad_off, &why);
-	if (!s) {
+	if (!memchr(n->s, '$', n->len)) { /* nothing to substitute */
+		s = n->s;
+		len = n->len;
+	} else if (!(s = subst_env(n->s, n->len, &len, &bad_off, &why))) {
 		/* Exact for one-line scalars; quotes shift by one. */
 		at.col += bad_off + !n->plain;
 		cerr_add(L, at, "%s", why);
@@ -825,7 +833,8 @@ scalar_to_json(struct loader *L, const struct ynode *n, enum kind kind)
 	} else {
 		v = resolve_scalar(L, at, s, len, kind, 0);
 	}
-	free(s);
+	if (s != n->s)
+		free(s);
 	return v;
 }
 
@@ -1429,29 +1438,30 @@ field_in_message(const char *msg)
 struct named {
 	char *name;
 	struct pos at;
-	size_t idx;
 };
 
-static int
-named_cmp(const void *a, const void *b)
-{
-	const struct named *x = a, *y = b;
-	int c = strcmp(x->name, y->name);
-
-	if (c)
-		return c;
-	return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
-/* Every name (of valid and invalid targets alike) appears once. */
+/* Every name (of valid and invalid targets alike, in input order) appears
+ * once: a hash set of the names seen, each duplicate reported against the
+ * first. */
 static void
 check_unique(struct loader *L, struct named *v, size_t n)
 {
-	if (n > 1) /* (qsort(NULL, 0, ...) is undefined) */
-		qsort(v, n, sizeof(*v), named_cmp);
-	for (size_t i = 1, first = 0; i < n; i++) {
-		if (strcmp(v[first].name, v[i].name)) {
-			first = i;
+	size_t cap = 16, mask, *slot;
+
+	while (cap < 2 * n)
+		cap *= 2;
+	mask = cap - 1;
+	slot = xmalloc(cap * sizeof(*slot));
+	for (size_t i = 0; i < cap; i++)
+		slot[i] = SIZE_MAX;
+	for (size_t i = 0; i < n; i++) {
+		size_t h = (size_t)sched_hash(v[i].name) & mask, first;
+
+		while ((first = slot[h]) != SIZE_MAX &&
+		       strcmp(v[first].name, v[i].name))
+			h = (h + 1) & mask;
+		if (first == SIZE_MAX) {
+			slot[h] = i;
 			continue;
 		}
 		if (v[i].at.line == v[first].at.line &&
@@ -1463,6 +1473,7 @@ check_unique(struct loader *L, struct named *v, size_t n)
 			         "(first at line %lu)", v[i].name,
 			         v[first].at.line);
 	}
+	free(slot);
 	for (size_t i = 0; i < n; i++)
 		free(v[i].name);
 }
@@ -1612,7 +1623,7 @@ build_one(struct loader *L, struct builder *B, struct rawmap *rm)
 		B->names = xrealloc(B->names, B->cap * sizeof(*B->names));
 	}
 	memset(&B->names[B->nn], 0, sizeof(*B->names));
-	B->names[B->nn].idx = B->idx++;
+	B->idx++;
 	if ((t = check_target(L, rm, &B->names[B->nn], t))) {
 		if (B->names[B->nn].name)
 			B->nn++;

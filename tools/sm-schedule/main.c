@@ -979,14 +979,23 @@ check_summary(const struct state *S, const struct config *cfg)
 	if (S->shard_n)
 		printf(", %zu in shard %u/%u", n, S->shard_i, S->shard_n);
 	printf(", %.2f checks/s\n", rate);
+	/* Most targets share their interval and timeout: each is formatted
+	 * when it differs from the one before. */
+	int64_t last_iv = -1, last_to = -1;
+	char iv[32] = "", to[32] = "";
+
 	for (size_t i = 0; i < cfg->n; i++) {
 		const struct config_target *ct = &cfg->v[i];
-		char iv[32], to[32], next[TIME_STR_LEN], *name;
+		char next[TIME_STR_LEN], *name;
 
 		if (!in_shard(S, ct->hash))
 			continue;
-		config_format_duration(ct->interval_ms, iv, sizeof(iv));
-		config_format_duration(ct->timeout_ms, to, sizeof(to));
+		if (ct->interval_ms != last_iv)
+			config_format_duration(last_iv = ct->interval_ms, iv,
+			                       sizeof(iv));
+		if (ct->timeout_ms != last_to)
+			config_format_duration(last_to = ct->timeout_ms, to,
+			                       sizeof(to));
 		time_format_ms(sched_next_due(now, ct->interval_ms,
 		                              sched_phase(ct->hash,
 		                                          ct->interval_ms)),
