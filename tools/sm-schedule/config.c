@@ -44,6 +44,7 @@ struct loader {
 	size_t nerrs, cap;
 	char *re_ok;  /* the last pattern that compiled (many targets share one) */
 	struct strbuf enc;      /* the record being encoded (recenc.c) */
+	size_t nulls;           /* JSON nulls made from the input so far */
 	bool no_targets;        /* "targets: []": worth a warning */
 	struct pos no_targets_at;
 };
@@ -60,6 +61,7 @@ struct rawmap {
 	uint32_t failed; /* fields whose value was refused (and removed) */
 	struct pos at;  /* the mapping itself */
 	bool bad;       /* an error was reported for it */
+	bool has_null;  /* a value in it (or in one of its objects) is null */
 	json_t *alerts; /* "alerts", normalised by alerts.c, or NULL */
 	double slo;     /* "slo", a percentage (slo.c), or 0 */
 };
@@ -777,8 +779,10 @@ resolve_scalar(struct loader *L, struct pos at, const char *s, size_t len,
 	if (is_text && (!tag || tag == 'b') &&
 	    (text_in(s, no) || (kind == K_BOOL && !tag && text_in(s, no11))))
 		return json_false();
-	if (is_text && tag == 'n' && is_null_text(s, len))
+	if (is_text && tag == 'n' && is_null_text(s, len)) {
+		L->nulls++;
 		return json_null();
+	}
 	if (is_text && (!tag || tag == 'i' || tag == 'f') &&
 	    core_int(s, &n, &range)) {
 		if (range) {
@@ -821,6 +825,7 @@ scalar_to_json(struct loader *L, const struct ynode *n, enum kind kind)
 		return NULL;
 	}
 	if (n->plain && is_null_text(s, len)) {
+		L->nulls++;
 		v = json_null();
 	} else if (kind == K_DUR && len && strspn(s, "0123456789") == len) {
 		/* Quoted too: "30" is as ambiguous as 30. */
@@ -982,6 +987,7 @@ rawmap_init(struct rawmap *rm, struct pos at)
 	rm->placed = rm->failed = 0;
 	rm->at = at;
 	rm->bad = false;
+	rm->has_null = false;
 	rm->alerts = NULL;
 	rm->slo = 0;
 }
@@ -1148,6 +1154,8 @@ static void
 rawmap_from_yaml(struct loader *L, const struct ynode *n, struct rawmap *rm,
                  const char *what)
 {
+	size_t nulls = L->nulls;
+
 	rawmap_init(rm, n->at);
 	if (n->bad) {
 		rm->bad = true;
@@ -1157,6 +1165,7 @@ rawmap_from_yaml(struct loader *L, const struct ynode *n, struct rawmap *rm,
 	} else if (!map_foreach(L, n, rawmap_pair, rm, false)) {
 		rm->bad = true;
 	}
+	rm->has_null = L->nulls != nulls;
 }
 
 /* ---- validation shared by both formats -------------------------------- */
@@ -1385,7 +1394,8 @@ drop_nulls(json_t *obj)
 }
 
 /* Defaults fill what the target leaves out; headers and labels merge key
- * by key.  A null in the target (or in its headers/labels) unsets. */
+ * by key.  A null in the target (or in its headers/labels) unsets; the
+ * defaults hold none (check_defaults). */
 static void
 merge_defaults(struct rawmap *rm, const struct rawmap *defs)
 {
@@ -1409,6 +1419,8 @@ merge_defaults(struct rawmap *rm, const struct rawmap *defs)
 			json_object_set_new(rm->obj, key, m);
 		}
 	}
+	if (!rm->has_null)
+		return;
 	json_object_foreach(rm->obj, key, dval) {
 		if (json_is_object(dval))
 			drop_nulls(dval);
@@ -1528,6 +1540,8 @@ static void
 check_defaults(struct loader *L, struct rawmap *defs)
 {
 	static const char *const per_target[] = {"target", "name"};
+	const char *key;
+	json_t *val;
 
 	for (size_t i = 0; i < 2; i++) {
 		if (!json_object_get(defs->obj, per_target[i]))
@@ -1539,7 +1553,13 @@ check_defaults(struct loader *L, struct rawmap *defs)
 	}
 	normalize(L, defs);
 	check_fields(L, defs, NULL);
+	/* A null among the defaults unsets nothing: gone, so that targets
+	 * without a null of their own skip the search for nulls. */
 	drop_nulls(defs->obj);
+	json_object_foreach(defs->obj, key, val) {
+		if (json_is_object(val))
+			drop_nulls(val);
+	}
 }
 
 /* The whole target, once its fields passed one by one: what only the
@@ -1615,7 +1635,7 @@ build_one(struct loader *L, struct builder *B, struct rawmap *rm)
 	normalize(L, rm);
 	if (defs)
 		merge_defaults(rm, defs);
-	else
+	else if (rm->has_null)
 		drop_nulls(rm->obj);
 	check_fields(L, rm, &t);
 	if (B->nn == B->cap) {
@@ -1989,6 +2009,8 @@ subst_json(struct loader *L, struct pos at, json_t *v)
 		}
 		break;
 	default:
+		if (json_is_null(v))
+			L->nulls++;
 		return json_incref(v);
 	}
 	if (!ok)
@@ -2002,6 +2024,7 @@ rawmap_from_json(struct loader *L, json_t *obj, const char *line, size_t len,
 {
 	const char *key;
 	json_t *val;
+	size_t nulls = L->nulls;
 
 	rawmap_init(rm, (struct pos){lineno, 1});
 	json_object_foreach(obj, key, val) {
@@ -2018,6 +2041,7 @@ rawmap_from_json(struct loader *L, json_t *obj, const char *line, size_t len,
 			rawmap_set(rm, key, jv, kat, vat);
 		}
 	}
+	rm->has_null = L->nulls != nulls;
 }
 
 static struct config *
