@@ -962,6 +962,15 @@ run_once(struct state *S)
 	return 0;
 }
 
+static bool
+plain_name(const char *s)
+{
+	for (; *s; s++)
+		if (*s < 0x20 || *s >= 0x7f || *s == '@' || *s == '\\')
+			return false;
+	return true;
+}
+
 static int
 check_summary(const struct state *S, const struct config *cfg)
 {
@@ -1002,10 +1011,13 @@ check_summary(const struct state *S, const struct config *cfg)
 		               next);
 		/* Unnamed targets are named after their url: no password;
 		 * and a name prints as one line, control characters escaped,
-		 * as diagnostics do. */
-		name = diag_clean_new(ct->name, strlen(ct->name), 0);
-		printf("  %s: line %lu, every %s, timeout %s, next %s\n", name,
-		       ct->line, iv, to, next);
+		 * as diagnostics do (a name of printable ASCII without '@' or
+		 * '\\' is one diag_clean_new() leaves as it is). */
+		name = plain_name(ct->name) ? NULL
+		                            : diag_clean_new(ct->name,
+		                                             strlen(ct->name), 0);
+		printf("  %s: line %lu, every %s, timeout %s, next %s\n",
+		       name ? name : ct->name, ct->line, iv, to, next);
 		free(name);
 	}
 	if (fflush(stdout) == EOF || ferror(stdout))
