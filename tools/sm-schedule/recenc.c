@@ -87,45 +87,50 @@ sb_str(struct strbuf *b, const char *str, size_t n)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	const unsigned char *s = (const unsigned char *)str;
-	size_t i = 0, run = 0;
+	char *o;
+	size_t i = 0;
 
-	sb_grow(b, n + 2);
-	b->s[b->len++] = '"';
+	/* At most 6 bytes out per byte in (\u00XX), and the quotes. */
+	sb_grow(b, n * 6 + 2);
+	o = b->s + b->len;
+	*o++ = '"';
 	while (i < n) {
 		unsigned char c = s[i];
-		char esc[6] = {'\\', 0};
-		size_t elen = 2, k;
+		size_t k;
 
-		if (c >= 0x20 && c != '"' && c != '\\') {
-			if (c < 0x80) {
-				i++;
-				continue;
-			}
+		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+			*o++ = (char)c;
+			i++;
+			continue;
+		}
+		if (c >= 0x80) {
 			if (!(k = utf8_seq(s + i, n - i)))
 				return false;
+			memcpy(o, s + i, k);
+			o += k;
 			i += k;
 			continue;
 		}
-		sb_put(b, str + run, i - run);
+		*o++ = '\\';
 		switch (c) {
-		case '"': esc[1] = '"'; break;
-		case '\\': esc[1] = '\\'; break;
-		case '\b': esc[1] = 'b'; break;
-		case '\f': esc[1] = 'f'; break;
-		case '\n': esc[1] = 'n'; break;
-		case '\r': esc[1] = 'r'; break;
-		case '\t': esc[1] = 't'; break;
+		case '"': *o++ = '"'; break;
+		case '\\': *o++ = '\\'; break;
+		case '\b': *o++ = 'b'; break;
+		case '\f': *o++ = 'f'; break;
+		case '\n': *o++ = 'n'; break;
+		case '\r': *o++ = 'r'; break;
+		case '\t': *o++ = 't'; break;
 		default:
-			memcpy(esc + 1, "u00", 3);
-			esc[4] = hex[c >> 4];
-			esc[5] = hex[c & 15];
-			elen = 6;
+			memcpy(o, "u00", 3);
+			o[3] = hex[c >> 4];
+			o[4] = hex[c & 15];
+			o += 5;
 		}
-		sb_put(b, esc, elen);
-		run = ++i;
+		i++;
 	}
-	sb_put(b, str + run, n - run);
-	sb_put(b, "\"", 1);
+	*o++ = '"';
+	*o = '\0';
+	b->len = (size_t)(o - b->s);
 	return true;
 }
 
