@@ -1248,20 +1248,64 @@ check_regex(struct loader *L, struct rawmap *rm, const char *key,
 
 static void drop_nulls(json_t *obj);
 
+/* The defaults' headers and labels, validated once (check_defaults()),
+ * that a target took as they are (the same object): lib's validator need
+ * not check and copy them again for every target.  They are taken out of
+ * rm->obj for the run over the rest and put back by shared_restore(). */
+static const char *const shared_keys[] = {"headers", "labels"};
+
+static void
+shared_take(json_t *obj, const json_t *defs, json_t *taken[2])
+{
+	for (size_t i = 0; i < 2; i++) {
+		json_t *v = json_object_get(obj, shared_keys[i]);
+
+		taken[i] = NULL;
+		if (!defs || !v || v != json_object_get(defs, shared_keys[i]))
+			continue;
+		taken[i] = json_incref(v);
+		json_object_del(obj, shared_keys[i]);
+	}
+}
+
+/* Puts them back, and into t (if any) as the validator would have. */
+static void
+shared_restore(json_t *obj, json_t *taken[2], struct target *t)
+{
+	for (size_t i = 0; i < 2; i++) {
+		if (!taken[i])
+			continue;
+		if (t) {
+			json_t **field = i == 0 ? &t->headers : &t->labels;
+
+			json_decref(*field);
+			*field = json_incref(taken[i]);
+		}
+		json_object_set_new(obj, shared_keys[i], taken[i]);
+	}
+}
+
 /* Most mappings are valid, and one run of lib's validator over all their
  * fields together says so; check_fields() then needs no run per field.
- * When the mapping has its url, that run's target is kept in *whole. */
+ * When the mapping has its url, that run's target is kept in *whole.
+ * defs: the checked defaults' fields, or NULL. */
 static bool
-fields_valid_together(const struct rawmap *rm, struct target **whole)
+fields_valid_together(const struct rawmap *rm, const json_t *defs,
+                      struct target **whole)
 {
-	json_t *o, *val;
+	json_t *o, *val, *taken[2];
 	const char *key;
-	struct target *t;
+	struct target *t = NULL;
 	char err[256];
 	bool ok, url = json_is_string(json_object_get(rm->obj, "url"));
 
 	/* A target merged with its defaults has no nulls left: as it is. */
-	if (!url || !(t = target_from_json(rm->obj, err, sizeof(err)))) {
+	if (url) {
+		shared_take(rm->obj, defs, taken);
+		t = target_from_json(rm->obj, err, sizeof(err));
+		shared_restore(rm->obj, taken, t);
+	}
+	if (!t) {
 		o = json_object();
 		json_object_foreach(rm->obj, key, val) {
 			if (json_is_null(val))
@@ -1297,13 +1341,14 @@ fields_valid_together(const struct rawmap *rm, struct target **whole)
 /* Each field alone, so that one mapping can yield several errors, each at
  * its own value: lib's validator on a minimal record plus that field. */
 static void
-check_fields(struct loader *L, struct rawmap *rm, struct target **whole)
+check_fields(struct loader *L, struct rawmap *rm, const json_t *defs,
+             struct target **whole)
 {
 	const char *key;
 	json_t *val;
 	void *tmp;
 
-	if (fields_valid_together(rm, whole)) {
+	if (fields_valid_together(rm, defs, whole)) {
 		static const char *const res[] = {"regex", "regex_absent"};
 
 		for (size_t i = 0; i < 2; i++)
@@ -1552,7 +1597,7 @@ check_defaults(struct loader *L, struct rawmap *defs)
 		rawmap_fail(defs, per_target[i]);
 	}
 	normalize(L, defs);
-	check_fields(L, defs, NULL);
+	check_fields(L, defs, NULL, NULL);
 	/* A null among the defaults unsets nothing: gone, so that targets
 	 * without a null of their own skip the search for nulls. */
 	drop_nulls(defs->obj);
@@ -1637,7 +1682,7 @@ build_one(struct loader *L, struct builder *B, struct rawmap *rm)
 		merge_defaults(rm, defs);
 	else if (rm->has_null)
 		drop_nulls(rm->obj);
-	check_fields(L, rm, &t);
+	check_fields(L, rm, defs && !defs->bad ? defs->obj : NULL, &t);
 	if (B->nn == B->cap) {
 		B->cap = B->cap ? B->cap * 2 : 64;
 		B->names = xrealloc(B->names, B->cap * sizeof(*B->names));
