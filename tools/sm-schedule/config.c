@@ -1057,7 +1057,7 @@ static void
 rawmap_copypos(struct rawmap *dst, const char *to, const struct rawmap *src,
                const char *from)
 {
-	int t = field_index(to), f = field_index(from);
+	int t = field_index(to), f = to == from ? t : field_index(from);
 
 	if (t < 0 || f < 0 || !(src->placed >> f & 1))
 		return;

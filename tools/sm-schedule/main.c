@@ -962,6 +962,38 @@ run_once(struct state *S)
 	return 0;
 }
 
+/* time_format_ms() for many instants in a few minutes: the
+ * "YYYY-MM-DDTHH:MM:" of a minute is formatted once (two minutes kept). */
+struct minute_cache {
+	int64_t min[2];
+	char text[2][TIME_STR_LEN];
+};
+
+static void
+format_due(struct minute_cache *mc, int64_t ms, char out[TIME_STR_LEN])
+{
+	int64_t min = ms >= 0 ? ms / 60000 : -1, rest = ms - min * 60000;
+	size_t slot = (size_t)(min & 1);
+
+	if (min < 0) {
+		time_format_ms(ms, out);
+		return;
+	}
+	if (mc->min[slot] != min) {
+		time_format_ms(min * 60000, mc->text[slot]);
+		mc->min[slot] = min;
+	}
+	memcpy(out, mc->text[slot], 17); /* 2026-11-23T10:49: */
+	out[17] = (char)('0' + rest / 10000);
+	out[18] = (char)('0' + rest / 1000 % 10);
+	out[19] = '.';
+	out[20] = (char)('0' + rest / 100 % 10);
+	out[21] = (char)('0' + rest / 10 % 10);
+	out[22] = (char)('0' + rest % 10);
+	out[23] = 'Z';
+	out[24] = '\0';
+}
+
 static bool
 plain_name(const char *s)
 {
@@ -992,6 +1024,7 @@ check_summary(const struct state *S, const struct config *cfg)
 	 * when it differs from the one before. */
 	int64_t last_iv = -1, last_to = -1;
 	char iv[32] = "", to[32] = "";
+	struct minute_cache mc = {{-1, -1}, {"", ""}};
 
 	for (size_t i = 0; i < cfg->n; i++) {
 		const struct config_target *ct = &cfg->v[i];
@@ -1005,10 +1038,10 @@ check_summary(const struct state *S, const struct config *cfg)
 		if (ct->timeout_ms != last_to)
 			config_format_duration(last_to = ct->timeout_ms, to,
 			                       sizeof(to));
-		time_format_ms(sched_next_due(now, ct->interval_ms,
-		                              sched_phase(ct->hash,
-		                                          ct->interval_ms)),
-		               next);
+		format_due(&mc, sched_next_due(now, ct->interval_ms,
+		                               sched_phase(ct->hash,
+		                                           ct->interval_ms)),
+		           next);
 		/* Unnamed targets are named after their url: no password;
 		 * and a name prints as one line, control characters escaped,
 		 * as diagnostics do (a name of printable ASCII without '@' or
