@@ -63,7 +63,8 @@ tests/unit/%: tests/unit/%.o lib/libsm.a
 # sm-alert (alerts:) and sm-report (slo:) read sites.yaml with sm-schedule's loader.
 SCHED_LOADER = tools/sm-schedule/config.o tools/sm-schedule/alerts.o \
 	tools/sm-schedule/sched.o tools/sm-schedule/subst.o \
-	tools/sm-schedule/suggest.o tools/sm-schedule/slo.o
+	tools/sm-schedule/suggest.o tools/sm-schedule/slo.o \
+	tools/sm-schedule/recenc.o
 tools/sm-alert/sm-alert tools/sm-report/sm-report: $(SCHED_LOADER)
 
 # A unit test of a program's own part links that part's object.

@@ -2,7 +2,9 @@
  * fuzz_sites_yaml - sm-schedule's configuration loader
  * (tools/sm-schedule/config.c) on any file: sites.yaml (YAML) when the
  * first byte is even, the NDJSON target list when it is odd.  It either
- * refuses the file or loads targets whose records sm-check reads.
+ * refuses the file or loads targets whose records sm-check reads, each
+ * record byte for byte what jansson makes of it (the loader encodes
+ * records itself: tools/sm-schedule/recenc.c).
  */
 #include <sys/mman.h>
 #include <unistd.h>
@@ -45,6 +47,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			json_t *o = json_line_parse(line, strlen(line), err,
 			                            sizeof err);
 			struct target *tt;
+			json_t *back;
+			char *dumped;
 
 			FUZZ_ASSERT(o != NULL, "target %zu: %s: %s", i, err, line);
 			tt = target_from_json(o, err, sizeof err);
@@ -55,6 +59,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			FUZZ_ASSERT(t->interval_ms >= CONFIG_MIN_INTERVAL_MS &&
 			            t->interval_ms <= CONFIG_MAX_INTERVAL_MS,
 			            "interval %lld", (long long)t->interval_ms);
+			back = target_to_json(tt);
+			dumped = json_dumps(back, JSON_COMPACT);
+			FUZZ_ASSERT(dumped != NULL && strcmp(dumped, line) == 0,
+			            "target %zu encoded as %s, jansson: %s", i,
+			            line, dumped ? dumped : "(null)");
+			free(dumped);
+			json_decref(back);
 			target_free(&tt);
 			json_decref(o);
 			free(line);

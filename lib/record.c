@@ -437,8 +437,14 @@ target_set_field(struct target *t, const char *key, const json_t *v,
 			FAIL("field \"v\" must be 1 (schema version)");
 		return 0;
 	}
-	if (strcmp(key, "target") == 0)
+	if (strcmp(key, "target") == 0) {
+		if (json_is_string(v) &&
+		    json_string_length(v) > SM_MAX_TARGET_NAME)
+			FAIL("field \"target\" is %zu bytes, more than the %d a "
+			     "name may take", json_string_length(v),
+			     SM_MAX_TARGET_NAME);
 		return get_string(v, key, &t->target, true, err, errlen);
+	}
 	if (strcmp(key, "url") == 0) {
 		if (get_string(v, key, &t->url, true, err, errlen) < 0)
 			return -1;
@@ -514,6 +520,16 @@ target_from_json(const json_t *obj, char *err, size_t errlen)
 	if (*t->target == '\0') { /* unnamed: the url names it, sans password */
 		free(t->target);
 		t->target = url_redact_new(t->url);
+	}
+	/* Named after a url too long to be a name (the name is a key of
+	 * the storage's indexes: SM_MAX_TARGET_NAME). */
+	if (strlen(t->target) > SM_MAX_TARGET_NAME) {
+		snprintf(err, errlen, "field \"url\" names the target, and at "
+		         "%zu bytes it is longer than the %d a name may take: "
+		         "give the target a shorter name", strlen(t->target),
+		         SM_MAX_TARGET_NAME);
+		target_free(&t);
+		return NULL;
 	}
 	return t;
 }

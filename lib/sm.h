@@ -173,6 +173,12 @@ struct target {
 	int64_t interval_ms;     /* sm-schedule input only; 0 when absent */
 };
 
+/* The longest target name, in bytes: PostgreSQL's btree indexes on the
+ * name (checks, targets, outages, rollups; with the probe name beside it
+ * in the last two) refuse index rows over 2704 bytes, which an
+ * incompressible name reaches at about 2680 bytes. */
+#define SM_MAX_TARGET_NAME 1024
+
 #define SM_DEFAULT_TIMEOUT_MS 10000
 #define SM_DEFAULT_MAX_REDIRECTS 5
 #define SM_DEFAULT_MAX_BODY (10 * 1024 * 1024)

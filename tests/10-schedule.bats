@@ -1034,6 +1034,57 @@ stats_ge() {
 	[[ "$stderr" == *"nul.ndjson:1:"* ]]
 }
 
+@test "schedule: a target name of 1024 bytes (the maximum) is stored in PostgreSQL; a longer one is refused by --check at its value" {
+	# PostgreSQL's btree indexes on the name refuse index rows over 2704
+	# bytes; a name that PostgreSQL cannot compress (random base64 here)
+	# reaches that at about 2680 bytes, less the probe's name in the
+	# outages and rollups keys.  1024 bytes is the documented maximum.
+	local max euro
+	new_db
+	max=$(head -c 1024 /dev/urandom | base64 -w0 | head -c 1024)
+	[ "${#max}" -eq 1024 ]
+	printf 'targets:\n  - name: "%s"\n    url: "%s"\n    labels: {team: web}\n' \
+		"$max" "$CLOSED_URL" >"$T/max.yaml"
+	schedule --check "$T/max.yaml"
+	[ "$status" -eq 0 ] || { echo "$stderr"; false; }
+	sm-schedule --once "$T/max.yaml" | sm-check --strict | sm-pg-write --strict >/dev/null
+	psql_q "SELECT sm_rollup_fold()" >/dev/null
+	[ "$(psql_q "SELECT target FROM checks")" = "$max" ]
+	[ "$(psql_q "SELECT octet_length(target) FROM checks")" = 1024 ]
+	[ "$(psql_q "SELECT count(*) FROM targets WHERE target = '$max'")" = 1 ]
+	[ "$(psql_q "SELECT count(*) FROM outages WHERE target = '$max'")" = 1 ]
+	[ "$(psql_q "SELECT count(*) FROM rollup_hourly WHERE target = '$max'")" = 1 ]
+
+	# One byte more; a name counts bytes, not characters (342 x U+20AC
+	# is 1026 bytes); a target without a name is named after its url.
+	euro=$(printf '\u20ac%.0s' $(seq 342))
+	printf 'targets:\n  - name: "%sx"\n    url: http://127.0.0.1:9/\n  - name: "%s"\n    url: http://127.0.0.1:9/a\n  - url: "http://127.0.0.1:9/%s"\n  - name: fine\n    url: "http://127.0.0.1:9/%s"\n' \
+		"$max" "$euro" "$max" "$max" >"$T/over.yaml"
+	refused "$T/over.yaml" \
+		'over.yaml:2:11: field "target" is 1025 bytes, more than the 1024 a name may take' \
+		'over.yaml:4:11: field "target" is 1026 bytes, more than the 1024 a name may take' \
+		'over.yaml:6:10: field "url" names the target, and at 1043 bytes it is longer than the 1024 a name may take'
+	[ "$(grep -c 'error:' <<<"$stderr")" -eq 4 ] # three, and the count
+	# The same from NDJSON, and sm-check refuses such a record too.
+	printf '{"target":"%sx","url":"http://127.0.0.1:9/"}\n' "$max" >"$T/over.ndjson"
+	schedule --check -f "$T/over.ndjson"
+	[ "$status" -eq 78 ]
+	[[ "$stderr" == *'over.ndjson:1:11: field "target" is 1025 bytes'* ]]
+	run --separate-stderr sm-check --strict <"$T/over.ndjson"
+	[ "$status" -eq 65 ]
+	[[ "$stderr" == *'field "target" is 1025 bytes'* ]]
+	# The JSON Schemas say so (in characters: all ASCII here).
+	local n
+	for n in "$max" "${max}x"; do
+		jq -nc --arg n "$n" '{targets: [{name: $n, url: "http://127.0.0.1:9/"}]}' >"$T/s.json"
+		run "$SM_TOP/tests/fixtures/schema-check" "$SM_TOP/schema/sites.schema.json" <"$T/s.json"
+		[ "$status" -eq $((${#n} > 1024)) ]
+		jq -nc --arg n "$n" '{v: 1, target: $n, url: "http://127.0.0.1:9/"}' >"$T/r.json"
+		run "$SM_TOP/tests/fixtures/schema-check" "$SM_TOP/schema/target.schema.json" <"$T/r.json"
+		[ "$status" -eq $((${#n} > 1024)) ]
+	done
+}
+
 @test "schedule: YAML 1.2 core forms: 0x and 0o integers, !!str and !!int tags, << merges in defaults, headers and labels" {
 	sites <<-'YAML'
 	x-h: &h {X-Common: "1", X-Over: base}

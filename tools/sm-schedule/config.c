@@ -9,6 +9,7 @@
  */
 #include "config.h"
 #include "alerts.h"
+#include "recenc.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -42,17 +43,25 @@ struct loader {
 	struct cerr *errs;
 	size_t nerrs, cap;
 	char *re_ok;  /* the last pattern that compiled (many targets share one) */
+	struct strbuf enc;      /* the record being encoded (recenc.c) */
+	size_t nulls;           /* JSON nulls made from the input so far */
 	bool no_targets;        /* "targets: []": worth a warning */
 	struct pos no_targets_at;
 };
 
-/* One mapping of the input (defaults or a target) on its way to a record. */
+/* One mapping of the input (defaults or a target) on its way to a record.
+ * Its keys are fields[] (anything else is refused as it is read), so where
+ * each one was written and whether its value was refused are kept by the
+ * field's index. */
+#define RAWMAP_FIELDS 32
 struct rawmap {
 	json_t *obj;   /* key -> value */
-	json_t *pos;   /* key -> [key line, key col, value line, value col] */
-	json_t *failed; /* keys whose value was refused (and removed) */
+	struct pos kpos[RAWMAP_FIELDS], vpos[RAWMAP_FIELDS]; /* key, value */
+	uint32_t placed; /* fields whose kpos and vpos are set */
+	uint32_t failed; /* fields whose value was refused (and removed) */
 	struct pos at;  /* the mapping itself */
 	bool bad;       /* an error was reported for it */
+	bool has_null;  /* a value in it (or in one of its objects) is null */
 	json_t *alerts; /* "alerts", normalised by alerts.c, or NULL */
 	double slo;     /* "slo", a percentage (slo.c), or 0 */
 };
@@ -92,6 +101,17 @@ static const struct field {
 };
 
 #define NFIELDS (sizeof(fields) / sizeof(fields[0]))
+_Static_assert(NFIELDS <= 32, "a rawmap keeps a bit per field");
+
+/* The index of a field by its name (of either format), or -1. */
+static int
+field_index(const char *key)
+{
+	for (size_t i = 0; i < NFIELDS; i++)
+		if (key[0] == fields[i].name[0] && !strcmp(fields[i].name, key))
+			return (int)i;
+	return -1;
+}
 
 static void cerr_add(struct loader *L, struct pos at, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -564,9 +584,15 @@ build_node(struct yload *Y, yaml_event_t *ev)
 	case YAML_SCALAR_EVENT:
 		n = ynode_new(Y_SCALAR, ev->start_mark);
 		n->len = ev->data.scalar.length;
-		n->s = xmalloc(n->len + 1);
-		memcpy(n->s, ev->data.scalar.value, n->len);
-		n->s[n->len] = '\0';
+		if (ev->data.scalar.value[n->len] == '\0') {
+			/* libyaml's own copy, NUL-terminated: taken over. */
+			n->s = (char *)ev->data.scalar.value;
+			ev->data.scalar.value = NULL;
+		} else {
+			n->s = xmalloc(n->len + 1);
+			memcpy(n->s, ev->data.scalar.value, n->len);
+			n->s[n->len] = '\0';
+		}
 		anchor = (const char *)ev->data.scalar.anchor;
 		tagname = (const char *)ev->data.scalar.tag;
 		tag = core_tag(tagname);
@@ -753,8 +779,10 @@ resolve_scalar(struct loader *L, struct pos at, const char *s, size_t len,
 	if (is_text && (!tag || tag == 'b') &&
 	    (text_in(s, no) || (kind == K_BOOL && !tag && text_in(s, no11))))
 		return json_false();
-	if (is_text && tag == 'n' && is_null_text(s, len))
+	if (is_text && tag == 'n' && is_null_text(s, len)) {
+		L->nulls++;
 		return json_null();
+	}
 	if (is_text && (!tag || tag == 'i' || tag == 'f') &&
 	    core_int(s, &n, &range)) {
 		if (range) {
@@ -786,8 +814,10 @@ scalar_to_json(struct loader *L, const struct ynode *n, enum kind kind)
 
 	if (n->tag && n->tag != 's')
 		return resolve_scalar(L, at, n->s, n->len, kind, n->tag);
-	s = subst_env(n->s, n->len, &len, &bad_off, &why);
-	if (!s) {
+	if (!memchr(n->s, '$', n->len)) { /* nothing to substitute */
+		s = n->s;
+		len = n->len;
+	} else if (!(s = subst_env(n->s, n->len, &len, &bad_off, &why))) {
 		/* Exact for one-line scalars; quotes shift by one. */
 		at.col += bad_off + !n->plain;
 		cerr_add(L, at, "%s", why);
@@ -795,6 +825,7 @@ scalar_to_json(struct loader *L, const struct ynode *n, enum kind kind)
 		return NULL;
 	}
 	if (n->plain && is_null_text(s, len)) {
+		L->nulls++;
 		v = json_null();
 	} else if (kind == K_DUR && len && strspn(s, "0123456789") == len) {
 		/* Quoted too: "30" is as ambiguous as 30. */
@@ -807,7 +838,8 @@ scalar_to_json(struct loader *L, const struct ynode *n, enum kind kind)
 	} else {
 		v = resolve_scalar(L, at, s, len, kind, 0);
 	}
-	free(s);
+	if (s != n->s)
+		free(s);
 	return v;
 }
 
@@ -952,10 +984,10 @@ static void
 rawmap_init(struct rawmap *rm, struct pos at)
 {
 	rm->obj = json_object();
-	rm->pos = json_object();
-	rm->failed = json_object();
+	rm->placed = rm->failed = 0;
 	rm->at = at;
 	rm->bad = false;
+	rm->has_null = false;
 	rm->alerts = NULL;
 	rm->slo = 0;
 }
@@ -964,10 +996,9 @@ static void
 rawmap_clear(struct rawmap *rm)
 {
 	json_decref(rm->obj);
-	json_decref(rm->pos);
-	json_decref(rm->failed);
 	json_decref(rm->alerts);
-	rm->obj = rm->pos = rm->failed = rm->alerts = NULL;
+	rm->obj = rm->alerts = NULL;
+	rm->placed = rm->failed = 0;
 }
 
 /* An error was reported about key's value: drop it, so that the checks
@@ -975,24 +1006,32 @@ rawmap_clear(struct rawmap *rm)
 static void
 rawmap_fail(struct rawmap *rm, const char *key)
 {
+	int i = field_index(key);
+
 	rm->bad = true;
-	json_object_set_new(rm->failed, key, json_true());
+	if (i >= 0)
+		rm->failed |= UINT32_C(1) << i;
 	json_object_del(rm->obj, key);
 }
 
 static bool
 rawmap_failed(const struct rawmap *rm, const char *key)
 {
-	return json_object_get(rm->failed, key) != NULL;
+	int i = field_index(key);
+
+	return i >= 0 && (rm->failed >> i & 1);
 }
 
 static void
 rawmap_setpos(struct rawmap *rm, const char *key, struct pos k, struct pos v)
 {
-	json_object_set_new(rm->pos, key,
-	                    json_pack("[IIII]", (json_int_t)k.line,
-	                              (json_int_t)k.col, (json_int_t)v.line,
-	                              (json_int_t)v.col));
+	int i = field_index(key);
+
+	if (i < 0)
+		return;
+	rm->kpos[i] = k;
+	rm->vpos[i] = v;
+	rm->placed |= UINT32_C(1) << i;
 }
 
 /* Takes over val. */
@@ -1004,18 +1043,46 @@ rawmap_set(struct rawmap *rm, const char *key, json_t *val, struct pos k,
 	rawmap_setpos(rm, key, k, v);
 }
 
+static bool
+rawmap_placed(const struct rawmap *rm, const char *key)
+{
+	int i = field_index(key);
+
+	return i >= 0 && (rm->placed >> i & 1);
+}
+
+/* to's position becomes from's (in another mapping, or the same one) or
+ * stays as it was if from has none; drop: from's is forgotten. */
+static void
+rawmap_copypos(struct rawmap *dst, const char *to, const struct rawmap *src,
+               const char *from)
+{
+	int t = field_index(to), f = to == from ? t : field_index(from);
+
+	if (t < 0 || f < 0 || !(src->placed >> f & 1))
+		return;
+	dst->kpos[t] = src->kpos[f];
+	dst->vpos[t] = src->vpos[f];
+	dst->placed |= UINT32_C(1) << t;
+}
+
+static void
+rawmap_droppos(struct rawmap *rm, const char *key)
+{
+	int i = field_index(key);
+
+	if (i >= 0)
+		rm->placed &= ~(UINT32_C(1) << i);
+}
+
 static struct pos
 rawmap_pos(const struct rawmap *rm, const char *key, bool value)
 {
-	json_t *a = json_object_get(rm->pos, key);
-	struct pos p = rm->at;
-	size_t o = value ? 2 : 0;
+	int i = field_index(key);
 
-	if (a) {
-		p.line = (unsigned long)json_integer_value(json_array_get(a, o));
-		p.col = (unsigned long)json_integer_value(json_array_get(a, o + 1));
-	}
-	return p;
+	if (i < 0 || !(rm->placed >> i & 1))
+		return rm->at;
+	return value ? rm->vpos[i] : rm->kpos[i];
 }
 
 static void
@@ -1049,7 +1116,7 @@ rawmap_pair(struct loader *L, void *ctx, const struct ynode *k,
 		}
 		return;
 	}
-	if (json_object_get(rm->pos, key) || rawmap_failed(rm, key)) {
+	if (rawmap_placed(rm, key) || rawmap_failed(rm, key)) {
 		if (!merged) {
 			cerr_add(L, k->at, "duplicate key \"%s\" (first at line "
 			         "%lu)", key, rawmap_pos(rm, key, false).line);
@@ -1087,6 +1154,8 @@ static void
 rawmap_from_yaml(struct loader *L, const struct ynode *n, struct rawmap *rm,
                  const char *what)
 {
+	size_t nulls = L->nulls;
+
 	rawmap_init(rm, n->at);
 	if (n->bad) {
 		rm->bad = true;
@@ -1096,6 +1165,7 @@ rawmap_from_yaml(struct loader *L, const struct ynode *n, struct rawmap *rm,
 	} else if (!map_foreach(L, n, rawmap_pair, rm, false)) {
 		rm->bad = true;
 	}
+	rm->has_null = L->nulls != nulls;
 }
 
 /* ---- validation shared by both formats -------------------------------- */
@@ -1114,10 +1184,10 @@ rename_key(struct loader *L, struct rawmap *rm, const char *from,
 		rm->bad = true;
 	} else {
 		json_object_set(rm->obj, to, v);
-		json_object_set(rm->pos, to, json_object_get(rm->pos, from));
+		rawmap_copypos(rm, to, rm, from);
 	}
 	json_object_del(rm->obj, from);
-	json_object_del(rm->pos, from);
+	rawmap_droppos(rm, from);
 }
 
 /* "timeout: 5s" becomes "timeout_ms: 5000" (null stays null: unset). */
@@ -1151,10 +1221,10 @@ duration_key(struct loader *L, struct rawmap *rm, const char *from,
 	}
 	json_object_set_new(rm->obj, to,
 	                    json_is_null(v) ? json_null() : json_integer(ms));
-	json_object_set(rm->pos, to, json_object_get(rm->pos, from));
+	rawmap_copypos(rm, to, rm, from);
 drop:
 	json_object_del(rm->obj, from);
-	json_object_del(rm->pos, from);
+	rawmap_droppos(rm, from);
 }
 
 static void
@@ -1178,20 +1248,64 @@ check_regex(struct loader *L, struct rawmap *rm, const char *key,
 
 static void drop_nulls(json_t *obj);
 
+/* The defaults' headers and labels, validated once (check_defaults()),
+ * that a target took as they are (the same object): lib's validator need
+ * not check and copy them again for every target.  They are taken out of
+ * rm->obj for the run over the rest and put back by shared_restore(). */
+static const char *const shared_keys[] = {"headers", "labels"};
+
+static void
+shared_take(json_t *obj, const json_t *defs, json_t *taken[2])
+{
+	for (size_t i = 0; i < 2; i++) {
+		json_t *v = json_object_get(obj, shared_keys[i]);
+
+		taken[i] = NULL;
+		if (!defs || !v || v != json_object_get(defs, shared_keys[i]))
+			continue;
+		taken[i] = json_incref(v);
+		json_object_del(obj, shared_keys[i]);
+	}
+}
+
+/* Puts them back, and into t (if any) as the validator would have. */
+static void
+shared_restore(json_t *obj, json_t *taken[2], struct target *t)
+{
+	for (size_t i = 0; i < 2; i++) {
+		if (!taken[i])
+			continue;
+		if (t) {
+			json_t **field = i == 0 ? &t->headers : &t->labels;
+
+			json_decref(*field);
+			*field = json_incref(taken[i]);
+		}
+		json_object_set_new(obj, shared_keys[i], taken[i]);
+	}
+}
+
 /* Most mappings are valid, and one run of lib's validator over all their
  * fields together says so; check_fields() then needs no run per field.
- * When the mapping has its url, that run's target is kept in *whole. */
+ * When the mapping has its url, that run's target is kept in *whole.
+ * defs: the checked defaults' fields, or NULL. */
 static bool
-fields_valid_together(const struct rawmap *rm, struct target **whole)
+fields_valid_together(const struct rawmap *rm, const json_t *defs,
+                      struct target **whole)
 {
-	json_t *o, *val;
+	json_t *o, *val, *taken[2];
 	const char *key;
-	struct target *t;
+	struct target *t = NULL;
 	char err[256];
 	bool ok, url = json_is_string(json_object_get(rm->obj, "url"));
 
 	/* A target merged with its defaults has no nulls left: as it is. */
-	if (!url || !(t = target_from_json(rm->obj, err, sizeof(err)))) {
+	if (url) {
+		shared_take(rm->obj, defs, taken);
+		t = target_from_json(rm->obj, err, sizeof(err));
+		shared_restore(rm->obj, taken, t);
+	}
+	if (!t) {
 		o = json_object();
 		json_object_foreach(rm->obj, key, val) {
 			if (json_is_null(val))
@@ -1227,13 +1341,14 @@ fields_valid_together(const struct rawmap *rm, struct target **whole)
 /* Each field alone, so that one mapping can yield several errors, each at
  * its own value: lib's validator on a minimal record plus that field. */
 static void
-check_fields(struct loader *L, struct rawmap *rm, struct target **whole)
+check_fields(struct loader *L, struct rawmap *rm, const json_t *defs,
+             struct target **whole)
 {
 	const char *key;
 	json_t *val;
 	void *tmp;
 
-	if (fields_valid_together(rm, whole)) {
+	if (fields_valid_together(rm, defs, whole)) {
 		static const char *const res[] = {"regex", "regex_absent"};
 
 		for (size_t i = 0; i < 2; i++)
@@ -1324,7 +1439,8 @@ drop_nulls(json_t *obj)
 }
 
 /* Defaults fill what the target leaves out; headers and labels merge key
- * by key.  A null in the target (or in its headers/labels) unsets. */
+ * by key.  A null in the target (or in its headers/labels) unsets; the
+ * defaults hold none (check_defaults). */
 static void
 merge_defaults(struct rawmap *rm, const struct rawmap *defs)
 {
@@ -1340,8 +1456,7 @@ merge_defaults(struct rawmap *rm, const struct rawmap *defs)
 
 		if (!tval) {
 			json_object_set(rm->obj, key, dval);
-			json_object_set(rm->pos, key,
-			                json_object_get(defs->pos, key));
+			rawmap_copypos(rm, key, defs, key);
 		} else if (json_is_object(tval) && json_is_object(dval)) {
 			json_t *m = json_copy(dval);
 
@@ -1349,6 +1464,8 @@ merge_defaults(struct rawmap *rm, const struct rawmap *defs)
 			json_object_set_new(rm->obj, key, m);
 		}
 	}
+	if (!rm->has_null)
+		return;
 	json_object_foreach(rm->obj, key, dval) {
 		if (json_is_object(dval))
 			drop_nulls(dval);
@@ -1378,29 +1495,30 @@ field_in_message(const char *msg)
 struct named {
 	char *name;
 	struct pos at;
-	size_t idx;
 };
 
-static int
-named_cmp(const void *a, const void *b)
-{
-	const struct named *x = a, *y = b;
-	int c = strcmp(x->name, y->name);
-
-	if (c)
-		return c;
-	return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
-/* Every name (of valid and invalid targets alike) appears once. */
+/* Every name (of valid and invalid targets alike, in input order) appears
+ * once: a hash set of the names seen, each duplicate reported against the
+ * first. */
 static void
 check_unique(struct loader *L, struct named *v, size_t n)
 {
-	if (n > 1) /* (qsort(NULL, 0, ...) is undefined) */
-		qsort(v, n, sizeof(*v), named_cmp);
-	for (size_t i = 1, first = 0; i < n; i++) {
-		if (strcmp(v[first].name, v[i].name)) {
-			first = i;
+	size_t cap = 16, mask, *slot;
+
+	while (cap < 2 * n)
+		cap *= 2;
+	mask = cap - 1;
+	slot = xmalloc(cap * sizeof(*slot));
+	for (size_t i = 0; i < cap; i++)
+		slot[i] = SIZE_MAX;
+	for (size_t i = 0; i < n; i++) {
+		size_t h = (size_t)sched_hash(v[i].name) & mask, first;
+
+		while ((first = slot[h]) != SIZE_MAX &&
+		       strcmp(v[first].name, v[i].name))
+			h = (h + 1) & mask;
+		if (first == SIZE_MAX) {
+			slot[h] = i;
 			continue;
 		}
 		if (v[i].at.line == v[first].at.line &&
@@ -1412,6 +1530,7 @@ check_unique(struct loader *L, struct named *v, size_t n)
 			         "(first at line %lu)", v[i].name,
 			         v[first].at.line);
 	}
+	free(slot);
 	for (size_t i = 0; i < n; i++)
 		free(v[i].name);
 }
@@ -1432,20 +1551,15 @@ config_add(struct loader *L, struct config *cfg, const struct target *t,
            struct pos at)
 {
 	struct config_target *ct;
-	char *json;
-	json_t *rec;
 	size_t len;
 
-	rec = target_to_json(t);
-	if (!(json = json_dumps(rec, JSON_COMPACT)))
+	if (!target_record_encode(&L->enc, t))
 		die(EX_SOFTWARE, "cannot encode target \"%s\"", t->target);
-	json_decref(rec);
-	len = strlen(json);
+	len = L->enc.len;
 	if (len + SCHEDULED_AT_BYTES > CONFIG_MAX_RECORD) {
 		cerr_add(L, at, "target \"%.64s\": its record would be %zu "
 		         "bytes, more than the %d a target record may take",
 		         t->target, len + SCHEDULED_AT_BYTES, CONFIG_MAX_RECORD);
-		free(json);
 		return false;
 	}
 	if (cfg->n == cfg->cap) {
@@ -1454,8 +1568,9 @@ config_add(struct loader *L, struct config *cfg, const struct target *t,
 	}
 	ct = &cfg->v[cfg->n++];
 	ct->name = xstrdup(t->target);
-	ct->json = json;
 	ct->json_len = len - 1; /* without its closing brace */
+	ct->json = xmalloc(len);
+	memcpy(ct->json, L->enc.s, ct->json_len);
 	ct->json[ct->json_len] = '\0';
 	ct->interval_ms = t->interval_ms;
 	ct->timeout_ms = t->timeout_ms;
@@ -1470,6 +1585,8 @@ static void
 check_defaults(struct loader *L, struct rawmap *defs)
 {
 	static const char *const per_target[] = {"target", "name"};
+	const char *key;
+	json_t *val;
 
 	for (size_t i = 0; i < 2; i++) {
 		if (!json_object_get(defs->obj, per_target[i]))
@@ -1480,8 +1597,14 @@ check_defaults(struct loader *L, struct rawmap *defs)
 		rawmap_fail(defs, per_target[i]);
 	}
 	normalize(L, defs);
-	check_fields(L, defs, NULL);
+	check_fields(L, defs, NULL, NULL);
+	/* A null among the defaults unsets nothing: gone, so that targets
+	 * without a null of their own skip the search for nulls. */
 	drop_nulls(defs->obj);
+	json_object_foreach(defs->obj, key, val) {
+		if (json_is_object(val))
+			drop_nulls(val);
+	}
 }
 
 /* The whole target, once its fields passed one by one: what only the
@@ -1557,15 +1680,15 @@ build_one(struct loader *L, struct builder *B, struct rawmap *rm)
 	normalize(L, rm);
 	if (defs)
 		merge_defaults(rm, defs);
-	else
+	else if (rm->has_null)
 		drop_nulls(rm->obj);
-	check_fields(L, rm, &t);
+	check_fields(L, rm, defs && !defs->bad ? defs->obj : NULL, &t);
 	if (B->nn == B->cap) {
 		B->cap = B->cap ? B->cap * 2 : 64;
 		B->names = xrealloc(B->names, B->cap * sizeof(*B->names));
 	}
 	memset(&B->names[B->nn], 0, sizeof(*B->names));
-	B->names[B->nn].idx = B->idx++;
+	B->idx++;
 	if ((t = check_target(L, rm, &B->names[B->nn], t))) {
 		if (B->names[B->nn].name)
 			B->nn++;
@@ -1931,6 +2054,8 @@ subst_json(struct loader *L, struct pos at, json_t *v)
 		}
 		break;
 	default:
+		if (json_is_null(v))
+			L->nulls++;
 		return json_incref(v);
 	}
 	if (!ok)
@@ -1944,6 +2069,7 @@ rawmap_from_json(struct loader *L, json_t *obj, const char *line, size_t len,
 {
 	const char *key;
 	json_t *val;
+	size_t nulls = L->nulls;
 
 	rawmap_init(rm, (struct pos){lineno, 1});
 	json_object_foreach(obj, key, val) {
@@ -1960,6 +2086,7 @@ rawmap_from_json(struct loader *L, json_t *obj, const char *line, size_t len,
 			rawmap_set(rm, key, jv, kat, vat);
 		}
 	}
+	rm->has_null = L->nulls != nulls;
 }
 
 static struct config *
@@ -2045,6 +2172,7 @@ config_load(const char *path, enum config_format fmt)
 			close(fd);
 	}
 	free(L.re_ok);
+	strbuf_free(&L.enc);
 	if (L.nerrs) {
 		cerr_print_all(&L);
 		config_free(&cfg);

@@ -962,6 +962,47 @@ run_once(struct state *S)
 	return 0;
 }
 
+/* time_format_ms() for many instants in a few minutes: the
+ * "YYYY-MM-DDTHH:MM:" of a minute is formatted once (two minutes kept). */
+struct minute_cache {
+	int64_t min[2];
+	char text[2][TIME_STR_LEN];
+};
+
+static void
+format_due(struct minute_cache *mc, int64_t ms, char out[TIME_STR_LEN])
+{
+	int64_t min = ms >= 0 ? ms / 60000 : -1, rest = ms - min * 60000;
+	size_t slot = (size_t)(min & 1);
+
+	if (min < 0) {
+		time_format_ms(ms, out);
+		return;
+	}
+	if (mc->min[slot] != min) {
+		time_format_ms(min * 60000, mc->text[slot]);
+		mc->min[slot] = min;
+	}
+	memcpy(out, mc->text[slot], 17); /* 2026-11-23T10:49: */
+	out[17] = (char)('0' + rest / 10000);
+	out[18] = (char)('0' + rest / 1000 % 10);
+	out[19] = '.';
+	out[20] = (char)('0' + rest / 100 % 10);
+	out[21] = (char)('0' + rest / 10 % 10);
+	out[22] = (char)('0' + rest % 10);
+	out[23] = 'Z';
+	out[24] = '\0';
+}
+
+static bool
+plain_name(const char *s)
+{
+	for (; *s; s++)
+		if (*s < 0x20 || *s >= 0x7f || *s == '@' || *s == '\\')
+			return false;
+	return true;
+}
+
 static int
 check_summary(const struct state *S, const struct config *cfg)
 {
@@ -979,24 +1020,37 @@ check_summary(const struct state *S, const struct config *cfg)
 	if (S->shard_n)
 		printf(", %zu in shard %u/%u", n, S->shard_i, S->shard_n);
 	printf(", %.2f checks/s\n", rate);
+	/* Most targets share their interval and timeout: each is formatted
+	 * when it differs from the one before. */
+	int64_t last_iv = -1, last_to = -1;
+	char iv[32] = "", to[32] = "";
+	struct minute_cache mc = {{-1, -1}, {"", ""}};
+
 	for (size_t i = 0; i < cfg->n; i++) {
 		const struct config_target *ct = &cfg->v[i];
-		char iv[32], to[32], next[TIME_STR_LEN], *name;
+		char next[TIME_STR_LEN], *name;
 
 		if (!in_shard(S, ct->hash))
 			continue;
-		config_format_duration(ct->interval_ms, iv, sizeof(iv));
-		config_format_duration(ct->timeout_ms, to, sizeof(to));
-		time_format_ms(sched_next_due(now, ct->interval_ms,
-		                              sched_phase(ct->hash,
-		                                          ct->interval_ms)),
-		               next);
+		if (ct->interval_ms != last_iv)
+			config_format_duration(last_iv = ct->interval_ms, iv,
+			                       sizeof(iv));
+		if (ct->timeout_ms != last_to)
+			config_format_duration(last_to = ct->timeout_ms, to,
+			                       sizeof(to));
+		format_due(&mc, sched_next_due(now, ct->interval_ms,
+		                               sched_phase(ct->hash,
+		                                           ct->interval_ms)),
+		           next);
 		/* Unnamed targets are named after their url: no password;
 		 * and a name prints as one line, control characters escaped,
-		 * as diagnostics do. */
-		name = diag_clean_new(ct->name, strlen(ct->name), 0);
-		printf("  %s: line %lu, every %s, timeout %s, next %s\n", name,
-		       ct->line, iv, to, next);
+		 * as diagnostics do (a name of printable ASCII without '@' or
+		 * '\\' is one diag_clean_new() leaves as it is). */
+		name = plain_name(ct->name) ? NULL
+		                            : diag_clean_new(ct->name,
+		                                             strlen(ct->name), 0);
+		printf("  %s: line %lu, every %s, timeout %s, next %s\n",
+		       name ? name : ct->name, ct->line, iv, to, next);
 		free(name);
 	}
 	if (fflush(stdout) == EOF || ferror(stdout))
