@@ -4,6 +4,7 @@
  */
 #include <arpa/inet.h>
 #include <dlfcn.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -18,7 +19,6 @@
 #include <openssl/x509v3.h>
 
 #include "sm.h"
-#include "sockcache.h"
 #include "probe.h"
 #include "rxcache.h"
 #include "jtext.h"
@@ -109,19 +109,13 @@ struct probe {
  * (sm-check does not link OpenSSL itself); NULL with another TLS library. */
 typedef const char *ssl_version_fn(const void *ssl);
 
+/* Looked up once, by probe_global_init(). */
+static ssl_version_fn *ssl_version;
+
 static ssl_version_fn *
 ssl_get_version_fn(void)
 {
-	static bool looked;
-	static ssl_version_fn *fn;
-
-	if (!looked) {
-		void *sym = dlsym(RTLD_DEFAULT, "SSL_get_version");
-
-		looked = true;
-		memcpy(&fn, &sym, sizeof fn);
-	}
-	return fn;
+	return ssl_version;
 }
 
 /* The TLS version of the connection in use, while it is in use. */
@@ -359,7 +353,8 @@ on_debug(CURL *easy, curl_infotype type, char *data, size_t size,
 
 /* ---- certificates ------------------------------------------------------ */
 
-/* The SSL_CTX ex_data slot that holds the probe (see on_ssl_ctx). */
+/* The SSL_CTX ex_data slot that holds the probe (see on_ssl_ctx); made
+ * once, by probe_global_init(). */
 static int ctx_slot = -1;
 
 static void
@@ -568,8 +563,7 @@ on_ssl_ctx(CURL *e, void *sslctx, void *userptr)
 	SSL_CTX *ctx = sslctx;
 	struct probe *p = userptr;
 
-	if (ctx_slot < 0 &&
-	    (ctx_slot = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL)) < 0)
+	if (ctx_slot < 0)
 		return CURLE_OK;
 	/* The facts are those of the last connection (the final hop). */
 	certfacts_clear(&p->cert);
@@ -623,23 +617,6 @@ tls_error_of(const struct probe *p)
 }
 
 /* ---- sockets ---------------------------------------------------------- */
-
-/* CURLOPT_OPENSOCKETFUNCTION: the socket libcurl would make, made by
- * sockcache.c so that libcurl's questions about it cost no system call. */
-static curl_socket_t
-on_opensocket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
-{
-	int fd = sockcache_socket(a->family, a->socktype, a->protocol);
-
-	return fd >= 0 ? fd : CURL_SOCKET_BAD;
-}
-
-static int
-on_closesocket(void *clientp, curl_socket_t fd)
-{
-	sockcache_close(fd);
-	return close(fd);
-}
 
 /* Whether a connection of this probe needs TCP_NODELAY.
  *
@@ -739,8 +716,6 @@ setup_easy(struct probe *p)
 	SETOPT(e, CURLOPT_PRIVATE, p);
 	SETOPT(e, CURLOPT_URL, t->url);
 	SETOPT(e, CURLOPT_NOSIGNAL, 1L);
-	SETOPT(e, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
-	SETOPT(e, CURLOPT_CLOSESOCKETFUNCTION, on_closesocket);
 	SETOPT(e, CURLOPT_TCP_NODELAY, 0L);
 	SETOPT(e, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
 	SETOPT(e, CURLOPT_SOCKOPTDATA, p);
@@ -828,9 +803,10 @@ setup_easy(struct probe *p)
 /* Easy handles of finished probes, reset (curl_easy_reset) for the next
  * ones: allocating and freeing a handle per probe was a noticeable share
  * of sm-check's own CPU.  Connections and DNS entries do not live in the
- * easy handle but in the multi, and every probe forbids their reuse. */
-static CURL **idle;
-static size_t n_idle, cap_idle;
+ * easy handle but in the multi, and every probe forbids their reuse.
+ * Each probe loop thread has its own pool. */
+static _Thread_local CURL **idle;
+static _Thread_local size_t n_idle, cap_idle;
 
 static CURL *
 easy_get(void)
@@ -854,6 +830,20 @@ easy_put(CURL *e)
 	curl_easy_reset(e);
 	idle[n_idle++] = e;
 }
+
+void
+probe_global_init(void)
+{
+	void *sym = dlsym(RTLD_DEFAULT, "SSL_get_version");
+
+	memcpy(&ssl_version, &sym, sizeof ssl_version);
+	if (ctx_slot < 0)
+		ctx_slot = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+/* lib's uuid7_new() keeps its state (random pool, sequence) in statics:
+ * one thread at a time. */
+static pthread_mutex_t id_mu = PTHREAD_MUTEX_INITIALIZER;
 
 void
 probe_pool_clear(void)
@@ -900,7 +890,9 @@ probe_new(struct target *t, const struct probe_opts *o, char *err,
 	p->keep_body = t->regex != NULL || t->regex_absent != NULL;
 	p->easy = easy_get();
 	setup_easy(p);
+	pthread_mutex_lock(&id_mu);
 	uuid7_new(p->id);
+	pthread_mutex_unlock(&id_mu);
 	return p;
 }
 
