@@ -1210,6 +1210,40 @@ has_stats() {
 	jqe '.final_phases.tls_ms > 0 and .phases.tls_ms == .final_phases.tls_ms'
 }
 
+@test "check: each probe is verified against its own ca_file, however they alternate" {
+	local i ins=()
+	# -c 1: each probe follows one with another CA file (sm-check keeps
+	# the parsed bundles, one per file, shared by every probe).
+	for i in 1 2 3; do
+		ins+=("{\"target\":\"good$i\",\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
+			"{\"target\":\"chain$i\",\"url\":\"$TLS_CHAIN_URL/ok\",\"ca_file\":\"$TLS_DIR/root.crt\"}"
+			"{\"target\":\"chainbad$i\",\"url\":\"$TLS_CHAIN_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
+			"{\"target\":\"goodbad$i\",\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$TLS_DIR/root.crt\"}"
+			"{\"target\":\"default$i\",\"url\":\"$TLS_GOOD_URL/ok\"}")
+	done
+	probe -c 1 -- "${ins[@]}"
+	[ "$status" -eq 0 ]
+	nresults 15
+	jqe -s 'map(select(.target | test("^(good|chain)[0-9]"))) | length == 6 and all(.ok)'
+	jqe -s 'map(select(.target | startswith("chainbad"))) | all(.tls_error == "unknown_issuer")'
+	jqe -s 'map(select(.target | test("^(goodbad|default)"))) | length == 6 and all(.tls_error == "self_signed")'
+	# The same with every probe at once, over two loops.
+	probe -t 2 -c 15 -- "${ins[@]}"
+	nresults 15
+	jqe -s 'map(select(.ok)) | map(.target) | sort == ["chain1","chain2","chain3","good1","good2","good3"]'
+}
+
+@test "check: a ca_file that cannot be read is a tls error (ca_file) that names it; tls_verify off needs none" {
+	probe -- "{\"target\":\"missing\",\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$T/no-such-ca.pem\"}" \
+		"{\"target\":\"empty\",\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"/dev/null\"}" \
+		"{\"target\":\"unverified\",\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$T/no-such-ca.pem\",\"tls_verify\":false}"
+	[ "$status" -eq 0 ]
+	nresults 3
+	jqe -s --arg f "$T/no-such-ca.pem" '.[] | select(.target == "missing") | .ok == false and .error_kind == "tls" and .tls_error == "ca_file" and (.error | contains($f))'
+	jqe -s '.[] | select(.target == "empty") | .ok == false and .tls_error == "ca_file"'
+	jqe -s '.[] | select(.target == "unverified") | .ok and .tls.version != null'
+}
+
 @test "check: a TLS failure keeps the certificate facts and says which check failed (tls_error)" {
 	probe -- "{\"target\":\"self\",\"url\":\"$TLS_GOOD_URL/ok\"}" \
 		"{\"target\":\"expired\",\"url\":\"$TLS_EXPIRED_URL/ok\",\"ca_file\":\"$TLS_DIR/expired.crt\"}" \

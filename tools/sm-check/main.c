@@ -38,6 +38,7 @@
 #include <curl/curl.h>
 
 #include "sm.h"
+#include "castore.h"
 #include "probe.h"
 #include "rxcache.h"
 #include "workers.h"
@@ -1169,6 +1170,7 @@ main(int argc, char **argv)
 	workers_stop();
 	curl_global_cleanup();
 	rx_cache_clear();
+	castore_clear();
 	free(owned_location);
 	free(owned_ua);
 	if (sh.dead != NULL && fclose(sh.dead) != 0)
