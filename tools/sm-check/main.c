@@ -1163,6 +1163,7 @@ main(int argc, char **argv)
 	loop_end(&loops[0]);
 	for (size_t i = 1; i < n_threads; i++)
 		pthread_join(loops[i].thread, NULL);
+	free(loops);
 	if (stats.interval_ns)
 		stats_report(&sh); /* the last word, with the final counts */
 
