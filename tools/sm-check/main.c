@@ -453,11 +453,23 @@ reading(const struct state *st)
  * mutex.  After a signal only the lines already read (in the reader's
  * buffer) are taken: none is lost, no more is read.  Returns how many;
  * *dry when stdin has no more for now (or at all). */
+/* Wake every loop but st (their wake-up eventfd). */
+static void
+wake_others(const struct state *st)
+{
+	static const uint64_t one = 1;
+
+	for (int i = 0; i < n_wake_fds; i++)
+		if (wake_fds[i] != st->wake_fd)
+			(void)!write(wake_fds[i], &one, sizeof one);
+}
+
 static size_t
 take_lines(struct state *st, size_t max, bool *dry)
 {
 	struct shared *sh = st->sh;
 	size_t n = 0;
+	bool more;
 	char *line;
 	size_t len;
 
@@ -503,7 +515,13 @@ take_lines(struct state *st, size_t max, bool *dry)
 out:
 	if (sh->eof || sh->bad_strict)
 		*dry = true;
+	/* Lines left in the buffer when this loop is full: the others
+	 * would not see them (epoll sees the pipe, not the buffer), so
+	 * wake them to take their share. */
+	more = !*dry && line_reader_has_line(sh->lr);
 	pthread_mutex_unlock(&sh->in_mu);
+	if (more)
+		wake_others(st);
 	return n;
 }
 
