@@ -867,6 +867,21 @@ arm_stdin(struct state *st)
 	st->stdin_armed = true;
 }
 
+/* The loop that writes the stats line stays while other loops still
+ * have probes in flight, so that the line keeps coming. */
+static bool
+others_to_report(const struct state *st)
+{
+	size_t inflight;
+
+	if (st->stats == NULL || st->stats->interval_ns == 0)
+		return false;
+	pthread_mutex_lock(&st->sh->n_mu);
+	inflight = st->sh->inflight;
+	pthread_mutex_unlock(&st->sh->n_mu);
+	return inflight > 0;
+}
+
 static void
 run(struct state *st)
 {
@@ -905,7 +920,7 @@ run(struct state *st)
 		/* Done: no more input for this loop (end of it, --strict, or a
 		 * signal and no line left that was read), nothing in flight. */
 		if ((!more || stop_requested) && st->inflight == 0 &&
-		    (!more || drained))
+		    (!more || drained) && !others_to_report(st))
 			return;
 
 		wait_ms = 1000;
