@@ -359,8 +359,9 @@ write_result(struct state *st, json_t *r)
 	if (result_validate(r, err, sizeof err) < 0)
 		die(EX_SOFTWARE, "internal error: result fails schema v1: %s",
 		    err);
-	if ((text = json_dumps(r, JSON_COMPACT | JSON_PRESERVE_ORDER |
-	                              JSON_REAL_PRECISION(15))) == NULL)
+	/* As json_line_write() prints it, into the loop's output. */
+	if ((text = json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(15))) ==
+	    NULL)
 		die(EX_SOFTWARE, "out of memory");
 	out_line(st, text, strlen(text));
 	free(text);
