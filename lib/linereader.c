@@ -72,6 +72,18 @@ line_reader_pending(const struct line_reader *lr)
 	return lr->end > lr->start;
 }
 
+bool
+line_reader_has_line(const struct line_reader *lr)
+{
+	const char *p = lr->buf + lr->start, *end = lr->buf + lr->end;
+	const char *nl = memchr(p, '\n', (size_t)(end - p));
+
+	/* The tail of a too-long line ends at its newline: not a line. */
+	if (nl != NULL && lr->discarding)
+		nl = memchr(nl + 1, '\n', (size_t)(end - nl - 1));
+	return nl != NULL || (lr->eof && lr->end > lr->start && !lr->discarding);
+}
+
 /* Hand out buf[start, nl) as a line and move past the newline. */
 static enum line_status
 take_line(struct line_reader *lr, size_t nl, size_t skip, char **line,

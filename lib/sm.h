@@ -101,6 +101,10 @@ unsigned long line_reader_lineno(const struct line_reader *lr);
 const char *line_reader_name(const struct line_reader *lr);
 /* True when a partial line is buffered (for readers draining at EOF). */
 bool line_reader_pending(const struct line_reader *lr);
+/* True when line_reader_next() would return a line without reading: a
+ * whole one is buffered (for readers that stop reading but take what
+ * they have already read). */
+bool line_reader_has_line(const struct line_reader *lr);
 
 /* ---- uuid7.c ---------------------------------------------------------- */
 

@@ -220,6 +220,26 @@ teardown_file() {
 	SM_CHECK_CONCURRENCY=0 run -64 sm-check </dev/null
 }
 
+@test "check: --threads and SM_CHECK_THREADS: a bad count is a usage error" {
+	run -64 sm-check -t 0 </dev/null
+	[[ "$output" == *"-t"* ]]
+	run -64 sm-check --threads many </dev/null
+	run -64 sm-check -t 257 </dev/null
+	SM_CHECK_THREADS=0 run -64 sm-check </dev/null
+	run -0 sm-check --help
+	[[ "$output" == *"--threads"* ]]
+}
+
+@test "check: sm-check defines no libc function (no interposition)" {
+	local bin defined
+	bin=$(command -v sm-check)
+	# Functions of libc that a library in the process may call: none may
+	# be sm-check's own (sockcache.c once defined these three).
+	defined=$(nm -D --defined-only "$bin" | awk '{ print $NF }' |
+		grep -xE 'getsockname|getpeername|fcntl|fcntl64|socket|connect|close|read|write|poll|epoll_wait|malloc|free' || true)
+	[ -z "$defined" ] || { echo "sm-check defines: $defined" >&2; return 1; }
+}
+
 @test "check: empty input, no output, exit 0" {
 	run -0 sm-check </dev/null
 	[ -z "$output" ]
@@ -902,6 +922,152 @@ accept(*socks[0])
 	[ ! -s "$T/out" ]
 }
 
+# ---- probe loops (--threads) --------------------------------------------------
+
+# tasks_are PID N: PID has N threads.
+tasks_are() {
+	[ "$(ls "/proc/$1/task" | wc -l)" -eq "$2" ]
+}
+
+@test "check: -t N runs N probe loops, SM_CHECK_THREADS is the default, at most -c" {
+	local a pid
+	a=$(hold_id)
+	# Two probes held: with -t 2 each loop has one (one thread each; a
+	# loop that took both would leave the other idle, still a thread).
+	printf '%s\n' "$SCRIPTED_URL/hold?id=$a" "$SCRIPTED_URL/hold?id=$a" >"$T/in"
+	SM_CHECK_THREADS=1 sm-check -t 2 -c 2 <"$T/in" >"$T/out" 2>"$T/err" 3>&- &
+	pid=$!
+	track_pid "$pid"
+	wait_for held_is "$a" 2
+	tasks_are "$pid" 2
+	release "$a"
+	wait "$pid"
+	nresults 2
+	a=$(hold_id)
+	printf '%s\n' "$SCRIPTED_URL/hold?id=$a" "$SCRIPTED_URL/hold?id=$a" >"$T/in"
+	SM_CHECK_THREADS=1 sm-check -c 2 <"$T/in" >"$T/out" 2>"$T/err" 3>&- &
+	pid=$!
+	track_pid "$pid"
+	wait_for held_is "$a" 2
+	tasks_are "$pid" 1
+	release "$a"
+	wait "$pid"
+	# Never more loops than -c.
+	a=$(hold_id)
+	echo "$SCRIPTED_URL/hold?id=$a" >"$T/in"
+	sm-check -t 4 -c 1 <"$T/in" >"$T/out" 2>"$T/err" 3>&- &
+	pid=$!
+	track_pid "$pid"
+	wait_for held_is "$a" 1
+	tasks_are "$pid" 1
+	release "$a"
+	wait "$pid"
+	nresults 1
+}
+
+@test "check: -t 2: each of many targets yields exactly one valid result" {
+	local i
+	for i in $(seq 1 600); do
+		case $((i % 3)) in
+		0) echo "{\"target\":\"t$i\",\"url\":\"$HTTP_URL/ok\",\"regex\":\"sitemon\"}" ;;
+		1) echo "{\"target\":\"t$i\",\"url\":\"$HTTP_URL/ok\"}" ;;
+		2) echo "{\"target\":\"t$i\",\"url\":\"$CLOSED_URL\"}" ;;
+		esac
+	done >"$T/in"
+	run --separate-stderr sm-check -t 2 -c 20 <"$T/in"
+	[ "$status" -eq 0 ]
+	printf '%s\n' "$output" >"$T/out"
+	# Whole lines only: every line is one JSON object.
+	nresults 600
+	[ "$(jq -c . <"$T/out" | wc -l)" -eq 600 ]
+	jqe -s 'map(.id) | unique | length == 600'
+	jqe -s 'map(.target) | unique | length == 600'
+	jqe -s 'all(if (.target | ltrimstr("t") | tonumber) % 3 == 2 then .error_kind == "connect" else .ok end)'
+	jqe -s 'map(select(.regex != null)) | length == 200 and all(.regex.matched)'
+	schema_ok
+}
+
+@test "check: -t 2 -c 3: three probes in flight across the loops, the fourth line waits" {
+	local a b pid
+	a=$(hold_id) b=$(hold_id)b
+	printf '%s\n' "$SCRIPTED_URL/hold?id=$a" "$SCRIPTED_URL/hold?id=$a" \
+		"$SCRIPTED_URL/hold?id=$a" "$SCRIPTED_URL/hold?id=$b" >"$T/in"
+	sm-check -t 2 -c 3 <"$T/in" >"$T/out" 2>"$T/err" 3>&- &
+	pid=$!
+	track_pid "$pid"
+	wait_for held_is "$a" 3
+	held_is "$b" 0
+	release "$a"
+	wait_for held_is "$b" 1
+	release "$b"
+	local rc=0
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 0 ]
+	nresults 4
+}
+
+@test "check: -t 2, SIGTERM mid-run: every line read is probed, every other left in the pipe" {
+	local a i pid rc=0 n
+	a=$(hold_id)
+	check_on_fifo -t 2 -c 4
+	# Four probes held, then many quick ones: one write, so that sm-check
+	# reads them (into its buffer) with the first ones.
+	{
+		for i in 1 2 3 4; do
+			echo "{\"target\":\"t$i\",\"url\":\"$SCRIPTED_URL/hold?id=$a\"}"
+		done
+		for i in $(seq 5 400); do
+			echo "{\"target\":\"t$i\",\"url\":\"$HTTP_URL/ok\"}"
+		done
+	} >"$T/in"
+	cat "$T/in" >&5
+	wait_for held_is "$a" 4
+	kill -TERM "$pid"
+	wait_for grep -q "stopping: 4 probes in flight" "$T/err"
+	release "$a"
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 0 ]
+	# What sm-check did not read is still in the pipe.
+	exec 6<"$T/fifo"
+	exec 5>&-
+	timeout 20 cat <&6 >"$T/rest"
+	exec 6<&-
+	n=$(grep -c . "$T/out")
+	echo "results: $n, left in the pipe: $(grep -c . "$T/rest" || true)"
+	# Lines were read past the four held (one write brought them).
+	[ "$n" -gt 4 ]
+	jqe -s 'map(.id) | unique | length == '"$n"
+	jqe -s 'all(.ok)'
+	# Each target once, in the results or in the pipe.
+	{ jq -r .target "$T/out"; jq -r .target "$T/rest"; } | sort >"$T/seen"
+	[ "$(sort -u "$T/seen" | wc -l)" -eq 400 ]
+	[ "$(wc -l <"$T/seen")" -eq 400 ]
+}
+
+@test "check: -t 2, EOF: every line probed, the held ones last" {
+	local a i pid rc=0
+	a=$(hold_id)
+	check_on_fifo -t 2 -c 8
+	{
+		for i in 1 2; do
+			echo "{\"target\":\"h$i\",\"url\":\"$SCRIPTED_URL/hold?id=$a\"}"
+		done
+		for i in $(seq 1 200); do
+			echo "{\"target\":\"t$i\",\"url\":\"$HTTP_URL/ok\"}"
+		done
+	} >&5
+	exec 5>&-
+	wait_for held_is "$a" 2
+	wait_for results_are 200
+	alive "$pid"
+	release "$a"
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 0 ]
+	nresults 202
+	jqe -s 'map(.target) | unique | length == 202'
+	jqe -s '.[200:] | map(.target) | sort == ["h1", "h2"]'
+}
+
 # ---- the stats line (--stats-interval) ----------------------------------------
 
 # nstats PATTERN: how many stats lines of $T/err are exactly PATTERN.
@@ -1042,6 +1208,40 @@ has_stats() {
 	# The handshake was the last hop's; the sum over the hops has it
 	# too (the http hop has none).
 	jqe '.final_phases.tls_ms > 0 and .phases.tls_ms == .final_phases.tls_ms'
+}
+
+@test "check: each probe is verified against its own ca_file, however they alternate" {
+	local i ins=()
+	# -c 1: each probe follows one with another CA file (sm-check keeps
+	# the parsed bundles, one per file, shared by every probe).
+	for i in 1 2 3; do
+		ins+=("{\"target\":\"good$i\",\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
+			"{\"target\":\"chain$i\",\"url\":\"$TLS_CHAIN_URL/ok\",\"ca_file\":\"$TLS_DIR/root.crt\"}"
+			"{\"target\":\"chainbad$i\",\"url\":\"$TLS_CHAIN_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
+			"{\"target\":\"goodbad$i\",\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$TLS_DIR/root.crt\"}"
+			"{\"target\":\"default$i\",\"url\":\"$TLS_GOOD_URL/ok\"}")
+	done
+	probe -c 1 -- "${ins[@]}"
+	[ "$status" -eq 0 ]
+	nresults 15
+	jqe -s 'map(select(.target | test("^(good|chain)[0-9]"))) | length == 6 and all(.ok)'
+	jqe -s 'map(select(.target | startswith("chainbad"))) | all(.tls_error == "unknown_issuer")'
+	jqe -s 'map(select(.target | test("^(goodbad|default)"))) | length == 6 and all(.tls_error == "self_signed")'
+	# The same with every probe at once, over two loops.
+	probe -t 2 -c 15 -- "${ins[@]}"
+	nresults 15
+	jqe -s 'map(select(.ok)) | map(.target) | sort == ["chain1","chain2","chain3","good1","good2","good3"]'
+}
+
+@test "check: a ca_file that cannot be read is a tls error (ca_file) that names it; tls_verify off needs none" {
+	probe -- "{\"target\":\"missing\",\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$T/no-such-ca.pem\"}" \
+		"{\"target\":\"empty\",\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"/dev/null\"}" \
+		"{\"target\":\"unverified\",\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$T/no-such-ca.pem\",\"tls_verify\":false}"
+	[ "$status" -eq 0 ]
+	nresults 3
+	jqe -s --arg f "$T/no-such-ca.pem" '.[] | select(.target == "missing") | .ok == false and .error_kind == "tls" and .tls_error == "ca_file" and (.error | contains($f))'
+	jqe -s '.[] | select(.target == "empty") | .ok == false and .tls_error == "ca_file"'
+	jqe -s '.[] | select(.target == "unverified") | .ok and .tls.version != null'
 }
 
 @test "check: a TLS failure keeps the certificate facts and says which check failed (tls_error)" {

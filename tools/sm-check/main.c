@@ -2,44 +2,64 @@
  * sm-check - probe each target read on stdin over HTTP(S) and write one
  * result record per probe on stdout.
  *
- * One thread, libcurl's multi interface: stdin is read (non-blocking) while
- * probes run, and not read at all while --concurrency probes are in flight,
- * so a fast producer is slowed through the pipe instead of buffered.
+ * --threads probe loops (one per CPU by default), each a thread with its
+ * own libcurl multi handle and epoll set.  They share stdin: a loop with
+ * room for more probes takes the next lines under a mutex (so each line
+ * goes to exactly one loop), and stdin is not read at all while every
+ * loop has its share of --concurrency probes in flight, so a fast producer
+ * is slowed through the pipe instead of buffered.  Each loop writes its
+ * results with one write(2) of whole lines under a mutex: lines are never
+ * interleaved, their order across loops is that of the probes' ends.
  *
- * Regexes run on a few worker threads (workers.c), so that a costly one
- * delays no other probe's timings; the loop takes their results from an
- * eventfd.
+ * Regexes run on a few worker threads (workers.c) shared by the loops, so
+ * that a costly one delays no other probe's timings; each loop takes its
+ * own probes' results from its own eventfd.
  *
- * The loop is event driven (curl_multi_socket_action over epoll): each
+ * Each loop is event driven (curl_multi_socket_action over epoll): a
  * wake-up costs in proportion to the sockets that are ready, not to the
  * probes in flight, which matters at a -c of thousands.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <getopt.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 
 #include "sm.h"
+#include "castore.h"
 #include "probe.h"
 #include "rxcache.h"
 #include "workers.h"
 
 #define DEFAULT_CONCURRENCY 64
 #define MAX_CONCURRENCY 100000
+#define MAX_THREADS 256
+/* Lines a loop takes from stdin at once (at most its room for probes). */
+#define TAKE_MAX 64
+/* A loop's results are written when this many bytes wait (and before it
+ * waits for events in any case). */
+#define OUT_FLUSH 65536
 /* getopt value of the long-only --stats-interval (not a character). */
 #define OPT_STATS_INTERVAL 256
 
 static const char usage_text[] =
-    "usage: sm-check [-s] [-c n] [-l name] [-A agent] [-d file] < targets\n"
+    "usage: sm-check [-s] [-c n] [-t n] [-l name] [-A agent] [-d file] < targets\n"
     "\n"
     "  -c, --concurrency N       probes in flight at most (default 64)\n"
+    "  -t, --threads N           probe loops, each on its own thread (default:\n"
+    "                            the CPUs sm-check may run on; at most -c)\n"
     "  -l, --probe-location NAME value of \"probe\" in results (default: host name)\n"
     "  -A, --user-agent AGENT    default User-Agent (default: sitemon/VERSION)\n"
     "  -d, --dead-letter FILE    append each invalid input line to FILE\n"
@@ -49,11 +69,12 @@ static const char usage_text[] =
     "  -V, --version             show the version\n"
     "\n"
     "Input: one target record (JSON) or one http(s) URL per line.\n"
-    "Environment: SM_CHECK_CONCURRENCY, SM_PROBE_LOCATION, "
+    "Environment: SM_CHECK_CONCURRENCY, SM_CHECK_THREADS, SM_PROBE_LOCATION,\n"
     "SM_STATS_INTERVAL.\n";
 
 static const struct option long_opts[] = {
 	{ "concurrency", required_argument, NULL, 'c' },
+	{ "threads", required_argument, NULL, 't' },
 	{ "probe-location", required_argument, NULL, 'l' },
 	{ "user-agent", required_argument, NULL, 'A' },
 	{ "dead-letter", required_argument, NULL, 'd' },
@@ -99,19 +120,45 @@ struct sock {
 	bool pending;   /* in state.pending */
 };
 
-struct state {
-	CURLM *multi;
+/* What the probe loops share: the input, the output, the counts. */
+struct shared {
+	pthread_mutex_t in_mu;   /* the reader, and the dead-letter file */
 	struct line_reader *lr;
-	struct probe_opts popts;
+	atomic_bool eof;         /* stdin is exhausted */
+	atomic_bool bad_strict;  /* --strict and an invalid line was seen */
+	atomic_ulong bad_lineno; /* ... the first of them, or ULONG_MAX */
+	bool strict;
+	FILE *dead;              /* --dead-letter, or NULL */
+	const char *dead_path;
+	pthread_mutex_t out_mu;  /* stdout: one loop's lines at a time */
+	pthread_mutex_t n_mu;
+	struct counts n;         /* under n_mu */
+	size_t inflight;         /* under n_mu: every loop's, for the stats */
+	atomic_bool stop_logged; /* the "stopping" line was written */
+};
+
+/* A line taken from stdin, kept in the loop's take buffer. */
+struct taken {
+	size_t off, len;
+	unsigned long lineno;
+};
+
+/* One probe loop (a thread; the first runs on the main thread). */
+struct state {
+	struct shared *sh;
+	CURLM *multi;
+	const struct probe_opts *popts;
 	size_t max_inflight;
 	size_t inflight;
-	bool strict;
-	bool eof;        /* stdin is exhausted */
-	bool bad_strict; /* --strict and an invalid line was seen */
-	bool stopping;   /* a signal asked for a drain (and it was logged) */
-	FILE *dead;      /* --dead-letter, or NULL */
-	struct jtext out; /* the result being written, reused */
-	int epfd;         /* epoll: curl's sockets, stdin, the signal pipe */
+	struct jtext out;  /* the result being written, reused */
+	char *obuf;        /* results waiting for their write(2) */
+	size_t olen, ocap;
+	char *tbuf;        /* lines taken from stdin, not yet handled */
+	size_t tlen, tcap;
+	struct taken taken[TAKE_MAX];
+	int epfd;          /* epoll: curl's sockets, stdin, the wake-up */
+	int wake_fd;       /* eventfd: a signal came */
+	struct wq *wq;     /* this loop's regexes done */
 	bool stdin_polled; /* stdin is in epfd (not a regular file) */
 	bool stdin_armed;  /* ... and armed (EPOLLONESHOT) */
 	int64_t timer_ns;  /* when curl wants its timeout handled, or -1 */
@@ -119,21 +166,22 @@ struct state {
 	size_t n_socks;
 	int *pending;       /* fds with readiness curl wants since (a stack) */
 	size_t n_pending, cap_pending;
-	const char *dead_path;
-	struct stats_clock stats; /* --stats-interval */
-	struct counts n;
+	struct stats_clock *stats; /* --stats-interval: the first loop's */
+	pthread_t thread;
 };
 
-/* Signals: the first asks for a drain, through a self-pipe that wakes the
- * poll; the second restores the default action and so ends the process
- * at once. */
+/* Signals: the first asks for a drain, through each loop's eventfd, which
+ * wakes its poll; the second restores the default action and so ends the
+ * process at once. */
 static volatile sig_atomic_t stop_requested;
-static int sig_pipe[2] = { -1, -1 };
+static int wake_fds[MAX_THREADS];
+static volatile sig_atomic_t n_wake_fds;
 static int stdin_flags = -1; /* as found, restored at exit */
 
 static void
 on_signal(int sig)
 {
+	static const uint64_t one = 1;
 	int saved = errno;
 
 	if (stop_requested) {
@@ -145,7 +193,8 @@ on_signal(int sig)
 		raise(sig);
 	}
 	stop_requested = 1;
-	(void)!write(sig_pipe[1], "", 1);
+	for (int i = 0; i < n_wake_fds; i++)
+		(void)!write(wake_fds[i], &one, sizeof one);
 	errno = saved;
 }
 
@@ -154,8 +203,6 @@ setup_signals(void)
 {
 	struct sigaction sa;
 
-	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
-		die(EX_SOFTWARE, "pipe:");
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
@@ -195,76 +242,154 @@ raise_fd_limit(void)
 	}
 }
 
+/* ---- output ------------------------------------------------------------- */
+
+/* Write all of buf to stdout (which another process may have left
+ * non-blocking: then wait until it takes more). */
+static void
+write_all(const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t w = write(STDOUT_FILENO, buf, len);
+
+		if (w < 0) {
+			struct pollfd pfd = { .fd = STDOUT_FILENO, .events = POLLOUT };
+
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				die(EX_IOERR, "write <stdout>:");
+			(void)poll(&pfd, 1, -1);
+			continue;
+		}
+		buf += w;
+		len -= (size_t)w;
+	}
+}
+
+/* The loop's waiting results out, in one write(2) of whole lines. */
+static void
+flush_out(struct state *st)
+{
+	if (st->olen == 0)
+		return;
+	pthread_mutex_lock(&st->sh->out_mu);
+	write_all(st->obuf, st->olen);
+	pthread_mutex_unlock(&st->sh->out_mu);
+	st->olen = 0;
+}
+
+/* A result line (text without its newline) to the loop's output. */
+static void
+out_line(struct state *st, const char *text, size_t len)
+{
+	if (st->olen + len + 1 > st->ocap) {
+		size_t cap = st->ocap ? st->ocap : OUT_FLUSH + 4096;
+
+		while (cap < st->olen + len + 1)
+			cap *= 2;
+		st->obuf = xrealloc(st->obuf, cap);
+		st->ocap = cap;
+	}
+	memcpy(st->obuf + st->olen, text, len);
+	st->obuf[st->olen + len] = '\n';
+	st->olen += len + 1;
+	if (st->olen >= OUT_FLUSH)
+		flush_out(st);
+}
+
 /* ---- input ------------------------------------------------------------- */
 
+/* An input line refused (lineno: its number).  The dead-letter file is
+ * written under the input mutex; locked: the caller holds it. */
 static void
-bad_line(struct state *st, const char *line, size_t len, const char *why)
+bad_line_at(struct state *st, unsigned long lineno, const char *line,
+            size_t len, const char *why, bool locked)
 {
-	warn_input(line_reader_name(st->lr), line_reader_lineno(st->lr), line,
-	           len, "%s", why);
-	st->n.invalid++;
-	if (st->dead != NULL &&
-	    (fwrite(line, 1, len, st->dead) != len || putc('\n', st->dead) == EOF ||
-	     fflush(st->dead) != 0))
-		die(EX_IOERR, "%s:", st->dead_path);
-	if (st->strict)
-		st->bad_strict = true;
+	struct shared *sh = st->sh;
+
+	warn_input(line_reader_name(sh->lr), lineno, line, len, "%s", why);
+	pthread_mutex_lock(&sh->n_mu);
+	sh->n.invalid++;
+	pthread_mutex_unlock(&sh->n_mu);
+	if (sh->dead != NULL) {
+		if (!locked)
+			pthread_mutex_lock(&sh->in_mu);
+		if (fwrite(line, 1, len, sh->dead) != len ||
+		    putc('\n', sh->dead) == EOF || fflush(sh->dead) != 0)
+			die(EX_IOERR, "%s:", sh->dead_path);
+		if (!locked)
+			pthread_mutex_unlock(&sh->in_mu);
+	}
+	if (sh->strict) {
+		unsigned long first = sh->bad_lineno;
+
+		while (lineno < first &&
+		       !atomic_compare_exchange_weak(&sh->bad_lineno, &first,
+		                                     lineno))
+			;
+		sh->bad_strict = true;
+	}
 }
 
 /* A result went out with error kind k (ERR_NONE: ok). */
 static void
-count_result(struct counts *n, enum error_kind k)
+count_result(struct shared *sh, enum error_kind k)
 {
+	struct counts *n = &sh->n;
+
+	pthread_mutex_lock(&sh->n_mu);
 	n->out++;
+	sh->inflight--;
 	if (k == ERR_NONE) {
 		n->ok++;
-		return;
+	} else {
+		n->failed++;
+		n->err[(size_t)k <= ERR_OTHER ? k : ERR_OTHER]++;
 	}
-	n->failed++;
-	n->err[(size_t)k <= ERR_OTHER ? k : ERR_OTHER]++;
+	pthread_mutex_unlock(&sh->n_mu);
 }
 
 static void
-write_result(json_t *r)
+write_result(struct state *st, json_t *r)
 {
-	char err[256];
+	char err[256], *text;
 
 	/* A record that fails the schema is a bug here, not bad input. */
 	if (result_validate(r, err, sizeof err) < 0)
 		die(EX_SOFTWARE, "internal error: result fails schema v1: %s",
 		    err);
-	if (json_line_write(stdout, r) < 0)
-		die(EX_IOERR, "write <stdout>:");
-}
-
-/* A result built as text by probe_result(). */
-static void
-write_text(struct jtext *j)
-{
-	jt_raw_newline(j);
-	if (fwrite(j->buf, 1, j->len, stdout) != j->len)
-		die(EX_IOERR, "write <stdout>:");
+	/* As json_line_write() prints it, into the loop's output. */
+	if ((text = json_dumps(r, JSON_COMPACT | JSON_REAL_PRECISION(15))) ==
+	    NULL)
+		die(EX_SOFTWARE, "out of memory");
+	out_line(st, text, strlen(text));
+	free(text);
 }
 
 static void
-start_probe(struct state *st, struct target *t, const char *line, size_t len)
+start_probe(struct state *st, struct target *t, const char *line, size_t len,
+            unsigned long lineno)
 {
 	char err[512];
 	struct probe *p;
 	CURLMcode mc;
 
-	if ((p = probe_new(t, &st->popts, err, sizeof err)) == NULL) {
-		bad_line(st, line, len, err);
+	if ((p = probe_new(t, st->popts, err, sizeof err)) == NULL) {
+		bad_line_at(st, lineno, line, len, err, false);
 		return;
 	}
-	st->n.in++;
+	pthread_mutex_lock(&st->sh->n_mu);
+	st->sh->n.in++;
+	st->sh->inflight++;
+	pthread_mutex_unlock(&st->sh->n_mu);
 	probe_start(p);
 	if ((mc = curl_multi_add_handle(st->multi, probe_easy(p))) != CURLM_OK) {
 		json_t *r = probe_result_error(p, ERR_OTHER,
 		                               curl_multi_strerror(mc));
-		write_result(r);
+		write_result(st, r);
 		json_decref(r);
-		count_result(&st->n, ERR_OTHER);
+		count_result(st->sh, ERR_OTHER);
 		probe_free(&p);
 		return;
 	}
@@ -272,7 +397,7 @@ start_probe(struct state *st, struct target *t, const char *line, size_t len)
 }
 
 static void
-handle_line(struct state *st, char *line, size_t len)
+handle_line(struct state *st, char *line, size_t len, unsigned long lineno)
 {
 	char err[512];
 	size_t a = 0, b = len;
@@ -289,13 +414,13 @@ handle_line(struct state *st, char *line, size_t len)
 		json_t *obj = json_line_parse(line + a, b - a, err, sizeof err);
 
 		if (obj == NULL) {
-			bad_line(st, line, len, err);
+			bad_line_at(st, lineno, line, len, err, false);
 			return;
 		}
 		t = target_from_json(obj, err, sizeof err);
 		json_decref(obj);
 		if (t == NULL) {
-			bad_line(st, line, len, err);
+			bad_line_at(st, lineno, line, len, err, false);
 			return;
 		}
 	} else {
@@ -310,39 +435,116 @@ handle_line(struct state *st, char *line, size_t len)
 		if (reason != NULL) {
 			snprintf(err, sizeof err,
 			         "not a target record or URL (%s)", reason);
-			bad_line(st, line, len, err);
+			bad_line_at(st, lineno, line, len, err, false);
 			return;
 		}
 		t = target_new(line + a, line + a);
 	}
-	start_probe(st, t, line, len);
+	start_probe(st, t, line, len, lineno);
 }
 
-/* Read lines while there is room for more probes.  Returns false when
- * it stopped for want of room, with lines perhaps left in the buffer. */
+/* Whether this loop may take more lines. */
 static bool
-read_input(struct state *st)
+reading(const struct state *st)
 {
+	return !st->sh->eof && !st->sh->bad_strict;
+}
+
+/* Take up to max lines from stdin into the take buffer, under the input
+ * mutex.  After a signal only the lines already read (in the reader's
+ * buffer) are taken: none is lost, no more is read.  Returns how many;
+ * *dry when stdin has no more for now (or at all). */
+/* Wake every loop but st (their wake-up eventfd). */
+static void
+wake_others(const struct state *st)
+{
+	static const uint64_t one = 1;
+
+	for (int i = 0; i < n_wake_fds; i++)
+		if (wake_fds[i] != st->wake_fd)
+			(void)!write(wake_fds[i], &one, sizeof one);
+}
+
+static size_t
+take_lines(struct state *st, size_t max, bool *dry)
+{
+	struct shared *sh = st->sh;
+	size_t n = 0;
+	bool more;
 	char *line;
 	size_t len;
 
-	while (!st->eof && !st->bad_strict && !stop_requested &&
-	       st->inflight < st->max_inflight) {
-		switch (line_reader_next(st->lr, &line, &len)) {
+	*dry = false;
+	st->tlen = 0;
+	pthread_mutex_lock(&sh->in_mu);
+	while (n < max && !sh->eof && !sh->bad_strict) {
+		if (stop_requested && !line_reader_has_line(sh->lr)) {
+			*dry = true;
+			break;
+		}
+		switch (line_reader_next(sh->lr, &line, &len)) {
 		case LINE_OK:
-			handle_line(st, line, len);
+			if (st->tlen + len + 1 > st->tcap) {
+				size_t cap = st->tcap ? st->tcap : 16384;
+
+				while (cap < st->tlen + len + 1)
+					cap *= 2;
+				st->tbuf = xrealloc(st->tbuf, cap);
+				st->tcap = cap;
+			}
+			memcpy(st->tbuf + st->tlen, line, len + 1);
+			st->taken[n++] = (struct taken){
+				.off = st->tlen, .len = len,
+				.lineno = line_reader_lineno(sh->lr) };
+			st->tlen += len + 1;
 			break;
 		case LINE_TOO_LONG:
-			bad_line(st, line, len, "line too long");
+			bad_line_at(st, line_reader_lineno(sh->lr), line, len,
+			            "line too long", true);
 			break;
 		case LINE_AGAIN:
-			return true;
+			*dry = true;
+			goto out;
 		case LINE_EOF:
-			st->eof = true;
-			return true;
+			sh->eof = true;
+			*dry = true;
+			goto out;
 		case LINE_ERROR:
-			die(EX_IOERR, "read %s:", line_reader_name(st->lr));
+			die(EX_IOERR, "read %s:", line_reader_name(sh->lr));
 		}
+	}
+out:
+	if (sh->eof || sh->bad_strict)
+		*dry = true;
+	/* Lines left in the buffer when this loop is full: the others
+	 * would not see them (epoll sees the pipe, not the buffer), so
+	 * wake them to take their share. */
+	more = !*dry && line_reader_has_line(sh->lr);
+	pthread_mutex_unlock(&sh->in_mu);
+	if (more)
+		wake_others(st);
+	return n;
+}
+
+/* Read lines while there is room for more probes.  Returns false when
+ * it stopped for want of room, with lines perhaps left in the reader's
+ * buffer. */
+static bool
+read_input(struct state *st)
+{
+	while (reading(st) && st->inflight < st->max_inflight) {
+		size_t room = st->max_inflight - st->inflight, n;
+		bool dry;
+
+		n = take_lines(st, room < TAKE_MAX ? room : TAKE_MAX, &dry);
+		/* Under --strict nothing after an invalid line is started
+		 * (another loop may have started some before it was seen). */
+		for (size_t i = 0; i < n && st->taken[i].lineno < st->sh->bad_lineno;
+		     i++)
+			handle_line(st, st->tbuf + st->taken[i].off,
+			            st->taken[i].len, st->taken[i].lineno);
+		if (dry)
+			return true;
 	}
 	return st->inflight < st->max_inflight;
 }
@@ -355,8 +557,8 @@ finish(struct state *st, struct probe *p)
 {
 	enum error_kind kind = probe_result(p, &st->out);
 
-	write_text(&st->out);
-	count_result(&st->n, kind);
+	out_line(st, st->out.buf, st->out.len);
+	count_result(st->sh, kind);
 	probe_free(&p);
 	st->inflight--;
 }
@@ -378,7 +580,7 @@ collect_done(struct state *st)
 		eval = probe_transfer_done(p, msg->data.result);
 		curl_multi_remove_handle(st->multi, probe_easy(p));
 		if (eval)
-			workers_submit(p); /* in flight until its regexes end */
+			workers_submit(st->wq, p); /* in flight until its regexes end */
 		else
 			finish(st, p);
 	}
@@ -390,18 +592,25 @@ collect_evaluated(struct state *st)
 {
 	struct probe *p;
 
-	while ((p = workers_take()) != NULL)
+	while ((p = workers_take(st->wq)) != NULL)
 		finish(st, p);
 }
 
 /* ---- the stats line ---------------------------------------------------- */
 
 static void
-stats_report(const struct state *st)
+stats_report(struct shared *sh)
 {
-	const struct counts *n = &st->n;
+	struct counts c;
+	const struct counts *n = &c;
+	size_t inflight;
 	char kinds[512];
 	size_t off = 0;
+
+	pthread_mutex_lock(&sh->n_mu);
+	c = sh->n;
+	inflight = sh->inflight;
+	pthread_mutex_unlock(&sh->n_mu);
 
 	kinds[0] = '\0';
 	for (int k = ERR_NONE + 1; k <= ERR_OTHER && off < sizeof kinds; k++)
@@ -411,7 +620,7 @@ stats_report(const struct state *st)
 			                        error_kind_name((enum error_kind)k),
 			                        n->err[k]);
 	info("stats: in=%llu out=%llu in_flight=%zu ok=%llu failed=%llu "
-	     "invalid=%llu%s", n->in, n->out, st->inflight, n->ok, n->failed,
+	     "invalid=%llu%s", n->in, n->out, inflight, n->ok, n->failed,
 	     n->invalid, kinds);
 }
 
@@ -419,7 +628,11 @@ stats_report(const struct state *st)
 static int
 stats_wait_ms(const struct state *st, int wait_ms)
 {
-	int s = stats_clock_timeout_ms(&st->stats);
+	int s;
+
+	if (st->stats == NULL)
+		return wait_ms;
+	s = stats_clock_timeout_ms(st->stats);
 
 	return s >= 0 && s < wait_ms ? s : wait_ms;
 }
@@ -618,14 +831,15 @@ serve_pending(struct state *st)
 static void
 setup_events(struct state *st)
 {
-	struct epoll_event ev = { .events = EPOLLIN, .data.fd = sig_pipe[0] };
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = st->wake_fd };
 
 	if ((st->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
 		die(EX_SOFTWARE, "epoll_create1:");
-	if (epoll_ctl(st->epfd, EPOLL_CTL_ADD, sig_pipe[0], &ev) < 0)
+	if (epoll_ctl(st->epfd, EPOLL_CTL_ADD, st->wake_fd, &ev) < 0)
 		die(EX_SOFTWARE, "epoll_ctl:");
-	ev = (struct epoll_event){ .events = EPOLLIN, .data.fd = workers_fd() };
-	if (epoll_ctl(st->epfd, EPOLL_CTL_ADD, workers_fd(), &ev) < 0)
+	ev = (struct epoll_event){ .events = EPOLLIN,
+	                           .data.fd = workers_fd(st->wq) };
+	if (epoll_ctl(st->epfd, EPOLL_CTL_ADD, workers_fd(st->wq), &ev) < 0)
 		die(EX_SOFTWARE, "epoll_ctl:");
 	/* stdin is armed only while there is room for its lines; a regular
 	 * file (EPERM) is always readable and so never waited for. */
@@ -654,15 +868,31 @@ arm_stdin(struct state *st)
 	st->stdin_armed = true;
 }
 
+/* The loop that writes the stats line stays while other loops still
+ * have probes in flight, so that the line keeps coming. */
+static bool
+others_to_report(const struct state *st)
+{
+	size_t inflight;
+
+	if (st->stats == NULL || st->stats->interval_ns == 0)
+		return false;
+	pthread_mutex_lock(&st->sh->n_mu);
+	inflight = st->sh->inflight;
+	pthread_mutex_unlock(&st->sh->n_mu);
+	return inflight > 0;
+}
+
 static void
 run(struct state *st)
 {
 	struct epoll_event evs[256];
 
 	for (;;) {
-		bool reading, drained;
+		bool more, drained;
 		int n, wait_ms;
 
+		/* drained: stdin has no line for us now (or never again). */
 		drained = read_input(st);
 		/* Probes just added are started by their timeout of 0. */
 		if (st->timer_ns >= 0 && mono_now_ns() >= st->timer_ns) {
@@ -672,20 +902,26 @@ run(struct state *st)
 		serve_pending(st);
 		collect_done(st);
 		/* Results go out before we wait, so that the pipeline streams
-		 * without a flush per record. */
-		if (fflush(stdout) != 0)
-			die(EX_IOERR, "write <stdout>:");
-		/* After the flush: the line counts what has gone out. */
-		if (stats_clock_due(&st->stats))
-			stats_report(st);
+		 * without a write per record. */
+		flush_out(st);
+		/* After the write: the line counts what has gone out. */
+		if (st->stats != NULL && stats_clock_due(st->stats))
+			stats_report(st->sh);
 
-		if (stop_requested && !st->stopping) {
-			st->stopping = true;
-			info("stopping: %zu probe%s in flight to finish",
-			     st->inflight, st->inflight == 1 ? "" : "s");
+		if (stop_requested && !atomic_exchange(&st->sh->stop_logged, true)) {
+			size_t inflight;
+
+			pthread_mutex_lock(&st->sh->n_mu);
+			inflight = st->sh->inflight;
+			pthread_mutex_unlock(&st->sh->n_mu);
+			info("stopping: %zu probe%s in flight to finish", inflight,
+			     inflight == 1 ? "" : "s");
 		}
-		reading = !st->eof && !st->bad_strict && !stop_requested;
-		if (!reading && st->inflight == 0)
+		more = reading(st);
+		/* Done: no more input for this loop (end of it, --strict, or a
+		 * signal and no line left that was read), nothing in flight. */
+		if ((!more || stop_requested) && st->inflight == 0 &&
+		    (!more || drained) && !others_to_report(st))
 			return;
 
 		wait_ms = 1000;
@@ -698,13 +934,15 @@ run(struct state *st)
 		}
 		if (st->n_pending > 0)
 			wait_ms = 0; /* curl's wishes changed after the serving */
-		if (reading && st->inflight < st->max_inflight) {
+		if (more && st->inflight < st->max_inflight) {
 			/* Probes ended since the reader stopped for want of
 			 * room: complete lines may sit in its buffer, where
 			 * epoll cannot see them. */
-			if (!drained || !st->stdin_polled)
+			if (!drained)
 				wait_ms = 0;
-			else
+			else if (!stop_requested && !st->stdin_polled)
+				wait_ms = 0;
+			else if (!stop_requested)
 				arm_stdin(st);
 		}
 		n = epoll_wait(st->epfd, evs, (int)(sizeof evs / sizeof evs[0]),
@@ -722,20 +960,55 @@ run(struct state *st)
 				st->stdin_armed = false;
 				continue;
 			}
-			if (fd == workers_fd()) {
+			if (fd == workers_fd(st->wq)) {
 				collect_evaluated(st);
 				continue;
 			}
-			if (fd == sig_pipe[0]) {
-				char buf[16];
+			if (fd == st->wake_fd) {
+				uint64_t count;
 
-				while (read(sig_pipe[0], buf, sizeof buf) > 0)
-					;
+				(void)!read(st->wake_fd, &count, sizeof count);
 				continue;
 			}
 			socket_event(st, fd, e);
 		}
 	}
+}
+
+/* A probe loop's own resources; wake_fd was made by main (for the
+ * signal handler). */
+static void
+loop_init(struct state *st)
+{
+	if ((st->multi = curl_multi_init()) == NULL)
+		die(EX_SOFTWARE, "curl_multi_init failed");
+	st->wq = workers_queue_new();
+	setup_events(st);
+}
+
+static void
+loop_end(struct state *st)
+{
+	flush_out(st);
+	curl_multi_cleanup(st->multi);
+	probe_pool_clear();
+	workers_queue_free(&st->wq);
+	close(st->epfd);
+	jt_free(&st->out);
+	free(st->obuf);
+	free(st->tbuf);
+	free(st->socks);
+	free(st->pending);
+}
+
+static void *
+loop_thread(void *arg)
+{
+	struct state *st = arg;
+
+	run(st);
+	loop_end(st);
+	return NULL;
 }
 
 /* ---- main -------------------------------------------------------------- */
@@ -782,10 +1055,34 @@ default_location(void)
 	return xstrdup(host);
 }
 
+/* The default of --threads: the CPUs sm-check may run on (its affinity
+ * mask, so taskset and cpusets count), else those online. */
+static size_t
+default_threads(void)
+{
+	cpu_set_t set;
+	long n;
+
+	if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+		n = CPU_COUNT(&set);
+	else
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : (size_t)n;
+}
+
 int
 main(int argc, char **argv)
 {
-	struct state st = { .max_inflight = DEFAULT_CONCURRENCY };
+	static struct shared sh = {
+		.bad_lineno = ULONG_MAX,
+		.in_mu = PTHREAD_MUTEX_INITIALIZER,
+		.out_mu = PTHREAD_MUTEX_INITIALIZER,
+		.n_mu = PTHREAD_MUTEX_INITIALIZER,
+	};
+	struct probe_opts popts;
+	struct stats_clock stats;
+	struct state *loops;
+	size_t max_inflight = DEFAULT_CONCURRENCY, n_threads = 0;
 	const char *env, *location = NULL, *user_agent = NULL;
 	char *owned_location = NULL, *owned_ua = NULL;
 	int64_t stats_ms = -1; /* -1: not given, SM_STATS_INTERVAL then */
@@ -793,17 +1090,23 @@ main(int argc, char **argv)
 
 	diag_init(argv[0]);
 	if ((env = getenv("SM_CHECK_CONCURRENCY")) != NULL && *env)
-		st.max_inflight = (size_t)opt_ll("SM_CHECK_CONCURRENCY", env, 1,
-		                                 MAX_CONCURRENCY);
+		max_inflight = (size_t)opt_ll("SM_CHECK_CONCURRENCY", env, 1,
+		                              MAX_CONCURRENCY);
+	if ((env = getenv("SM_CHECK_THREADS")) != NULL && *env)
+		n_threads = (size_t)opt_ll("SM_CHECK_THREADS", env, 1,
+		                           MAX_THREADS);
 	if ((env = getenv("SM_PROBE_LOCATION")) != NULL && *env)
 		location = env;
 
-	while ((c = getopt_long(argc, argv, "c:l:A:d:shV", long_opts, NULL)) !=
-	       -1) {
+	while ((c = getopt_long(argc, argv, "c:t:l:A:d:shV", long_opts,
+	                        NULL)) != -1) {
 		switch (c) {
 		case 'c':
-			st.max_inflight = (size_t)opt_ll("-c", optarg, 1,
-			                                 MAX_CONCURRENCY);
+			max_inflight = (size_t)opt_ll("-c", optarg, 1,
+			                              MAX_CONCURRENCY);
+			break;
+		case 't':
+			n_threads = (size_t)opt_ll("-t", optarg, 1, MAX_THREADS);
 			break;
 		case 'l':
 			if (*optarg == '\0')
@@ -814,10 +1117,10 @@ main(int argc, char **argv)
 			user_agent = optarg;
 			break;
 		case 'd':
-			st.dead_path = optarg;
+			sh.dead_path = optarg;
 			break;
 		case 's':
-			st.strict = true;
+			sh.strict = true;
 			break;
 		case OPT_STATS_INTERVAL:
 			stats_ms = stats_interval_option_ms(optarg);
@@ -838,53 +1141,76 @@ main(int argc, char **argv)
 	}
 	if (stats_ms < 0)
 		stats_ms = stats_interval_default_ms();
+	if (n_threads == 0)
+		n_threads = default_threads();
+	/* Each loop has at least one probe of -c. */
+	if (n_threads > max_inflight)
+		n_threads = max_inflight;
 
 	if (location == NULL)
 		location = owned_location = default_location();
 	if (user_agent == NULL)
 		user_agent = owned_ua = xasprintf("sitemon/%s", SM_VERSION);
-	st.popts.location = location;
-	st.popts.user_agent = user_agent;
-	st.popts.proxy_env = proxy_in_env();
-	if (st.dead_path != NULL &&
-	    (st.dead = fopen(st.dead_path, "ae")) == NULL)
-		die(EX_CONFIG, "%s:", st.dead_path);
+	popts.location = location;
+	popts.user_agent = user_agent;
+	popts.proxy_env = proxy_in_env();
+	if (sh.dead_path != NULL &&
+	    (sh.dead = fopen(sh.dead_path, "ae")) == NULL)
+		die(EX_CONFIG, "%s:", sh.dead_path);
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		die(EX_SOFTWARE, "curl_global_init failed");
-	if ((st.multi = curl_multi_init()) == NULL)
-		die(EX_SOFTWARE, "curl_multi_init failed");
-	/* Results are flushed once per turn of the loop (before it waits),
-	 * not per record: a buffer of 64 KiB makes that one write. */
-	static char outbuf[65536];
-	setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
-	setup_signals();
+	probe_global_init();
 	raise_fd_limit();
 	nonblocking_stdin();
-	st.lr = line_reader_new(STDIN_FILENO, "<stdin>", SM_MAX_LINE);
+	sh.lr = line_reader_new(STDIN_FILENO, "<stdin>", SM_MAX_LINE);
 	workers_init(regex_threads(), probe_eval);
-	setup_events(&st);
-	stats_clock_init(&st.stats, stats_ms);
+	stats_clock_init(&stats, stats_ms);
 
-	run(&st);
-	if (st.stats.interval_ns)
-		stats_report(&st); /* the last word, with the final counts */
+	/* -c shared out: the first loops take the remainder. */
+	loops = xcalloc(n_threads, sizeof *loops);
+	for (size_t i = 0; i < n_threads; i++) {
+		struct state *st = &loops[i];
 
-	line_reader_free(&st.lr);
-	jt_free(&st.out);
-	curl_multi_cleanup(st.multi);
+		st->sh = &sh;
+		st->popts = &popts;
+		st->max_inflight = max_inflight / n_threads +
+		                   (i < max_inflight % n_threads);
+		st->stats = i == 0 ? &stats : NULL;
+		if ((st->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+			die(EX_SOFTWARE, "eventfd:");
+		wake_fds[i] = st->wake_fd;
+		loop_init(st);
+	}
+	n_wake_fds = (sig_atomic_t)n_threads;
+	setup_signals();
+	for (size_t i = 1; i < n_threads; i++) {
+		int rc = pthread_create(&loops[i].thread, NULL, loop_thread,
+		                        &loops[i]);
+
+		if (rc != 0) {
+			errno = rc;
+			die(EX_SOFTWARE, "pthread_create:");
+		}
+	}
+	run(&loops[0]);
+	loop_end(&loops[0]);
+	for (size_t i = 1; i < n_threads; i++)
+		pthread_join(loops[i].thread, NULL);
+	free(loops);
+	if (stats.interval_ns)
+		stats_report(&sh); /* the last word, with the final counts */
+
+	line_reader_free(&sh.lr);
 	workers_stop();
-	probe_pool_clear();
-	close(st.epfd);
-	free(st.socks);
-	free(st.pending);
 	curl_global_cleanup();
 	rx_cache_clear();
+	castore_clear();
 	free(owned_location);
 	free(owned_ua);
-	if (st.dead != NULL && fclose(st.dead) != 0)
-		die(EX_IOERR, "%s:", st.dead_path);
+	if (sh.dead != NULL && fclose(sh.dead) != 0)
+		die(EX_IOERR, "%s:", sh.dead_path);
 	if (fclose(stdout) != 0)
 		die(EX_IOERR, "write <stdout>:");
-	return st.bad_strict ? EX_DATAERR : 0;
+	return sh.bad_strict ? EX_DATAERR : 0;
 }

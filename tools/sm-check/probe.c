@@ -3,7 +3,7 @@
  * transfer into a result record (schema v1).
  */
 #include <arpa/inet.h>
-#include <dlfcn.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -18,7 +18,7 @@
 #include <openssl/x509v3.h>
 
 #include "sm.h"
-#include "sockcache.h"
+#include "castore.h"
 #include "probe.h"
 #include "rxcache.h"
 #include "jtext.h"
@@ -60,6 +60,7 @@ struct probe {
 	CURL *easy;
 	struct curl_slist *headers;
 	char errbuf[CURL_ERROR_SIZE];
+	char ca_err[256];        /* the CA bundle could not be loaded */
 	char id[UUID_STR_LEN];
 	const struct probe_opts *opts;
 	int64_t started_ms;      /* wall clock, for started_at */
@@ -82,8 +83,7 @@ struct probe {
 	struct timers at_redirect;
 	struct phase_us hop_sum; /* the phases of the hops before the last */
 
-	char tls_version[32];    /* from curl's "SSL connection using" line */
-	bool verbose;            /* the debug callback is on */
+	char tls_version[32];    /* SSL_get_version() of the last TLS connection */
 	struct certfacts cert;
 
 	/* The transfer's outcome (probe_transfer_done). */
@@ -104,41 +104,6 @@ struct probe {
 };
 
 /* ---- curl callbacks --------------------------------------------------- */
-
-/* OpenSSL's SSL_get_version(), found in the libssl that libcurl loaded
- * (sm-check does not link OpenSSL itself); NULL with another TLS library. */
-typedef const char *ssl_version_fn(const void *ssl);
-
-static ssl_version_fn *
-ssl_get_version_fn(void)
-{
-	static bool looked;
-	static ssl_version_fn *fn;
-
-	if (!looked) {
-		void *sym = dlsym(RTLD_DEFAULT, "SSL_get_version");
-
-		looked = true;
-		memcpy(&fn, &sym, sizeof fn);
-	}
-	return fn;
-}
-
-/* The TLS version of the connection in use, while it is in use. */
-static void
-tls_version_from_ssl(struct probe *p)
-{
-	struct curl_tlssessioninfo *ti = NULL;
-	ssl_version_fn *fn;
-	const char *v;
-
-	if (curl_easy_getinfo(p->easy, CURLINFO_TLS_SSL_PTR, &ti) != CURLE_OK ||
-	    ti == NULL || ti->backend != CURLSSLBACKEND_OPENSSL ||
-	    ti->internals == NULL || (fn = ssl_get_version_fn()) == NULL ||
-	    (v = fn(ti->internals)) == NULL)
-		return;
-	snprintf(p->tls_version, sizeof p->tls_version, "%s", v);
-}
 
 static curl_off_t
 info_time(CURL *e, CURLINFO what)
@@ -286,10 +251,6 @@ on_header(char *buf, size_t size, size_t n, void *userdata)
 		p->encoded = false;
 		free(p->location);
 		p->location = NULL;
-		/* An http probe runs without the debug callback; a redirect
-		 * may still take it to https. */
-		if (!p->verbose)
-			tls_version_from_ssl(p);
 	} else if (header_is(buf, len, "Location", &v, &vlen)) {
 		free(p->location);
 		p->location = xstrndup(v, vlen);
@@ -330,36 +291,10 @@ on_body(char *buf, size_t size, size_t n, void *userdata)
 	return p->truncated ? 0 : len;
 }
 
-/* Verbose mode is on, for https URLs, only to learn the negotiated TLS
- * version, which libcurl reports nowhere else without OpenSSL's own
- * functions, and that also when the handshake is done but the certificate
- * then refused.  It costs some formatting in libcurl on every probe, so an
- * http URL (most of them) goes without, and learns the version of a
- * redirect to https from the connection itself (tls_version_from_ssl). */
-static int
-on_debug(CURL *easy, curl_infotype type, char *data, size_t size,
-         void *userdata)
-{
-	static const char pfx[] = "SSL connection using ";
-	struct probe *p = userdata;
-	size_t i, n = sizeof pfx - 1;
-
-	if (type != CURLINFO_TEXT || size <= n || memcmp(data, pfx, n) != 0)
-		return 0;
-	for (i = 0; n + i < size && i < sizeof p->tls_version - 1; i++) {
-		char c = data[n + i];
-
-		if (c == ' ' || c == '\n' || c == '\r' || c == '/')
-			break;
-		p->tls_version[i] = c;
-	}
-	p->tls_version[i] = '\0';
-	return 0;
-}
-
 /* ---- certificates ------------------------------------------------------ */
 
-/* The SSL_CTX ex_data slot that holds the probe (see on_ssl_ctx). */
+/* The SSL_CTX ex_data slot that holds the probe (see on_ssl_ctx); made
+ * once, by probe_global_init(). */
 static int ctx_slot = -1;
 
 static void
@@ -545,12 +480,24 @@ on_verify(int ok, X509_STORE_CTX *x)
 	return ok;
 }
 
-/* Alerts: a protocol_version one says the two sides share no version. */
+/* The end of the handshake: the version agreed on.  (The verify
+ * callback has taken it already when a certificate came, so that a
+ * certificate refused still has it.)  Alerts: a protocol_version one says
+ * the two sides share no version.  This replaces libcurl's verbose mode,
+ * whose "SSL connection using" line once gave the version: that mode
+ * formats every message and every TLS record of every probe. */
 static void
 on_ssl_info(const SSL *ssl, int where, int ret)
 {
 	struct probe *p;
 
+	if (where & SSL_CB_HANDSHAKE_DONE) {
+		p = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_slot);
+		if (p != NULL)
+			snprintf(p->tls_version, sizeof p->tls_version, "%s",
+			         SSL_get_version(ssl));
+		return;
+	}
 	if (!(where & SSL_CB_ALERT) || (ret & 0xff) != SSL_AD_PROTOCOL_VERSION)
 		return;
 	p = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_slot);
@@ -568,9 +515,27 @@ on_ssl_ctx(CURL *e, void *sslctx, void *userptr)
 	SSL_CTX *ctx = sslctx;
 	struct probe *p = userptr;
 
-	if (ctx_slot < 0 &&
-	    (ctx_slot = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL)) < 0)
+	if (ctx_slot < 0)
 		return CURLE_OK;
+	/* The CA bundle, parsed once for every probe (castore.c): libcurl
+	 * was given none.  It is the store OpenSSL verifies the server's
+	 * chain against (the verify store, which comes before the
+	 * SSL_CTX's own): libcurl 7.88 sets up the SSL_CTX's store after
+	 * this callback, from its cache in the multi handle (an empty store
+	 * here), and sets flags on it, so the shared store must not be that
+	 * one.  Without tls_verify, libcurl would load none. */
+	if (p->t->tls_verify) {
+		X509_STORE *store = castore_get(p->t->ca_file, p->ca_err,
+		                                sizeof p->ca_err);
+
+		if (store == NULL)
+			return CURLE_SSL_CACERT_BADFILE;
+		if (SSL_CTX_set1_verify_cert_store(ctx, store) != 1) {
+			X509_STORE_free(store);
+			return CURLE_OUT_OF_MEMORY;
+		}
+		X509_STORE_free(store); /* the SSL_CTX holds its own reference */
+	}
 	/* The facts are those of the last connection (the final hop). */
 	certfacts_clear(&p->cert);
 	p->tls_version[0] = '\0';
@@ -623,23 +588,6 @@ tls_error_of(const struct probe *p)
 }
 
 /* ---- sockets ---------------------------------------------------------- */
-
-/* CURLOPT_OPENSOCKETFUNCTION: the socket libcurl would make, made by
- * sockcache.c so that libcurl's questions about it cost no system call. */
-static curl_socket_t
-on_opensocket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
-{
-	int fd = sockcache_socket(a->family, a->socktype, a->protocol);
-
-	return fd >= 0 ? fd : CURL_SOCKET_BAD;
-}
-
-static int
-on_closesocket(void *clientp, curl_socket_t fd)
-{
-	sockcache_close(fd);
-	return close(fd);
-}
 
 /* Whether a connection of this probe needs TCP_NODELAY.
  *
@@ -739,8 +687,6 @@ setup_easy(struct probe *p)
 	SETOPT(e, CURLOPT_PRIVATE, p);
 	SETOPT(e, CURLOPT_URL, t->url);
 	SETOPT(e, CURLOPT_NOSIGNAL, 1L);
-	SETOPT(e, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
-	SETOPT(e, CURLOPT_CLOSESOCKETFUNCTION, on_closesocket);
 	SETOPT(e, CURLOPT_TCP_NODELAY, 0L);
 	SETOPT(e, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
 	SETOPT(e, CURLOPT_SOCKOPTDATA, p);
@@ -755,12 +701,6 @@ setup_easy(struct probe *p)
 	SETOPT(e, CURLOPT_HEADERDATA, p);
 	SETOPT(e, CURLOPT_WRITEFUNCTION, on_body);
 	SETOPT(e, CURLOPT_WRITEDATA, p);
-	if (strncasecmp(t->url, "https:", 6) == 0) {
-		p->verbose = true;
-		SETOPT(e, CURLOPT_VERBOSE, 1L);
-		SETOPT(e, CURLOPT_DEBUGFUNCTION, on_debug);
-		SETOPT(e, CURLOPT_DEBUGDATA, p);
-	}
 
 	/* Only http and https, redirects included. */
 	SETOPT(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -795,13 +735,12 @@ setup_easy(struct probe *p)
 
 	SETOPT(e, CURLOPT_SSL_VERIFYPEER, t->tls_verify ? 1L : 0L);
 	SETOPT(e, CURLOPT_SSL_VERIFYHOST, t->tls_verify ? 2L : 0L);
-	if (t->ca_file != NULL)
-		SETOPT(e, CURLOPT_CAINFO, t->ca_file);
-	/* Only the CA bundle (the default one or ca_file), no CA directory:
-	 * libcurl then keeps the parsed bundle in the multi handle
-	 * (CURLOPT_CA_CACHE_TIMEOUT) instead of parsing every certificate
-	 * of the bundle again for each probe.  Connections, sessions and
-	 * DNS are still fresh for every probe. */
+	/* No CA file or directory for libcurl: on_ssl_ctx sets the store of
+	 * the bundle (the default one or ca_file) from castore.c, parsed
+	 * once for every probe of every loop, whatever the mix of
+	 * ca_files.  Connections, sessions and DNS are still fresh for
+	 * every probe. */
+	SETOPT(e, CURLOPT_CAINFO, (char *)NULL);
 	SETOPT(e, CURLOPT_CAPATH, (char *)NULL);
 	/* The certificate facts come from OpenSSL's verification itself
 	 * (on_ssl_ctx), so that they are there when it fails too. */
@@ -828,9 +767,10 @@ setup_easy(struct probe *p)
 /* Easy handles of finished probes, reset (curl_easy_reset) for the next
  * ones: allocating and freeing a handle per probe was a noticeable share
  * of sm-check's own CPU.  Connections and DNS entries do not live in the
- * easy handle but in the multi, and every probe forbids their reuse. */
-static CURL **idle;
-static size_t n_idle, cap_idle;
+ * easy handle but in the multi, and every probe forbids their reuse.
+ * Each probe loop thread has its own pool. */
+static _Thread_local CURL **idle;
+static _Thread_local size_t n_idle, cap_idle;
 
 static CURL *
 easy_get(void)
@@ -854,6 +794,28 @@ easy_put(CURL *e)
 	curl_easy_reset(e);
 	idle[n_idle++] = e;
 }
+
+void
+probe_global_init(void)
+{
+	CURL *e = curl_easy_init();
+	char *ca = NULL;
+
+	/* libcurl's default CA bundle, which castore.c loads for targets
+	 * without a ca_file. */
+	if (e == NULL)
+		die(EX_SOFTWARE, "curl_easy_init failed");
+	if (curl_easy_getinfo(e, CURLINFO_CAINFO, &ca) != CURLE_OK)
+		ca = NULL;
+	castore_init(ca);
+	curl_easy_cleanup(e);
+	if (ctx_slot < 0)
+		ctx_slot = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+/* lib's uuid7_new() keeps its state (random pool, sequence) in statics:
+ * one thread at a time. */
+static pthread_mutex_t id_mu = PTHREAD_MUTEX_INITIALIZER;
 
 void
 probe_pool_clear(void)
@@ -900,7 +862,9 @@ probe_new(struct target *t, const struct probe_opts *o, char *err,
 	p->keep_body = t->regex != NULL || t->regex_absent != NULL;
 	p->easy = easy_get();
 	setup_easy(p);
+	pthread_mutex_lock(&id_mu);
 	uuid7_new(p->id);
+	pthread_mutex_unlock(&id_mu);
 	return p;
 }
 
@@ -1263,7 +1227,9 @@ probe_transfer_done(struct probe *p, CURLcode code)
 	p->msg[0] = '\0';
 	if (p->kind != ERR_NONE) {
 		snprintf(p->msg, sizeof p->msg, "%s",
-		         p->errbuf[0] ? p->errbuf : curl_easy_strerror(code));
+		         code == CURLE_SSL_CACERT_BADFILE && p->ca_err[0]
+		             ? p->ca_err
+		         : p->errbuf[0] ? p->errbuf : curl_easy_strerror(code));
 		if (p->kind == ERR_REDIRECTS && code == CURLE_UNSUPPORTED_PROTOCOL)
 			snprintf(p->msg, sizeof p->msg,
 			         "redirect to a refused scheme (only http and "

@@ -25,9 +25,12 @@ struct probe;
  * when the target cannot be probed (a regex that does not compile). */
 struct probe *probe_new(struct target *t, const struct probe_opts *o,
                         char *err, size_t errlen);
-/* The probe's easy handle is kept, reset, for a later probe_new(). */
+/* Once, before any probe and before threads (after curl_global_init). */
+void probe_global_init(void);
+/* The probe's easy handle is kept, reset, for a later probe_new() of the
+ * same thread. */
 void probe_free(struct probe **p);
-/* Free the kept easy handles (at exit). */
+/* Free the easy handles this thread kept (at its end). */
 void probe_pool_clear(void);
 /* The easy handle, to add to a multi handle; CURLOPT_PRIVATE is p. */
 CURL *probe_easy(const struct probe *p);

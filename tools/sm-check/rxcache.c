@@ -6,11 +6,13 @@
  * used entry evicted within its set) keeps memory bounded however many
  * distinct patterns a long-running sm-check sees, while a schedule that
  * reuses a few hundred patterns never recompiles them.  Entries are
- * reference counted (by the main thread only): a probe holds its patterns
- * from start to result, and an entry evicted meanwhile is freed by the
- * last rx_put().
+ * reference counted under one mutex (every probe loop thread gets and puts
+ * them): a probe holds its patterns from start to result, and an entry
+ * evicted meanwhile is freed by the last rx_put().  Matching (rx_eval)
+ * takes no lock: a held pattern does not change.
  */
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,8 +40,9 @@ struct rx_entry {
 	uint64_t last_use;
 };
 
-static struct rx_entry cache[RX_SETS][RX_WAYS];
-static uint64_t use_clock;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static struct rx_entry cache[RX_SETS][RX_WAYS]; /* under mu */
+static uint64_t use_clock;                      /* under mu */
 
 /* Each thread's match state. */
 static _Thread_local pcre2_match_data *mdata;
@@ -132,23 +135,34 @@ lookup(const char *pattern, char *err, size_t errlen)
 int
 rx_check(const char *pattern, char *err, size_t errlen)
 {
-	return lookup(pattern, err, errlen) == NULL ? -1 : 0;
+	int rc;
+
+	pthread_mutex_lock(&mu);
+	rc = lookup(pattern, err, errlen) == NULL ? -1 : 0;
+	pthread_mutex_unlock(&mu);
+	return rc;
 }
 
 struct rx *
 rx_get(const char *pattern, char *err, size_t errlen)
 {
-	struct rx *rx = lookup(pattern, err, errlen);
+	struct rx *rx;
 
-	if (rx != NULL)
+	pthread_mutex_lock(&mu);
+	if ((rx = lookup(pattern, err, errlen)) != NULL)
 		rx->refs++;
+	pthread_mutex_unlock(&mu);
 	return rx;
 }
 
 void
 rx_put(struct rx **rx)
 {
+	if (*rx == NULL)
+		return;
+	pthread_mutex_lock(&mu);
 	rx_unref(*rx);
+	pthread_mutex_unlock(&mu);
 	*rx = NULL;
 }
 
@@ -256,10 +270,12 @@ rx_eval(const struct rx *rx, const char *subject, size_t len, bool cut,
 void
 rx_cache_clear(void)
 {
+	pthread_mutex_lock(&mu);
 	for (int s = 0; s < RX_SETS; s++)
 		for (int i = 0; i < RX_WAYS; i++) {
 			rx_unref(cache[s][i].rx);
 			cache[s][i].rx = NULL;
 		}
+	pthread_mutex_unlock(&mu);
 	rx_thread_end();
 }

@@ -2,10 +2,10 @@
  * rxcache.h - sm-check's bounded cache of compiled PCRE2 patterns, and
  * the bounded evaluation of a pattern on a body.
  *
- * The cache is used by the main thread only; a compiled pattern taken
- * with rx_get() stays valid until rx_put(), even if the cache evicts it
- * meanwhile, so that a worker thread may match with it (rx_eval) while
- * the main thread goes on.
+ * Any thread may get and put patterns (one mutex guards the cache); a
+ * compiled pattern taken with rx_get() stays valid until rx_put(), even if
+ * the cache evicts it meanwhile, so that a regex worker thread may match
+ * with it (rx_eval) while the probe loops go on.
  */
 #ifndef SM_CHECK_RXCACHE_H
 #define SM_CHECK_RXCACHE_H

@@ -1,5 +1,5 @@
 /*
- * workers.c - a small thread pool with an eventfd for completions.
+ * workers.c - a small thread pool with an eventfd per completion queue.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -15,6 +15,7 @@
 
 struct node {
 	struct node *next;
+	struct wq *q;
 	void *arg;
 };
 
@@ -22,14 +23,18 @@ struct list {
 	struct node *head, *tail;
 };
 
+struct wq {
+	struct list done; /* under mu */
+	int efd;
+};
+
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-static struct list todo, done;
+static struct list todo;
 static void (*job_fn)(void *);
 static pthread_t *threads;
-static size_t n_threads, max_threads, n_idle, n_pending;
+static size_t n_threads, max_threads, n_idle;
 static bool stopping;
-static int efd = -1;
 
 static void
 push(struct list *l, struct node *n)
@@ -70,9 +75,9 @@ worker(void *unused)
 		pthread_mutex_unlock(&mu);
 		job_fn(n->arg);
 		pthread_mutex_lock(&mu);
-		push(&done, n);
+		push(&n->q->done, n);
 		/* The counter cannot overflow: the loop reads it down. */
-		(void)!write(efd, &one, sizeof one);
+		(void)!write(n->q->efd, &one, sizeof one);
 	}
 	pthread_mutex_unlock(&mu);
 	rx_thread_end();
@@ -84,27 +89,45 @@ workers_init(size_t n, void (*fn)(void *))
 {
 	max_threads = n > 0 ? n : 1;
 	job_fn = fn;
-	if ((efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
-		die(EX_SOFTWARE, "eventfd:");
 	threads = xcalloc(max_threads, sizeof *threads);
 }
 
-int
-workers_fd(void)
+struct wq *
+workers_queue_new(void)
 {
-	return efd;
+	struct wq *q = xcalloc(1, sizeof *q);
+
+	if ((q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+		die(EX_SOFTWARE, "eventfd:");
+	return q;
 }
 
 void
-workers_submit(void *arg)
+workers_queue_free(struct wq **q)
+{
+	if (*q == NULL)
+		return;
+	close((*q)->efd);
+	free(*q);
+	*q = NULL;
+}
+
+int
+workers_fd(const struct wq *q)
+{
+	return q->efd;
+}
+
+void
+workers_submit(struct wq *q, void *arg)
 {
 	struct node *n = xmalloc(sizeof *n);
 	int rc;
 
 	n->arg = arg;
+	n->q = q;
 	pthread_mutex_lock(&mu);
 	push(&todo, n);
-	n_pending++;
 	/* A new thread when every one is busy, up to the maximum. */
 	if (n_idle == 0 && n_threads < max_threads) {
 		if ((rc = pthread_create(&threads[n_threads], NULL, worker,
@@ -121,32 +144,19 @@ workers_submit(void *arg)
 }
 
 void *
-workers_take(void)
+workers_take(struct wq *q)
 {
 	uint64_t count;
 	struct node *n;
 	void *arg = NULL;
 
-	(void)!read(efd, &count, sizeof count);
+	(void)!read(q->efd, &count, sizeof count);
 	pthread_mutex_lock(&mu);
-	if ((n = pop(&done)) != NULL) {
+	if ((n = pop(&q->done)) != NULL)
 		arg = n->arg;
-		n_pending--;
-	}
 	pthread_mutex_unlock(&mu);
 	free(n);
 	return arg;
-}
-
-size_t
-workers_pending(void)
-{
-	size_t n;
-
-	pthread_mutex_lock(&mu);
-	n = n_pending;
-	pthread_mutex_unlock(&mu);
-	return n;
 }
 
 void
@@ -161,7 +171,4 @@ workers_stop(void)
 	free(threads);
 	threads = NULL;
 	n_threads = 0;
-	if (efd >= 0)
-		close(efd);
-	efd = -1;
 }
