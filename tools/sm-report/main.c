@@ -260,11 +260,26 @@ wanted(const char *name, json_t *labels)
 	return true;
 }
 
+/* A decimal integer as the server prints it (text results); 0 for NULL
+ * or anything else.  Much faster than strtoll for the few hundred
+ * thousand values of a status page. */
+static int64_t
+num(const char *s)
+{
+	int64_t v = 0;
+	bool neg = *s == '-';
+
+	if (neg)
+		s++;
+	while (*s >= '0' && *s <= '9')
+		v = v * 10 + (*s++ - '0');
+	return neg ? -v : v;
+}
+
 static int64_t
 ll(const PGresult *res, int row, int col)
 {
-	return PQgetisnull(res, row, col) ? 0
-	    : strtoll(PQgetvalue(res, row, col), NULL, 10);
+	return PQgetisnull(res, row, col) ? 0 : num(PQgetvalue(res, row, col));
 }
 
 static double
@@ -293,17 +308,46 @@ array_items(const char *s, char items[][32], size_t max)
 	return n;
 }
 
-/* Add the hist_b/hist_n columns at (row, col) and (row, col + 1). */
+/* Add the hist_b/hist_n columns at (row, col) and (row, col + 1): two
+ * integer arrays "{b,b,...}" and "{n,n,...}" read side by side. */
 static void
 add_hist(struct hist *h, const PGresult *res, int row, int col)
 {
-	char b[HIST_BUCKETS][32], n[HIST_BUCKETS][32];
-	size_t nb = array_items(PQgetvalue(res, row, col), b, HIST_BUCKETS);
-	size_t nn = array_items(PQgetvalue(res, row, col + 1), n, HIST_BUCKETS);
-	size_t i;
+	const char *b = PQgetvalue(res, row, col);
+	const char *n = PQgetvalue(res, row, col + 1);
 
-	for (i = 0; i < nb && i < nn; i++)
-		hist_add(h, atoi(b[i]), atoll(n[i]));
+	if (*b == '{')
+		b++;
+	if (*n == '{')
+		n++;
+	while (*b >= '0' && *b <= '9' && (*n == '-' || (*n >= '0' && *n <= '9'))) {
+		int bucket = 0;
+		long long count = 0;
+		bool neg = *n == '-';
+
+		while (*b >= '0' && *b <= '9')
+			bucket = bucket * 10 + (*b++ - '0');
+		if (neg)
+			n++;
+		while (*n >= '0' && *n <= '9')
+			count = count * 10 + (*n++ - '0');
+		hist_add(h, bucket, neg ? -count : count);
+		if (*b == ',')
+			b++;
+		if (*n == ',')
+			n++;
+	}
+}
+
+/* The target of a result row: rows come grouped by target more often
+ * than not, so the last one found is tried first. */
+static struct rtarget *
+find_cached(struct report *r, const char *name, struct rtarget **last)
+{
+	if (*last != NULL && strcmp((*last)->name, name) == 0)
+		return *last;
+	*last = find(r, name);
+	return *last;
 }
 
 static void
@@ -356,54 +400,36 @@ location(struct rtarget *t, const char *probe)
 	t->locs = xrealloc(t->locs, (t->n_locs + 1) * sizeof *t->locs);
 	t->locs[t->n_locs].probe = xstrdup(probe);
 	t->locs[t->n_locs].first_ms = INT64_MAX;
+	t->locs[t->n_locs].cert_last_ms = INT64_MIN;
 	return &t->locs[t->n_locs++];
 }
 
-#define ROLLUP_COLUMNS \
-	"target, probe, checks, ok, dur_min, dur_max, bytes," \
-	" (date_part('epoch', first_at) * 1000)::bigint, hist_b, hist_n," \
-	" err_kind, err_n, (date_part('epoch', bucket) * 1000)::bigint"
+/* The columns load_rollups reads, in this order; those after ok are NULL
+ * (daily rows) outside the window, where only the bars need a row. */
+enum { C_TARGET, C_PROBE, C_BUCKET, C_CHECKS, C_OK, C_DMIN, C_DMAX, C_BYTES,
+       C_FIRST, C_HIST_B, C_HIST_N, C_ERR_K, C_ERR_N, C_CERT, C_CHAIN,
+       C_LAST };
 
+/* A rollup row in the window: its checks, durations, errors and first
+ * check, and the daily chart's day. */
 static void
-load_window(struct report *r)
+add_window_row(struct report *r, struct rtarget *t, const PGresult *res,
+               int i, int64_t bucket)
 {
-	int64_t day = 86400000;
-	int64_t d1 = (r->since_ms + day - 1) / day * day;
-	int64_t d2 = r->until_ms / day * day;
-	int64_t p[4];
-	PGresult *res;
-	int i, n;
+	struct location *l;
+	char k[16][32], c[16][32];
+	size_t nk, j;
+	int64_t first;
 
-	if (d1 >= d2)
-		d1 = d2 = r->until_ms;
-	p[0] = d1; p[1] = d2; p[2] = r->since_ms; p[3] = r->until_ms;
-	res = q("SELECT " ROLLUP_COLUMNS " FROM rollup_daily_all"
-	        " WHERE bucket >= to_timestamp($1::bigint / 1000.0)"
-	        "   AND bucket < to_timestamp($2::bigint / 1000.0)"
-	        " UNION ALL SELECT " ROLLUP_COLUMNS " FROM rollup_hourly_all"
-	        " WHERE (bucket >= to_timestamp($3::bigint / 1000.0)"
-	        "        AND bucket < to_timestamp($1::bigint / 1000.0))"
-	        "    OR (bucket >= to_timestamp($2::bigint / 1000.0)"
-	        "        AND bucket < to_timestamp($4::bigint / 1000.0))",
-	        4, p);
-	n = PQntuples(res);
-	for (i = 0; i < n; i++) {
-		struct rtarget *t = find(r, PQgetvalue(res, i, 0));
-		struct location *l;
-		char k[16][32], c[16][32];
-		size_t nk, j;
-		int64_t first;
-
-		if (t == NULL)
-			continue;
-		t->checks += ll(res, i, 2);
-		t->ok += ll(res, i, 3);
-		t->bytes += ll(res, i, 6);
-		if (!PQgetisnull(res, i, 4))
-			hist_minmax(&t->hist, dbl(res, i, 4), dbl(res, i, 5));
-		add_hist(&t->hist, res, i, 8);
-		nk = array_items(PQgetvalue(res, i, 10), k, 16);
-		array_items(PQgetvalue(res, i, 11), c, 16);
+	t->checks += ll(res, i, C_CHECKS);
+	t->ok += ll(res, i, C_OK);
+	t->bytes += ll(res, i, C_BYTES);
+	if (!PQgetisnull(res, i, C_DMIN))
+		hist_minmax(&t->hist, dbl(res, i, C_DMIN), dbl(res, i, C_DMAX));
+	add_hist(&t->hist, res, i, C_HIST_B);
+	if (PQgetvalue(res, i, C_ERR_K)[1] != '}') { /* not "{}" */
+		nk = array_items(PQgetvalue(res, i, C_ERR_K), k, 16);
+		array_items(PQgetvalue(res, i, C_ERR_N), c, 16);
 		for (j = 0; j < nk; j++) {
 			enum error_kind ek;
 
@@ -411,23 +437,164 @@ load_window(struct report *r)
 				ek = ERR_OTHER;
 			t->errors[ek] += atoll(c[j]);
 		}
-		/* The status page's daily chart, from the same rows. */
-		if (r->chart_day0_ms > 0) {
-			int64_t d = (ll(res, i, 12) - r->chart_day0_ms) / 86400000;
+	}
+	/* The status page's daily chart, from the same rows. */
+	if (r->chart_day0_ms > 0 && bucket >= r->chart_day0_ms) {
+		int64_t d = (bucket - r->chart_day0_ms) / 86400000;
 
-			if (ll(res, i, 12) >= r->chart_day0_ms && d < N_CHART_DAYS) {
-				if (!PQgetisnull(res, i, 4))
-					hist_minmax(&t->day_hist[d], dbl(res, i, 4),
-					            dbl(res, i, 5));
-				add_hist(&t->day_hist[d], res, i, 8);
+		if (d < N_CHART_DAYS) {
+			if (!PQgetisnull(res, i, C_DMIN))
+				hist_minmax(&t->day_hist[d], dbl(res, i, C_DMIN),
+				            dbl(res, i, C_DMAX));
+			add_hist(&t->day_hist[d], res, i, C_HIST_B);
+		}
+	}
+	l = location(t, PQgetvalue(res, i, C_PROBE));
+	first = ll(res, i, C_FIRST);
+	if (first < l->first_ms)
+		l->first_ms = first;
+}
+
+#define EPOCH_MS(c) "(date_part('epoch', " c ") * 1000)::bigint"
+#define TS(p) "to_timestamp(" p "::bigint / 1000.0)"
+
+/*
+ * Everything the report needs from the rollups, in one pass over each
+ * table:
+ *   rollup_daily_all   the window's whole days [d1, d2), and for the
+ *                      status page the bars' 90 days (checks and ok only)
+ *   rollup_hourly_all  the window's edges [since, d1) and [d2, until),
+ *                      the last CERT_HOURS hours (certificates) and for
+ *                      the status page the 24-hour chart
+ * Each row is then used for whichever of these it falls in.
+ */
+static void
+load_rollups(struct report *r, bool page)
+{
+	int64_t day = 86400000, hour = 3600000;
+	int64_t d1 = (r->since_ms + day - 1) / day * day;
+	int64_t d2 = r->until_ms / day * day;
+	int64_t cert0 = r->now_ms / hour * hour - CERT_HOURS * hour;
+	int64_t lo, recent, p[6];
+	struct rtarget *last = NULL;
+	PGresult *res;
+	int i, n;
+
+	if (d1 >= d2)
+		d1 = d2 = r->until_ms;
+	if (page) {
+		r->day0_ms = r->now_ms / day * day - (N_DAYS - 1) * day;
+		r->hour0_ms = r->now_ms / hour * hour - (N_HOURS - 1) * hour;
+	}
+
+	/* Daily rows: the window's (all columns), the bars' (checks, ok). */
+	lo = page && r->day0_ms < d1 ? r->day0_ms : d1;
+	p[0] = d1; p[1] = d2; p[2] = lo; p[3] = page ? INT64_C(253402300799000) : d2; /* 9999-12-31 */
+#define IN_DAYS "bucket >= " TS("$1") " AND bucket < " TS("$2")
+#define W(c) "CASE WHEN " IN_DAYS " THEN " c " END"
+	res = q("SELECT target, probe, " EPOCH_MS("bucket") ", checks, ok,"
+	        " " W("dur_min") ", " W("dur_max") ", " W("bytes") ","
+	        " " W(EPOCH_MS("first_at")) ", " W("hist_b") ", " W("hist_n") ","
+	        " " W("err_kind") ", " W("err_n") ""
+	        " FROM rollup_daily_all"
+	        " WHERE bucket >= " TS("$3") " AND bucket < " TS("$4"),
+	        4, p);
+#undef W
+#undef IN_DAYS
+	n = PQntuples(res);
+	for (i = 0; i < n; i++) {
+		struct rtarget *t = find_cached(r, PQgetvalue(res, i, C_TARGET),
+		                                &last);
+		int64_t bucket = ll(res, i, C_BUCKET);
+
+		if (t == NULL)
+			continue;
+		if (bucket >= d1 && bucket < d2)
+			add_window_row(r, t, res, i, bucket);
+		if (page && bucket >= r->day0_ms) {
+			int64_t d = (bucket - r->day0_ms) / day;
+
+			if (d < N_DAYS) {
+				t->day_checks[d] += ll(res, i, C_CHECKS);
+				t->day_ok[d] += ll(res, i, C_OK);
 			}
 		}
-		l = location(t, PQgetvalue(res, i, 1));
-		first = ll(res, i, 7);
-		if (first < l->first_ms)
-			l->first_ms = first;
 	}
 	PQclear(res);
+
+	/* Hourly rows: the window's edges, the recent hours. */
+	recent = page && r->hour0_ms < cert0 ? r->hour0_ms : cert0;
+	p[0] = r->since_ms; p[1] = d1; p[2] = d2; p[3] = r->until_ms;
+	p[4] = recent;
+	res = q("SELECT target, probe, " EPOCH_MS("bucket") ", checks, ok,"
+	        " dur_min, dur_max, bytes, " EPOCH_MS("first_at") ", hist_b,"
+	        " hist_n, err_kind, err_n, " EPOCH_MS("tls_not_after") ","
+	        " " EPOCH_MS("tls_chain_not_after") ", " EPOCH_MS("last_at")
+	        " FROM rollup_hourly_all"
+	        " WHERE (bucket >= " TS("$1") " AND bucket < " TS("$2") ")"
+	        "    OR (bucket >= " TS("$3") " AND bucket < " TS("$4") ")"
+	        "    OR bucket >= " TS("$5"), 5, p);
+	n = PQntuples(res);
+	for (i = 0; i < n; i++) {
+		struct rtarget *t = find_cached(r, PQgetvalue(res, i, C_TARGET),
+		                                &last);
+		int64_t bucket = ll(res, i, C_BUCKET);
+
+		if (t == NULL)
+			continue;
+		if ((bucket >= r->since_ms && bucket < d1) ||
+		    (bucket >= d2 && bucket < r->until_ms))
+			add_window_row(r, t, res, i, bucket);
+		if (page && bucket >= r->hour0_ms) {
+			int64_t h = (bucket - r->hour0_ms) / hour;
+
+			if (h < N_HOURS) {
+				if (!PQgetisnull(res, i, C_DMIN))
+					hist_minmax(&t->hour_hist[h],
+					            dbl(res, i, C_DMIN),
+					            dbl(res, i, C_DMAX));
+				add_hist(&t->hour_hist[h], res, i, C_HIST_B);
+			}
+		}
+		/* Certificates: each location's last check that had one. */
+		if (bucket >= cert0 && !PQgetisnull(res, i, C_CERT)) {
+			struct location *l = location(t, PQgetvalue(res, i,
+			                                            C_PROBE));
+			int64_t at = ll(res, i, C_LAST);
+
+			if (at > l->cert_last_ms) {
+				l->cert_last_ms = at;
+				l->cert_ms = ll(res, i, C_CERT);
+				l->chain_ms = ll(res, i, C_CHAIN);
+			}
+		}
+	}
+	PQclear(res);
+
+	for (i = 0; i < (int)r->n; i++) {
+		struct rtarget *t = &r->targets[i];
+		size_t j;
+
+		for (j = 0; j < t->n_locs; j++) {
+			int64_t leaf = t->locs[j].cert_ms;
+			int64_t chain = t->locs[j].chain_ms;
+
+			if (t->locs[j].cert_last_ms == INT64_MIN)
+				continue;
+			if (leaf && (t->cert_ms == 0 || leaf < t->cert_ms))
+				t->cert_ms = leaf;
+			if (chain && (t->chain_ms == 0 || chain < t->chain_ms))
+				t->chain_ms = chain;
+		}
+	}
+}
+
+static void
+load_outages(struct report *r)
+{
+	struct rtarget *last = NULL;
+	PGresult *res;
+	int i, n;
 
 	res = q("SELECT target, probe,"
 	        " (date_part('epoch', started_at) * 1000)::bigint,"
@@ -439,7 +606,7 @@ load_window(struct report *r)
 	        " ORDER BY started_at", 2, (int64_t[]){ r->since_ms, r->until_ms });
 	n = PQntuples(res);
 	for (i = 0; i < n; i++) {
-		struct rtarget *t = find(r, PQgetvalue(res, i, 0));
+		struct rtarget *t = find_cached(r, PQgetvalue(res, i, 0), &last);
 		struct outage *o;
 
 		if (t == NULL)
@@ -452,74 +619,6 @@ load_window(struct report *r)
 		o->end_ms = ll(res, i, 3);
 		o->error_kind = xstrdup(PQgetvalue(res, i, 4));
 		o->error = xstrdup(PQgetvalue(res, i, 5));
-	}
-	PQclear(res);
-
-	/* The certificates of each location's last check that had one. */
-	res = q("SELECT DISTINCT ON (target, probe) target,"
-	        " (date_part('epoch', tls_not_after) * 1000)::bigint,"
-	        " (date_part('epoch', tls_chain_not_after) * 1000)::bigint"
-	        " FROM rollup_hourly_all"
-	        " WHERE bucket >= to_timestamp($1::bigint / 1000.0)"
-	        "   AND tls_not_after IS NOT NULL"
-	        " ORDER BY target, probe, last_at DESC", 1,
-	        (int64_t[]){ r->now_ms / 3600000 * 3600000 - CERT_HOURS * 3600000 });
-	n = PQntuples(res);
-	for (i = 0; i < n; i++) {
-		struct rtarget *t = find(r, PQgetvalue(res, i, 0));
-		int64_t leaf = ll(res, i, 1), chain = ll(res, i, 2);
-
-		if (t == NULL)
-			continue;
-		if (leaf && (t->cert_ms == 0 || leaf < t->cert_ms))
-			t->cert_ms = leaf;
-		if (chain && (t->chain_ms == 0 || chain < t->chain_ms))
-			t->chain_ms = chain;
-	}
-	PQclear(res);
-}
-
-/* The status page's series: daily checks for the bars, hourly histograms
- * for the 24-hour chart (load_window fills the daily ones). */
-static void
-load_series(struct report *r)
-{
-	int64_t day = 86400000, hour = 3600000;
-	PGresult *res;
-	int i, n;
-
-	r->day0_ms = r->now_ms / day * day - (N_DAYS - 1) * day;
-	r->hour0_ms = r->now_ms / hour * hour - (N_HOURS - 1) * hour;
-	res = q("SELECT target, (date_part('epoch', bucket) * 1000)::bigint,"
-	        " checks, ok FROM rollup_daily_all"
-	        " WHERE bucket >= to_timestamp($1::bigint / 1000.0)",
-	        1, &r->day0_ms);
-	n = PQntuples(res);
-	for (i = 0; i < n; i++) {
-		struct rtarget *t = find(r, PQgetvalue(res, i, 0));
-		int64_t d = (ll(res, i, 1) - r->day0_ms) / day;
-
-		if (t == NULL || d < 0 || d >= N_DAYS)
-			continue;
-		t->day_checks[d] += ll(res, i, 2);
-		t->day_ok[d] += ll(res, i, 3);
-	}
-	PQclear(res);
-	res = q("SELECT target, (date_part('epoch', bucket) * 1000)::bigint,"
-	        " hist_b, hist_n, dur_min, dur_max FROM rollup_hourly_all"
-	        " WHERE bucket >= to_timestamp($1::bigint / 1000.0)",
-	        1, &r->hour0_ms);
-	n = PQntuples(res);
-	for (i = 0; i < n; i++) {
-		struct rtarget *t = find(r, PQgetvalue(res, i, 0));
-		int64_t h = (ll(res, i, 1) - r->hour0_ms) / hour;
-
-		if (t == NULL || h < 0 || h >= N_HOURS)
-			continue;
-		if (!PQgetisnull(res, i, 4))
-			hist_minmax(&t->hour_hist[h], dbl(res, i, 4),
-			            dbl(res, i, 5));
-		add_hist(&t->hour_hist[h], res, i, 2);
 	}
 	PQclear(res);
 }
@@ -831,9 +930,8 @@ main(int argc, char **argv)
 		if (r.until_ms % 86400000 == 0)
 			r.chart_day0_ms -= 86400000;
 	}
-	load_window(&r);
-	if (opt.format == F_HTML)
-		load_series(&r);
+	load_rollups(&r, opt.format == F_HTML);
+	load_outages(&r);
 	PQfinish(conn);
 	figures(&r);
 	qsort(r.targets, r.n, sizeof *r.targets, worst_first);
