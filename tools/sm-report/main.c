@@ -167,19 +167,29 @@ hist_percentile(const struct hist *h, double p)
 
 static PGconn *conn;
 
-static PGresult *
-q(const char *sql, int n, const int64_t *vals)
+/* Send sql with its integer parameters on c, without waiting. */
+static void
+q_send(PGconn *c, const char *sql, int n, const int64_t *vals)
 {
 	char buf[8][24];
 	const char *params[8];
-	PGresult *res;
 	int i;
 
 	for (i = 0; i < n && i < 8; i++) {
 		snprintf(buf[i], sizeof buf[i], "%lld", (long long)vals[i]);
 		params[i] = buf[i];
 	}
-	res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+	if (!PQsendQueryParams(c, sql, n, NULL, params, NULL, NULL, 0))
+		die(PQstatus(c) == CONNECTION_OK ? EX_SOFTWARE : EX_UNAVAILABLE,
+		    "database: %s", PQerrorMessage(c));
+}
+
+/* The rows of what was sent on c. */
+static PGresult *
+q_result(PGconn *c)
+{
+	PGresult *res = PQgetResult(c), *more;
+
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 		const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
@@ -187,33 +197,50 @@ q(const char *sql, int n, const int64_t *vals)
 		if (state != NULL && strcmp(state, "42P01") == 0)
 			die(EX_CONFIG, "database: %s (SQLSTATE %s): run "
 			    "sm-pg-write --migrate first", msg, state);
-		die(PQstatus(conn) == CONNECTION_OK ? EX_SOFTWARE
-		                                    : EX_UNAVAILABLE,
-		    "database: %s", msg ? msg : PQerrorMessage(conn));
+		die(PQstatus(c) == CONNECTION_OK ? EX_SOFTWARE
+		                                 : EX_UNAVAILABLE,
+		    "database: %s", msg ? msg : PQerrorMessage(c));
 	}
+	while ((more = PQgetResult(c)) != NULL)
+		PQclear(more);
 	return res;
 }
 
-static void
-db_connect(void)
+static PGresult *
+q(const char *sql, int n, const int64_t *vals)
+{
+	q_send(conn, sql, n, vals);
+	return q_result(conn);
+}
+
+static PGconn *
+db_open(void)
 {
 	const char *keys[4] = { "application_name", "client_encoding", "dbname",
 	                        NULL };
 	const char *vals[4] = { "sm-report", "UTF8", opt.conninfo, NULL };
-	PGresult *res;
+	PGconn *c = PQconnectdbParams(keys, vals, 1);
 
-	conn = PQconnectdbParams(keys, vals, 1);
-	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
+	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
 		char msg[512];
 		size_t i;
 
 		snprintf(msg, sizeof msg, "%s",
-		         conn ? PQerrorMessage(conn) : "out of memory");
+		         c ? PQerrorMessage(c) : "out of memory");
 		for (i = 0; msg[i]; i++)
 			if (msg[i] == '\n' || msg[i] == '\t')
 				msg[i] = ' ';
 		die(EX_UNAVAILABLE, "cannot connect: %s", msg);
 	}
+	return c;
+}
+
+static void
+db_connect(void)
+{
+	PGresult *res;
+
+	conn = db_open();
 	res = PQexec(conn, "SET TIME ZONE 'UTC'");
 	PQclear(res);
 }
@@ -404,8 +431,8 @@ location(struct rtarget *t, const char *probe)
 	return &t->locs[t->n_locs++];
 }
 
-/* The columns load_rollups reads, in this order; those after ok are NULL
- * (daily rows) outside the window, where only the bars need a row. */
+/* The columns load_rollups reads from the daily rows (to C_ERR_N) and
+ * the hourly ones (all), in this order. */
 enum { C_TARGET, C_PROBE, C_BUCKET, C_CHECKS, C_OK, C_DMIN, C_DMAX, C_BYTES,
        C_FIRST, C_HIST_B, C_HIST_N, C_ERR_K, C_ERR_N, C_CERT, C_CHAIN,
        C_LAST };
@@ -458,15 +485,31 @@ add_window_row(struct report *r, struct rtarget *t, const PGresult *res,
 #define EPOCH_MS(c) "(date_part('epoch', " c ") * 1000)::bigint"
 #define TS(p) "to_timestamp(" p "::bigint / 1000.0)"
 
+/* A daily row for the bars: checks and ok at columns ck and ck + 1. */
+static void
+add_bar(struct report *r, struct rtarget *t, const PGresult *res, int i,
+        int ck, int64_t bucket)
+{
+	int64_t d = (bucket - r->day0_ms) / 86400000;
+
+	if (bucket >= r->day0_ms && d < N_DAYS) {
+		t->day_checks[d] += ll(res, i, ck);
+		t->day_ok[d] += ll(res, i, ck + 1);
+	}
+}
+
 /*
- * Everything the report needs from the rollups, in one pass over each
- * table:
- *   rollup_daily_all   the window's whole days [d1, d2), and for the
- *                      status page the bars' 90 days (checks and ok only)
+ * Everything the report needs from the rollups, in up to three queries
+ * that the server runs at once, on connections of their own:
+ *   rollup_daily_all   the window's whole days [d1, d2) (and for the
+ *                      status page the days after: today's bar)
  *   rollup_hourly_all  the window's edges [since, d1) and [d2, until),
  *                      the last CERT_HOURS hours (certificates) and for
  *                      the status page the 24-hour chart
- * Each row is then used for whichever of these it falls in.
+ *   rollup_daily_all   for the status page, the bars' days before d1
+ *                      (checks and ok only)
+ * Each row is then used for whichever of these it falls in.  While this
+ * process reads the rows of one, the server still sends the others.
  */
 static void
 load_rollups(struct report *r, bool page)
@@ -475,8 +518,9 @@ load_rollups(struct report *r, bool page)
 	int64_t d1 = (r->since_ms + day - 1) / day * day;
 	int64_t d2 = r->until_ms / day * day;
 	int64_t cert0 = r->now_ms / hour * hour - CERT_HOURS * hour;
-	int64_t lo, recent, p[6];
+	int64_t recent, p[3], ph[5];
 	struct rtarget *last = NULL;
+	PGconn *c_hourly, *c_bars = NULL;
 	PGresult *res;
 	int i, n;
 
@@ -486,21 +530,38 @@ load_rollups(struct report *r, bool page)
 		r->day0_ms = r->now_ms / day * day - (N_DAYS - 1) * day;
 		r->hour0_ms = r->now_ms / hour * hour - (N_HOURS - 1) * hour;
 	}
+	c_hourly = db_open();
+	if (page && r->day0_ms < d1)
+		c_bars = db_open();
 
-	/* Daily rows: the window's (all columns), the bars' (checks, ok). */
-	lo = page && r->day0_ms < d1 ? r->day0_ms : d1;
-	p[0] = d1; p[1] = d2; p[2] = lo; p[3] = page ? INT64_C(253402300799000) : d2; /* 9999-12-31 */
-#define IN_DAYS "bucket >= " TS("$1") " AND bucket < " TS("$2")
-#define W(c) "CASE WHEN " IN_DAYS " THEN " c " END"
-	res = q("SELECT target, probe, " EPOCH_MS("bucket") ", checks, ok,"
-	        " " W("dur_min") ", " W("dur_max") ", " W("bytes") ","
-	        " " W(EPOCH_MS("first_at")) ", " W("hist_b") ", " W("hist_n") ","
-	        " " W("err_kind") ", " W("err_n") ""
-	        " FROM rollup_daily_all"
-	        " WHERE bucket >= " TS("$3") " AND bucket < " TS("$4"),
-	        4, p);
-#undef W
-#undef IN_DAYS
+	p[0] = d1;
+	p[1] = page ? INT64_C(253402300799000) /* 9999-12-31 */ : d2;
+	q_send(conn, "SELECT target, probe, " EPOCH_MS("bucket") ", checks, ok,"
+	       " dur_min, dur_max, bytes, " EPOCH_MS("first_at") ", hist_b,"
+	       " hist_n, err_kind, err_n FROM rollup_daily_all"
+	       " WHERE bucket >= " TS("$1") " AND bucket < " TS("$2"), 2, p);
+	recent = page && r->hour0_ms < cert0 ? r->hour0_ms : cert0;
+	ph[0] = r->since_ms; ph[1] = d1; ph[2] = d2; ph[3] = r->until_ms;
+	ph[4] = recent;
+	q_send(c_hourly, "SELECT target, probe, " EPOCH_MS("bucket") ", checks,"
+	       " ok, dur_min, dur_max, bytes, " EPOCH_MS("first_at") ", hist_b,"
+	       " hist_n, err_kind, err_n, " EPOCH_MS("tls_not_after") ","
+	       " " EPOCH_MS("tls_chain_not_after") ", " EPOCH_MS("last_at")
+	       " FROM rollup_hourly_all"
+	       " WHERE (bucket >= " TS("$1") " AND bucket < " TS("$2") ")"
+	       "    OR (bucket >= " TS("$3") " AND bucket < " TS("$4") ")"
+	       "    OR bucket >= " TS("$5"), 5, ph);
+	if (c_bars != NULL) {
+		p[0] = r->day0_ms;
+		p[1] = d1;
+		q_send(c_bars, "SELECT target, " EPOCH_MS("bucket") ", checks, ok"
+		       " FROM rollup_daily_all"
+		       " WHERE bucket >= " TS("$1") " AND bucket < " TS("$2"),
+		       2, p);
+	}
+
+	/* Daily rows from d1 on. */
+	res = q_result(conn);
 	n = PQntuples(res);
 	for (i = 0; i < n; i++) {
 		struct rtarget *t = find_cached(r, PQgetvalue(res, i, C_TARGET),
@@ -509,31 +570,16 @@ load_rollups(struct report *r, bool page)
 
 		if (t == NULL)
 			continue;
-		if (bucket >= d1 && bucket < d2)
+		if (bucket < d2)
 			add_window_row(r, t, res, i, bucket);
-		if (page && bucket >= r->day0_ms) {
-			int64_t d = (bucket - r->day0_ms) / day;
-
-			if (d < N_DAYS) {
-				t->day_checks[d] += ll(res, i, C_CHECKS);
-				t->day_ok[d] += ll(res, i, C_OK);
-			}
-		}
+		if (page)
+			add_bar(r, t, res, i, C_CHECKS, bucket);
 	}
 	PQclear(res);
 
 	/* Hourly rows: the window's edges, the recent hours. */
-	recent = page && r->hour0_ms < cert0 ? r->hour0_ms : cert0;
-	p[0] = r->since_ms; p[1] = d1; p[2] = d2; p[3] = r->until_ms;
-	p[4] = recent;
-	res = q("SELECT target, probe, " EPOCH_MS("bucket") ", checks, ok,"
-	        " dur_min, dur_max, bytes, " EPOCH_MS("first_at") ", hist_b,"
-	        " hist_n, err_kind, err_n, " EPOCH_MS("tls_not_after") ","
-	        " " EPOCH_MS("tls_chain_not_after") ", " EPOCH_MS("last_at")
-	        " FROM rollup_hourly_all"
-	        " WHERE (bucket >= " TS("$1") " AND bucket < " TS("$2") ")"
-	        "    OR (bucket >= " TS("$3") " AND bucket < " TS("$4") ")"
-	        "    OR bucket >= " TS("$5"), 5, p);
+	res = q_result(c_hourly);
+	PQfinish(c_hourly);
 	n = PQntuples(res);
 	for (i = 0; i < n; i++) {
 		struct rtarget *t = find_cached(r, PQgetvalue(res, i, C_TARGET),
@@ -570,6 +616,21 @@ load_rollups(struct report *r, bool page)
 		}
 	}
 	PQclear(res);
+
+	/* The bars' days before the window's. */
+	if (c_bars != NULL) {
+		res = q_result(c_bars);
+		PQfinish(c_bars);
+		n = PQntuples(res);
+		for (i = 0; i < n; i++) {
+			struct rtarget *t = find_cached(r, PQgetvalue(res, i, 0),
+			                                &last);
+
+			if (t != NULL)
+				add_bar(r, t, res, i, 2, ll(res, i, 1));
+		}
+		PQclear(res);
+	}
 
 	for (i = 0; i < (int)r->n; i++) {
 		struct rtarget *t = &r->targets[i];
