@@ -253,6 +253,35 @@ approx() {
 	[ -s "$ARTIFACTS/status-1280.png" ]
 }
 
+@test "report: the page's charts, open and recent outages, expiring certificates, states in words, dark scheme" {
+	history
+	run -0 sm-report -f html -o "$T/page.html" --cert-warn 3650d
+	# Two p50/p95 charts per target, each with both lines (told apart by
+	# dash, not by colour alone) where it has data.
+	[ "$(grep -o '<figcaption>Last 24 hours: p50 (solid), p95 (dashed)</figcaption>' "$T/page.html" | wc -l)" = 3 ]
+	[ "$(grep -o '<figcaption>Last 30 days: p50 (solid), p95 (dashed)</figcaption>' "$T/page.html" | wc -l)" = 3 ]
+	[ "$(grep -o '<path class="p50" d="M' "$T/page.html" | wc -l)" = 6 ]
+	[ "$(grep -o '<path class="p95" d="M' "$T/page.html" | wc -l)" = 6 ]
+	# Open outages: shop's; recent ones: web's, which ended.
+	sed -n '/<h2>Open outages<\/h2>/,/<\/section>/p' "$T/page.html" >"$T/open"
+	grep -q '<span class="name">shop</span>' "$T/open"
+	! grep -q '<span class="name">web</span>' "$T/open"
+	sed -n '/<h2>Recent outages<\/h2>/,/<\/section>/p' "$T/page.html" >"$T/recent"
+	grep -q '<span class="name">web</span>.*ended' "$T/recent"
+	# Certificates within --cert-warn: each target's, with its days left.
+	sed -n '/<h2>Certificates expiring soon<\/h2>/,/<\/section>/p' "$T/page.html" >"$T/certs"
+	[ "$(grep -c '<li><span class="name">' "$T/certs")" = 3 ]
+	grep -Eq 'certificate expires [0-9-]+ [0-9:]+Z \([0-9]+ days\)' "$T/certs"
+	# A state is a word and a symbol, not a colour alone.
+	grep -q '<span class="state down">&#9660; Down</span>' "$T/page.html"
+	grep -q '<span class="state up">&#9650; Up</span>' "$T/page.html"
+	# The system's dark mode is followed.
+	grep -q '@media (prefers-color-scheme:dark)' "$T/page.html"
+	# Without --cert-warn's long window, none of them is listed.
+	run -0 sm-report -f html -o "$T/page2.html" --cert-warn 1d
+	sed -n '/<h2>Certificates expiring soon<\/h2>/,/<\/section>/p' "$T/page2.html" | grep -q 'None\.'
+}
+
 @test "report: sm-schedule accepts slo: and refuses a bad one where it is" {
 	printf 'defaults:\n  slo: "99.5%%"\ntargets:\n  - name: a\n    url: %s/ok\n    slo: 99.9\n' \
 		"$HTTP_URL" >"$T/good.yaml"
