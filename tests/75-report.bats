@@ -114,6 +114,44 @@ approx() {
 	[ "$(jq '.targets[0].checks' "$T/after")" = 120 ]
 }
 
+# A window of whole days and partial ones: two days and more of history
+# from probe "a", one check every 10 minutes, every 5th failed, from
+# 20:00Z four days ago.  The report's window starts at 22:00Z three days
+# ago: its first two hours come from the hourly rollups, the two whole
+# days after them from the daily ones, today from the hourly ones again.
+@test "report: whole days from the daily rollups, the window's edges from the hourly ones; the page's daily bars" {
+	local d0 start n since s_ms day
+	d0=$(( $(date +%s) / 86400 * 86400 ))
+	start=$(( (d0 - 4 * 86400 + 20 * 3600) * 1000 ))
+	n=$(( ($(date +%s) * 1000 - start) / 600000 ))
+	"$GEN" -n "$n" -t 1 -s "$start" -i 600000 -f 5 -S 7 |
+		jq -c '.target = "x" | .probe = "a"' >"$T/in"
+	sm-pg-write <"$T/in" >/dev/null
+	s_ms=$(( (d0 - 3 * 86400 + 22 * 3600) * 1000 ))
+	since=$(date -ud "@$((s_ms / 1000))" +%Y-%m-%dT%H:%M:%SZ)
+	# expect FILTER: checks and ok checks of the input that pass FILTER (jq).
+	expect() {
+		jq -rs "[.[] | select($1)] | \"\\(length) \\(map(select(.ok)) | length)\"" "$T/in"
+	}
+	# Pending rows, then the same folded.
+	local round
+	for round in pending folded; do
+		run -0 sm-report -f json -s "$since"
+		[ "$(jq -r '.targets[0] | "\(.checks) \(.ok_checks)"' <<<"$output")" = \
+			"$(expect ".started_at >= \"${since%Z}.000Z\"")" ]
+		# The page: one bar per UTC day, whole days whatever the window.
+		sm-report -f html -o "$T/page.html"
+		for day in 1 2 3; do
+			day=$(date -ud "@$((d0 - day * 86400))" +%F)
+			read -r total ok <<<"$(expect ".started_at | startswith(\"$day\")")"
+			grep -Fq "<title>$day: " "$T/page.html"
+			grep -Eq "<title>$day: [0-9.]+% up \\($ok of $total checks ok\\)</title>" "$T/page.html"
+		done
+		psql_q "SELECT sm_rollup_fold()" >/dev/null
+		[ "$(psql_q "SELECT count(*) FROM rollup_pending")" = 0 ]
+	done
+}
+
 @test "report: text fits 100 columns, worst first; csv; --target and --label filter" {
 	history
 	run -0 sm-report
@@ -213,6 +251,35 @@ approx() {
 	[ "$(jq '.widths["1280"] | .scroll <= .inner' "$T/page.json")" = true ]
 	[ -s "$ARTIFACTS/status-375.png" ]
 	[ -s "$ARTIFACTS/status-1280.png" ]
+}
+
+@test "report: the page's charts, open and recent outages, expiring certificates, states in words, dark scheme" {
+	history
+	run -0 sm-report -f html -o "$T/page.html" --cert-warn 3650d
+	# Two p50/p95 charts per target, each with both lines (told apart by
+	# dash, not by colour alone) where it has data.
+	[ "$(grep -o '<figcaption>Last 24 hours: p50 (solid), p95 (dashed)</figcaption>' "$T/page.html" | wc -l)" = 3 ]
+	[ "$(grep -o '<figcaption>Last 30 days: p50 (solid), p95 (dashed)</figcaption>' "$T/page.html" | wc -l)" = 3 ]
+	[ "$(grep -o '<path class="p50" d="M' "$T/page.html" | wc -l)" = 6 ]
+	[ "$(grep -o '<path class="p95" d="M' "$T/page.html" | wc -l)" = 6 ]
+	# Open outages: shop's; recent ones: web's, which ended.
+	sed -n '/<h2>Open outages<\/h2>/,/<\/section>/p' "$T/page.html" >"$T/open"
+	grep -q '<span class="name">shop</span>' "$T/open"
+	! grep -q '<span class="name">web</span>' "$T/open"
+	sed -n '/<h2>Recent outages<\/h2>/,/<\/section>/p' "$T/page.html" >"$T/recent"
+	grep -q '<span class="name">web</span>.*ended' "$T/recent"
+	# Certificates within --cert-warn: each target's, with its days left.
+	sed -n '/<h2>Certificates expiring soon<\/h2>/,/<\/section>/p' "$T/page.html" >"$T/certs"
+	[ "$(grep -c '<li><span class="name">' "$T/certs")" = 3 ]
+	grep -Eq 'certificate expires [0-9-]+ [0-9:]+Z \([0-9]+ days\)' "$T/certs"
+	# A state is a word and a symbol, not a colour alone.
+	grep -q '<span class="state down">&#9660; Down</span>' "$T/page.html"
+	grep -q '<span class="state up">&#9650; Up</span>' "$T/page.html"
+	# The system's dark mode is followed.
+	grep -q '@media (prefers-color-scheme:dark)' "$T/page.html"
+	# Without --cert-warn's long window, none of them is listed.
+	run -0 sm-report -f html -o "$T/page2.html" --cert-warn 1d
+	sed -n '/<h2>Certificates expiring soon<\/h2>/,/<\/section>/p' "$T/page2.html" | grep -q 'None\.'
 }
 
 @test "report: sm-schedule accepts slo: and refuses a bad one where it is" {

@@ -578,6 +578,88 @@ test_array(void)
 	CHECK(array_encodes("1,2", NULL, 0));
 }
 
+/* A one-column row of the given type: its binary field (after the field
+ * count) is want[0..n), or declined when n is 0. */
+static bool
+field_encodes(const char *type, const char *text, const unsigned char *want,
+              size_t n)
+{
+	char row[256];
+	struct pgw_buf bin = { 0 };
+	bool ok, same;
+
+	snprintf(row, sizeof row, "%s\n", text);
+	ok = pgw_row_binary(&bin, row, strlen(row), type);
+	same = n == 0 ? !ok && bin.len == 0
+	              : ok && bin.len == 2 + n &&
+	                memcmp(bin.data + 2, want, n) == 0;
+	free(bin.data);
+	return same;
+}
+
+/* The rollup rows' arrays (rollup.c): smallint[] (element type 21),
+ * integer[] (23), text[] of plain words (25); booleans as t and f. */
+static void
+test_rollup_types(void)
+{
+	static const unsigned char i2[] = {
+		0, 0, 0, 32, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 21,
+		0, 0, 0, 2, 0, 0, 0, 1,
+		0, 0, 0, 2, 0, 3, 0, 0, 0, 2, 255, 254,
+	};
+	static const unsigned char i4[] = {
+		0, 0, 0, 28, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 23,
+		0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 4, 0, 1, 0, 0,
+	};
+	static const unsigned char words[] = {
+		0, 0, 0, 36, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 25,
+		0, 0, 0, 2, 0, 0, 0, 1,
+		0, 0, 0, 3, 'd', 'n', 's', 0, 0, 0, 5, 't', 'l', 's', '_', '2',
+	};
+	static const unsigned char no_words[] = {
+		0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 25,
+	};
+	static const unsigned char yes[] = { 0, 0, 0, 1, 1 };
+	static const unsigned char no[] = { 0, 0, 0, 1, 0 };
+
+	CHECK(field_encodes("s", "{3,-2}", i2, sizeof i2));
+	CHECK(field_encodes("s", "{32768}", NULL, 0));
+	CHECK(field_encodes("s", "{-32769}", NULL, 0));
+	CHECK(field_encodes("a", "{65536}", i4, sizeof i4));
+	CHECK(field_encodes("a", "{2147483648}", NULL, 0));
+	CHECK(field_encodes("w", "{dns,tls_2}", words, sizeof words));
+	CHECK(field_encodes("w", "{}", no_words, sizeof no_words));
+	/* What array_in reads otherwise: a NULL, quotes, spaces. */
+	CHECK(field_encodes("w", "{NULL}", NULL, 0));
+	CHECK(field_encodes("w", "{null}", NULL, 0));
+	CHECK(field_encodes("w", "{\"a b\"}", NULL, 0));
+	CHECK(field_encodes("w", "{a, b}", NULL, 0));
+	CHECK(field_encodes("w", "{a,}", NULL, 0));
+	CHECK(field_encodes("w", "{,}", NULL, 0));
+	CHECK(field_encodes("B", "t", yes, sizeof yes));
+	CHECK(field_encodes("B", "f", no, sizeof no));
+	CHECK(field_encodes("B", "x", NULL, 0));
+
+	/* Rows as rollup.c writes them go binary whole. */
+	{
+		static const char pending[] =
+		    "site-1\tprobe-a\t2026-11-23T23:00:00.000Z\t5\t4\t5\t"
+		    "151000\t12.5\t90.25\t5000\t2026-11-23T23:00:01.250Z\t"
+		    "2026-11-23T23:59:59.999Z\t2027-01-01T00:00:00Z\t\\N\t"
+		    "{13,28}\t{4,1}\t{timeout}\t{1}\n";
+		static const char run[] =
+		    "site-1\t\t0\tf\t2026-11-23T23:00:01.250Z\t"
+		    "2026-11-23T23:00:01.250Z\ttimeout\ttimed out\n";
+		struct pgw_buf bin = { 0 };
+
+		CHECK(pgw_row_binary(&bin, pending, strlen(pending),
+		                     PGW_PENDING_COLUMN_TYPES));
+		CHECK(pgw_row_binary(&bin, run, strlen(run),
+		                     PGW_RUN_COLUMN_TYPES));
+		free(bin.data);
+	}
+}
+
 /* Values the encoder must give as the server reads them, or leave to the
  * server.  Columns: 6 started_at, 11 duration_ms, 17 bytes, 8 status. */
 static void
@@ -799,6 +881,7 @@ main(void)
 	test_bases();
 	test_variants();
 	test_binary();
+	test_rollup_types();
 	test_chain_not_after();
 	test_whole_truth();
 	printf("1..%d\n", n_run);

@@ -19,6 +19,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "sm.h"
 #include "pgw.h"
@@ -191,9 +192,10 @@ enc_bool(struct pgw_buf *b, const char *s, size_t n)
 {
 	unsigned char v;
 
-	if (n == 4 && memcmp(s, "true", 4) == 0)
+	if ((n == 4 && memcmp(s, "true", 4) == 0) || (n == 1 && s[0] == 't'))
 		v = 1;
-	else if (n == 5 && memcmp(s, "false", 5) == 0)
+	else if ((n == 5 && memcmp(s, "false", 5) == 0) ||
+	         (n == 1 && s[0] == 'f'))
 		v = 0;
 	else
 		return false;
@@ -250,12 +252,38 @@ enc_float8(struct pgw_buf *b, const char *s, size_t n)
 	return true;
 }
 
-/* {1,-2,3}: a one-dimensional int8[] without NULLs, lower bound 1. */
-static bool
-enc_int8_array(struct pgw_buf *b, const char *s, size_t n)
+/* pg_type's oids of the element types of the other arrays. */
+#define INT2OID 21
+#define INT4OID 23
+#define TEXTOID 25
+
+/* Finish an array value begun at start (its length and header reserved):
+ * count elements of type oid, one dimension, lower bound 1. */
+static void
+end_array(struct pgw_buf *b, size_t start, size_t count, uint32_t oid)
 {
+	unsigned char *head = (unsigned char *)b->data + start + 4;
+
+	put_be(head, count > 0, 4);   /* dimensions */
+	put_be(head + 4, 0, 4);       /* no NULLs */
+	put_be(head + 8, oid, 4);     /* element type */
+	put_be(head + 12, count, 4);  /* length of the dimension */
+	put_be(head + 16, 1, 4);      /* its lower bound */
+	if (count == 0)
+		b->len -= 8; /* no dimension: no length, no lower bound */
+	put_be((unsigned char *)b->data + start, b->len - start - 4, 4);
+}
+
+/* {1,-2,3}: a one-dimensional array of integers of the given size (2, 4
+ * or 8 bytes, element type oid) without NULLs, lower bound 1. */
+static bool
+enc_int_array(struct pgw_buf *b, const char *s, size_t n, uint32_t oid,
+              int bytes)
+{
+	int64_t max = bytes == 2 ? INT16_MAX : bytes == 4 ? INT32_MAX
+	            : INT64_MAX;
+	int64_t min = bytes == 8 ? INT64_MIN + 1 : -max - 1;
 	size_t start = b->len, i, count = 0;
-	unsigned char *head;
 
 	if (n < 2 || s[0] != '{' || s[n - 1] != '}')
 		return false;
@@ -264,7 +292,7 @@ enc_int8_array(struct pgw_buf *b, const char *s, size_t n)
 		const char *comma = memchr(s + i, ',', n - 1 - i);
 		size_t end = comma != NULL ? (size_t)(comma - s) : n - 1;
 
-		if (!enc_int(b, s + i, end - i, INT64_MIN + 1, INT64_MAX, 8)) {
+		if (!enc_int(b, s + i, end - i, min, max, bytes)) {
 			b->len = start;
 			return false;
 		}
@@ -275,15 +303,45 @@ enc_int8_array(struct pgw_buf *b, const char *s, size_t n)
 			return false;
 		}
 	}
-	head = (unsigned char *)b->data + start + 4;
-	put_be(head, count > 0, 4);   /* dimensions */
-	put_be(head + 4, 0, 4);       /* no NULLs */
-	put_be(head + 8, INT8OID, 4); /* element type */
-	put_be(head + 12, count, 4);  /* length of the dimension */
-	put_be(head + 16, 1, 4);      /* its lower bound */
-	if (count == 0)
-		b->len -= 8; /* no dimension: no length, no lower bound */
-	put_be((unsigned char *)b->data + start, b->len - start - 4, 4);
+	end_array(b, start, count, oid);
+	return true;
+}
+
+/* {a,b_c}: a one-dimensional text[] of plain words (letters, digits and
+ * _; not NULL, which the server would read as a NULL element), as
+ * rollup.c writes error kinds; anything else is left to the server. */
+static bool
+enc_word_array(struct pgw_buf *b, const char *s, size_t n)
+{
+	size_t start = b->len, i, count = 0;
+
+	if (n < 2 || s[0] != '{' || s[n - 1] != '}')
+		return false;
+	grow(b, 4 + 20);
+	for (i = 1; i < n - 1;) {
+		const char *comma = memchr(s + i, ',', n - 1 - i);
+		size_t end = comma != NULL ? (size_t)(comma - s) : n - 1, k;
+
+		if (end == i || (end - i == 4 && strncasecmp(s + i, "null", 4) == 0)) {
+			b->len = start;
+			return false;
+		}
+		for (k = i; k < end; k++)
+			if (!((s[k] >= 'a' && s[k] <= 'z') ||
+			      (s[k] >= 'A' && s[k] <= 'Z') ||
+			      (s[k] >= '0' && s[k] <= '9') || s[k] == '_')) {
+				b->len = start;
+				return false;
+			}
+		add_field(b, s + i, end - i);
+		count++;
+		i = end + 1;
+		if (comma != NULL && i == n - 1) {
+			b->len = start;
+			return false;
+		}
+	}
+	end_array(b, start, count, TEXTOID);
 	return true;
 }
 
@@ -303,7 +361,10 @@ enc_value(struct pgw_buf *b, char type, const char *s, size_t n)
 	case 'I': return enc_int(b, s, n, INT32_MIN, INT32_MAX, 4);
 	case 'L': return enc_int(b, s, n, INT64_MIN + 1, INT64_MAX, 8);
 	case 'F': return enc_float8(b, s, n);
-	case 'A': return enc_int8_array(b, s, n);
+	case 'A': return enc_int_array(b, s, n, INT8OID, 8);
+	case 'a': return enc_int_array(b, s, n, INT4OID, 4);
+	case 's': return enc_int_array(b, s, n, INT2OID, 2);
+	case 'w': return enc_word_array(b, s, n);
 	}
 	return false;
 }

@@ -39,6 +39,7 @@ struct pgw {
 	bool duplicate;    /* the last failure was a duplicate id */
 	bool redelivery;   /* the last batch held rows stored before */
 	bool temp_tables;  /* sm_staging, sm_state exist on this connection */
+	bool runs_analyzed; /* sm_runs has statistics on this connection */
 	bool rollups;      /* batches feed the rollups and outages */
 	bool staged;       /* the open batch went through the staging table */
 	PGresult *returned; /* the ids the staging INSERT returned */
@@ -92,6 +93,11 @@ static const char copy_pending_sql[] =
 	"COPY rollup_pending (" PGW_PENDING_COLUMNS ") FROM STDIN";
 static const char copy_runs_sql[] =
 	"COPY sm_runs (" PGW_RUN_COLUMNS ") FROM STDIN";
+static const char copy_pending_binary_sql[] =
+	"COPY rollup_pending (" PGW_PENDING_COLUMNS ") FROM STDIN"
+	" (FORMAT binary)";
+static const char copy_runs_binary_sql[] =
+	"COPY sm_runs (" PGW_RUN_COLUMNS ") FROM STDIN (FORMAT binary)";
 
 /*
  * Outages from the batch's runs (rollup.c), before targets moves on.  A
@@ -274,6 +280,7 @@ pgw_disconnect(struct pgw *pg)
 	}
 	pg->n_days = 0;
 	pg->temp_tables = false;
+	pg->runs_analyzed = false;
 }
 
 /* libpq messages end with a newline and may span lines: make one line. */
@@ -791,17 +798,45 @@ insert_checks(struct pgw *pg, const struct pgw_row *rows, size_t n,
 	return st;
 }
 
-/* COPY text rows b into sql's table. */
+/* COPY text rows b into sql's table, or their binary tuples bin (when
+ * bin->len > 0) with binary_sql. */
 static enum pgw_status
-copy_text(struct pgw *pg, const char *sql, const struct pgw_buf *b,
-          char *err, size_t errlen)
+copy_buf(struct pgw *pg, const char *sql, const char *binary_sql,
+         const struct pgw_buf *b, const struct pgw_buf *bin, char *err,
+         size_t errlen)
 {
-	struct pgw_row all = { .copy = b->data, .len = b->len };
+	struct pgw_row all = {
+		.copy = b->data, .len = b->len,
+		.bin = bin->len > 0 ? bin->data : NULL, .bin_len = bin->len,
+	};
 	size_t copied;
 
 	if (b->len == 0)
 		return PGW_OK;
-	return copy_rows(pg, sql, NULL, &all, 1, &copied, err, errlen);
+	return copy_rows(pg, sql, binary_sql, &all, 1, &copied, err, errlen);
+}
+
+static enum pgw_status
+copy_rollup(struct pgw *pg, const struct pgw_rollup *ru, char *err,
+            size_t errlen)
+{
+	enum pgw_status st = copy_buf(pg, copy_pending_sql,
+	                              copy_pending_binary_sql, &ru->pending,
+	                              &ru->pending_bin, err, errlen);
+
+	if (st == PGW_OK)
+		st = copy_buf(pg, copy_runs_sql, copy_runs_binary_sql,
+		              &ru->runs, &ru->runs_bin, err, errlen);
+	/* Statistics once per connection (they outlive ON COMMIT DELETE
+	 * ROWS): without them the planner takes sm_runs for a few rows and
+	 * joins it to targets by a probe per run. */
+	if (st == PGW_OK && !pg->runs_analyzed && ru->n_runs > 0) {
+		st = exec_expect(pg, "ANALYZE sm_runs", PGRES_COMMAND_OK, err,
+		                 errlen);
+		if (st == PGW_OK)
+			pg->runs_analyzed = true;
+	}
+	return st;
 }
 
 /* The rollup rows and outage runs of the rows just inserted: all of them,
@@ -815,14 +850,8 @@ feed_rollups(struct pgw *pg, const struct pgw_row *rows, size_t n,
 	enum pgw_status st;
 
 	/* Every row went in: what the caller made beforehand will do. */
-	if (!pg->staged && made != NULL) {
-		st = copy_text(pg, copy_pending_sql, &made->pending, err,
-		               errlen);
-		if (st == PGW_OK)
-			st = copy_text(pg, copy_runs_sql, &made->runs, err,
-			               errlen);
-		return st;
-	}
+	if (!pg->staged && made != NULL)
+		return copy_rollup(pg, made, err, errlen);
 	if (pg->staged) {
 		size_t k, m = pg->returned ? (size_t)PQntuples(pg->returned) : 0;
 		const char **ids = xcalloc(m + 1, sizeof *ids);
@@ -835,9 +864,7 @@ feed_rollups(struct pgw *pg, const struct pgw_row *rows, size_t n,
 	}
 	pgw_rollup_make(&ru, rows, n, ins);
 	free(ins);
-	st = copy_text(pg, copy_pending_sql, &ru.pending, err, errlen);
-	if (st == PGW_OK)
-		st = copy_text(pg, copy_runs_sql, &ru.runs, err, errlen);
+	st = copy_rollup(pg, &ru, err, errlen);
 	pgw_rollup_free(&ru);
 	return st;
 }

@@ -68,9 +68,13 @@ extern const char pgw_binary_trailer[PGW_BINARY_TRAILER_LEN];
 
 /* The types of a row's columns, one letter each: U uuid, T text, J jsonb,
  * Z timestamptz, B boolean, I integer, L bigint, F double precision,
- * A bigint[].  PGW_COLUMNS, and PGW_STATE_COLUMNS (state.c): */
+ * A bigint[], a integer[], s smallint[], w text[] of plain words.
+ * PGW_COLUMNS, PGW_STATE_COLUMNS (state.c), PGW_PENDING_COLUMNS and
+ * PGW_RUN_COLUMNS (rollup.c): */
 #define PGW_COLUMN_TYPES "UTTJTZZBITTFFFFFFLTTITTBTZTZTBLLJJFZTJTTIL"
 #define PGW_STATE_COLUMN_TYPES "TTJZBITFZZA"
+#define PGW_PENDING_COLUMN_TYPES "TTZIIILFFLZZZZsawa"
+#define PGW_RUN_COLUMN_TYPES "TTIBZZTT"
 
 /* Append to b the binary tuple of row[0..len), a COPY text row (newline
  * included) with columns of the given types: true when every value could
@@ -112,7 +116,9 @@ extern const int64_t pgw_hist_bounds[PGW_HIST_BOUNDS];
 int pgw_hist_bucket(double ms);
 
 /* What a batch's inserted rows add: rollup_pending rows and outage runs,
- * as COPY text (columns: PGW_PENDING_COLUMNS, PGW_RUN_COLUMNS). */
+ * as COPY text (columns: PGW_PENDING_COLUMNS, PGW_RUN_COLUMNS), and the
+ * same in COPY's binary format when every row could be encoded
+ * (pending_bin, runs_bin; len 0: send the text). */
 #define PGW_PENDING_COLUMNS \
 	"target, probe, bucket, checks, ok, dur_n, dur_sum_us, dur_min, " \
 	"dur_max, bytes, first_at, last_at, tls_not_after, " \
@@ -121,6 +127,7 @@ int pgw_hist_bucket(double ms);
 	"target, probe, seq, ok, start_at, key_first_at, error_kind, error"
 struct pgw_rollup {
 	struct pgw_buf pending, runs;
+	struct pgw_buf pending_bin, runs_bin;
 	size_t n_pending, n_runs;
 };
 

@@ -398,6 +398,8 @@ pgw_rollup_make(struct pgw_rollup *ru, const struct pgw_row *rows, size_t n,
 	find_columns();
 	ru->pending.len = 0;
 	ru->runs.len = 0;
+	ru->pending_bin.len = 0;
+	ru->runs_bin.len = 0;
 	ru->n_pending = ru->n_runs = 0;
 	for (i = 0; i < n; i++) {
 		if (rows[i].skip || (inserted != NULL && !inserted[i]))
@@ -443,6 +445,14 @@ pgw_rollup_make(struct pgw_rollup *ru, const struct pgw_row *rows, size_t n,
 		key_lo = key_hi;
 	}
 	free(items);
+	/* Binary, which the server reads for less (the text is the
+	 * fallback: a value the encoder is not sure of sends it all). */
+	if (!pgw_rows_binary(&ru->pending_bin, ru->pending.data,
+	                     ru->pending.len, PGW_PENDING_COLUMN_TYPES))
+		ru->pending_bin.len = 0;
+	if (!pgw_rows_binary(&ru->runs_bin, ru->runs.data, ru->runs.len,
+	                     PGW_RUN_COLUMN_TYPES))
+		ru->runs_bin.len = 0;
 }
 
 void
@@ -450,6 +460,8 @@ pgw_rollup_free(struct pgw_rollup *ru)
 {
 	free(ru->pending.data);
 	free(ru->runs.data);
+	free(ru->pending_bin.data);
+	free(ru->runs_bin.data);
 	memset(ru, 0, sizeof *ru);
 }
 

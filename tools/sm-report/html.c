@@ -89,13 +89,23 @@ group_of(const struct report *r, const struct rtarget *t)
 static void
 bars(FILE *f, const struct report *r, const struct rtarget *t)
 {
+	/* The days' dates, made once for every target's bars. */
+	static char days[N_DAYS][TIME_STR_LEN];
+	static int64_t days_of = -1;
 	int d;
 
+	if (days_of != r->day0_ms) {
+		for (d = 0; d < N_DAYS; d++) {
+			time_format_ms(r->day0_ms + (int64_t)d * 86400000, days[d]);
+			days[d][10] = '\0';
+		}
+		days_of = r->day0_ms;
+	}
 	fprintf(f, "<svg class=\"bars\" viewBox=\"0 0 %d 24\" width=\"%d\" "
 	        "height=\"24\" role=\"img\" aria-label=\"daily uptime, last %d "
 	        "days\">", N_DAYS * 5, N_DAYS * 5, N_DAYS);
 	for (d = 0; d < N_DAYS; d++) {
-		char day[TIME_STR_LEN], p[32];
+		char p[32];
 		long long c = t->day_checks[d], ok = t->day_ok[d];
 		double ratio = c > 0 ? (double)ok / (double)c : -1;
 		const char *cls = ratio < 0 ? "b-none" : ratio >= 0.999 ? "b-ok"
@@ -103,16 +113,15 @@ bars(FILE *f, const struct report *r, const struct rtarget *t)
 		int height = ratio < 0 ? 8 : ratio >= 0.999 ? 24
 		           : ratio >= 0.99 ? 18 : 12;
 
-		time_format_ms(r->day0_ms + (int64_t)d * 86400000, day);
-		day[10] = '\0';
-		pct(p, sizeof p, ratio);
 		fprintf(f, "<rect class=\"%s\" x=\"%d\" y=\"%d\" width=\"4\" "
 		        "height=\"%d\"><title>%s: ", cls, d * 5, 24 - height,
-		        height, day);
-		if (c > 0)
+		        height, days[d]);
+		if (c > 0) {
+			pct(p, sizeof p, ratio);
 			fprintf(f, "%s up (%lld of %lld checks ok)", p, ok, c);
-		else
+		} else {
 			fputs("no data", f);
+		}
 		fputs("</title></rect>", f);
 	}
 	fputs("</svg>\n", f);

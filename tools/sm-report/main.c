@@ -167,19 +167,29 @@ hist_percentile(const struct hist *h, double p)
 
 static PGconn *conn;
 
-static PGresult *
-q(const char *sql, int n, const int64_t *vals)
+/* Send sql with its integer parameters on c, without waiting. */
+static void
+q_send(PGconn *c, const char *sql, int n, const int64_t *vals)
 {
 	char buf[8][24];
 	const char *params[8];
-	PGresult *res;
 	int i;
 
 	for (i = 0; i < n && i < 8; i++) {
 		snprintf(buf[i], sizeof buf[i], "%lld", (long long)vals[i]);
 		params[i] = buf[i];
 	}
-	res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+	if (!PQsendQueryParams(c, sql, n, NULL, params, NULL, NULL, 0))
+		die(PQstatus(c) == CONNECTION_OK ? EX_SOFTWARE : EX_UNAVAILABLE,
+		    "database: %s", PQerrorMessage(c));
+}
+
+/* The rows of what was sent on c. */
+static PGresult *
+q_result(PGconn *c)
+{
+	PGresult *res = PQgetResult(c), *more;
+
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
 		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 		const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
@@ -187,33 +197,50 @@ q(const char *sql, int n, const int64_t *vals)
 		if (state != NULL && strcmp(state, "42P01") == 0)
 			die(EX_CONFIG, "database: %s (SQLSTATE %s): run "
 			    "sm-pg-write --migrate first", msg, state);
-		die(PQstatus(conn) == CONNECTION_OK ? EX_SOFTWARE
-		                                    : EX_UNAVAILABLE,
-		    "database: %s", msg ? msg : PQerrorMessage(conn));
+		die(PQstatus(c) == CONNECTION_OK ? EX_SOFTWARE
+		                                 : EX_UNAVAILABLE,
+		    "database: %s", msg ? msg : PQerrorMessage(c));
 	}
+	while ((more = PQgetResult(c)) != NULL)
+		PQclear(more);
 	return res;
 }
 
-static void
-db_connect(void)
+static PGresult *
+q(const char *sql, int n, const int64_t *vals)
+{
+	q_send(conn, sql, n, vals);
+	return q_result(conn);
+}
+
+static PGconn *
+db_open(void)
 {
 	const char *keys[4] = { "application_name", "client_encoding", "dbname",
 	                        NULL };
 	const char *vals[4] = { "sm-report", "UTF8", opt.conninfo, NULL };
-	PGresult *res;
+	PGconn *c = PQconnectdbParams(keys, vals, 1);
 
-	conn = PQconnectdbParams(keys, vals, 1);
-	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
+	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
 		char msg[512];
 		size_t i;
 
 		snprintf(msg, sizeof msg, "%s",
-		         conn ? PQerrorMessage(conn) : "out of memory");
+		         c ? PQerrorMessage(c) : "out of memory");
 		for (i = 0; msg[i]; i++)
 			if (msg[i] == '\n' || msg[i] == '\t')
 				msg[i] = ' ';
 		die(EX_UNAVAILABLE, "cannot connect: %s", msg);
 	}
+	return c;
+}
+
+static void
+db_connect(void)
+{
+	PGresult *res;
+
+	conn = db_open();
 	res = PQexec(conn, "SET TIME ZONE 'UTC'");
 	PQclear(res);
 }
@@ -260,11 +287,26 @@ wanted(const char *name, json_t *labels)
 	return true;
 }
 
+/* A decimal integer as the server prints it (text results); 0 for NULL
+ * or anything else.  Much faster than strtoll for the few hundred
+ * thousand values of a status page. */
+static int64_t
+num(const char *s)
+{
+	int64_t v = 0;
+	bool neg = *s == '-';
+
+	if (neg)
+		s++;
+	while (*s >= '0' && *s <= '9')
+		v = v * 10 + (*s++ - '0');
+	return neg ? -v : v;
+}
+
 static int64_t
 ll(const PGresult *res, int row, int col)
 {
-	return PQgetisnull(res, row, col) ? 0
-	    : strtoll(PQgetvalue(res, row, col), NULL, 10);
+	return PQgetisnull(res, row, col) ? 0 : num(PQgetvalue(res, row, col));
 }
 
 static double
@@ -293,17 +335,46 @@ array_items(const char *s, char items[][32], size_t max)
 	return n;
 }
 
-/* Add the hist_b/hist_n columns at (row, col) and (row, col + 1). */
+/* Add the hist_b/hist_n columns at (row, col) and (row, col + 1): two
+ * integer arrays "{b,b,...}" and "{n,n,...}" read side by side. */
 static void
 add_hist(struct hist *h, const PGresult *res, int row, int col)
 {
-	char b[HIST_BUCKETS][32], n[HIST_BUCKETS][32];
-	size_t nb = array_items(PQgetvalue(res, row, col), b, HIST_BUCKETS);
-	size_t nn = array_items(PQgetvalue(res, row, col + 1), n, HIST_BUCKETS);
-	size_t i;
+	const char *b = PQgetvalue(res, row, col);
+	const char *n = PQgetvalue(res, row, col + 1);
 
-	for (i = 0; i < nb && i < nn; i++)
-		hist_add(h, atoi(b[i]), atoll(n[i]));
+	if (*b == '{')
+		b++;
+	if (*n == '{')
+		n++;
+	while (*b >= '0' && *b <= '9' && (*n == '-' || (*n >= '0' && *n <= '9'))) {
+		int bucket = 0;
+		long long count = 0;
+		bool neg = *n == '-';
+
+		while (*b >= '0' && *b <= '9')
+			bucket = bucket * 10 + (*b++ - '0');
+		if (neg)
+			n++;
+		while (*n >= '0' && *n <= '9')
+			count = count * 10 + (*n++ - '0');
+		hist_add(h, bucket, neg ? -count : count);
+		if (*b == ',')
+			b++;
+		if (*n == ',')
+			n++;
+	}
+}
+
+/* The target of a result row: rows come grouped by target more often
+ * than not, so the last one found is tried first. */
+static struct rtarget *
+find_cached(struct report *r, const char *name, struct rtarget **last)
+{
+	if (*last != NULL && strcmp((*last)->name, name) == 0)
+		return *last;
+	*last = find(r, name);
+	return *last;
 }
 
 static void
@@ -356,54 +427,36 @@ location(struct rtarget *t, const char *probe)
 	t->locs = xrealloc(t->locs, (t->n_locs + 1) * sizeof *t->locs);
 	t->locs[t->n_locs].probe = xstrdup(probe);
 	t->locs[t->n_locs].first_ms = INT64_MAX;
+	t->locs[t->n_locs].cert_last_ms = INT64_MIN;
 	return &t->locs[t->n_locs++];
 }
 
-#define ROLLUP_COLUMNS \
-	"target, probe, checks, ok, dur_min, dur_max, bytes," \
-	" (date_part('epoch', first_at) * 1000)::bigint, hist_b, hist_n," \
-	" err_kind, err_n, (date_part('epoch', bucket) * 1000)::bigint"
+/* The columns load_rollups reads from the daily rows (to C_ERR_N) and
+ * the hourly ones (all), in this order. */
+enum { C_TARGET, C_PROBE, C_BUCKET, C_CHECKS, C_OK, C_DMIN, C_DMAX, C_BYTES,
+       C_FIRST, C_HIST_B, C_HIST_N, C_ERR_K, C_ERR_N, C_CERT, C_CHAIN,
+       C_LAST };
 
+/* A rollup row in the window: its checks, durations, errors and first
+ * check, and the daily chart's day. */
 static void
-load_window(struct report *r)
+add_window_row(struct report *r, struct rtarget *t, const PGresult *res,
+               int i, int64_t bucket)
 {
-	int64_t day = 86400000;
-	int64_t d1 = (r->since_ms + day - 1) / day * day;
-	int64_t d2 = r->until_ms / day * day;
-	int64_t p[4];
-	PGresult *res;
-	int i, n;
+	struct location *l;
+	char k[16][32], c[16][32];
+	size_t nk, j;
+	int64_t first;
 
-	if (d1 >= d2)
-		d1 = d2 = r->until_ms;
-	p[0] = d1; p[1] = d2; p[2] = r->since_ms; p[3] = r->until_ms;
-	res = q("SELECT " ROLLUP_COLUMNS " FROM rollup_daily_all"
-	        " WHERE bucket >= to_timestamp($1::bigint / 1000.0)"
-	        "   AND bucket < to_timestamp($2::bigint / 1000.0)"
-	        " UNION ALL SELECT " ROLLUP_COLUMNS " FROM rollup_hourly_all"
-	        " WHERE (bucket >= to_timestamp($3::bigint / 1000.0)"
-	        "        AND bucket < to_timestamp($1::bigint / 1000.0))"
-	        "    OR (bucket >= to_timestamp($2::bigint / 1000.0)"
-	        "        AND bucket < to_timestamp($4::bigint / 1000.0))",
-	        4, p);
-	n = PQntuples(res);
-	for (i = 0; i < n; i++) {
-		struct rtarget *t = find(r, PQgetvalue(res, i, 0));
-		struct location *l;
-		char k[16][32], c[16][32];
-		size_t nk, j;
-		int64_t first;
-
-		if (t == NULL)
-			continue;
-		t->checks += ll(res, i, 2);
-		t->ok += ll(res, i, 3);
-		t->bytes += ll(res, i, 6);
-		if (!PQgetisnull(res, i, 4))
-			hist_minmax(&t->hist, dbl(res, i, 4), dbl(res, i, 5));
-		add_hist(&t->hist, res, i, 8);
-		nk = array_items(PQgetvalue(res, i, 10), k, 16);
-		array_items(PQgetvalue(res, i, 11), c, 16);
+	t->checks += ll(res, i, C_CHECKS);
+	t->ok += ll(res, i, C_OK);
+	t->bytes += ll(res, i, C_BYTES);
+	if (!PQgetisnull(res, i, C_DMIN))
+		hist_minmax(&t->hist, dbl(res, i, C_DMIN), dbl(res, i, C_DMAX));
+	add_hist(&t->hist, res, i, C_HIST_B);
+	if (PQgetvalue(res, i, C_ERR_K)[1] != '}') { /* not "{}" */
+		nk = array_items(PQgetvalue(res, i, C_ERR_K), k, 16);
+		array_items(PQgetvalue(res, i, C_ERR_N), c, 16);
 		for (j = 0; j < nk; j++) {
 			enum error_kind ek;
 
@@ -411,23 +464,198 @@ load_window(struct report *r)
 				ek = ERR_OTHER;
 			t->errors[ek] += atoll(c[j]);
 		}
-		/* The status page's daily chart, from the same rows. */
-		if (r->chart_day0_ms > 0) {
-			int64_t d = (ll(res, i, 12) - r->chart_day0_ms) / 86400000;
+	}
+	/* The status page's daily chart, from the same rows. */
+	if (r->chart_day0_ms > 0 && bucket >= r->chart_day0_ms) {
+		int64_t d = (bucket - r->chart_day0_ms) / 86400000;
 
-			if (ll(res, i, 12) >= r->chart_day0_ms && d < N_CHART_DAYS) {
-				if (!PQgetisnull(res, i, 4))
-					hist_minmax(&t->day_hist[d], dbl(res, i, 4),
-					            dbl(res, i, 5));
-				add_hist(&t->day_hist[d], res, i, 8);
-			}
+		if (d < N_CHART_DAYS) {
+			if (!PQgetisnull(res, i, C_DMIN))
+				hist_minmax(&t->day_hist[d], dbl(res, i, C_DMIN),
+				            dbl(res, i, C_DMAX));
+			add_hist(&t->day_hist[d], res, i, C_HIST_B);
 		}
-		l = location(t, PQgetvalue(res, i, 1));
-		first = ll(res, i, 7);
-		if (first < l->first_ms)
-			l->first_ms = first;
+	}
+	l = location(t, PQgetvalue(res, i, C_PROBE));
+	first = ll(res, i, C_FIRST);
+	if (first < l->first_ms)
+		l->first_ms = first;
+}
+
+#define EPOCH_MS(c) "(date_part('epoch', " c ") * 1000)::bigint"
+#define TS(p) "to_timestamp(" p "::bigint / 1000.0)"
+
+/* A daily row for the bars: checks and ok at columns ck and ck + 1. */
+static void
+add_bar(struct report *r, struct rtarget *t, const PGresult *res, int i,
+        int ck, int64_t bucket)
+{
+	int64_t d = (bucket - r->day0_ms) / 86400000;
+
+	if (bucket >= r->day0_ms && d < N_DAYS) {
+		t->day_checks[d] += ll(res, i, ck);
+		t->day_ok[d] += ll(res, i, ck + 1);
+	}
+}
+
+/*
+ * Everything the report needs from the rollups, in up to three queries
+ * that the server runs at once, on connections of their own:
+ *   rollup_daily_all   the window's whole days [d1, d2) (and for the
+ *                      status page the days after: today's bar)
+ *   rollup_hourly_all  the window's edges [since, d1) and [d2, until),
+ *                      the last CERT_HOURS hours (certificates) and for
+ *                      the status page the 24-hour chart
+ *   rollup_daily_all   for the status page, the bars' days before d1
+ *                      (checks and ok only)
+ * Each row is then used for whichever of these it falls in.  While this
+ * process reads the rows of one, the server still sends the others.
+ */
+static void
+load_rollups(struct report *r, bool page)
+{
+	int64_t day = 86400000, hour = 3600000;
+	int64_t d1 = (r->since_ms + day - 1) / day * day;
+	int64_t d2 = r->until_ms / day * day;
+	int64_t cert0 = r->now_ms / hour * hour - CERT_HOURS * hour;
+	int64_t recent, p[3], ph[5];
+	struct rtarget *last = NULL;
+	PGconn *c_hourly, *c_bars = NULL;
+	PGresult *res;
+	int i, n;
+
+	if (d1 >= d2)
+		d1 = d2 = r->until_ms;
+	if (page) {
+		r->day0_ms = r->now_ms / day * day - (N_DAYS - 1) * day;
+		r->hour0_ms = r->now_ms / hour * hour - (N_HOURS - 1) * hour;
+	}
+	c_hourly = db_open();
+	if (page && r->day0_ms < d1)
+		c_bars = db_open();
+
+	p[0] = d1;
+	p[1] = page ? INT64_C(253402300799000) /* 9999-12-31 */ : d2;
+	q_send(conn, "SELECT target, probe, " EPOCH_MS("bucket") ", checks, ok,"
+	       " dur_min, dur_max, bytes, " EPOCH_MS("first_at") ", hist_b,"
+	       " hist_n, err_kind, err_n FROM rollup_daily_all"
+	       " WHERE bucket >= " TS("$1") " AND bucket < " TS("$2"), 2, p);
+	recent = page && r->hour0_ms < cert0 ? r->hour0_ms : cert0;
+	ph[0] = r->since_ms; ph[1] = d1; ph[2] = d2; ph[3] = r->until_ms;
+	ph[4] = recent;
+	q_send(c_hourly, "SELECT target, probe, " EPOCH_MS("bucket") ", checks,"
+	       " ok, dur_min, dur_max, bytes, " EPOCH_MS("first_at") ", hist_b,"
+	       " hist_n, err_kind, err_n, " EPOCH_MS("tls_not_after") ","
+	       " " EPOCH_MS("tls_chain_not_after") ", " EPOCH_MS("last_at")
+	       " FROM rollup_hourly_all"
+	       " WHERE (bucket >= " TS("$1") " AND bucket < " TS("$2") ")"
+	       "    OR (bucket >= " TS("$3") " AND bucket < " TS("$4") ")"
+	       "    OR bucket >= " TS("$5"), 5, ph);
+	if (c_bars != NULL) {
+		p[0] = r->day0_ms;
+		p[1] = d1;
+		q_send(c_bars, "SELECT target, " EPOCH_MS("bucket") ", checks, ok"
+		       " FROM rollup_daily_all"
+		       " WHERE bucket >= " TS("$1") " AND bucket < " TS("$2"),
+		       2, p);
+	}
+
+	/* Daily rows from d1 on. */
+	res = q_result(conn);
+	n = PQntuples(res);
+	for (i = 0; i < n; i++) {
+		struct rtarget *t = find_cached(r, PQgetvalue(res, i, C_TARGET),
+		                                &last);
+		int64_t bucket = ll(res, i, C_BUCKET);
+
+		if (t == NULL)
+			continue;
+		if (bucket < d2)
+			add_window_row(r, t, res, i, bucket);
+		if (page)
+			add_bar(r, t, res, i, C_CHECKS, bucket);
 	}
 	PQclear(res);
+
+	/* Hourly rows: the window's edges, the recent hours. */
+	res = q_result(c_hourly);
+	PQfinish(c_hourly);
+	n = PQntuples(res);
+	for (i = 0; i < n; i++) {
+		struct rtarget *t = find_cached(r, PQgetvalue(res, i, C_TARGET),
+		                                &last);
+		int64_t bucket = ll(res, i, C_BUCKET);
+
+		if (t == NULL)
+			continue;
+		if ((bucket >= r->since_ms && bucket < d1) ||
+		    (bucket >= d2 && bucket < r->until_ms))
+			add_window_row(r, t, res, i, bucket);
+		if (page && bucket >= r->hour0_ms) {
+			int64_t h = (bucket - r->hour0_ms) / hour;
+
+			if (h < N_HOURS) {
+				if (!PQgetisnull(res, i, C_DMIN))
+					hist_minmax(&t->hour_hist[h],
+					            dbl(res, i, C_DMIN),
+					            dbl(res, i, C_DMAX));
+				add_hist(&t->hour_hist[h], res, i, C_HIST_B);
+			}
+		}
+		/* Certificates: each location's last check that had one. */
+		if (bucket >= cert0 && !PQgetisnull(res, i, C_CERT)) {
+			struct location *l = location(t, PQgetvalue(res, i,
+			                                            C_PROBE));
+			int64_t at = ll(res, i, C_LAST);
+
+			if (at > l->cert_last_ms) {
+				l->cert_last_ms = at;
+				l->cert_ms = ll(res, i, C_CERT);
+				l->chain_ms = ll(res, i, C_CHAIN);
+			}
+		}
+	}
+	PQclear(res);
+
+	/* The bars' days before the window's. */
+	if (c_bars != NULL) {
+		res = q_result(c_bars);
+		PQfinish(c_bars);
+		n = PQntuples(res);
+		for (i = 0; i < n; i++) {
+			struct rtarget *t = find_cached(r, PQgetvalue(res, i, 0),
+			                                &last);
+
+			if (t != NULL)
+				add_bar(r, t, res, i, 2, ll(res, i, 1));
+		}
+		PQclear(res);
+	}
+
+	for (i = 0; i < (int)r->n; i++) {
+		struct rtarget *t = &r->targets[i];
+		size_t j;
+
+		for (j = 0; j < t->n_locs; j++) {
+			int64_t leaf = t->locs[j].cert_ms;
+			int64_t chain = t->locs[j].chain_ms;
+
+			if (t->locs[j].cert_last_ms == INT64_MIN)
+				continue;
+			if (leaf && (t->cert_ms == 0 || leaf < t->cert_ms))
+				t->cert_ms = leaf;
+			if (chain && (t->chain_ms == 0 || chain < t->chain_ms))
+				t->chain_ms = chain;
+		}
+	}
+}
+
+static void
+load_outages(struct report *r)
+{
+	struct rtarget *last = NULL;
+	PGresult *res;
+	int i, n;
 
 	res = q("SELECT target, probe,"
 	        " (date_part('epoch', started_at) * 1000)::bigint,"
@@ -439,7 +667,7 @@ load_window(struct report *r)
 	        " ORDER BY started_at", 2, (int64_t[]){ r->since_ms, r->until_ms });
 	n = PQntuples(res);
 	for (i = 0; i < n; i++) {
-		struct rtarget *t = find(r, PQgetvalue(res, i, 0));
+		struct rtarget *t = find_cached(r, PQgetvalue(res, i, 0), &last);
 		struct outage *o;
 
 		if (t == NULL)
@@ -452,74 +680,6 @@ load_window(struct report *r)
 		o->end_ms = ll(res, i, 3);
 		o->error_kind = xstrdup(PQgetvalue(res, i, 4));
 		o->error = xstrdup(PQgetvalue(res, i, 5));
-	}
-	PQclear(res);
-
-	/* The certificates of each location's last check that had one. */
-	res = q("SELECT DISTINCT ON (target, probe) target,"
-	        " (date_part('epoch', tls_not_after) * 1000)::bigint,"
-	        " (date_part('epoch', tls_chain_not_after) * 1000)::bigint"
-	        " FROM rollup_hourly_all"
-	        " WHERE bucket >= to_timestamp($1::bigint / 1000.0)"
-	        "   AND tls_not_after IS NOT NULL"
-	        " ORDER BY target, probe, last_at DESC", 1,
-	        (int64_t[]){ r->now_ms / 3600000 * 3600000 - CERT_HOURS * 3600000 });
-	n = PQntuples(res);
-	for (i = 0; i < n; i++) {
-		struct rtarget *t = find(r, PQgetvalue(res, i, 0));
-		int64_t leaf = ll(res, i, 1), chain = ll(res, i, 2);
-
-		if (t == NULL)
-			continue;
-		if (leaf && (t->cert_ms == 0 || leaf < t->cert_ms))
-			t->cert_ms = leaf;
-		if (chain && (t->chain_ms == 0 || chain < t->chain_ms))
-			t->chain_ms = chain;
-	}
-	PQclear(res);
-}
-
-/* The status page's series: daily checks for the bars, hourly histograms
- * for the 24-hour chart (load_window fills the daily ones). */
-static void
-load_series(struct report *r)
-{
-	int64_t day = 86400000, hour = 3600000;
-	PGresult *res;
-	int i, n;
-
-	r->day0_ms = r->now_ms / day * day - (N_DAYS - 1) * day;
-	r->hour0_ms = r->now_ms / hour * hour - (N_HOURS - 1) * hour;
-	res = q("SELECT target, (date_part('epoch', bucket) * 1000)::bigint,"
-	        " checks, ok FROM rollup_daily_all"
-	        " WHERE bucket >= to_timestamp($1::bigint / 1000.0)",
-	        1, &r->day0_ms);
-	n = PQntuples(res);
-	for (i = 0; i < n; i++) {
-		struct rtarget *t = find(r, PQgetvalue(res, i, 0));
-		int64_t d = (ll(res, i, 1) - r->day0_ms) / day;
-
-		if (t == NULL || d < 0 || d >= N_DAYS)
-			continue;
-		t->day_checks[d] += ll(res, i, 2);
-		t->day_ok[d] += ll(res, i, 3);
-	}
-	PQclear(res);
-	res = q("SELECT target, (date_part('epoch', bucket) * 1000)::bigint,"
-	        " hist_b, hist_n, dur_min, dur_max FROM rollup_hourly_all"
-	        " WHERE bucket >= to_timestamp($1::bigint / 1000.0)",
-	        1, &r->hour0_ms);
-	n = PQntuples(res);
-	for (i = 0; i < n; i++) {
-		struct rtarget *t = find(r, PQgetvalue(res, i, 0));
-		int64_t h = (ll(res, i, 1) - r->hour0_ms) / hour;
-
-		if (t == NULL || h < 0 || h >= N_HOURS)
-			continue;
-		if (!PQgetisnull(res, i, 4))
-			hist_minmax(&t->hour_hist[h], dbl(res, i, 4),
-			            dbl(res, i, 5));
-		add_hist(&t->hour_hist[h], res, i, 2);
 	}
 	PQclear(res);
 }
@@ -831,9 +991,8 @@ main(int argc, char **argv)
 		if (r.until_ms % 86400000 == 0)
 			r.chart_day0_ms -= 86400000;
 	}
-	load_window(&r);
-	if (opt.format == F_HTML)
-		load_series(&r);
+	load_rollups(&r, opt.format == F_HTML);
+	load_outages(&r);
 	PQfinish(conn);
 	figures(&r);
 	qsort(r.targets, r.n, sizeof *r.targets, worst_first);

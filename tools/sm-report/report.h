@@ -36,6 +36,10 @@ struct outage {
 struct location {
 	char *probe;
 	int64_t first_ms; /* its first check in the window */
+	/* Its last check with a certificate in the last hours (at
+	 * cert_last_ms; INT64_MIN: none): the leaf's and the chain's
+	 * expiry. */
+	int64_t cert_last_ms, cert_ms, chain_ms;
 };
 
 struct rtarget {
