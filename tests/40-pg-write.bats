@@ -262,7 +262,9 @@ chain_column() {
 # copies_since MARK PATTERN: COPY statements matching PATTERN the server
 # logged after line MARK of its log.
 copies_since() {
-	tail -n +"$(($1 + 1))" "$SM_TEST_TMP/pg/log" | grep -c "statement: COPY checks .*$2" || true
+	# Only this test's database: tests run in parallel on one server.
+	tail -n +"$(($1 + 1))" "$SM_TEST_TMP/pg/log" |
+		grep -c " $PGDATABASE LOG:  statement: COPY checks .*$2" || true
 }
 
 # store_logged BATCH: empty the tables, then store $T/in with -b BATCH while

@@ -171,3 +171,57 @@ rollups_match() {
 	[ "$(psql_q "SELECT count(*) FROM rollup_hourly_all")" = 0 ]
 	[ "$(psql_q "SELECT count(*) FROM outages")" = 0 ]
 }
+
+# lines_are FILE N: FILE has N lines.
+lines_are() {
+	[ "$(wc -l <"$1")" -eq "$2" ]
+}
+
+# fold_waits: a fold is waiting for a lock.
+fold_waits() {
+	[ "$(psql_q "SELECT count(*) FROM pg_stat_activity
+	    WHERE wait_event_type = 'Lock' AND query LIKE '%sm_rollup_fold%'")" -ge 1 ]
+}
+
+pending_empty() {
+	[ "$(psql_q "SELECT count(*) FROM rollup_pending")" -eq 0 ]
+}
+
+@test "rollups: a fold that waits (a lock on the rollups) holds up no batch; it folds everything once free" {
+	results "$T/r" 1795473000000
+	sm-pg-write --migrate </dev/null 2>/dev/null
+	# Someone holds rollup_hourly: every fold blocks on it.
+	mkfifo "$T/lockin"
+	psql -X -q -v ON_ERROR_STOP=1 <"$T/lockin" >"$T/lock.out" 2>&1 3>&- &
+	local locker=$!
+	track_pid "$locker"
+	exec 5>"$T/lockin"
+	echo "BEGIN; LOCK TABLE rollup_hourly IN ACCESS EXCLUSIVE MODE; SELECT 'locked';" >&5
+	wait_for grep -q locked "$T/lock.out"
+
+	mkfifo "$T/in"
+	sm-pg-write -b 100 -l 50ms --fold-every 100ms <"$T/in" >"$T/acks" 2>"$T/err" 3>&- 5>&- &
+	local writer=$!
+	track_pid "$writer"
+	exec 6>"$T/in"
+	head -n 200 "$T/r" >&6
+	wait_for lines_are "$T/acks" 200
+	# The first fold is waiting for the lock now; the batches go on.
+	wait_for fold_waits
+	tail -n +201 "$T/r" >&6
+	WAIT_TIMEOUT=30 wait_for lines_are "$T/acks" 1620
+	[ "$(psql_q "SELECT count(*) FROM checks")" = 1620 ]
+	# (rollup_hourly itself cannot be read while it is locked)
+	[ "$(psql_q "SELECT count(*) FROM rollup_pending")" -gt 0 ]
+
+	# Free: the waiting fold takes what its statement saw, the next
+	# ones the rest; nothing counted twice.
+	echo "COMMIT;" >&5
+	exec 5>&-
+	wait "$locker"
+	WAIT_TIMEOUT=30 wait_for pending_empty
+	exec 6>&-
+	wait "$writer"
+	[ "$(psql_q "SELECT sum(checks) FROM rollup_hourly")" = 1620 ]
+	rollups_match
+}

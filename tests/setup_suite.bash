@@ -32,7 +32,7 @@ start_postgres() {
 	sm_as_pg initdb -D "$PG_DATA" -U sm --auth=trust -E UTF8 --no-sync \
 		>"$SM_TEST_TMP/pg/initdb.log" 2>&1 || { suite_fail "initdb failed"; return 1; }
 	sm_as_pg pg_ctl -D "$PG_DATA" -l "$SM_TEST_TMP/pg/log" -w -t 30 \
-		-o "-k $SM_TEST_TMP/pg -p $port -c listen_addresses='' -c fsync=off -c max_connections=200" \
+		-o "-k $SM_TEST_TMP/pg -p $port -c listen_addresses='' -c fsync=off -c max_connections=200 -c log_line_prefix='%m [%p] %d '" \
 		start >/dev/null || { suite_fail "PostgreSQL did not start"; return 1; }
 	export PGHOST="$SM_TEST_TMP/pg" PGPORT="$port" PGUSER=sm PGDATABASE=postgres
 }

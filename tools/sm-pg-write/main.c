@@ -440,22 +440,107 @@ retention(void)
 	rollup_retention();
 }
 
-/* Fold the pending rollups when due (--fold-every), between batches.  A
- * failure is reported and tried again later: readers count the pending
- * rows meanwhile, so nothing waits for a fold, not even at exit. */
-static int64_t next_fold_ns;
-
+/* Fold the pending rollups.  A failure is reported and tried again
+ * later: readers count the pending rows meanwhile, so nothing waits for a
+ * fold, not even at exit. */
 static void
-fold(void)
+fold_on(struct pgw *conn)
 {
 	char err[1024];
 	long long folded;
 
-	if (opt.no_rollups || mono_now_ns() < next_fold_ns)
-		return;
-	next_fold_ns = mono_now_ns() + opt.fold_ms * 1000000;
-	if (pgw_fold(pg, &folded, err, sizeof err) != PGW_OK)
+	if (pgw_fold(conn, &folded, err, sizeof err) != PGW_OK)
 		warn("folding the rollups: %s", err);
+}
+
+/* --fold-every 0: after every batch, on the writer's connection (what the
+ * tests use to see every batch folded). */
+static void
+fold(void)
+{
+	if (!opt.no_rollups && opt.fold_ms == 0)
+		fold_on(pg);
+}
+
+/* ---- the folder thread ------------------------------------------------ */
+
+/* Otherwise a thread of its own folds every --fold-every on a connection
+ * of its own: with many targets a fold takes seconds, and the batches
+ * must not wait for it.  sm_rollup_fold() takes only the pending rows
+ * its statement sees and one folder runs at a time (an advisory lock), so
+ * rows a batch adds meanwhile simply wait for the next fold. */
+static struct {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* quit */
+	bool quit, running;
+} folder = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void *
+folder_main(void *arg)
+{
+	struct pgw *conn = pgw_new(opt.conninfo);
+	struct timespec ts;
+	int64_t due_ns;
+
+	(void)arg;
+	pthread_mutex_lock(&folder.lock);
+	while (!folder.quit) {
+		due_ns = mono_now_ns() + opt.fold_ms * 1000000;
+		ts.tv_sec = due_ns / 1000000000;
+		ts.tv_nsec = (long)(due_ns % 1000000000);
+		while (!folder.quit &&
+		       pthread_cond_timedwait(&folder.cond, &folder.lock, &ts) !=
+		           ETIMEDOUT)
+			;
+		if (folder.quit)
+			break;
+		pthread_mutex_unlock(&folder.lock);
+		fold_on(conn);
+		pthread_mutex_lock(&folder.lock);
+	}
+	pthread_mutex_unlock(&folder.lock);
+	pgw_free(&conn);
+	return NULL;
+}
+
+static void
+folder_start(void)
+{
+	pthread_condattr_t ca;
+	sigset_t all, old;
+	int rc;
+
+	if (opt.no_rollups || opt.fold_ms == 0)
+		return;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&folder.cond, &ca);
+	pthread_condattr_destroy(&ca);
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&folder.thread, NULL, folder_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		errno = rc;
+		die(EX_OSERR, "cannot start the fold thread:");
+	}
+	folder.running = true;
+}
+
+/* A fold in progress is let finish (its transaction is whole either way;
+ * a second signal exits at once). */
+static void
+folder_stop(void)
+{
+	if (!folder.running)
+		return;
+	pthread_mutex_lock(&folder.lock);
+	folder.quit = true;
+	pthread_cond_broadcast(&folder.cond);
+	pthread_mutex_unlock(&folder.lock);
+	pthread_join(folder.thread, NULL);
+	folder.running = false;
 }
 
 static void
@@ -654,23 +739,19 @@ writer_wait(void)
 	struct timespec ts;
 	int64_t due_ns;
 
-	if (opt.retention_ms == 0 && opt.rollup_retention_ms == 0 &&
-	    opt.no_rollups) {
+	if (opt.retention_ms == 0 && opt.rollup_retention_ms == 0) {
 		pthread_cond_wait(&writer.cond, &writer.lock);
 		return;
 	}
 	due_ns = INT64_MAX;
 	if (opt.retention_ms != 0 || opt.rollup_retention_ms != 0)
 		due_ns = next_retention_ns;
-	if (!opt.no_rollups && next_fold_ns < due_ns)
-		due_ns = next_fold_ns;
 	ts.tv_sec = due_ns / 1000000000;
 	ts.tv_nsec = (long)(due_ns % 1000000000);
 	if (pthread_cond_timedwait(&writer.cond, &writer.lock, &ts) ==
 	    ETIMEDOUT) {
 		pthread_mutex_unlock(&writer.lock);
 		retention();
-		fold();
 		pthread_mutex_lock(&writer.lock);
 	}
 }
@@ -1204,9 +1285,11 @@ main(int argc, char **argv)
 	pgw_set_rollups(pg, !opt.no_rollups);
 	connect_and_migrate();
 	retention();
-	next_fold_ns = mono_now_ns() + opt.fold_ms * 1000000;
-	if (!opt.migrate_only)
+	if (!opt.migrate_only) {
+		folder_start();
 		run();
+		folder_stop();
+	}
 	pgw_free(&pg);
 
 	if (dead_letter != NULL && fclose(dead_letter) != 0)
