@@ -459,6 +459,67 @@ acks_both() {
 	[ "$(cat "$T/p1/got" "$T/p2/got" | grep -c '"event"')" -eq "$(wc -l <"$T/want")" ]
 }
 
+# assigned_n DIR N: sm-kafka-sub of DIR logged at least N assignments.
+assigned_n() {
+	[ "$(grep -c 'assigned' "$T/$1/sub.err")" -ge "$2" ]
+}
+
+# acks_in DIR N: the pipeline of DIR acknowledged at least N results.
+acks_in() {
+	[ "$(grep -c '"kafka"' "$T/$1/got")" -ge "$2" ]
+}
+
+@test "alert: a rebalance mid-outage hands the partition's state over (-P): the open incident keeps its id, no down twice" {
+	printf 'defaults:\n  interval: 60s\ntargets:\n' >"$T/sites.yaml"
+	for t in $(seq 1 12); do printf '  - {name: t%s, url: "http://t%s.example/"}\n' $t $t >>"$T/sites.yaml"; done
+	TOPIC=$(new_topic)
+	export GROUP="g_$TOPIC"
+	# every target: round 0 ok, rounds 1-7 failing (down at round 3),
+	# rounds 8-9 ok (up at round 9); the rebalance comes after round 4
+	for r in $(seq 0 9); do for t in $(seq 1 12); do for p in a b c; do
+		if [ "$r" -ge 1 ] && [ "$r" -le 7 ]; then res t$t $p $((r * 60 + t)) 0; else res t$t $p $((r * 60 + t)) 1; fi
+	done; done; done >"$T/in"
+	run -0 --separate-stderr sm-alert "$T/sites.yaml" <"$T/in"
+	printf '%s\n' "$output" >"$T/want"
+	[ "$(grep -c '"down"' "$T/want")" -eq 12 ] && [ "$(grep -c '"up"' "$T/want")" -eq 12 ]
+	head -n $((5 * 36)) "$T/in" >"$T/in1"
+	tail -n +$((5 * 36 + 1)) "$T/in" >"$T/in2"
+	mkdir "$T/p1" "$T/p2"
+	: >"$T/p1/got"
+	: >"$T/p2/got"
+	# each process finds the other's checkpoint by the pattern
+	export SM_ALERT_PEERS="$T/p?/state"
+	PD=$T/p1 start_pipeline -v
+	P1=$PIPE
+	PD=$T/p2 start_pipeline -v
+	P2=$PIPE
+	wait_for assigned_n p1 1
+	wait_for assigned_n p2 1
+	sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC" <"$T/in1"
+	wait_for acks_both 180
+	# both own some of the targets, each announced its targets' down
+	[ "$(grep -c '"down"' "$T/p1/got")" -gt 0 ] && [ "$(grep -c '"down"' "$T/p2/got")" -gt 0 ]
+	[ "$(cat "$T/p1/got" "$T/p2/got" | grep -c '"down"')" -eq 12 ]
+	# the first process stops mid-outage; the second takes its partitions
+	n=$(grep -c 'assigned' "$T/p2/sub.err")
+	kill -TERM "$(cat "$T/p1/sub.pid")"
+	wait $P1 || true
+	wait_for assigned_n p2 $((n + 1))
+	sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC" <"$T/in2"
+	wait_for acks_in p2 $(($(grep -c '"kafka"' "$T/p2/got") + 5 * 36))
+	kill -TERM "$(cat "$T/p2/sub.pid")"
+	wait $P2 || true
+	grep -q 'took over the state of' "$T/p2/alert.err"
+	# one down per target, under one incident id; every up closes it
+	cat "$T/p1/got" "$T/p2/got" | jq -r 'select(.event == "down") | "\(.target) \(.incident)"' | sort -u >"$T/downs"
+	[ "$(wc -l <"$T/downs")" -eq 12 ]
+	[ "$(cut -d' ' -f1 "$T/downs" | sort -u | wc -l)" -eq 12 ]
+	cat "$T/p1/got" "$T/p2/got" | jq -r 'select(.event == "up") | "\(.target) \(.incident)"' | sort -u >"$T/ups"
+	diff "$T/downs" "$T/ups"
+	# and the events are those of one sm-alert over all of it
+	diff <(cat "$T/p1/got" "$T/p2/got" | grep '"event"' | dedup /dev/stdin) <(dedup "$T/want")
+}
+
 @test "alert: --wall-clock notices a whole fleet gone silent (nothing else moves record time)" {
 	printf 'defaults:\n  interval: 1s\n  timeout: 500ms\ntargets:\n  - {name: web, url: "http://web.example/"}\n' >"$T/sites.yaml"
 	mkfifo "$T/fifo"

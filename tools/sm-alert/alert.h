@@ -75,6 +75,9 @@ struct engine;
 struct engine_opts {
 	FILE *out;
 	size_t outbox_max;  /* 0: no outbox */
+	const char *state;  /* own checkpoint file (NULL: none) */
+	const char *peers;  /* glob(3) pattern of the peers' checkpoints, for
+	                       handing partitions over (NULL: none) */
 };
 
 struct config;
@@ -104,6 +107,8 @@ unsigned long engine_events(const struct engine *e);
 int engine_save(struct engine *e, const char *path);
 /* 0 loaded, 1 no file, -1 corrupt (message printed). */
 int engine_load(struct engine *e, const char *path);
+/* Leave to a peer the partitions on which its checkpoint is ahead. */
+void engine_check_peers(struct engine *e);
 
 /* ---- input.c ------------------------------------------------------------ */
 
