@@ -459,6 +459,50 @@ acks_both() {
 	[ "$(cat "$T/p1/got" "$T/p2/got" | grep -c '"event"')" -eq "$(wc -l <"$T/want")" ]
 }
 
+# kafka PARTITION FIRST_OFFSET: add Kafka coordinates to the result lines
+# on stdin, offsets counting up from FIRST_OFFSET.
+kafka() {
+	awk -v p="$1" -v o="$2" '{ sub(/}$/, ",\"kafka\":{\"topic\":\"tp\",\"partition\":" p ",\"offset\":" o++ "}}"); print }'
+}
+
+@test "alert: -P: a partition moves to a peer and back, its state with it; a process behind a peer leaves the partition to it" {
+	sites
+	printf '  - name: api\n    url: http://api.example/\n' >>"$T/sites.yaml"
+	# web: ok, failing 4 rounds (down), ok (up), failing again (down)
+	rounds web 100001111000 >"$T/in"
+	alert
+	cp "$T/events" "$T/want"
+	[ "$(grep -c '"down"' "$T/want")" -eq 2 ]
+	# rounds 0-4 to A, 5-8 to B, 9-11 to A again (one partition, 3 results
+	# a round)
+	kafka 0 0 <"$T/in" >"$T/all"
+	sed -n 1,15p "$T/all" >"$T/a1"
+	sed -n 16,27p "$T/all" >"$T/b1"
+	sed -n 28,36p "$T/all" >"$T/a2"
+	export SM_ALERT_PEERS="$T/*.state"
+	run -0 --separate-stderr sm-alert -S "$T/a.state" "$T/sites.yaml" <"$T/a1"
+	printf '%s\n' "$output" | grep '"event"' >"$T/got"
+	[ "$(grep -c '"down"' "$T/got")" -eq 1 ]
+	run -0 --separate-stderr sm-alert -S "$T/b.state" "$T/sites.yaml" <"$T/b1"
+	[[ "$stderr" == *"partition tp/0: took over the state of $T/a.state (offset 14)"* ]]
+	printf '%s\n' "$output" | { grep '"event"' || true; } >>"$T/got"
+	# B announces no down of its own; its up closes A's incident
+	[ "$(grep -c '"down"' "$T/got")" -eq 1 ]
+	[ "$(jq -r 'select(.event == "up") | .incident' "$T/got")" = "$(jq -r 'select(.event == "down") | .incident' "$T/got")" ]
+	# back to A after a gap in the offsets: it takes B's state, not its own
+	run -0 --separate-stderr sm-alert -S "$T/a.state" "$T/sites.yaml" <"$T/a2"
+	[[ "$stderr" == *"took over the state of $T/b.state (offset 26)"* ]]
+	printf '%s\n' "$output" | { grep '"event"' || true; } >>"$T/got"
+	diff <(dedup "$T/got") <(dedup "$T/want")
+	# B sees another partition (api's): at its checkpoint A is ahead on
+	# tp/0, so B drops web's state, and says nothing of web (kept, its
+	# state would say web's location a went silent: stale)
+	res api a 5000 1 | kafka 1 0 >"$T/b2"
+	run -0 --separate-stderr sm-alert -S "$T/b.state" -n "$(at 5060)" "$T/sites.yaml" <"$T/b2"
+	[[ "$stderr" == *"partition tp/0: a peer is ahead (offset 35, here 26): 1 targets' state left to it"* ]]
+	! grep '"event"' <<<"$output" | grep -q '"target":"web"'
+}
+
 # assigned_n DIR N: sm-kafka-sub of DIR logged at least N assignments.
 assigned_n() {
 	[ "$(grep -c 'assigned' "$T/$1/sub.err")" -ge "$2" ]

@@ -1473,8 +1473,15 @@ loc_map(struct engine *e, struct rbuf *r, int map[MAX_LOCATIONS],
 		if (map[i] < 0)
 			return -1;
 		get(r, v, sizeof(v));
-		if (self)
+		if (self) {
 			memcpy(&e->loc[map[i]].last_any, v, sizeof(v));
+		} else if (v[0] > e->loc[map[i]].last_any) {
+			/* The peer heard from the location since: it is not
+			 * silent for having reported to the peer. */
+			e->loc[map[i]].last_any = v[0];
+			if (!e->loc[map[i]].alive_since)
+				e->loc[map[i]].alive_since = v[1];
+		}
 	}
 	return r->bad ? -1 : 0;
 }

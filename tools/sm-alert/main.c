@@ -359,6 +359,8 @@ main(int argc, char **argv)
 	if (opt.state && (rc = engine_load(e, opt.state)) < 0)
 		die(EX_CONFIG, "%s: move it away to start with no state",
 		    opt.state);
+	/* Partitions that went to a peer while we were down. */
+	engine_check_peers(e);
 	last_ckpt_ns = mono_now_ns();
 	stats_clock_init(&sc, opt.stats_ms);
 
