@@ -118,6 +118,31 @@ summary() {
 	[ "${lines[0]}" = "down web $(at 0) $(at 120) a,b" ]
 }
 
+@test "alert: a location that stopped reporting counts neither up nor down in the quorum" {
+	sites
+	# a and b fail, c is fine, d reported once (ok) and went silent: down
+	# once d is past stale_after (3 x 60 s), 2 of the 3 reporting
+	{ res web d 0 1; for i in 0 1 2 3 4 5; do
+		res web a $((i * 60)) 0; res web b $((i * 60)) 0; res web c $((i * 60)) 1
+	done; } >"$T/in"
+	alert
+	run -0 summary
+	# d's silence is its own event (stale, the whole location), not a vote
+	[ "${lines[0]}" = "down web $(at 0) $(at 240) a,b" ]
+	[ "${lines[1]}" = "stale * $(at 0) $(at 180) d" ]
+	[ "${#lines[@]}" -eq 2 ]
+	# d is down (3 failures) and goes silent, then a fails: 1 of the 2
+	# reporting is no majority (with d counted, 2 of 3 would be)
+	{ for i in 0 1 2 3 4 5 6 7; do
+		[ $i -gt 2 ] || res web d $((i * 60)) 0
+		res web a $((i * 60)) $((i < 4)); res web b $((i * 60)) 1
+	done; } >"$T/in"
+	alert
+	run -0 summary
+	[ "${lines[0]}" = "stale * $(at 120) $(at 300) d" ]
+	[ "${#lines[@]}" -eq 1 ]
+}
+
 @test "alert: results out of order or twice change nothing" {
 	sites
 	{ rounds web 1100011; } >"$T/ordered"
