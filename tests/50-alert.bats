@@ -538,7 +538,27 @@ acks_in() {
 	[ "$(grep -c '"kafka"' "$T/$1/got")" -ge "$2" ]
 }
 
-@test "alert: a rebalance mid-outage hands the partition's state over (-P): the open incident keeps its id, no down twice" {
+# ups_n N: at least N up events from the two pipelines.
+ups_n() {
+	[ "$(cat "$T/p1/got" "$T/p2/got" | grep -c '"event":"up"')" -ge "$1" ]
+}
+
+# committed_all DIR: sm-kafka-sub of DIR committed every offset its
+# pipeline acknowledged.
+committed_all() {
+	local p o
+	jq -r 'select(.kafka) | "\(.kafka.partition) \(.kafka.offset)"' "$T/$1/got" |
+		sort -n -k1,1 -k2,2 | awk '{m[$1] = $2} END {for (p in m) print p, m[p] + 1}' |
+		while read -r p o; do
+			grep -q "committed $TOPIC \[$p\] at $o" "$T/$1/sub.err" || return 1
+		done
+}
+
+# rebalance_midway HOW: two pipelines in one group (-P through
+# SM_ALERT_PEERS), an outage of every target; after its down the first
+# pipeline stops (HOW: term, its reader stops; kill, kill -9 of all three
+# processes) and the second takes its partitions.
+rebalance_midway() {
 	printf 'defaults:\n  interval: 60s\ntargets:\n' >"$T/sites.yaml"
 	for t in $(seq 1 12); do printf '  - {name: t%s, url: "http://t%s.example/"}\n' $t $t >>"$T/sites.yaml"; done
 	TOPIC=$(new_topic)
@@ -571,11 +591,19 @@ acks_in() {
 	[ "$(cat "$T/p1/got" "$T/p2/got" | grep -c '"down"')" -eq 12 ]
 	# the first process stops mid-outage; the second takes its partitions
 	n=$(grep -c 'assigned' "$T/p2/sub.err")
-	kill -TERM "$(cat "$T/p1/sub.pid")"
+	if [ "$1" = kill ]; then
+		# what it acknowledged is committed: not redelivered to the other
+		wait_for committed_all p1
+		kill -9 "$(cat "$T/p1/sub.pid")" "$(cat "$T/p1/alert.pid")" "$(cat "$T/p1/notify.pid")"
+	else
+		kill -TERM "$(cat "$T/p1/sub.pid")"
+	fi
 	wait $P1 || true
 	wait_for assigned_n p2 $((n + 1))
+	n=$(grep -c '"kafka"' "$T/p2/got")
 	sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC" <"$T/in2"
-	wait_for acks_in p2 $(($(grep -c '"kafka"' "$T/p2/got") + 5 * 36))
+	wait_for ups_n 12
+	wait_for acks_in p2 $((n + 5 * 36))
 	kill -TERM "$(cat "$T/p2/sub.pid")"
 	wait $P2 || true
 	grep -q 'took over the state of' "$T/p2/alert.err"
@@ -587,6 +615,14 @@ acks_in() {
 	diff "$T/downs" "$T/ups"
 	# and the events are those of one sm-alert over all of it
 	diff <(cat "$T/p1/got" "$T/p2/got" | grep '"event"' | dedup /dev/stdin) <(dedup "$T/want")
+}
+
+@test "alert: a rebalance mid-outage hands the partition's state over (-P): the open incident keeps its id, no down twice" {
+	rebalance_midway term
+}
+
+@test "alert: kill -9 of one pipeline mid-outage: the other takes its partitions and state (-P), no down twice, no incident under two ids" {
+	rebalance_midway kill
 }
 
 @test "alert: --wall-clock notices a whole fleet gone silent (nothing else moves record time)" {
