@@ -1127,6 +1127,9 @@ engine_free(struct engine **ep)
 
 #define CKPT_MAGIC "sm-alert checkpoint 2\n"
 #define MAGIC_LEN (sizeof(CKPT_MAGIC) - 1)
+/* The layout before partitions: no header, no partition fields; read at
+ * the first start after an upgrade. */
+#define CKPT_MAGIC_1 "sm-alert checkpoint 1\n"
 
 struct wbuf {
 	FILE *fp;
@@ -1505,11 +1508,11 @@ locs_remap(struct tgt *t, const struct lst *src, int n, const int *map)
  * The body of a checkpoint (after its header h).  want < 0: our own, all
  * of it.  want >= 0: a peer's, only the targets and outbox entries of its
  * partition number want (a header index), which become ours, in our
- * partition mine.
+ * partition mine.  v1: a checkpoint 1 (no partition fields).
  */
 static int
 body_apply(struct engine *e, struct rbuf *r, const struct hdr *h, int want,
-           int mine)
+           int mine, bool v1)
 {
 	int map[MAX_LOCATIONS];
 	int16_t *parts = xcalloc(h->nparts ? h->nparts : 1, sizeof(*parts));
@@ -1543,7 +1546,9 @@ body_apply(struct engine *e, struct rbuf *r, const struct hdr *h, int want,
 
 		get(r, &tmp.down_since, 3 * sizeof(int64_t));
 		get(r, &tmp.reminders, sizeof(tmp.reminders));
-		get(r, &fp, sizeof(fp));
+		fp = -1;
+		if (!v1)
+			get(r, &fp, sizeof(fp));
 		get(r, &nl, 1);
 		get(r, &tmp.flags, 1);
 		get(r, has, 2);
@@ -1596,7 +1601,9 @@ body_apply(struct engine *e, struct rbuf *r, const struct hdr *h, int want,
 		struct result fake;
 
 		get(r, id, 16);
-		get(r, &fp, sizeof(fp));
+		fp = -1;
+		if (!v1)
+			get(r, &fp, sizeof(fp));
 		text = get_str(r);
 		if (fp >= (int)h->nparts || fp < -1)
 			r->bad = true;
@@ -1629,10 +1636,27 @@ engine_load(struct engine *e, const char *path)
 
 	if (rc == 1)
 		return 1;
+	if (rc == 0 && len > sizeof(CKPT_MAGIC_1) + sizeof(layout) &&
+	    !memcmp(buf, CKPT_MAGIC_1, sizeof(CKPT_MAGIC_1) - 1)) {
+		uint32_t got[4];
+
+		memset(&h, 0, sizeof(h));
+		r = (struct rbuf){buf + sizeof(CKPT_MAGIC_1) - 1, buf + len - 8,
+		                  false};
+		get(&r, got, sizeof(got));
+		if (memcmp(got, layout, sizeof(layout)))
+			goto corrupt;
+		rc = body_apply(e, &r, &h, -1, -1, true);
+		if (rc < 0)
+			goto corrupt;
+		free(buf);
+		e->last_scan = e->watermark;
+		return 0;
+	}
 	if (rc < 0 || hdr_parse(buf, len - 8, &h) < 0)
 		goto corrupt;
 	r = (struct rbuf){buf + h.hlen, buf + len - 8, false};
-	rc = body_apply(e, &r, &h, -1, -1);
+	rc = body_apply(e, &r, &h, -1, -1, false);
 	hdr_free(&h);
 	if (rc < 0)
 		goto corrupt;
@@ -1694,7 +1718,7 @@ handover(struct engine *e, int pi)
 			    !strcmp(h.parts[i].topic, p->topic))
 				want = (int)i;
 		r = (struct rbuf){buf + h.hlen, buf + len - 8, false};
-		if (want >= 0 && body_apply(e, &r, &h, want, pi) == 0) {
+		if (want >= 0 && body_apply(e, &r, &h, want, pi, false) == 0) {
 			info("partition %s/%d: took over the state of %s "
 			     "(offset %lld)", p->topic, p->partition, best,
 			     (long long)h.parts[want].offset);
