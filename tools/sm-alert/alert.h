@@ -61,6 +61,11 @@ struct result {
 	const char *target, *probe, *error, *kafka;
 	size_t target_len, probe_len, error_len, kafka_len;
 	bool error_escaped; /* error holds JSON escapes */
+	/* kafka's coordinates (kpart < 0: none, or not as sm-kafka-sub
+	 * writes them) */
+	const char *ktopic;
+	size_t ktopic_len;
+	long long kpart, koff;
 	unsigned char id[16];
 	int64_t started_ms;
 	bool ok;

@@ -36,7 +36,6 @@
 
 #include "alert.h"
 #include "../sm-schedule/config.h"
-#include "jsonscan.h"
 #include "sm.h"
 
 #define DAY_MS (86400LL * 1000)
@@ -1739,20 +1738,11 @@ handover(struct engine *e, int pi)
 static int
 result_part(struct engine *e, const struct result *r)
 {
-	struct jscan_field f[3] = {{.name = "topic"}, {.name = "partition"},
-	                           {.name = "offset"}};
-	long long pn, off;
+	long long off = r->koff;
 	int pi;
 
-	if (!r->kafka ||
-	    jscan_fields(r->kafka, r->kafka_len, f, 3) != JSCAN_OBJECT ||
-	    f[0].type != JV_STRING || f[1].type != JV_NUMBER ||
-	    f[2].type != JV_NUMBER)
-		return -1;
-	pn = strtoll(f[1].val, NULL, 10);
-	off = strtoll(f[2].val, NULL, 10);
-	if (pn < 0 || pn > INT32_MAX || off < 0 ||
-	    (pi = part_find(e, f[0].val, f[0].len, (int32_t)pn)) < 0)
+	if (r->kpart < 0 || r->kpart > INT32_MAX || off < 0 ||
+	    (pi = part_find(e, r->ktopic, r->ktopic_len, (int32_t)r->kpart)) < 0)
 		return -1;
 	if (e->peers && (e->parts[pi].offset < 0 ||
 	                 off > e->parts[pi].offset + 1))
