@@ -712,7 +712,8 @@ rebalance_midway() {
 teardown() {
 	local g
 	for g in ${PGIDS:-}; do kill -TERM -- "-$g" 2>/dev/null || true; done
-	for g in sub alert notify; do
+	# the pipelines of $T, and of $T/p1 and $T/p2 (two in one group)
+	for g in sub alert notify p1/sub p1/alert p1/notify p2/sub p2/alert p2/notify; do
 		[ ! -s "$T/$g.pid" ] || kill -9 "$(cat "$T/$g.pid")" 2>/dev/null || true
 	done
 	for g in ${CLEANUP_PIDS:-}; do kill "$g" 2>/dev/null || true; done
