@@ -25,6 +25,9 @@ struct scan {
 	size_t n;
 	size_t name_len[MAX_FIELDS], parent_len[MAX_FIELDS];
 	size_t hint;            /* where to start looking for the next key */
+	uint64_t top_names;     /* bit key_bit(name) of each top-level wanted
+	                           name */
+	uint64_t inner_names;   /* the same for names with a parent */
 	unsigned long numbers;  /* numbers scanned so far */
 	size_t members;         /* of the object that ended last */
 	bool too_deep;          /* past MAX_DEPTH: jansson decides */
@@ -47,9 +50,25 @@ static const unsigned char plain[256] = {
 static void
 ws(struct scan *sc)
 {
-	while (sc->p < sc->end && (*sc->p == ' ' || *sc->p == '\t' ||
-	                           *sc->p == '\n' || *sc->p == '\r'))
-		sc->p++;
+	const unsigned char *p = sc->p, *end = sc->end;
+
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	sc->p = p;
+}
+
+/* Past the plain bytes from p: in a local pointer, four at a time (the
+ * bytes read could alias sc->p, so a loop on sc->p would store it each
+ * time round). */
+static inline const unsigned char *
+plain_run(const unsigned char *p, const unsigned char *end)
+{
+	while (end - p >= 4 && (plain[p[0]] & plain[p[1]] & plain[p[2]] &
+	                        plain[p[3]]))
+		p += 4;
+	while (p < end && plain[*p])
+		p++;
+	return p;
 }
 
 /* One UTF-8 sequence of 2-4 bytes at p (RFC 3629: no overlongs, no
@@ -98,8 +117,7 @@ string(struct scan *sc, const unsigned char **start, size_t *len,
 	while (sc->p < sc->end) {
 		unsigned char c;
 
-		while (sc->p < sc->end && plain[*sc->p])
-			sc->p++;
+		sc->p = plain_run(sc->p, sc->end);
 		if (sc->p >= sc->end)
 			break;
 		c = *sc->p;
@@ -221,16 +239,35 @@ worst(int a, int b)
 	return a == 0 || b == 0 ? 0 : (a < 0 || b < 0 ? -1 : 1);
 }
 
+/* A bit for the key k[0..klen) by its length and its first and last
+ * bytes: keys with different bits differ. */
+static inline uint64_t
+key_bit(const unsigned char *k, size_t klen)
+{
+	size_t h = klen ? klen * 7 + k[0] * 3 + k[klen - 1] : 0;
+
+	return 1ULL << (h & 63);
+}
+
 /* The wanted field named k[0..klen) in the object that is the value of
  * the top-level key parent[0..plen) (NULL: the top-level object). */
 static struct jscan_field *
 wanted(struct scan *sc, const unsigned char *parent, size_t plen,
        const unsigned char *k, size_t klen)
 {
-	size_t i, j;
+	size_t i = sc->hint, j;
 
-	for (j = 0; j < sc->n; j++) {
-		i = (sc->hint + j) % sc->n;
+	/* Most keys are not wanted, and most of those differ from every
+	 * wanted name in length or first or last byte. */
+	if (!((parent == NULL ? sc->top_names : sc->inner_names) &
+	      key_bit(k, klen)))
+		return NULL;
+	/* From the hint (the field after the last one found: keys usually
+	 * come in the order they are wanted), wrapping by hand: no division
+	 * per comparison. */
+	for (j = 0; j < sc->n; j++, i++) {
+		if (i >= sc->n)
+			i = 0;
 		if (sc->name_len[i] != klen ||
 		    memcmp(sc->f[i].name, k, klen) != 0)
 			continue;
@@ -245,13 +282,28 @@ wanted(struct scan *sc, const unsigned char *parent, size_t plen,
 	return NULL;
 }
 
+/* Is parent[0..plen) the parent of a wanted field? */
+static bool
+parent_wanted(const struct scan *sc, const unsigned char *parent, size_t plen)
+{
+	for (size_t i = 0; i < sc->n; i++)
+		if (sc->f[i].parent != NULL && sc->parent_len[i] == plen &&
+		    memcmp(sc->f[i].parent, parent, plen) == 0)
+			return true;
+	return false;
+}
+
 /* An object; parent[0..plen) is its key when it is the value of a
  * top-level key (its fields may be wanted), else NULL. */
 static int
 object(struct scan *sc, const unsigned char *parent, size_t plen)
 {
 	size_t base = n_keys, i, members = 0;
-	bool top = sc->depth == 1, inner = sc->depth == 2 && parent != NULL;
+	uint64_t seen[2] = {0, 0}; /* key_bit()s of the keys so far, two
+	                              halves by the key's second byte */
+	bool top = sc->depth == 1;
+	bool inner = sc->depth == 2 && parent != NULL && sc->inner_names &&
+	             parent_wanted(sc, parent, plen);
 	int sure = 1, r;
 
 	sc->p++; /* '{' */
@@ -276,11 +328,18 @@ object(struct scan *sc, const unsigned char *parent, size_t plen)
 		if (esc) {
 			sure = -1; /* cannot compare escaped keys raw */
 		} else {
-			for (i = base; i < n_keys; i++)
-				if (keys[i].len == klen &&
-				    (klen == 0 || keys[i].p[0] == k[0]) &&
-				    memcmp(keys[i].p, k, klen) == 0)
-					return 0; /* duplicate key */
+			uint64_t kb = key_bit(k, klen);
+			int half = klen > 1 && (k[1] & 1);
+
+			/* a key whose bit is new is no duplicate */
+			if (seen[half] & kb) {
+				for (i = base; i < n_keys; i++)
+					if (keys[i].len == klen &&
+					    (klen == 0 || keys[i].p[0] == k[0]) &&
+					    memcmp(keys[i].p, k, klen) == 0)
+						return 0; /* duplicate key */
+			}
+			seen[half] |= kb;
 			if (n_keys == cap_keys) {
 				cap_keys = cap_keys ? cap_keys * 2 : 64;
 				keys = xrealloc(keys, cap_keys * sizeof *keys);
@@ -433,6 +492,12 @@ jscan_fields(const char *s, size_t len, struct jscan_field *fields, size_t n)
 		sc.name_len[i] = strlen(fields[i].name);
 		sc.parent_len[i] = fields[i].parent != NULL
 		                 ? strlen(fields[i].parent) : 0;
+		if (fields[i].parent != NULL)
+			sc.inner_names |= key_bit((const unsigned char *)
+			                          fields[i].name, sc.name_len[i]);
+		else
+			sc.top_names |= key_bit((const unsigned char *)
+			                        fields[i].name, sc.name_len[i]);
 	}
 	n_keys = 0;
 	ws(&sc);

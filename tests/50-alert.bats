@@ -118,6 +118,31 @@ summary() {
 	[ "${lines[0]}" = "down web $(at 0) $(at 120) a,b" ]
 }
 
+@test "alert: a location that stopped reporting counts neither up nor down in the quorum" {
+	sites
+	# a and b fail, c is fine, d reported once (ok) and went silent: down
+	# once d is past stale_after (3 x 60 s), 2 of the 3 reporting
+	{ res web d 0 1; for i in 0 1 2 3 4 5; do
+		res web a $((i * 60)) 0; res web b $((i * 60)) 0; res web c $((i * 60)) 1
+	done; } >"$T/in"
+	alert
+	run -0 summary
+	# d's silence is its own event (stale, the whole location), not a vote
+	[ "${lines[0]}" = "down web $(at 0) $(at 240) a,b" ]
+	[ "${lines[1]}" = "stale * $(at 0) $(at 180) d" ]
+	[ "${#lines[@]}" -eq 2 ]
+	# d is down (3 failures) and goes silent, then a fails: 1 of the 2
+	# reporting is no majority (with d counted, 2 of 3 would be)
+	{ for i in 0 1 2 3 4 5 6 7; do
+		[ $i -gt 2 ] || res web d $((i * 60)) 0
+		res web a $((i * 60)) $((i < 4)); res web b $((i * 60)) 1
+	done; } >"$T/in"
+	alert
+	run -0 summary
+	[ "${lines[0]}" = "stale * $(at 120) $(at 300) d" ]
+	[ "${#lines[@]}" -eq 1 ]
+}
+
 @test "alert: results out of order or twice change nothing" {
 	sites
 	{ rounds web 1100011; } >"$T/ordered"
@@ -459,6 +484,147 @@ acks_both() {
 	[ "$(cat "$T/p1/got" "$T/p2/got" | grep -c '"event"')" -eq "$(wc -l <"$T/want")" ]
 }
 
+# kafka PARTITION FIRST_OFFSET: add Kafka coordinates to the result lines
+# on stdin, offsets counting up from FIRST_OFFSET.
+kafka() {
+	awk -v p="$1" -v o="$2" '{ sub(/}$/, ",\"kafka\":{\"topic\":\"tp\",\"partition\":" p ",\"offset\":" o++ "}}"); print }'
+}
+
+@test "alert: -P: a partition moves to a peer and back, its state with it; a process behind a peer leaves the partition to it" {
+	sites
+	printf '  - name: api\n    url: http://api.example/\n' >>"$T/sites.yaml"
+	# web: ok, failing 4 rounds (down), ok (up), failing again (down)
+	rounds web 100001111000 >"$T/in"
+	alert
+	cp "$T/events" "$T/want"
+	[ "$(grep -c '"down"' "$T/want")" -eq 2 ]
+	# rounds 0-4 to A, 5-8 to B, 9-11 to A again (one partition, 3 results
+	# a round)
+	kafka 0 0 <"$T/in" >"$T/all"
+	sed -n 1,15p "$T/all" >"$T/a1"
+	sed -n 16,27p "$T/all" >"$T/b1"
+	sed -n 28,36p "$T/all" >"$T/a2"
+	export SM_ALERT_PEERS="$T/*.state"
+	run -0 --separate-stderr sm-alert -S "$T/a.state" "$T/sites.yaml" <"$T/a1"
+	printf '%s\n' "$output" | grep '"event"' >"$T/got"
+	[ "$(grep -c '"down"' "$T/got")" -eq 1 ]
+	run -0 --separate-stderr sm-alert -S "$T/b.state" "$T/sites.yaml" <"$T/b1"
+	[[ "$stderr" == *"partition tp/0: took over the state of $T/a.state (offset 14)"* ]]
+	printf '%s\n' "$output" | { grep '"event"' || true; } >>"$T/got"
+	# B announces no down of its own; its up closes A's incident
+	[ "$(grep -c '"down"' "$T/got")" -eq 1 ]
+	[ "$(jq -r 'select(.event == "up") | .incident' "$T/got")" = "$(jq -r 'select(.event == "down") | .incident' "$T/got")" ]
+	# back to A after a gap in the offsets: it takes B's state, not its own
+	run -0 --separate-stderr sm-alert -S "$T/a.state" "$T/sites.yaml" <"$T/a2"
+	[[ "$stderr" == *"took over the state of $T/b.state (offset 26)"* ]]
+	printf '%s\n' "$output" | { grep '"event"' || true; } >>"$T/got"
+	diff <(dedup "$T/got") <(dedup "$T/want")
+	# B sees another partition (api's): at its checkpoint A is ahead on
+	# tp/0, so B drops web's state, and says nothing of web (kept, its
+	# state would say web's location a went silent: stale)
+	res api a 5000 1 | kafka 1 0 >"$T/b2"
+	run -0 --separate-stderr sm-alert -S "$T/b.state" -n "$(at 5060)" "$T/sites.yaml" <"$T/b2"
+	[[ "$stderr" == *"partition tp/0: a peer is ahead (offset 35, here 26): 1 targets' state left to it"* ]]
+	! grep '"event"' <<<"$output" | grep -q '"target":"web"'
+}
+
+# assigned_n DIR N: sm-kafka-sub of DIR logged at least N assignments.
+assigned_n() {
+	[ "$(grep -c 'assigned' "$T/$1/sub.err")" -ge "$2" ]
+}
+
+# acks_in DIR N: the pipeline of DIR acknowledged at least N results.
+acks_in() {
+	[ "$(grep -c '"kafka"' "$T/$1/got")" -ge "$2" ]
+}
+
+# ups_n N: at least N up events from the two pipelines.
+ups_n() {
+	[ "$(cat "$T/p1/got" "$T/p2/got" | grep -c '"event":"up"')" -ge "$1" ]
+}
+
+# committed_all DIR: sm-kafka-sub of DIR committed every offset its
+# pipeline acknowledged.
+committed_all() {
+	local p o
+	jq -r 'select(.kafka) | "\(.kafka.partition) \(.kafka.offset)"' "$T/$1/got" |
+		sort -n -k1,1 -k2,2 | awk '{m[$1] = $2} END {for (p in m) print p, m[p] + 1}' |
+		while read -r p o; do
+			grep -q "committed $TOPIC \[$p\] at $o" "$T/$1/sub.err" || return 1
+		done
+}
+
+# rebalance_midway HOW: two pipelines in one group (-P through
+# SM_ALERT_PEERS), an outage of every target; after its down the first
+# pipeline stops (HOW: term, its reader stops; kill, kill -9 of all three
+# processes) and the second takes its partitions.
+rebalance_midway() {
+	printf 'defaults:\n  interval: 60s\ntargets:\n' >"$T/sites.yaml"
+	for t in $(seq 1 12); do printf '  - {name: t%s, url: "http://t%s.example/"}\n' $t $t >>"$T/sites.yaml"; done
+	TOPIC=$(new_topic)
+	export GROUP="g_$TOPIC"
+	# every target: round 0 ok, rounds 1-7 failing (down at round 3),
+	# rounds 8-9 ok (up at round 9); the rebalance comes after round 4
+	for r in $(seq 0 9); do for t in $(seq 1 12); do for p in a b c; do
+		if [ "$r" -ge 1 ] && [ "$r" -le 7 ]; then res t$t $p $((r * 60 + t)) 0; else res t$t $p $((r * 60 + t)) 1; fi
+	done; done; done >"$T/in"
+	run -0 --separate-stderr sm-alert "$T/sites.yaml" <"$T/in"
+	printf '%s\n' "$output" >"$T/want"
+	[ "$(grep -c '"down"' "$T/want")" -eq 12 ] && [ "$(grep -c '"up"' "$T/want")" -eq 12 ]
+	head -n $((5 * 36)) "$T/in" >"$T/in1"
+	tail -n +$((5 * 36 + 1)) "$T/in" >"$T/in2"
+	mkdir "$T/p1" "$T/p2"
+	: >"$T/p1/got"
+	: >"$T/p2/got"
+	# each process finds the other's checkpoint by the pattern
+	export SM_ALERT_PEERS="$T/p?/state"
+	PD=$T/p1 start_pipeline -v
+	P1=$PIPE
+	PD=$T/p2 start_pipeline -v
+	P2=$PIPE
+	wait_for assigned_n p1 1
+	wait_for assigned_n p2 1
+	sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC" <"$T/in1"
+	wait_for acks_both 180
+	# both own some of the targets, each announced its targets' down
+	[ "$(grep -c '"down"' "$T/p1/got")" -gt 0 ] && [ "$(grep -c '"down"' "$T/p2/got")" -gt 0 ]
+	[ "$(cat "$T/p1/got" "$T/p2/got" | grep -c '"down"')" -eq 12 ]
+	# the first process stops mid-outage; the second takes its partitions
+	n=$(grep -c 'assigned' "$T/p2/sub.err")
+	if [ "$1" = kill ]; then
+		# what it acknowledged is committed: not redelivered to the other
+		wait_for committed_all p1
+		kill -9 "$(cat "$T/p1/sub.pid")" "$(cat "$T/p1/alert.pid")" "$(cat "$T/p1/notify.pid")"
+	else
+		kill -TERM "$(cat "$T/p1/sub.pid")"
+	fi
+	wait $P1 || true
+	wait_for assigned_n p2 $((n + 1))
+	n=$(grep -c '"kafka"' "$T/p2/got")
+	sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC" <"$T/in2"
+	wait_for ups_n 12
+	wait_for acks_in p2 $((n + 5 * 36))
+	kill -TERM "$(cat "$T/p2/sub.pid")"
+	wait $P2 || true
+	grep -q 'took over the state of' "$T/p2/alert.err"
+	# one down per target, under one incident id; every up closes it
+	cat "$T/p1/got" "$T/p2/got" | jq -r 'select(.event == "down") | "\(.target) \(.incident)"' | sort -u >"$T/downs"
+	[ "$(wc -l <"$T/downs")" -eq 12 ]
+	[ "$(cut -d' ' -f1 "$T/downs" | sort -u | wc -l)" -eq 12 ]
+	cat "$T/p1/got" "$T/p2/got" | jq -r 'select(.event == "up") | "\(.target) \(.incident)"' | sort -u >"$T/ups"
+	diff "$T/downs" "$T/ups"
+	# and the events are those of one sm-alert over all of it
+	diff <(cat "$T/p1/got" "$T/p2/got" | grep '"event"' | dedup /dev/stdin) <(dedup "$T/want")
+}
+
+@test "alert: a rebalance mid-outage hands the partition's state over (-P): the open incident keeps its id, no down twice" {
+	rebalance_midway term
+}
+
+@test "alert: kill -9 of one pipeline mid-outage: the other takes its partitions and state (-P), no down twice, no incident under two ids" {
+	rebalance_midway kill
+}
+
 @test "alert: --wall-clock notices a whole fleet gone silent (nothing else moves record time)" {
 	printf 'defaults:\n  interval: 1s\n  timeout: 500ms\ntargets:\n  - {name: web, url: "http://web.example/"}\n' >"$T/sites.yaml"
 	mkfifo "$T/fifo"
@@ -546,7 +712,8 @@ acks_both() {
 teardown() {
 	local g
 	for g in ${PGIDS:-}; do kill -TERM -- "-$g" 2>/dev/null || true; done
-	for g in sub alert notify; do
+	# the pipelines of $T, and of $T/p1 and $T/p2 (two in one group)
+	for g in sub alert notify p1/sub p1/alert p1/notify p2/sub p2/alert p2/notify; do
 		[ ! -s "$T/$g.pid" ] || kill -9 "$(cat "$T/$g.pid")" 2>/dev/null || true
 	done
 	for g in ${CLEANUP_PIDS:-}; do kill "$g" 2>/dev/null || true; done

@@ -61,6 +61,11 @@ struct result {
 	const char *target, *probe, *error, *kafka;
 	size_t target_len, probe_len, error_len, kafka_len;
 	bool error_escaped; /* error holds JSON escapes */
+	/* kafka's coordinates (kpart < 0: none, or not as sm-kafka-sub
+	 * writes them) */
+	const char *ktopic;
+	size_t ktopic_len;
+	long long kpart, koff;
 	unsigned char id[16];
 	int64_t started_ms;
 	bool ok;
@@ -75,6 +80,9 @@ struct engine;
 struct engine_opts {
 	FILE *out;
 	size_t outbox_max;  /* 0: no outbox */
+	const char *state;  /* own checkpoint file (NULL: none) */
+	const char *peers;  /* glob(3) pattern of the peers' checkpoints, for
+	                       handing partitions over (NULL: none) */
 };
 
 struct config;
@@ -104,6 +112,8 @@ unsigned long engine_events(const struct engine *e);
 int engine_save(struct engine *e, const char *path);
 /* 0 loaded, 1 no file, -1 corrupt (message printed). */
 int engine_load(struct engine *e, const char *path);
+/* Leave to a peer the partitions on which its checkpoint is ahead. */
+void engine_check_peers(struct engine *e);
 
 /* ---- input.c ------------------------------------------------------------ */
 

@@ -17,9 +17,18 @@
  *
  * Incident ids are a hash of (target, kind, location, since): the same
  * results give the same ids, whatever restarts happened in between.
+ *
+ * Partitions: each target remembers the Kafka partition of its newest
+ * result, each partition the newest offset seen.  With peers (-P), a
+ * partition that comes to us after a gap in its offsets first takes the
+ * state of its targets from the peer checkpoint furthest ahead on it
+ * (handover()), and a partition a peer is ahead on is left to it
+ * (engine_check_peers()): a rebalance moves the state with the
+ * partition, so an open incident keeps its since and so its id.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -70,6 +79,8 @@ struct tgt {
 	int64_t ann_since;      /* announced down incident's since (0: none) */
 	int64_t ann_at;
 	uint32_t reminders;     /* the last reminder's number */
+	int16_t part;           /* index in engine.parts of the partition of
+	                           its newest result (-1: none known) */
 	uint8_t nlocs, flags;
 };
 
@@ -82,8 +93,19 @@ struct loc {
 
 struct obx {
 	unsigned char id[16];
+	int16_t part;           /* as tgt.part, of the result */
 	char *text;
 };
+
+/* A Kafka partition that results came from (their "kafka" object). */
+struct part {
+	char *topic;
+	int32_t partition;
+	int64_t offset;         /* the newest offset seen (-1: none, or its
+	                           targets were dropped for a peer's) */
+};
+
+#define MAX_PARTS 4096
 
 struct engine {
 	FILE *out;
@@ -102,6 +124,10 @@ struct engine {
 	struct obx *ob;
 	size_t ob_max, ob_n, ob_pos;
 	const struct result *cur;
+	int16_t cur_part;
+	struct part *parts;
+	size_t nparts;
+	char *self, *peers;     /* own checkpoint, peers' (a glob pattern) */
 	unsigned long events;
 	int out_err;
 };
@@ -273,6 +299,7 @@ outbox_add(struct engine *e, const char *text)
 	b = &e->ob[e->ob_pos];
 	free(b->text);
 	memcpy(b->id, e->cur->id, 16);
+	b->part = e->cur_part;
 	b->text = xstrdup(text);
 	e->ob_pos = (e->ob_pos + 1) % e->ob_max;
 	if (e->ob_n < e->ob_max)
@@ -714,15 +741,20 @@ check_cert(struct engine *e, struct tgt *t, const struct result *r, int li)
 	}
 }
 
+static int result_part(struct engine *e, const struct result *r);
+
 int
 engine_result(struct engine *e, const struct result *r)
 {
+	int pi = result_part(e, r);
 	struct tgt *t = find_target(e, r->target, r->target_len);
 	struct lst *l;
 	int li;
 
 	if (!t)
 		return -1;
+	if (pi >= 0)
+		t->part = (int16_t)pi;
 	if ((li = find_loc(e, r->probe, r->probe_len)) < 0) {
 		warning("more than %d probe locations: results from \"%.*s\" "
 		        "are ignored", MAX_LOCATIONS, (int)r->probe_len, r->probe);
@@ -734,6 +766,7 @@ engine_result(struct engine *e, const struct result *r)
 		return 0;
 	}
 	e->cur = r;
+	e->cur_part = (int16_t)pi;
 	e->tnow = r->started_ms;
 	if (r->started_ms > e->watermark)
 		e->watermark = r->started_ms;
@@ -904,6 +937,8 @@ engine_new(const struct engine_opts *o)
 
 	e->out = o->out;
 	e->ob_max = o->outbox_max;
+	e->self = o->state ? xstrdup(o->state) : NULL;
+	e->peers = o->state && o->peers ? xstrdup(o->peers) : NULL;
 	e->scan_every = 1000;
 	return e;
 }
@@ -1010,6 +1045,7 @@ engine_set_config(struct engine *e, struct config *cfg)
 		json_decref(o);
 		t->r = rules_get(ct->alerts);
 		t->stale_ms = t->r->stale_ms ? t->r->stale_ms : 3 * ct->interval_ms;
+		t->part = -1;
 		if (t->stale_ms > max_stale)
 			max_stale = t->stale_ms;
 		if ((old = find_target(e, t->name, strlen(t->name)))) {
@@ -1022,6 +1058,7 @@ engine_set_config(struct engine *e, struct config *cfg)
 			t->ann_since = old->ann_since;
 			t->ann_at = old->ann_at;
 			t->reminders = old->reminders;
+			t->part = old->part;
 			old->locs = NULL;
 			old->x = NULL;
 			old->sr = NULL;
@@ -1065,6 +1102,11 @@ engine_free(struct engine **ep)
 	for (size_t i = 0; e->ob && i < e->ob_max; i++)
 		free(e->ob[i].text);
 	free(e->ob);
+	for (size_t i = 0; i < e->nparts; i++)
+		free(e->parts[i].topic);
+	free(e->parts);
+	free(e->self);
+	free(e->peers);
 	free(e);
 	*ep = NULL;
 }
@@ -1075,9 +1117,18 @@ engine_free(struct engine **ep)
  * directory fsync()ed: after a crash PATH is the old or the new state,
  * never a mix.  Binary, for this build only (the header names the layout);
  * an FNV-1a hash over the whole guards against a truncated or foreign file.
+ *
+ * The header (magic, its own length, the layout, the partitions with the
+ * newest offset seen of each, and a hash of the header alone) can be read
+ * without the rest: peers read it every checkpoint to learn who is ahead
+ * on which partition.
  */
 
-#define CKPT_MAGIC "sm-alert checkpoint 1\n"
+#define CKPT_MAGIC "sm-alert checkpoint 2\n"
+#define MAGIC_LEN (sizeof(CKPT_MAGIC) - 1)
+/* The layout before partitions: no header, no partition fields; read at
+ * the first start after an upgrade. */
+#define CKPT_MAGIC_1 "sm-alert checkpoint 1\n"
 
 struct wbuf {
 	FILE *fp;
@@ -1100,13 +1151,17 @@ put_str(struct wbuf *w, const char *s)
 	put(w, s, n);
 }
 
+static const uint32_t layout[4] = {sizeof(struct lst), sizeof(struct tx),
+                                   sizeof(struct slowring),
+                                   sizeof(struct tgt)};
+
 int
 engine_save(struct engine *e, const char *path)
 {
 	char *tmp = xasprintf("%s.tmp", path), *dir, *slash;
 	struct wbuf w = {NULL, 0xcbf29ce484222325ULL};
-	uint32_t n, sizes[4] = {sizeof(struct lst), sizeof(struct tx),
-	                        sizeof(struct slowring), sizeof(struct tgt)};
+	uint32_t n, hlen;
+	uint64_t hh;
 	int fd, rc = -1;
 
 	if (!(w.fp = fopen(tmp, "wb"))) {
@@ -1115,8 +1170,21 @@ engine_save(struct engine *e, const char *path)
 		return -1;
 	}
 	setvbuf(w.fp, NULL, _IOFBF, 1 << 20);
-	put(&w, CKPT_MAGIC, strlen(CKPT_MAGIC));
-	put(&w, sizes, sizeof(sizes));
+	hlen = (uint32_t)(MAGIC_LEN + 4 + sizeof(layout) + 4 + 8);
+	for (size_t i = 0; i < e->nparts; i++)
+		hlen += (uint32_t)(4 + strlen(e->parts[i].topic) + 4 + 8);
+	put(&w, CKPT_MAGIC, MAGIC_LEN);
+	put(&w, &hlen, sizeof(hlen));
+	put(&w, layout, sizeof(layout));
+	n = (uint32_t)e->nparts;
+	put(&w, &n, sizeof(n));
+	for (size_t i = 0; i < e->nparts; i++) {
+		put_str(&w, e->parts[i].topic);
+		put(&w, &e->parts[i].partition, sizeof(int32_t));
+		put(&w, &e->parts[i].offset, sizeof(int64_t));
+	}
+	hh = w.h;
+	put(&w, &hh, sizeof(hh));
 	put(&w, &e->watermark, sizeof(e->watermark));
 	n = (uint32_t)e->nloc;
 	put(&w, &n, sizeof(n));
@@ -1137,6 +1205,7 @@ engine_save(struct engine *e, const char *path)
 		put_str(&w, t->name);
 		put(&w, &t->down_since, 3 * sizeof(int64_t));
 		put(&w, &t->reminders, sizeof(t->reminders));
+		put(&w, &t->part, sizeof(t->part));
 		put(&w, &t->nlocs, 1);
 		put(&w, &t->flags, 1);
 		put(&w, has, 2);
@@ -1152,6 +1221,7 @@ engine_save(struct engine *e, const char *path)
 		size_t i = (e->ob_pos + e->ob_max - e->ob_n + k) % e->ob_max;
 
 		put(&w, e->ob[i].id, 16);
+		put(&w, &e->ob[i].part, sizeof(e->ob[i].part));
 		put_str(&w, e->ob[i].text ? e->ob[i].text : "");
 	}
 	fwrite(&w.h, sizeof(w.h), 1, w.fp);
@@ -1212,19 +1282,70 @@ get_str(struct rbuf *r)
 	return s;
 }
 
-int
-engine_load(struct engine *e, const char *path)
+/* A checkpoint's header. */
+struct hdr {
+	uint32_t hlen, nparts;
+	struct part *parts;
+};
+
+static void
+hdr_free(struct hdr *h)
 {
-	uint32_t sizes[4] = {sizeof(struct lst), sizeof(struct tx),
-	                     sizeof(struct slowring), sizeof(struct tgt)}, got[4];
-	unsigned char *buf = NULL;
+	for (uint32_t i = 0; h->parts && i < h->nparts; i++)
+		free(h->parts[i].topic);
+	free(h->parts);
+	h->parts = NULL;
+	h->nparts = 0;
+}
+
+/* The header from buf[0..len) (which may hold only the header); 0, or -1
+ * when it is not one of this build's. */
+static int
+hdr_parse(const unsigned char *buf, size_t len, struct hdr *h)
+{
 	struct rbuf r;
+	uint32_t got[4];
+	uint64_t hh;
+
+	memset(h, 0, sizeof(*h));
+	if (len < MAGIC_LEN + 4 || memcmp(buf, CKPT_MAGIC, MAGIC_LEN))
+		return -1;
+	memcpy(&h->hlen, buf + MAGIC_LEN, 4);
+	if (h->hlen > len || h->hlen < MAGIC_LEN + 4 + sizeof(layout) + 12)
+		return -1;
+	memcpy(&hh, buf + h->hlen - 8, 8);
+	if (fnv(buf, h->hlen - 8, 0xcbf29ce484222325ULL) != hh)
+		return -1;
+	r = (struct rbuf){buf + MAGIC_LEN + 4, buf + h->hlen - 8, false};
+	get(&r, got, sizeof(got));
+	if (memcmp(got, layout, sizeof(layout)))
+		return -1;
+	get(&r, &h->nparts, sizeof(h->nparts));
+	if (h->nparts > MAX_PARTS)
+		return -1;
+	h->parts = xcalloc(h->nparts ? h->nparts : 1, sizeof(*h->parts));
+	for (uint32_t i = 0; i < h->nparts; i++) {
+		h->parts[i].topic = get_str(&r);
+		get(&r, &h->parts[i].partition, sizeof(int32_t));
+		get(&r, &h->parts[i].offset, sizeof(int64_t));
+	}
+	if (r.bad || r.p != r.end) {
+		hdr_free(h);
+		return -1;
+	}
+	return 0;
+}
+
+/* The whole file at path: 0 (*buf, *len), 1 no file, -1 unreadable or not
+ * whole (with a message). */
+static int
+read_whole(const char *path, unsigned char **buf, size_t *len)
+{
 	struct stat st;
 	uint64_t h;
-	uint32_t n;
-	size_t len;
 	FILE *fp = fopen(path, "rb");
 
+	*buf = NULL;
 	if (!fp) {
 		if (errno == ENOENT)
 			return 1;
@@ -1233,93 +1354,310 @@ engine_load(struct engine *e, const char *path)
 	}
 	if (fstat(fileno(fp), &st) < 0 || st.st_size < 8) {
 		fclose(fp);
-		goto corrupt;
+		return -1;
 	}
-	len = (size_t)st.st_size;
-	buf = xmalloc(len);
-	if (fread(buf, 1, len, fp) != len) {
+	*len = (size_t)st.st_size;
+	*buf = xmalloc(*len);
+	if (fread(*buf, 1, *len, fp) != *len) {
 		fclose(fp);
-		goto corrupt;
+		goto bad;
 	}
 	fclose(fp);
-	memcpy(&h, buf + len - 8, 8);
-	if (fnv(buf, len - 8, 0xcbf29ce484222325ULL) != h ||
-	    len < strlen(CKPT_MAGIC) ||
-	    memcmp(buf, CKPT_MAGIC, strlen(CKPT_MAGIC)))
-		goto corrupt;
-	r = (struct rbuf){buf + strlen(CKPT_MAGIC), buf + len - 8, false};
-	get(&r, got, sizeof(got));
-	if (memcmp(got, sizes, sizeof(sizes)))
-		goto corrupt;
-	get(&r, &e->watermark, sizeof(e->watermark));
-	get(&r, &n, sizeof(n));
-	if (n > MAX_LOCATIONS)
-		goto corrupt;
-	for (uint32_t i = 0; i < n && !r.bad; i++) {
-		char *name = get_str(&r);
-		int li = find_loc(e, name, strlen(name));
+	memcpy(&h, *buf + *len - 8, 8);
+	if (fnv(*buf, *len - 8, 0xcbf29ce484222325ULL) != h)
+		goto bad;
+	return 0;
+bad:
+	free(*buf);
+	*buf = NULL;
+	return -1;
+}
 
-		free(name);
-		if (li < 0)
-			goto corrupt;
-		get(&r, &e->loc[li].last_any, 3 * sizeof(int64_t));
+/* Only the header of the checkpoint at path: 0, or -1 (no file, not one). */
+static int
+read_header(const char *path, struct hdr *h)
+{
+	unsigned char small[4096], *big = NULL;
+	ssize_t n;
+	uint32_t hlen;
+	int fd = open(path, O_RDONLY), rc = -1;
+
+	memset(h, 0, sizeof(*h));
+	if (fd < 0)
+		return -1;
+	n = pread(fd, small, sizeof(small), 0);
+	if (n < (ssize_t)(MAGIC_LEN + 4))
+		goto out;
+	memcpy(&hlen, small + MAGIC_LEN, 4);
+	if (hlen <= (size_t)n) {
+		rc = hdr_parse(small, (size_t)n, h);
+	} else if (hlen < (1U << 24)) {
+		big = xmalloc(hlen);
+		if (pread(fd, big, hlen, 0) == (ssize_t)hlen)
+			rc = hdr_parse(big, hlen, h);
 	}
-	get(&r, &n, sizeof(n));
-	for (uint32_t k = 0; k < n && !r.bad; k++) {
-		char *name = get_str(&r);
-		struct tgt tmp = {0}, *t = find_target(e, name, strlen(name));
-		uint8_t has[2];
+out:
+	free(big);
+	close(fd);
+	return rc;
+}
 
-		if (!t) {
-			t = &tmp;
-			t->name = name;
-			t->url = xstrdup("");
-			t->labels = xstrdup("{}");
-			t->r = rules_get(NULL);
-		} else {
+static int
+part_find(struct engine *e, const char *topic, size_t tlen, int32_t partition)
+{
+	for (size_t i = 0; i < e->nparts; i++)
+		if (e->parts[i].partition == partition &&
+		    !strncmp(e->parts[i].topic, topic, tlen) &&
+		    e->parts[i].topic[tlen] == '\0')
+			return (int)i;
+	if (e->nparts == MAX_PARTS)
+		return -1;
+	e->parts = xrealloc(e->parts, (e->nparts + 1) * sizeof(*e->parts));
+	e->parts[e->nparts] = (struct part){xstrndup(topic, tlen), partition,
+	                                    -1};
+	return (int)e->nparts++;
+}
+
+/* Is path a peer's checkpoint (not ours, not a temporary file)? */
+static bool
+is_peer(const struct engine *e, const char *path)
+{
+	struct stat a, b;
+	size_t n = strlen(path);
+
+	if (n >= 4 && !strcmp(path + n - 4, ".tmp"))
+		return false;
+	if (!strcmp(path, e->self))
+		return false;
+	if (stat(path, &a) < 0)
+		return false;
+	return stat(e->self, &b) < 0 || a.st_dev != b.st_dev ||
+	       a.st_ino != b.st_ino;
+}
+
+/* The peers' checkpoint files (a glob(3) pattern). */
+static glob_t
+peer_files(const struct engine *e)
+{
+	glob_t g;
+
+	memset(&g, 0, sizeof(g));
+	if (glob(e->peers, 0, NULL, &g) != 0)
+		globfree(&g), memset(&g, 0, sizeof(g));
+	return g;
+}
+
+/* The offset a header holds for partition pi of ours (-1: none). */
+static int64_t
+hdr_offset(const struct hdr *h, const struct part *p)
+{
+	for (uint32_t i = 0; i < h->nparts; i++)
+		if (h->parts[i].partition == p->partition &&
+		    !strcmp(h->parts[i].topic, p->topic))
+			return h->parts[i].offset;
+	return -1;
+}
+
+/* Remap a file's location indices to ours. */
+static int
+loc_map(struct engine *e, struct rbuf *r, int map[MAX_LOCATIONS],
+        uint32_t *nloc, bool self)
+{
+	get(r, nloc, sizeof(*nloc));
+	if (*nloc > MAX_LOCATIONS)
+		return -1;
+	for (uint32_t i = 0; i < *nloc && !r->bad; i++) {
+		char *name = get_str(r);
+		int64_t v[3];
+
+		map[i] = find_loc(e, name, strlen(name));
+		free(name);
+		if (map[i] < 0)
+			return -1;
+		get(r, v, sizeof(v));
+		if (self) {
+			memcpy(&e->loc[map[i]].last_any, v, sizeof(v));
+		} else if (v[0] > e->loc[map[i]].last_any) {
+			/* The peer heard from the location since: it is not
+			 * silent for having reported to the peer. */
+			e->loc[map[i]].last_any = v[0];
+			if (!e->loc[map[i]].alive_since)
+				e->loc[map[i]].alive_since = v[1];
+		}
+	}
+	return r->bad ? -1 : 0;
+}
+
+/* A file target's per-location states in our location order. */
+static void
+locs_remap(struct tgt *t, const struct lst *src, int n, const int *map)
+{
+	int top = -1;
+
+	for (int i = 0; i < n; i++)
+		if (map[i] > top)
+			top = map[i];
+	t->nlocs = (uint8_t)(top + 1);
+	t->locs = xcalloc(top + 1 > 0 ? (size_t)top + 1 : 1, sizeof(*t->locs));
+	for (int i = 0; i < n; i++)
+		t->locs[map[i]] = src[i];
+}
+
+/*
+ * The body of a checkpoint (after its header h).  want < 0: our own, all
+ * of it.  want >= 0: a peer's, only the targets and outbox entries of its
+ * partition number want (a header index), which become ours, in our
+ * partition mine.  v1: a checkpoint 1 (no partition fields).
+ */
+static int
+body_apply(struct engine *e, struct rbuf *r, const struct hdr *h, int want,
+           int mine, bool v1)
+{
+	int map[MAX_LOCATIONS];
+	int16_t *parts = xcalloc(h->nparts ? h->nparts : 1, sizeof(*parts));
+	uint32_t n, nloc;
+	int64_t wm;
+	bool self = want < 0;
+
+	for (uint32_t i = 0; i < h->nparts; i++) {
+		int pi = self ? part_find(e, h->parts[i].topic,
+		                          strlen(h->parts[i].topic),
+		                          h->parts[i].partition)
+		              : ((int)i == want ? mine : -1);
+
+		parts[i] = (int16_t)pi;
+		if (self && pi >= 0)
+			e->parts[pi].offset = h->parts[i].offset;
+	}
+	get(r, &wm, sizeof(wm));
+	if (self || wm > e->watermark)
+		e->watermark = wm;
+	if (loc_map(e, r, map, &nloc, self) < 0)
+		goto bad;
+	get(r, &n, sizeof(n));
+	for (uint32_t k = 0; k < n && !r->bad; k++) {
+		char *name = get_str(r);
+		struct tgt tmp = {0}, *t = find_target(e, name, strlen(name));
+		struct lst src[MAX_LOCATIONS];
+		int16_t fp;
+		bool take;
+		uint8_t has[2], nl;
+
+		get(r, &tmp.down_since, 3 * sizeof(int64_t));
+		get(r, &tmp.reminders, sizeof(tmp.reminders));
+		fp = -1;
+		if (!v1)
+			get(r, &fp, sizeof(fp));
+		get(r, &nl, 1);
+		get(r, &tmp.flags, 1);
+		get(r, has, 2);
+		if (nl > nloc || fp >= (int)h->nparts || fp < -1) {
+			r->bad = true;
 			free(name);
+			break;
 		}
-		get(&r, &t->down_since, 3 * sizeof(int64_t));
-		get(&r, &t->reminders, sizeof(t->reminders));
-		get(&r, &t->nlocs, 1);
-		get(&r, &t->flags, 1);
-		get(&r, has, 2);
-		if (t->nlocs > e->nloc) {
-			r.bad = true;
-			t->nlocs = 0;
-		}
-		t->locs = xcalloc(t->nlocs ? t->nlocs : 1, sizeof(*t->locs));
-		get(&r, t->locs, t->nlocs * sizeof(*t->locs));
+		get(r, src, nl * sizeof(*src));
+		locs_remap(&tmp, src, nl, map);
+		tmp.part = fp >= 0 ? parts[fp] : -1;
 		if (has[0]) {
-			t->x = xcalloc(1, sizeof(*t->x));
-			get(&r, t->x, sizeof(*t->x));
+			tmp.x = xcalloc(1, sizeof(*tmp.x));
+			get(r, tmp.x, sizeof(*tmp.x));
 		}
 		if (has[1]) {
-			t->sr = xcalloc(1, sizeof(*t->sr));
-			get(&r, t->sr, sizeof(*t->sr));
+			tmp.sr = xcalloc(1, sizeof(*tmp.sr));
+			get(r, tmp.sr, sizeof(*tmp.sr));
 		}
-		if (t == &tmp) {
-			/* Gone from sites.yaml while sm-alert was down. */
-			if (!r.bad && has_open(t))
-				close_removed(e, t);
-			tgt_free(t);
+		take = !r->bad && (self || (fp >= 0 && fp == want));
+		if (take && t) {
+			tgt_free_state(t);
+			t->down_since = tmp.down_since;
+			t->ann_since = tmp.ann_since;
+			t->ann_at = tmp.ann_at;
+			t->reminders = tmp.reminders;
+			t->part = tmp.part;
+			t->flags = tmp.flags;
+			t->nlocs = tmp.nlocs;
+			t->locs = tmp.locs;
+			t->x = tmp.x;
+			t->sr = tmp.sr;
+			free(name);
+			continue;
 		}
+		tmp.name = name;
+		tmp.url = xstrdup("");
+		tmp.labels = xstrdup("{}");
+		tmp.r = rules_get(NULL);
+		/* Gone from sites.yaml while sm-alert was down. */
+		if (take && self && has_open(&tmp))
+			close_removed(e, &tmp);
+		tgt_free(&tmp);
 	}
-	get(&r, &n, sizeof(n));
-	for (uint32_t k = 0; k < n && !r.bad && e->ob_max; k++) {
+	get(r, &n, sizeof(n));
+	for (uint32_t k = 0; k < n && !r->bad; k++) {
 		unsigned char id[16];
+		int16_t fp;
 		char *text;
 		struct result fake;
 
-		get(&r, id, 16);
-		text = get_str(&r);
-		memcpy(fake.id, id, 16);
-		e->cur = &fake;
-		outbox_add(e, text);
-		e->cur = NULL;
+		get(r, id, 16);
+		fp = -1;
+		if (!v1)
+			get(r, &fp, sizeof(fp));
+		text = get_str(r);
+		if (fp >= (int)h->nparts || fp < -1)
+			r->bad = true;
+		if (!r->bad && e->ob_max && (self || (fp >= 0 && fp == want))) {
+			memcpy(fake.id, id, 16);
+			e->cur = &fake;
+			e->cur_part = fp >= 0 ? parts[fp] : -1;
+			outbox_add(e, text);
+			e->cur = NULL;
+		}
 		free(text);
 	}
-	if (r.bad)
+	free(parts);
+	if (r->bad || r->p != r->end)
+		return -1;
+	return 0;
+bad:
+	free(parts);
+	return -1;
+}
+
+int
+engine_load(struct engine *e, const char *path)
+{
+	unsigned char *buf;
+	size_t len;
+	struct hdr h;
+	struct rbuf r;
+	int rc = read_whole(path, &buf, &len);
+
+	if (rc == 1)
+		return 1;
+	if (rc == 0 && len > sizeof(CKPT_MAGIC_1) + sizeof(layout) &&
+	    !memcmp(buf, CKPT_MAGIC_1, sizeof(CKPT_MAGIC_1) - 1)) {
+		uint32_t got[4];
+
+		memset(&h, 0, sizeof(h));
+		r = (struct rbuf){buf + sizeof(CKPT_MAGIC_1) - 1, buf + len - 8,
+		                  false};
+		get(&r, got, sizeof(got));
+		if (memcmp(got, layout, sizeof(layout)))
+			goto corrupt;
+		rc = body_apply(e, &r, &h, -1, -1, true);
+		if (rc < 0)
+			goto corrupt;
+		free(buf);
+		e->last_scan = e->watermark;
+		return 0;
+	}
+	if (rc < 0 || hdr_parse(buf, len - 8, &h) < 0)
+		goto corrupt;
+	r = (struct rbuf){buf + h.hlen, buf + len - 8, false};
+	rc = body_apply(e, &r, &h, -1, -1, false);
+	hdr_free(&h);
+	if (rc < 0)
 		goto corrupt;
 	free(buf);
 	e->last_scan = e->watermark;
@@ -1328,4 +1666,147 @@ corrupt:
 	free(buf);
 	warn("%s: not a checkpoint of this sm-alert (or damaged)", path);
 	return -1;
+}
+
+/*
+ * A result from our partition pi after a gap in its offsets (or the first
+ * one): a peer may have held the partition in between.  The peer whose
+ * checkpoint is furthest ahead on it, past what we saw, hands over its
+ * state of the partition's targets and their outbox entries.
+ */
+static void
+handover(struct engine *e, int pi)
+{
+	struct part *p = &e->parts[pi];
+	glob_t g = peer_files(e);
+	const char *best = NULL;
+	int64_t best_off = p->offset;
+
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		struct hdr h;
+		int64_t off;
+
+		if (!is_peer(e, g.gl_pathv[i]) ||
+		    read_header(g.gl_pathv[i], &h) < 0)
+			continue;
+		off = hdr_offset(&h, p);
+		hdr_free(&h);
+		if (off > best_off) {
+			best_off = off;
+			best = g.gl_pathv[i];
+		}
+	}
+	if (best) {
+		unsigned char *buf;
+		size_t len;
+		struct hdr h;
+		struct rbuf r;
+		int want = -1;
+
+		if (read_whole(best, &buf, &len) != 0 ||
+		    hdr_parse(buf, len - 8, &h) < 0) {
+			warn("%s: a peer's checkpoint that does not read; "
+			     "partition %s/%d goes on without it", best,
+			     p->topic, p->partition);
+			free(buf);
+			globfree(&g);
+			return;
+		}
+		for (uint32_t i = 0; i < h.nparts; i++)
+			if (h.parts[i].partition == p->partition &&
+			    !strcmp(h.parts[i].topic, p->topic))
+				want = (int)i;
+		r = (struct rbuf){buf + h.hlen, buf + len - 8, false};
+		if (want >= 0 && body_apply(e, &r, &h, want, pi, false) == 0) {
+			info("partition %s/%d: took over the state of %s "
+			     "(offset %lld)", p->topic, p->partition, best,
+			     (long long)h.parts[want].offset);
+			p->offset = h.parts[want].offset;
+		} else {
+			warn("%s: a peer's checkpoint that does not read; "
+			     "partition %s/%d goes on without it", best,
+			     p->topic, p->partition);
+		}
+		hdr_free(&h);
+		free(buf);
+	}
+	globfree(&g);
+}
+
+/* The partition of a result with Kafka coordinates (-1: none); a gap in
+ * its offsets looks for a handover first. */
+static int
+result_part(struct engine *e, const struct result *r)
+{
+	long long off = r->koff;
+	int pi;
+
+	if (r->kpart < 0 || r->kpart > INT32_MAX || off < 0 ||
+	    (pi = part_find(e, r->ktopic, r->ktopic_len, (int32_t)r->kpart)) < 0)
+		return -1;
+	if (e->peers && (e->parts[pi].offset < 0 ||
+	                 off > e->parts[pi].offset + 1))
+		handover(e, pi);
+	if (off > e->parts[pi].offset)
+		e->parts[pi].offset = off;
+	return pi;
+}
+
+/*
+ * Before each checkpoint: a partition on which a peer's checkpoint is
+ * ahead of ours went to that peer.  Its targets' state here is dropped,
+ * without events (the peer goes on with it), and the partition is marked
+ * unseen, so that a result from it (the partition coming back) first takes
+ * the state of whoever is ahead.
+ */
+void
+engine_check_peers(struct engine *e)
+{
+	glob_t g;
+	int64_t *ahead;
+
+	if (!e->peers || !e->nparts)
+		return;
+	g = peer_files(e);
+	ahead = xcalloc(e->nparts, sizeof(*ahead));
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		struct hdr h;
+
+		if (!is_peer(e, g.gl_pathv[i]) ||
+		    read_header(g.gl_pathv[i], &h) < 0)
+			continue;
+		for (size_t pi = 0; pi < e->nparts; pi++) {
+			int64_t off = hdr_offset(&h, &e->parts[pi]);
+
+			if (e->parts[pi].offset >= 0 &&
+			    off > e->parts[pi].offset && off > ahead[pi])
+				ahead[pi] = off;
+		}
+		hdr_free(&h);
+	}
+	globfree(&g);
+	for (size_t pi = 0; pi < e->nparts; pi++) {
+		size_t n = 0;
+
+		if (!ahead[pi])
+			continue;
+		for (size_t k = 0; k < e->nt; k++) {
+			struct tgt *t = &e->t[k];
+
+			if (t->part != (int16_t)pi)
+				continue;
+			tgt_free_state(t);
+			t->down_since = t->ann_since = t->ann_at = 0;
+			t->reminders = 0;
+			t->flags = 0;
+			t->part = -1;
+			n++;
+		}
+		info("partition %s/%d: a peer is ahead (offset %lld, here "
+		     "%lld): %zu targets' state left to it", e->parts[pi].topic,
+		     e->parts[pi].partition, (long long)ahead[pi],
+		     (long long)e->parts[pi].offset, n);
+		e->parts[pi].offset = -1;
+	}
+	free(ahead);
 }

@@ -17,7 +17,8 @@
  * wanted name first. */
 enum {
 	F_V, F_ID, F_TARGET, F_PROBE, F_STARTED, F_OK, F_STATUS, F_KIND,
-	F_ERROR, F_DURATION, F_CNB, F_CNA, F_CHNA, F_KAFKA, NF
+	F_ERROR, F_DURATION, F_CNB, F_CNA, F_CHNA, F_KAFKA, F_KTOPIC, F_KPART,
+	F_KOFF, NF
 };
 
 static const struct jscan_field proto[NF] = {
@@ -35,7 +36,26 @@ static const struct jscan_field proto[NF] = {
 	[F_CNA] = {.name = "cert_not_after", .parent = "tls"},
 	[F_CNB] = {.name = "cert_not_before", .parent = "tls"},
 	[F_CHNA] = {.name = "chain_not_after", .parent = "tls"},
+	[F_KTOPIC] = {.name = "topic", .parent = "kafka"},
+	[F_KPART] = {.name = "partition", .parent = "kafka"},
+	[F_KOFF] = {.name = "offset", .parent = "kafka"},
 };
+
+/* A non-negative integer of at most 18 digits, or -1. */
+static long long
+count(const char *s, size_t n)
+{
+	long long v = 0;
+
+	if (n == 0 || n > 18)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
 
 static int
 span_time(const char *s, size_t n, int64_t *ms)
@@ -152,9 +172,21 @@ fast(const char *line, size_t len, struct result *r)
 	r->duration_ms = strtod(f[F_DURATION].val, &end);
 	r->kafka = NULL;
 	r->kafka_len = 0;
+	r->ktopic = NULL;
+	r->ktopic_len = 0;
+	r->kpart = r->koff = -1;
 	if (f[F_KAFKA].type == JV_OBJECT) {
 		r->kafka = f[F_KAFKA].val;
 		r->kafka_len = f[F_KAFKA].len;
+		if (f[F_KTOPIC].type == JV_STRING && f[F_KPART].type == JV_NUMBER &&
+		    f[F_KOFF].type == JV_NUMBER &&
+		    (r->kpart = count(f[F_KPART].val, f[F_KPART].len)) >= 0 &&
+		    (r->koff = count(f[F_KOFF].val, f[F_KOFF].len)) >= 0) {
+			r->ktopic = f[F_KTOPIC].val;
+			r->ktopic_len = f[F_KTOPIC].len;
+		} else {
+			r->kpart = -1;
+		}
 	} else if (f[F_KAFKA].type != JV_NONE) {
 		return false;
 	}
@@ -229,12 +261,27 @@ input_decode(const char *line, size_t len, struct result *r, json_t **tree,
 	r->duration_ms = json_number_value(json_object_get(o, "duration_ms"));
 	r->kafka = NULL;
 	r->kafka_len = 0;
+	r->ktopic = NULL;
+	r->ktopic_len = 0;
+	r->kpart = r->koff = -1;
 	free(kafka_text);
 	kafka_text = NULL;
 	if ((v = json_object_get(o, "kafka")) &&
 	    (kafka_text = json_dumps(v, JSON_COMPACT))) {
+		const json_t *kt = json_object_get(v, "topic"),
+		             *kp = json_object_get(v, "partition"),
+		             *ko = json_object_get(v, "offset");
+
 		r->kafka = kafka_text;
 		r->kafka_len = strlen(kafka_text);
+		if (json_is_string(kt) && json_is_integer(kp) &&
+		    json_is_integer(ko) && json_integer_value(kp) >= 0 &&
+		    json_integer_value(ko) >= 0) {
+			r->ktopic = json_string_value(kt);
+			r->ktopic_len = json_string_length(kt);
+			r->kpart = json_integer_value(kp);
+			r->koff = json_integer_value(ko);
+		}
 	}
 	tls = json_object_get(o, "tls");
 	r->cert_na = tree_time(tls, "cert_not_after");

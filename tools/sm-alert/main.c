@@ -27,7 +27,7 @@
 
 static const char usage_text[] =
 	"usage: sm-alert [-sw] [-c duration] [-n time] [-O count] [-S file]\n"
-	"                [--stats-interval duration] sites.yaml\n"
+	"                [-P pattern] [--stats-interval duration] sites.yaml\n"
 	"       sm-alert -h | -V\n";
 
 static const char options_text[] =
@@ -38,6 +38,11 @@ static const char options_text[] =
 	"  -S, --state FILE          keep state in FILE, checkpointed atomically\n"
 	"                            (SM_ALERT_STATE; default: none, state is\n"
 	"                            lost at exit)\n"
+	"  -P, --peers PATTERN       the checkpoints of the other sm-alert\n"
+	"                            processes of the consumer group (a glob\n"
+	"                            pattern; own -S file skipped): partitions\n"
+	"                            moved by a rebalance take their state from\n"
+	"                            them (SM_ALERT_PEERS; needs -S)\n"
 	"  -c, --checkpoint-interval DURATION\n"
 	"                            longest time between checkpoints (1s)\n"
 	"  -O, --outbox COUNT        recent events kept to re-emit for replayed\n"
@@ -58,7 +63,7 @@ static const char options_text[] =
 #define MAX_HELD_ACKS (8 * 1024 * 1024)
 
 static struct {
-	const char *sites, *state;
+	const char *sites, *state, *peers;
 	int64_t ckpt_ms, now_ms, stats_ms;
 	long long outbox;
 	bool strict, wall;
@@ -162,6 +167,7 @@ checkpoint(struct engine *e)
 {
 	if (fflush(stdout) == EOF)
 		out_failed();
+	engine_check_peers(e);
 	if (engine_save(e, opt.state) < 0)
 		die(EX_CANTCREAT, "cannot write the checkpoint %s", opt.state);
 	stats.ckpts++;
@@ -265,6 +271,7 @@ main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"state", required_argument, NULL, 'S'},
+		{"peers", required_argument, NULL, 'P'},
 		{"checkpoint-interval", required_argument, NULL, 'c'},
 		{"outbox", required_argument, NULL, 'O'},
 		{"now", required_argument, NULL, 'n'},
@@ -286,12 +293,18 @@ main(int argc, char **argv)
 	opt.state = getenv("SM_ALERT_STATE");
 	if (opt.state && !*opt.state)
 		opt.state = NULL;
+	opt.peers = getenv("SM_ALERT_PEERS");
+	if (opt.peers && !*opt.peers)
+		opt.peers = NULL;
 	opt.stats_ms = stats_interval_default_ms();
-	while ((c = getopt_long(argc, argv, "S:c:O:n:wshV", longopts, NULL)) !=
+	while ((c = getopt_long(argc, argv, "S:P:c:O:n:wshV", longopts, NULL)) !=
 	       -1) {
 		switch (c) {
 		case 'S':
 			opt.state = optarg;
+			break;
+		case 'P':
+			opt.peers = optarg;
 			break;
 		case 'c':
 			opt.ckpt_ms = opt_duration_ms("-c", optarg, 1, 3600000);
@@ -331,15 +344,23 @@ main(int argc, char **argv)
 		usage(EX_USAGE);
 	}
 	opt.sites = argv[optind];
+	if (opt.peers && !opt.state) {
+		warn("-P needs -S: peers hand state over through checkpoints");
+		usage(EX_USAGE);
+	}
 	setup_signals();
 	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
 	eo.out = stdout;
 	eo.outbox_max = opt.state ? (size_t)opt.outbox : 0;
+	eo.state = opt.state;
+	eo.peers = opt.peers;
 	e = engine_new(&eo);
 	load_rules(e, true);
 	if (opt.state && (rc = engine_load(e, opt.state)) < 0)
 		die(EX_CONFIG, "%s: move it away to start with no state",
 		    opt.state);
+	/* Partitions that went to a peer while we were down. */
+	engine_check_peers(e);
 	last_ckpt_ns = mono_now_ns();
 	stats_clock_init(&sc, opt.stats_ms);
 
