@@ -107,6 +107,8 @@ delivered_are() {
 	# Each delivery has the idempotency key "<incident>/<event>".
 	[ "$(jq -r 'select(.path == "/hook") | .key' "$RECV_LOG" | sort -u | wc -l)" -eq 2 ]
 	jq -e -s '[.[] | select(.path == "/hook") | (.body | fromjson) as $e | .key == $e.id] | all' "$RECV_LOG"
+	# sm-alert releases its acks with a checkpoint: stop after one.
+	wait_for test -s "$T/state/alert.state"
 	stop_alerting
 
 	# Every result was acknowledged through the ack stream and committed:
