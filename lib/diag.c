@@ -347,11 +347,13 @@ warn_input(const char *name, unsigned long lineno, const char *line,
 }
 
 void
-usage_exit(const char *text, int status)
+usage_exit(const char *text, const char *options, int status)
 {
 	FILE *fp = status == 0 ? stdout : stderr;
 
 	fputs(text, fp);
+	if (status == 0 && options != NULL)
+		fputs(options, fp);
 	if (status == 0 && fflush(stdout) != 0)
 		status = EX_IOERR;
 	exit(status);

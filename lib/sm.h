@@ -61,8 +61,10 @@ size_t redact_userinfo_n(char *s, size_t n, bool json);
  * bytes of s (0: all), then "..." if cut.  Every diagnostic goes through
  * it. */
 char *diag_clean_new(const char *s, size_t n, size_t max);
-/* --help (status 0: text on stdout) or a usage error (64: on stderr). */
-void usage_exit(const char *text, int status) __attribute__((noreturn));
+/* --help (status 0: text and options, if any, on stdout) or a usage error
+ * (64: text alone on stderr). */
+void usage_exit(const char *text, const char *options, int status)
+    __attribute__((noreturn));
 /* Print the --version line and exit 0. */
 void print_version_and_exit(void) __attribute__((noreturn));
 

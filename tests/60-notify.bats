@@ -5,20 +5,6 @@
 load helpers
 bats_require_minimum_version 1.5.0
 
-# start_receiver: the HTTP receiver fixture; sets RECV (its base url) and
-# RECV_LOG (one JSON line per request it answered).
-start_receiver() {
-	local port
-	port=$(free_port)
-	RECV_LOG="$T/recv.log"
-	: >"$RECV_LOG"
-	/usr/bin/python3 "$SM_TOP/tests/fixtures/receiver.py" "$port" "$RECV_LOG" \
-		>"$T/recv.out" 2>"$T/recv.err" 3>&- &
-	track_pid $!
-	wait_for grep -q ready "$T/recv.out"
-	RECV="http://127.0.0.1:$port"
-}
-
 # inc N: the incident id of events' Nth line (32 hex digits, as sm-alert's).
 inc() {
 	printf '%032d' "$1"

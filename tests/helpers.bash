@@ -116,3 +116,17 @@ held_is() {
 release() {
 	curl -fsS -o /dev/null "$SCRIPTED_URL/release?id=$1"
 }
+
+# start_receiver: the HTTP receiver fixture; sets RECV (its base url) and
+# RECV_LOG (one JSON line per request it answered).
+start_receiver() {
+	local port
+	port=$(free_port)
+	RECV_LOG="$T/recv.log"
+	: >"$RECV_LOG"
+	/usr/bin/python3 "$SM_TOP/tests/fixtures/receiver.py" "$port" "$RECV_LOG" \
+		>"$T/recv.out" 2>"$T/recv.err" 3>&- &
+	track_pid $!
+	wait_for grep -q ready "$T/recv.out"
+	RECV="http://127.0.0.1:$port"
+}

@@ -111,18 +111,6 @@ setup_signals(void)
 	sigaction(SIGHUP, &sa, NULL);
 }
 
-static void
-usage(int status)
-{
-	if (status == 0) {
-		fputs(usage_text, stdout);
-		fputs(options_text, stdout);
-		exit(fflush(stdout) == 0 ? 0 : EX_IOERR);
-	}
-	fputs(usage_text, stderr);
-	exit(status);
-}
-
 /* A reader that goes away while we stop (a whole process group got the
  * signal) loses nothing: what it did not take was not acknowledged and is
  * read again after the restart.  Any other write error is one. */
@@ -315,7 +303,7 @@ main(int argc, char **argv)
 		case 'n':
 			if (time_parse_ms(optarg, &opt.now_ms) < 0) {
 				warn("-n: not an RFC 3339 time: %s", optarg);
-				usage(EX_USAGE);
+				usage_exit(usage_text, options_text, EX_USAGE);
 			}
 			break;
 		case 'w':
@@ -328,12 +316,12 @@ main(int argc, char **argv)
 			opt.stats_ms = stats_interval_option_ms(optarg);
 			break;
 		case 'h':
-			usage(0);
+			usage_exit(usage_text, options_text, 0);
 			break;
 		case 'V':
 			print_version_and_exit();
 		default:
-			usage(EX_USAGE);
+			usage_exit(usage_text, options_text, EX_USAGE);
 		}
 	}
 	if (argc - optind != 1) {
@@ -341,12 +329,12 @@ main(int argc, char **argv)
 			warn("sites.yaml is missing");
 		else
 			warn("one sites.yaml only");
-		usage(EX_USAGE);
+		usage_exit(usage_text, options_text, EX_USAGE);
 	}
 	opt.sites = argv[optind];
 	if (opt.peers && !opt.state) {
 		warn("-P needs -S: peers hand state over through checkpoints");
-		usage(EX_USAGE);
+		usage_exit(usage_text, options_text, EX_USAGE);
 	}
 	setup_signals();
 	setvbuf(stdout, NULL, _IOFBF, 1 << 16);

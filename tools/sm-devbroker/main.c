@@ -249,11 +249,11 @@ main(int argc, char **argv)
 			topics[ntopics++] = optarg;
 			break;
 		case 'h':
-			usage_exit(usage_text, 0);
+			usage_exit(usage_text, NULL, 0);
 		case 'V':
 			print_version_and_exit();
 		default:
-			usage_exit(usage_text, EX_USAGE);
+			usage_exit(usage_text, NULL, EX_USAGE);
 		}
 	}
 	if (optind != argc) {

@@ -952,11 +952,11 @@ main(int argc, char **argv)
 			stats_ms = stats_interval_option_ms(optarg);
 			break;
 		case 'h':
-			usage_exit(usage_text, 0);
+			usage_exit(usage_text, NULL, 0);
 		case 'V':
 			print_version_and_exit();
 		default:
-			usage_exit(usage_text, EX_USAGE);
+			usage_exit(usage_text, NULL, EX_USAGE);
 		}
 	}
 	if (optind < argc)

@@ -134,18 +134,6 @@ setup_signals(void)
 }
 
 static void
-usage(int status)
-{
-	if (status == 0) {
-		fputs(usage_text, stdout);
-		fputs(options_text, stdout);
-		exit(fflush(stdout) == 0 ? 0 : EX_IOERR);
-	}
-	fputs(usage_text, stderr);
-	exit(status);
-}
-
-static void
 parse_args(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -212,19 +200,19 @@ parse_args(int argc, char **argv)
 			opt.stats_ms = stats_interval_option_ms(optarg);
 			break;
 		case 'h':
-			usage(0);
+			usage_exit(usage_text, options_text, 0);
 			break;
 		case 'V':
 			print_version_and_exit();
 			break;
 		default:
-			usage(EX_USAGE);
+			usage_exit(usage_text, options_text, EX_USAGE);
 		}
 	}
 	if (optind != argc - 1) {
 		warn(optind == argc ? "no receivers file given"
 		                    : "one receivers file only");
-		usage(EX_USAGE);
+		usage_exit(usage_text, options_text, EX_USAGE);
 	}
 	opt.config = argv[optind];
 }

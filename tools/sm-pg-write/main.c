@@ -192,18 +192,6 @@ setup_signals(void)
 	sigaction(SIGINT, &sa, NULL);
 }
 
-static void
-usage(int status)
-{
-	if (status == 0) {
-		fputs(usage_text, stdout);
-		fputs(options_text, stdout);
-		exit(fflush(stdout) == 0 ? 0 : EX_IOERR);
-	}
-	fputs(usage_text, stderr);
-	exit(status);
-}
-
 /* ---- acks and rejects ------------------------------------------------- */
 
 static void
@@ -1208,7 +1196,7 @@ parse_options(int argc, char **argv)
 			memset(optarg, '*', strlen(optarg));
 			break;
 		case 'h':
-			usage(0);
+			usage_exit(usage_text, options_text, 0);
 			break;
 		case 'l':
 			opt.linger_ms = opt_duration_ms("-l", optarg, 0, 3600000);
@@ -1244,19 +1232,19 @@ parse_options(int argc, char **argv)
 			print_version_and_exit();
 			break;
 		default:
-			usage(EX_USAGE);
+			usage_exit(usage_text, options_text, EX_USAGE);
 		}
 	}
 	if (optind != argc) {
 		warn("unexpected argument: %s", argv[optind]);
-		usage(EX_USAGE);
+		usage_exit(usage_text, options_text, EX_USAGE);
 	}
 	if (opt.rollup_retention_ms != 0 &&
 	    (opt.retention_ms == 0 ||
 	     opt.rollup_retention_ms < opt.retention_ms)) {
 		warn("--rollup-retention must be at least --retention (the "
 		     "rollups outlive the rows they come from)");
-		usage(EX_USAGE);
+		usage_exit(usage_text, options_text, EX_USAGE);
 	}
 }
 

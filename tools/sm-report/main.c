@@ -79,18 +79,6 @@ static struct {
 #define OPT_TITLE 256
 #define OPT_CERT_WARN 257
 
-static void __attribute__((noreturn))
-usage(int status)
-{
-	if (status == 0) {
-		fputs(usage_text, stdout);
-		fputs(options_text, stdout);
-		exit(fflush(stdout) == 0 ? 0 : EX_IOERR);
-	}
-	fputs(usage_text, stderr);
-	exit(status);
-}
-
 /* ---- histograms --------------------------------------------------------- */
 
 static const int64_t bounds[HIST_BOUNDS] = {
@@ -846,7 +834,7 @@ parse_time(const char *name, const char *v)
 
 	if (time_parse_ms(v, &ms) != 0) {
 		warn("%s: not an RFC 3339 time: %s", name, v);
-		usage(EX_USAGE);
+		usage_exit(usage_text, options_text, EX_USAGE);
 	}
 	return ms;
 }
@@ -890,7 +878,7 @@ parse_options(int argc, char **argv)
 				;
 			if (i == 5) {
 				warn("-f: unknown format: %s", optarg);
-				usage(EX_USAGE);
+				usage_exit(usage_text, options_text, EX_USAGE);
 			}
 			opt.format = (enum format)i;
 			break;
@@ -898,12 +886,12 @@ parse_options(int argc, char **argv)
 			opt.group_by = optarg;
 			break;
 		case 'h':
-			usage(0);
+			usage_exit(usage_text, options_text, 0);
 			break;
 		case 'l':
 			if (strchr(optarg, '=') == NULL || optarg[0] == '=') {
 				warn("-l: not key=value: %s", optarg);
-				usage(EX_USAGE);
+				usage_exit(usage_text, options_text, EX_USAGE);
 			}
 			opt.labels = xrealloc(opt.labels, (opt.n_labels + 1) *
 			                                      sizeof *opt.labels);
@@ -935,12 +923,12 @@ parse_options(int argc, char **argv)
 			print_version_and_exit();
 			break;
 		default:
-			usage(EX_USAGE);
+			usage_exit(usage_text, options_text, EX_USAGE);
 		}
 	}
 	if (optind != argc) {
 		warn("unexpected argument: %s", argv[optind]);
-		usage(EX_USAGE);
+		usage_exit(usage_text, options_text, EX_USAGE);
 	}
 }
 
@@ -968,7 +956,7 @@ main(int argc, char **argv)
 	r.until_ms = (r.until_ms + hour - 1) / hour * hour;
 	if (r.since_ms >= r.until_ms) {
 		warn("the window is empty: --since must be before --until");
-		usage(EX_USAGE);
+		usage_exit(usage_text, options_text, EX_USAGE);
 	}
 	r.group_by = opt.group_by;
 	r.title = opt.title;
