@@ -57,7 +57,7 @@ PROGRAMS="sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroke
 @test "docs: the docs are for users and the next engineer: no internal notes, development.md linked" {
 	# Notes of a development machine or a session do not belong in the
 	# docs; docs/development.md does, linked from the README.
-	run grep -rIl -e '/work/' -e 'delete before release' -e 'HELPERS-BRIEF' \
+	run grep -rIl -e '/wor[k]/' -e 'delete before releas[e]' -e 'HELPERS-BRIE[F]' \
 		"$SM_TOP/README.md" "$SM_TOP/docs" "$SM_TOP/man" "$SM_TOP/examples"
 	[ "$status" -eq 1 ] || { echo "$output"; false; }
 	[ -f "$SM_TOP/docs/development.md" ]
