@@ -20,24 +20,13 @@ res() {
 		 duration_ms: 12.5}'
 }
 
-start_receiver() {
-	local port
-	port=$(free_port)
-	RECV_LOG="$T/recv.log"
-	: >"$RECV_LOG"
-	/usr/bin/python3 "$SM_TOP/tests/fixtures/receiver.py" "$port" "$RECV_LOG" \
-		>"$T/recv.out" 2>"$T/recv.err" 3>&- &
-	track_pid $!
-	wait_for grep -q ready "$T/recv.out"
-	RECV="http://127.0.0.1:$port"
-}
-
 # start_alerting: sm-alerting in a session of its own (as a service
 # manager runs it); ALERTING is its pid and session id.
 start_alerting() {
 	SM_KAFKA_BROKERS=$SM_TEST_BROKERS SM_KAFKA_TOPIC=$TOPIC SM_ALERT_GROUP="g_$TOPIC" \
 		SM_SITES="$T/sites.yaml" SM_RECEIVERS="$T/r.yaml" SM_STATE_DIR="$T/state" \
 		SM_KAFKA_SUB_OPTS="-X session.timeout.ms=3000 -X heartbeat.interval.ms=500" \
+		SM_ALERT_OPTS="-w --stats-interval 100ms" \
 		TMPDIR="$T" setsid "$SM_TOP/scripts/sm-alerting" </dev/null >"$T/alerting.out" 2>>"$T/alerting.err" 3>&- &
 	ALERTING=$!
 	track_pid "$ALERTING"
@@ -107,8 +96,10 @@ delivered_are() {
 	# Each delivery has the idempotency key "<incident>/<event>".
 	[ "$(jq -r 'select(.path == "/hook") | .key' "$RECV_LOG" | sort -u | wc -l)" -eq 2 ]
 	jq -e -s '[.[] | select(.path == "/hook") | (.body | fromjson) as $e | .key == $e.id] | all' "$RECV_LOG"
-	# sm-alert releases its acks with a checkpoint: stop after one.
-	wait_for test -s "$T/state/alert.state"
+	# Stop once sm-alert has read all ten results (the partitions are
+	# not all fetched at once) and checkpointed, which releases its acks.
+	WAIT_TIMEOUT=60 wait_for grep -Eq '^sm-alert: info: stats: in=10 .*checkpoints=[1-9]' "$T/alerting.err" ||
+		{ show; false; }
 	stop_alerting
 
 	# Every result was acknowledged through the ack stream and committed:
