@@ -450,6 +450,31 @@ fold(void)
 		fold_on(pg);
 }
 
+/* Start fn on a thread of its own, with cond on mono_now_ns's clock for
+ * its timed waits; signals stay with the main thread, whose poll they
+ * must wake. */
+static void
+thread_start(pthread_t *thread, pthread_cond_t *cond, void *(*fn)(void *),
+             const char *what)
+{
+	pthread_condattr_t ca;
+	sigset_t all, old;
+	int rc;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(cond, &ca);
+	pthread_condattr_destroy(&ca);
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(thread, NULL, fn, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		errno = rc;
+		die(EX_OSERR, "cannot start the %s thread:", what);
+	}
+}
+
 /* ---- the folder thread ------------------------------------------------ */
 
 /* Otherwise a thread of its own folds every --fold-every on a connection
@@ -495,24 +520,9 @@ folder_main(void *arg)
 static void
 folder_start(void)
 {
-	pthread_condattr_t ca;
-	sigset_t all, old;
-	int rc;
-
 	if (opt.no_rollups || opt.fold_ms == 0)
 		return;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&folder.cond, &ca);
-	pthread_condattr_destroy(&ca);
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	rc = pthread_create(&folder.thread, NULL, folder_main, NULL);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc != 0) {
-		errno = rc;
-		die(EX_OSERR, "cannot start the fold thread:");
-	}
+	thread_start(&folder.thread, &folder.cond, folder_main, "fold");
 	folder.running = true;
 }
 
@@ -769,27 +779,10 @@ writer_main(void *arg)
 	return NULL;
 }
 
-/* mono_now_ns's clock for the writer's timed waits; signals go to the
- * main thread, whose poll they must wake. */
 static void
 writer_start(void)
 {
-	pthread_condattr_t ca;
-	sigset_t all, old;
-	int rc;
-
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&writer.cond, &ca);
-	pthread_condattr_destroy(&ca);
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	rc = pthread_create(&writer.thread, NULL, writer_main, NULL);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (rc != 0) {
-		errno = rc;
-		die(EX_OSERR, "cannot start the writer thread:");
-	}
+	thread_start(&writer.thread, &writer.cond, writer_main, "writer");
 }
 
 /* Wait until the writer has stored everything handed to it. */
