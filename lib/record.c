@@ -721,6 +721,22 @@ validate_kafka(const json_t *k, char *err, size_t errlen)
 	return 0;
 }
 
+/* A name longer than the storage's index keys allow would be refused by
+ * PostgreSQL on every retry; it is refused here, where the line can be
+ * named.  Lengths in bytes, as the indexes count them. */
+static bool
+name_too_long(const json_t *obj, const char *field, size_t max, char *err,
+              size_t errlen)
+{
+	size_t len = json_string_length(json_object_get(obj, field));
+
+	if (len <= max)
+		return false;
+	snprintf(err, errlen, "field \"%s\" is %zu bytes, more than the %zu "
+	         "it may take", field, len, max);
+	return true;
+}
+
 int
 result_validate(const json_t *obj, char *err, size_t errlen)
 {
@@ -746,6 +762,9 @@ result_validate(const json_t *obj, char *err, size_t errlen)
 	}
 	if (!uuid_is_valid(json_string_value(json_object_get(obj, "id"))))
 		FAIL("field \"id\" must be a UUID");
+	if (name_too_long(obj, "target", SM_MAX_TARGET_NAME, err, errlen) ||
+	    name_too_long(obj, "probe", SM_MAX_PROBE_NAME, err, errlen))
+		return -1;
 	ek = json_object_get(obj, "error_kind");
 	if (json_is_string(ek) && error_kind_parse(json_string_value(ek), &kind) < 0)
 		FAIL("field \"error_kind\": unknown kind \"%s\"",

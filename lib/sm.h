@@ -184,6 +184,10 @@ struct target {
  * in the last two) refuse index rows over 2704 bytes, which an
  * incompressible name reaches at about 2680 bytes. */
 #define SM_MAX_TARGET_NAME 1024
+/* The longest probe location name, in bytes: it sits beside the target
+ * name in the rollup and outage index keys, so the two together must stay
+ * under that 2704-byte limit. */
+#define SM_MAX_PROBE_NAME 256
 
 #define SM_DEFAULT_TIMEOUT_MS 10000
 #define SM_DEFAULT_MAX_REDIRECTS 5

@@ -185,3 +185,56 @@ clean_stderr() {
 	errs 78 sm-schedule -c "$T/sites.yaml"
 	grep -qF 'sites.yaml:2:13: field "interval" must be between 100ms and 31d' "$T/err"
 }
+
+@test "hostile: a probe location of 256 bytes is stored with its rollups; a longer one, or a longer target name, is refused at the first program" {
+	# The location sits beside the target name in the outage and rollup
+	# index keys: the longest name (1024 bytes) and the longest location
+	# (256) must both be storable, and what the index would refuse must
+	# be refused as one line before PostgreSQL sees it.
+	local loc name
+	new_db
+	loc=$(head -c 256 /dev/urandom | base64 -w0 | head -c 256)
+	name=$(head -c 1024 /dev/urandom | base64 -w0 | head -c 1024)
+	printf '{"target":"%s","url":"%s"}\n' "$name" "$CLOSED_URL" |
+		sm-check --strict -l "$loc" >"$T/max.ndjson"
+	sm-pg-write --strict <"$T/max.ndjson" >/dev/null
+	psql_q "SELECT sm_rollup_fold()" >/dev/null
+	[ "$(psql_q "SELECT octet_length(probe) FROM checks")" = 256 ]
+	[ "$(psql_q "SELECT count(*) FROM outages WHERE probe = '$loc' AND target = '$name'")" = 1 ]
+	[ "$(psql_q "SELECT count(*) FROM rollup_hourly WHERE probe = '$loc'")" = 1 ]
+
+	# sm-check refuses a longer location before probing, from -l or
+	# from the environment.
+	errs 64 sm-check -l "${loc}x" </dev/null
+	grep -qF 'the probe location (-l, SM_PROBE_LOCATION) is 257 bytes, more than the 256 it may take' "$T/err"
+	SM_PROBE_LOCATION="${loc}x" errs 64 sm-check </dev/null
+
+	# Records made elsewhere, each checked on its decoded bytes: a
+	# 257-byte location, a 1025-byte name, a 256-byte location written
+	# with escapes (longer as text: stored), a location of 254 characters
+	# that are 258 bytes: one stderr line for each refused one, the good
+	# one stored, every line acknowledged in its place.
+	local esc line
+	esc="$(printf '\\u0061%.0s' $(seq 10))$(printf 'a%.0s' $(seq 246))"
+	jq -c --arg p "${loc}x" '.id = "01a20aa3-3d80-700b-8000-00000000a001" | .probe = $p' "$T/max.ndjson" >"$T/in"
+	jq -c --arg n "${name}x" '.id = "01a20aa3-3d80-700b-8000-00000000a002" | .target = $n' "$T/max.ndjson" >>"$T/in"
+	line=$(jq -c '.id = "01a20aa3-3d80-700b-8000-00000000a003" | .probe = "ESC"' "$T/max.ndjson")
+	printf '%s\n' "${line/'"ESC"'/"\"$esc\""}" >>"$T/in"
+	jq -c --arg p "$loc" '.id = "01a20aa3-3d80-700b-8000-00000000a004" | .probe = ($p | .[0:250]) + "\u00e9\u00e9\u00e9\u00e9"' "$T/max.ndjson" >>"$T/in"
+	errs 0 sm-pg-write <"$T/in"
+	[ "$(wc -l <"$T/err")" -eq 3 ]
+	grep -qF '<stdin>:1: field "probe" is 257 bytes, more than the 256 it may take' "$T/err"
+	grep -qF '<stdin>:2: field "target" is 1025 bytes, more than the 1024 it may take' "$T/err"
+	grep -qF '<stdin>:4: field "probe" is 258 bytes, more than the 256 it may take' "$T/err"
+	[ "$(wc -l <"$T/out")" -eq 4 ]
+	[ "$(psql_q "SELECT count(*) FROM checks")" = 2 ]
+	[ "$(psql_q "SELECT probe FROM checks WHERE id = '01a20aa3-3d80-700b-8000-00000000a003'")" = "$(printf 'a%.0s' $(seq 256))" ]
+
+	# sm-alert reads results too: the same two lines, the same words.
+	printf 'targets:\n  - name: x\n    url: %s\n' "$CLOSED_URL" >"$T/sites.yaml"
+	errs 0 sm-alert "$T/sites.yaml" <"$T/in"
+	grep -qF '<stdin>:1: field "probe" is 257 bytes' "$T/err"
+	grep -qF '<stdin>:2: field "target" is 1025 bytes' "$T/err"
+	grep -qF '<stdin>:4: field "probe" is 258 bytes' "$T/err"
+	! grep -q '<stdin>:3:' "$T/err"
+}

@@ -128,7 +128,9 @@ fast(const char *line, size_t len, struct result *r)
 	    !uuid_parse(f[F_ID].val, f[F_ID].len, r->id))
 		return false;
 	if (f[F_TARGET].type != JV_STRING || f[F_TARGET].len == 0 ||
-	    f[F_PROBE].type != JV_STRING || f[F_PROBE].len == 0)
+	    f[F_TARGET].len > SM_MAX_TARGET_NAME ||
+	    f[F_PROBE].type != JV_STRING || f[F_PROBE].len == 0 ||
+	    f[F_PROBE].len > SM_MAX_PROBE_NAME)
 		return false;
 	r->target = f[F_TARGET].val;
 	r->target_len = f[F_TARGET].len;

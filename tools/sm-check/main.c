@@ -1055,6 +1055,22 @@ default_location(void)
 	return xstrdup(host);
 }
 
+/* The location goes into every result and, beside the target name, into
+ * the storage's index keys: one that cannot be stored is refused here,
+ * before any probe, rather than by every program after it. */
+static void
+probe_location_check(const char *location)
+{
+	size_t len = strlen(location);
+
+	if (len == 0)
+		die(EX_USAGE, "-l: the probe location must not be empty");
+	if (len > SM_MAX_PROBE_NAME)
+		die(EX_USAGE, "the probe location (-l, SM_PROBE_LOCATION) is %zu "
+		    "bytes, more than the %d it may take", len,
+		    SM_MAX_PROBE_NAME);
+}
+
 /* The default of --threads: the CPUs sm-check may run on (its affinity
  * mask, so taskset and cpusets count), else those online. */
 static size_t
@@ -1109,8 +1125,6 @@ main(int argc, char **argv)
 			n_threads = (size_t)opt_ll("-t", optarg, 1, MAX_THREADS);
 			break;
 		case 'l':
-			if (*optarg == '\0')
-				die(EX_USAGE, "-l: the probe location must not be empty");
 			location = optarg;
 			break;
 		case 'A':
@@ -1149,6 +1163,8 @@ main(int argc, char **argv)
 
 	if (location == NULL)
 		location = owned_location = default_location();
+	else
+		probe_location_check(location);
 	if (user_agent == NULL)
 		user_agent = owned_ua = xasprintf("sitemon/%s", SM_VERSION);
 	popts.location = location;

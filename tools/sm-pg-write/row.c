@@ -369,6 +369,11 @@ strings_valid(const struct jscan_field *f)
 	s[36] = '\0';
 	if (!uuid_is_valid(s))
 		return false;
+	/* Raw lengths: an escaped name may be shorter once decoded, so a
+	 * long one goes to the tree, which counts decoded bytes. */
+	if (f[F_TARGET].len > SM_MAX_TARGET_NAME ||
+	    f[F_PROBE].len > SM_MAX_PROBE_NAME)
+		return false;
 	if (f[F_ERROR_KIND].type == JV_ESCAPED)
 		return false;
 	if (f[F_ERROR_KIND].type == JV_STRING) {
