@@ -1175,3 +1175,50 @@ stats_ge() {
 	[ "$status" -eq 78 ]
 	[[ "$stderr" == *"huge.yaml:1:1: the file is larger than 256 MiB"* ]]
 }
+
+@test "schedule: '<<' merges only mappings, in target fields and in alerts alike; merged keys yield to those given" {
+	cat >"$T/bad.yaml" <<-'EOF'
+	x-num: &num 3
+	defaults:
+	  <<: *num
+	targets:
+	  - url: http://127.0.0.1:9/
+	EOF
+	refused "$T/bad.yaml" 'bad.yaml:1:8: "<<" merges mappings only'
+	cat >"$T/bad.yaml" <<-'EOF'
+	targets:
+	  - url: http://127.0.0.1:9/
+	    alerts:
+	      <<: [{quorum: 1}, 3]
+	EOF
+	refused "$T/bad.yaml" 'bad.yaml:4:25: "<<" merges mappings only'
+	[ "$(grep -c 'merges mappings only' <<<"$stderr")" -eq 1 ]
+
+	# Given first, then the first merged mapping, then the next: down
+	# after 2 failures (given), up after 3 successes (*a's, not *b's 4).
+	cat >"$T/good.yaml" <<-'EOF'
+	x-a: &a {failure_threshold: 5, success_threshold: 3}
+	x-b: &b {failure_threshold: 7, success_threshold: 4}
+	targets:
+	  - name: t
+	    url: http://127.0.0.1:9/
+	    alerts:
+	      failure_threshold: 2
+	      <<: [*a, *b]
+	EOF
+	run -0 sm-schedule --check "$T/good.yaml"
+	local i ok
+	for i in 1 2 3 4 5; do
+		ok=$([ "$i" -le 2 ] && echo false || echo true)
+		jq -nc --argjson i "$i" --argjson ok "$ok" '{v: 1,
+			id: "01a20aa3-3d80-700b-8000-00000000000\($i)", target: "t",
+			url: "http://127.0.0.1:9/", probe: "p",
+			started_at: "2026-01-01T00:0\($i):00Z", ok: $ok,
+			status: (if $ok then 200 else null end),
+			error_kind: (if $ok then null else "connect" end),
+			duration_ms: 1}'
+	done >"$T/results"
+	run -0 --separate-stderr sm-alert "$T/good.yaml" <"$T/results"
+	[ "$(jq -r '"\(.event) \(.at)"' <<<"$output")" = "down 2026-01-01T00:02:00.000Z
+up 2026-01-01T00:05:00.000Z" ]
+}

@@ -347,33 +347,30 @@ alerts_key(struct actx *A, json_t *out, const struct ynode *k,
 	}
 }
 
-/* The keys of mapping m into out: its own, then those of its "<<" merge
- * keys (a mapping or a list of them), which yield to keys given before. */
-static void
-alerts_pairs(struct actx *A, json_t *out, const struct ynode *m, bool merged)
-{
-	for (size_t i = 0; i + 1 < m->n; i += 2)
-		if (!m->kids[i].n->merge)
-			alerts_key(A, out, m->kids[i].n, m->kids[i + 1].n, merged);
-	for (size_t i = 0; i + 1 < m->n; i += 2) {
-		const struct ynode *v = m->kids[i + 1].n;
-		const struct yref *it = &m->kids[i + 1], *end = it + 1;
+/* The keys of mapping m into out (ymap_foreach: merged keys yield to keys
+ * given before). */
+struct alerts_walk {
+	struct actx *A;
+	json_t *out;
+};
 
-		if (!m->kids[i].n->merge)
-			continue;
-		if (v->type == Y_SEQ) {
-			it = v->kids;
-			end = v->kids + v->n;
-		}
-		for (; it < end; it++) {
-			if (it->n->type == Y_MAP)
-				alerts_pairs(A, out, it->n, true);
-			else if (!it->n->bad)
-				aerr(A, it->n, "\"<<\" merges mappings only");
-			else
-				A->nerr++;
-		}
-	}
+static void
+alerts_pair(void *w, const struct ynode *k, const struct ynode *v, bool merged)
+{
+	struct alerts_walk *aw = w;
+
+	alerts_key(aw->A, aw->out, k, v, merged);
+}
+
+static void
+alerts_refuse(void *w, const struct ynode *n)
+{
+	struct alerts_walk *aw = w;
+
+	if (!n->bad)
+		aerr(aw->A, n, "\"<<\" merges mappings only");
+	else
+		aw->A->nerr++;
 }
 
 json_t *
@@ -391,7 +388,8 @@ alerts_from_yaml(const struct ynode *node, alerts_err_fn *err, void *ctx)
 		return NULL;
 	}
 	out = json_object();
-	alerts_pairs(&A, out, node, false);
+	ymap_foreach(node, alerts_pair, alerts_refuse,
+	             &(struct alerts_walk){ &A, out }, false);
 	if (A.nerr) {
 		json_decref(out);
 		return NULL;

@@ -860,22 +860,15 @@ key_text(struct loader *L, const struct ynode *k)
 	return k->s;
 }
 
-/* Calls fn on every key and value of mapping m: its own first, then those
- * of its "<<" merge keys (a mapping or a list of them, the first one
- * winning), flagged as merged; their keys yield to those given before.
- * false if a merge key was refused (reported). */
-typedef void pair_fn(struct loader *L, void *ctx, const struct ynode *k,
-                     const struct ynode *v, bool merged);
-
-static bool
-map_foreach(struct loader *L, const struct ynode *m, pair_fn *fn, void *ctx,
-            bool merged)
+bool
+ymap_foreach(const struct ynode *m, ymap_pair_fn *pair, ymap_refuse_fn *refuse,
+             void *ctx, bool merged)
 {
 	bool ok = true;
 
 	for (size_t i = 0; i + 1 < m->n; i += 2)
 		if (!m->kids[i].n->merge)
-			fn(L, ctx, m->kids[i].n, m->kids[i + 1].n, merged);
+			pair(ctx, m->kids[i].n, m->kids[i + 1].n, merged);
 	for (size_t i = 0; i + 1 < m->n; i += 2) {
 		const struct ynode *v = m->kids[i + 1].n;
 		const struct yref *it = &m->kids[i + 1], *end = it + 1;
@@ -887,18 +880,52 @@ map_foreach(struct loader *L, const struct ynode *m, pair_fn *fn, void *ctx,
 			end = v->kids + v->n;
 		}
 		for (; it < end; it++) {
-			if (it->n->bad) {
-				ok = false;
-			} else if (it->n->type != Y_MAP) {
-				cerr_add(L, it->n->at, "\"<<\" merges mappings "
-				         "only");
-				ok = false;
-			} else if (!map_foreach(L, it->n, fn, ctx, true)) {
+			if (it->n->type == Y_MAP && !it->n->bad) {
+				if (!ymap_foreach(it->n, pair, refuse, ctx, true))
+					ok = false;
+			} else {
+				refuse(ctx, it->n);
 				ok = false;
 			}
 		}
 	}
 	return ok;
+}
+
+/* The loader's own walks over a mapping (ymap_foreach with the loader). */
+typedef void pair_fn(struct loader *L, void *ctx, const struct ynode *k,
+                     const struct ynode *v, bool merged);
+
+struct map_walk {
+	struct loader *L;
+	pair_fn *fn;
+	void *ctx;
+};
+
+static void
+map_walk_pair(void *w, const struct ynode *k, const struct ynode *v,
+              bool merged)
+{
+	struct map_walk *mw = w;
+
+	mw->fn(mw->L, mw->ctx, k, v, merged);
+}
+
+static void
+map_walk_refuse(void *w, const struct ynode *n)
+{
+	struct map_walk *mw = w;
+
+	if (!n->bad)
+		cerr_add(mw->L, n->at, "\"<<\" merges mappings only");
+}
+
+static bool
+map_foreach(struct loader *L, const struct ynode *m, pair_fn *fn, void *ctx)
+{
+	struct map_walk mw = { L, fn, ctx };
+
+	return ymap_foreach(m, map_walk_pair, map_walk_refuse, &mw, false);
 }
 
 static json_t *node_to_json(struct loader *L, const struct ynode *n,
@@ -971,7 +998,7 @@ node_to_json(struct loader *L, const struct ynode *n, enum kind kind)
 		mc.obj = json_object();
 		mc.lines = json_object();
 		mc.kind = kind;
-		mc.ok = map_foreach(L, n, mapconv_pair, &mc, false);
+		mc.ok = map_foreach(L, n, mapconv_pair, &mc);
 		json_decref(mc.lines);
 		if (!mc.ok)
 			json_decref(mc.obj);
@@ -1162,7 +1189,7 @@ rawmap_from_yaml(struct loader *L, const struct ynode *n, struct rawmap *rm,
 	} else if (n->type != Y_MAP) {
 		cerr_add(L, rm->at, "%s must be a mapping", what);
 		rm->bad = true;
-	} else if (!map_foreach(L, n, rawmap_pair, rm, false)) {
+	} else if (!map_foreach(L, n, rawmap_pair, rm)) {
 		rm->bad = true;
 	}
 	rm->has_null = L->nulls != nulls;

@@ -46,4 +46,18 @@ ynode_text(const struct ynode *n)
 	return n->type == Y_SCALAR && !n->bad ? n->s : NULL;
 }
 
+/*
+ * Calls pair(ctx, key, value, merged) on every key and value of mapping m:
+ * its own first, then those of its "<<" merge keys (a mapping or a list of
+ * them, the first one winning), flagged as merged, so their keys can yield
+ * to those given before.  A merge value that is not a mapping goes to
+ * refuse(ctx, node) instead (node->bad: already reported); false if there
+ * was one.  In config.c.
+ */
+typedef void ymap_pair_fn(void *ctx, const struct ynode *k,
+                          const struct ynode *v, bool merged);
+typedef void ymap_refuse_fn(void *ctx, const struct ynode *n);
+bool ymap_foreach(const struct ynode *m, ymap_pair_fn *pair,
+                  ymap_refuse_fn *refuse, void *ctx, bool merged);
+
 #endif
