@@ -630,6 +630,65 @@ start_pub_on_private_broker() {
 	wait $B
 }
 
+# exits_within SECONDS PID: the process ends within SECONDS (polled); its
+# status in $EXIT.
+exits_within() {
+	local deadline=$((SECONDS + $1))
+	while kill -0 "$2" 2>/dev/null; do
+		if ((SECONDS >= deadline)); then
+			echo "pid $2 still running after $1 s" >&2
+			return 1
+		fi
+		sleep 0.05
+	done
+	EXIT=0
+	wait "$2" || EXIT=$?
+}
+
+# committed_or_said ERRFILE: $EXIT is 0, or 69 with the failed commit on
+# stderr.
+committed_or_said() {
+	[ "$EXIT" -eq 0 ] && return 0
+	[ "$EXIT" -eq 69 ] && grep -q 'error: commit: Broker: ' "$1" && return 0
+	echo "exit $EXIT" >&2
+	cat "$1" >&2
+	return 1
+}
+
+@test "kafka-sub: two consumers stopped one right after the other exit while the group rebalances, eager and cooperative" {
+	# The first one leaving makes the group rebalance while the second
+	# is closing: librdkafka 2.0 could then wait forever inside the
+	# rebalance callback (rd_kafka_rebalance_protocol, #4041).
+	TOPIC=$(new_topic)
+	for p in 0 1 2 3; do echo "{\"p\":$p}" | kcat -P -b "$SM_TEST_BROKERS" -t "$TOPIC" -p $p; done
+	local strategy round A B G
+	for strategy in range,roundrobin cooperative-sticky; do
+		for round in 1 2 3; do
+			G="g_${round}_$strategy_$TOPIC"
+			sm-kafka-sub -v -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "$G" "${FAST_GROUP[@]}" \
+				-X partition.assignment.strategy=$strategy >/dev/null 2>"$T/errA" &
+			A=$!
+			track_pid $A
+			sm-kafka-sub -v -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "$G" "${FAST_GROUP[@]}" \
+				-X partition.assignment.strategy=$strategy >/dev/null 2>"$T/errB" &
+			B=$!
+			track_pid $B
+			WAIT_TIMEOUT=40 wait_for grep -q "assigned $TOPIC" "$T/errA"
+			WAIT_TIMEOUT=40 wait_for grep -q "assigned $TOPIC" "$T/errB"
+			kill -TERM $A
+			wait_for grep -q stopping "$T/errA"
+			kill -TERM $B
+			# Each ends: 0, or 69 when its final commit met the
+			# rebalance (documented: the next owner re-delivers).
+			exits_within 30 $A
+			committed_or_said "$T/errA"
+			exits_within 30 $B
+			committed_or_said "$T/errB"
+
+		done
+	done
+}
+
 stored_at_least() {
 	[ "$(psql_q 'select count(*) from checks' 2>/dev/null || echo 0)" -ge "$1" ]
 }

@@ -106,6 +106,7 @@ struct sub {
 	bool paused;
 	int64_t out_full_since;   /* when output reached OUT_HIGH, or 0 */
 	bool assigned_once;
+	bool cooperative;         /* the group's rebalance protocol */
 	bool draining;            /* stopping: emit nothing more */
 	bool fatal;
 	int status;               /* exit status so far */
@@ -304,10 +305,30 @@ offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /* ---- rebalancing ----------------------------------------------------- */
 
+/* Whether the group rebalances incrementally: librdkafka picks the
+ * COOPERATIVE protocol when every configured assignor supports it, which
+ * of its assignors only cooperative-sticky does.  Decided from the
+ * configuration, once: rd_kafka_rebalance_protocol() called from the
+ * rebalance callback that rd_kafka_consumer_close() triggers can wait
+ * forever in librdkafka 2.0 (confluentinc/librdkafka#4041), and did here
+ * when the group rebalanced as the consumer stopped. */
 static bool
-cooperative(rd_kafka_t *rk)
+strategy_is_cooperative(const rd_kafka_conf_t *conf)
 {
-	return strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+	char list[512], *tok, *save = NULL;
+	size_t len = sizeof list;
+	bool any = false;
+
+	if (rd_kafka_conf_get(conf, "partition.assignment.strategy", list,
+	                      &len) != RD_KAFKA_CONF_OK)
+		return false;
+	for (tok = strtok_r(list, ", ", &save); tok != NULL;
+	     tok = strtok_r(NULL, ", ", &save)) {
+		if (strcmp(tok, "cooperative-sticky") != 0)
+			return false;
+		any = true;
+	}
+	return any;
 }
 
 static void
@@ -349,7 +370,7 @@ assign_parts(struct sub *s, rd_kafka_topic_partition_list_t *parts)
 			tp->offset = RD_KAFKA_OFFSET_END;
 		p->seen = true;
 	}
-	if (cooperative(s->rk))
+	if (s->cooperative)
 		check_error(s, rd_kafka_incremental_assign(s->rk, parts),
 		            "assign");
 	else
@@ -380,7 +401,7 @@ revoke_parts(struct sub *s, rd_kafka_topic_partition_list_t *parts)
 			p->assigned = false;
 		}
 	}
-	if (cooperative(s->rk))
+	if (s->cooperative)
 		check_error(s, rd_kafka_incremental_unassign(s->rk, parts),
 		            "unassign");
 	else
@@ -1001,6 +1022,7 @@ main(int argc, char **argv)
 	output_init(&s.out, STDOUT_FILENO, ack_path != NULL);
 	tracker_init(&s.t);
 
+	s.cooperative = strategy_is_cooperative(conf);
 	rd_kafka_conf_set_opaque(conf, &s);
 	rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
 	rd_kafka_conf_set_offset_commit_cb(conf, offset_commit_cb);
