@@ -307,24 +307,28 @@ certfacts_clear(struct certfacts *c)
 	memset(c, 0, sizeof *c);
 }
 
+/* SHA-256, fetched once (probe_global_init): X509_digest() with
+ * EVP_sha256() looks it up in the provider store at every call. */
+static EVP_MD *sha256_md;
+
 /* A name as one line, in the form libcurl's certinfo gives it
- * ("CN = example.com, O = ..."). */
+ * ("CN = example.com, O = ..."), printed into b (a memory BIO, emptied
+ * after). */
 static char *
-name_text(X509_NAME *name)
+name_text(X509_NAME *name, BIO *b)
 {
-	BIO *b = BIO_new(BIO_s_mem());
 	char *data, *s;
 	long n;
 
-	if (b == NULL)
-		return NULL;
-	if (name == NULL || X509_NAME_print_ex(b, name, 0, XN_FLAG_ONELINE) < 0) {
-		BIO_free(b);
+	if (b == NULL || name == NULL ||
+	    X509_NAME_print_ex(b, name, 0, XN_FLAG_ONELINE) < 0) {
+		if (b != NULL)
+			(void)BIO_reset(b);
 		return NULL;
 	}
 	n = BIO_get_mem_data(b, &data);
 	s = n >= 0 ? xstrndup(data, (size_t)n) : NULL;
-	BIO_free(b);
+	(void)BIO_reset(b);
 	return s;
 }
 
@@ -414,7 +418,8 @@ sha256_text(X509 *x)
 	unsigned n = 0;
 	char *s;
 
-	if (X509_digest(x, EVP_sha256(), md, &n) != 1 || n == 0)
+	if (X509_digest(x, sha256_md != NULL ? sha256_md : EVP_sha256(), md,
+	                &n) != 1 || n == 0)
 		return NULL;
 	s = xmalloc(n * 3);
 	for (unsigned i = 0; i < n; i++)
@@ -444,6 +449,7 @@ on_verify(int ok, X509_STORE_CTX *x)
 	if (!c->seen) {
 		X509 *leaf = X509_STORE_CTX_get0_cert(x);
 		STACK_OF(X509) *sent = X509_STORE_CTX_get0_untrusted(x);
+		BIO *b;
 
 		if (leaf == NULL)
 			return ok;
@@ -454,8 +460,10 @@ on_verify(int ok, X509_STORE_CTX *x)
 		if (p->tls_version[0] == '\0')
 			snprintf(p->tls_version, sizeof p->tls_version, "%s",
 			         SSL_get_version(ssl));
-		c->subject = name_text(X509_get_subject_name(leaf));
-		c->issuer = name_text(X509_get_issuer_name(leaf));
+		b = BIO_new(BIO_s_mem());
+		c->subject = name_text(X509_get_subject_name(leaf), b);
+		c->issuer = name_text(X509_get_issuer_name(leaf), b);
+		BIO_free(b);
 		c->sans_json = sans_json(leaf);
 		c->sha256 = sha256_text(leaf);
 		c->not_before_ok = asn1_ms(X509_get0_notBefore(leaf),
@@ -811,6 +819,8 @@ probe_global_init(void)
 	curl_easy_cleanup(e);
 	if (ctx_slot < 0)
 		ctx_slot = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	if (sha256_md == NULL)
+		sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
 }
 
 /* lib's uuid7_new() keeps its state (random pool, sequence) in statics:
