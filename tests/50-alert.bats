@@ -625,6 +625,90 @@ rebalance_midway() {
 	rebalance_midway kill
 }
 
+# silent_location HOW: two pipelines in one group (-P through
+# SM_ALERT_PEERS); location c stops reporting every target at round 3 and
+# comes back at round 8.  Rounds are published one at a time, each after
+# both pipelines acknowledged the one before (results come in real time).
+# HOW: none; or kill: kill -9 of the pipeline that announced the silence,
+# mid-silence, and the other one takes its partitions.
+silent_location() {
+	printf 'defaults:\n  interval: 60s\ntargets:\n' >"$T/sites.yaml"
+	for t in $(seq 1 12); do printf '  - {name: t%s, url: "http://t%s.example/"}\n' $t $t >>"$T/sites.yaml"; done
+	TOPIC=$(new_topic)
+	export GROUP="g_$TOPIC"
+	for r in $(seq 0 9); do for t in $(seq 1 12); do for p in a b c; do
+		[ $p = c ] && [ "$r" -ge 3 ] && [ "$r" -le 7 ] && continue
+		res t$t $p $((r * 60 + t)) 1
+	done; done; done >"$T/in"
+	run -0 --separate-stderr sm-alert "$T/sites.yaml" <"$T/in"
+	printf '%s\n' "$output" >"$T/want"
+	# one sm-alert over all of it: the silence, then its end
+	[ "$(jq -r '[.event, .target, .locations[0]] | join(" ")' "$T/want" | tr '\n' ,)" = 'stale * c,resolved * c,' ]
+	mkdir "$T/p1" "$T/p2"
+	: >"$T/p1/got"
+	: >"$T/p2/got"
+	export SM_ALERT_PEERS="$T/p?/state"
+	PD=$T/p1 start_pipeline -v
+	P1=$PIPE
+	PD=$T/p2 start_pipeline -v
+	P2=$PIPE
+	wait_for assigned_n p1 1
+	wait_for assigned_n p2 1
+	local r n=0 owner= other= dead= k
+	for r in $(seq 0 9); do
+		# lines of round r: 36, or 24 while c is silent
+		jq -c "select(.started_at >= \"$(at $((r * 60)))\" and .started_at < \"$(at $((r * 60 + 60)))\")" "$T/in" >"$T/round"
+		n=$((n + $(wc -l <"$T/round")))
+		sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC" <"$T/round"
+		if [ -z "$dead" ]; then wait_for acks_both $n; else wait_for acks_in "$owner" $n; fi
+		if [ "$r" = 6 ]; then
+			# the silence (since round 2's last result, 180 s) is
+			# announced by one of them
+			wait_for grep -q '"event":"stale"' "$T/p1/got" "$T/p2/got"
+			if grep -q '"event":"stale"' "$T/p1/got"; then owner=p1 other=p2; else owner=p2 other=p1; fi
+		fi
+		if [ "$r" = 7 ] && [ "$1" = kill ]; then
+			# mid-silence, its round 7 acknowledged (so its
+			# checkpoint holds the announcement) and committed
+			wait_for committed_all $owner
+			k=$(grep -c 'assigned' "$T/$other/sub.err")
+			kill -9 "$(cat "$T/$owner/sub.pid")" "$(cat "$T/$owner/alert.pid")" "$(cat "$T/$owner/notify.pid")"
+			if [ $owner = p1 ]; then wait $P1 || true; else wait $P2 || true; fi
+			wait_for assigned_n $other $((k + 1))
+			dead=$owner owner=$other
+			n=$(grep -c '"kafka"' "$T/$owner/got")
+		fi
+	done
+	wait_for grep -q '"event":"resolved"' "$T/p1/got" "$T/p2/got"
+	for d in p1 p2; do kill -TERM "$(cat "$T/$d/sub.pid")" 2>/dev/null || true; done
+	wait $P1 || true
+	wait $P2 || true
+	cat "$T/p1/got" "$T/p2/got" | grep '"event"' >"$T/events"
+	# one stale event and one resolved, under the incident id a single
+	# sm-alert over all of it gives; nothing else (no stale per target)
+	[ "$(grep -c '"event":"stale"' "$T/events")" -eq 1 ]
+	[ "$(grep -c '"event":"resolved"' "$T/events")" -eq 1 ]
+	[ "$(wc -l <"$T/events")" -eq 2 ]
+	[ "$(jq -r .incident "$T/events" | sort -u)" = "$(jq -r .incident "$T/want" | sort -u)" ]
+	diff <(dedup "$T/events") <(dedup "$T/want")
+	if [ "$1" = kill ]; then
+		# announced by the one killed, closed by the other
+		grep -q '"event":"resolved"' "$T/$owner/got"
+		grep -q 'stale incident goes on here' "$T/$owner/alert.err"
+	else
+		# both from the owner of location-wide incidents
+		[ "$(grep -c '"event"' "$T/$owner/got")" -eq 2 ]
+	fi
+}
+
+@test "alert: -P: a whole location gone silent is one stale event from one of two processes, one id; its return closes it once" {
+	silent_location none
+}
+
+@test "alert: -P: kill -9 of the process that announced a silent location: the other closes the same incident, none announced twice" {
+	silent_location kill
+}
+
 @test "alert: --wall-clock notices a whole fleet gone silent (nothing else moves record time)" {
 	printf 'defaults:\n  interval: 1s\n  timeout: 500ms\ntargets:\n  - {name: web, url: "http://web.example/"}\n' >"$T/sites.yaml"
 	mkfifo "$T/fifo"

@@ -113,7 +113,7 @@ int engine_save(struct engine *e, const char *path);
 /* 0 loaded, 1 no file, -1 corrupt (message printed). */
 int engine_load(struct engine *e, const char *path);
 /* Leave to a peer the partitions on which its checkpoint is ahead. */
-void engine_check_peers(struct engine *e);
+bool engine_check_peers(struct engine *e);
 
 /* ---- input.c ------------------------------------------------------------ */
 

@@ -153,9 +153,9 @@ ack(const char *kafka, size_t len)
 static void
 checkpoint(struct engine *e)
 {
+	engine_check_peers(e);
 	if (fflush(stdout) == EOF)
 		out_failed();
-	engine_check_peers(e);
 	if (engine_save(e, opt.state) < 0)
 		die(EX_CANTCREAT, "cannot write the checkpoint %s", opt.state);
 	stats.ckpts++;
@@ -412,6 +412,13 @@ main(int argc, char **argv)
 				if (engine_out_error(e) < 0)
 					out_failed();
 			}
+			/* Idle: the peers go on, and may have made the
+			 * location-wide incidents ours, or a location
+			 * silent or back. */
+			if (opt.peers && mono_now_ns() - last_ckpt_ns >=
+			                     opt.ckpt_ms * 1000000 &&
+			    engine_check_peers(e))
+				dirty = true;
 		}
 	}
 	if (opt.now_ms)
