@@ -625,6 +625,50 @@ rebalance_midway() {
 	rebalance_midway kill
 }
 
+@test "alert: -P: location-wide incidents go to the process holding the lowest partition; a checkpoint left far behind holds none" {
+	printf 'defaults:\n  interval: 60s\ntargets:\n  - {name: w1, url: "http://w1.example/"}\n  - {name: w2, url: "http://w2.example/"}\n' >"$T/sites.yaml"
+	# w1 on partition tp/0, w2 on tp/1; location c silent from round 3
+	# to round 11, back at rounds 12-13
+	for r in $(seq 0 13); do for p in a b c; do
+		[ $p = c ] && [ "$r" -ge 3 ] && [ "$r" -le 11 ] && continue
+		res w1 $p $((r * 60)) 1
+	done; done | kafka 0 0 >"$T/w1"
+	for r in $(seq 0 13); do for p in a b c; do
+		[ $p = c ] && [ "$r" -ge 3 ] && [ "$r" -le 11 ] && continue
+		res w2 $p $((r * 60 + 1)) 1
+	done; done | kafka 1 0 >"$T/w2"
+	# one sm-alert over all of it, in time order
+	cat "$T/w1" "$T/w2" | jq -sc 'sort_by(.started_at) | .[]' >"$T/in"
+	alert
+	grep '"event"' "$T/events" >"$T/want"
+	[ "$(jq -r '[.event, .target, .since] | join(" ")' "$T/want" | paste -sd,)" = "stale * $(at 121),resolved * $(at 121)" ]
+	export SM_ALERT_PEERS="$T/*.state"
+	: >"$T/got"
+	# A: w1's rounds 0-2, then gone for a while
+	run -0 --separate-stderr sm-alert -S "$T/a.state" "$T/sites.yaml" < <(sed -n 1,9p "$T/w1")
+	printf '%s\n' "$output" | { grep '"event"' || true; } >>"$T/got"
+	# B: w2's rounds 0-11.  A holds the lower partition, but its
+	# checkpoint fell more than stale_after behind: B owns the silence
+	run -0 --separate-stderr sm-alert -S "$T/b.state" "$T/sites.yaml" < <(sed -n 1,27p "$T/w2")
+	printf '%s\n' "$output" | { grep '"event"' || true; } >>"$T/got"
+	[[ "$stderr" == *"location-wide incidents are mine now"* ]]
+	[ "$(jq -r '[.event, .target, .since] | join(" ")' "$T/got")" = "stale * $(at 121)" ]
+	# A back with w1's rounds 3-11: it holds tp/0, so it owns the
+	# incident now, goes on with B's, and announces nothing
+	run -0 --separate-stderr sm-alert -S "$T/a.state" "$T/sites.yaml" < <(sed -n 10,27p "$T/w1")
+	printf '%s\n' "$output" | { grep '"event"' || true; } >>"$T/got"
+	[[ "$stderr" == *"location c: its stale incident goes on here (announced by a peer)"* ]]
+	[ "$(grep -c '"event"' "$T/got")" -eq 1 ]
+	# c back: B (no longer the owner) says nothing, A closes it
+	run -0 --separate-stderr sm-alert -S "$T/b.state" "$T/sites.yaml" < <(sed -n '28,$p' "$T/w2")
+	[[ "$stderr" == *"location-wide incidents go to the peer holding partition tp/0"* ]]
+	! grep -q '"event"' <<<"$output"
+	run -0 --separate-stderr sm-alert -S "$T/a.state" "$T/sites.yaml" < <(sed -n '28,$p' "$T/w1")
+	printf '%s\n' "$output" | { grep '"event"' || true; } >>"$T/got"
+	diff <(dedup "$T/got") <(dedup "$T/want")
+	[ "$(wc -l <"$T/got")" -eq 2 ]
+}
+
 # silent_location HOW: two pipelines in one group (-P through
 # SM_ALERT_PEERS); location c stops reporting every target at round 3 and
 # comes back at round 8.  Rounds are published one at a time, each after
