@@ -158,7 +158,9 @@ stored_is() {
 		setsid "$SM_TOP/scripts/sm-consumer" </dev/null >/dev/null 2>"$T/storage.err" 3>&- &
 	STORAGE=$!
 	track_pid "$STORAGE"
-	for i in $(seq 1 8); do res w$i true 400; done | sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC"
+	# (recent results: sm-alert -w would call a location silent 3
+	# intervals after its newest one)
+	for i in $(seq 1 8); do res w$i true 60; done | sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC"
 	WAIT_TIMEOUT=60 wait_for stored_is 8
 
 	# PostgreSQL goes away.  The alerting side gets the same environment
@@ -168,8 +170,8 @@ stored_is() {
 	start_alerting
 	# every target: three failures (down), two successes (up)
 	for i in $(seq 1 8); do
-		for ago in 300 240 180; do res w$i false $ago; done
-		for ago in 120 60; do res w$i true $ago; done
+		for ago in 50 40 30; do res w$i false $ago; done
+		for ago in 20 10; do res w$i true $ago; done
 	done >"$T/outage"
 	want=$(for i in $(seq 1 8); do printf 'w%s down,w%s up,' $i $i; done)
 	# on time: within 30 s of the results, while nothing can be stored
