@@ -194,6 +194,55 @@ summary() {
 	[ "${#lines[@]}" -eq 1 ]
 }
 
+# v2_checkpoint FILE: rewrite sm-alert's checkpoint FILE in format 2 (its
+# header without the watermark and the locations).
+v2_checkpoint() {
+	/usr/bin/python3 - "$1" <<-'EOF'
+	import struct, sys
+	def fnv(b, h=0xcbf29ce484222325):
+	    for c in b:
+	        h = ((h ^ c) * 0x100000001b3) & 0xffffffffffffffff
+	    return h
+	d = open(sys.argv[1], "rb").read()
+	magic = b"sm-alert checkpoint 3\n"
+	assert d.startswith(magic)
+	hlen = struct.unpack_from("<I", d, len(magic))[0]
+	p = len(magic) + 4 + 16
+	n = struct.unpack_from("<I", d, p)[0]
+	p += 4
+	for _ in range(n):
+	    tl = struct.unpack_from("<I", d, p)[0]
+	    p += 4 + tl + 4 + 8
+	head = b"sm-alert checkpoint 2\n" + struct.pack("<I", p + 8) + d[len(magic) + 4:p]
+	head += struct.pack("<Q", fnv(head))
+	out = head + d[hlen:-8]
+	open(sys.argv[1], "wb").write(out + struct.pack("<Q", fnv(out)))
+	EOF
+}
+
+@test "alert: a checkpoint of format 2 is read: a silent location announced before the upgrade is closed after it, under its id" {
+	printf 'defaults:\n  interval: 60s\ntargets:\n' >"$T/sites.yaml"
+	for t in w1 w2 w3; do printf '  - {name: %s, url: "http://%s.example/"}\n' $t $t >>"$T/sites.yaml"; done
+	for i in $(seq 0 9); do for t in w1 w2 w3; do for p in a b c; do
+		if [ $p = c ] && [ $i -gt 2 ] && [ $i -lt 8 ]; then continue; fi
+		res $t $p $((i * 60)) 1
+	done; done; done >"$T/all"
+	cp "$T/all" "$T/in"
+	alert
+	cp "$T/events" "$T/want"
+	# rounds 0-6 (27 + 24 lines): c's silence is announced
+	head -n 51 "$T/all" >"$T/in"
+	alert -S "$T/state"
+	[ "$(jq -r .event "$T/events")" = stale ]
+	cp "$T/events" "$T/got"
+	v2_checkpoint "$T/state"
+	tail -n +52 "$T/all" >"$T/in"
+	alert -S "$T/state"
+	[ "$(jq -r .event "$T/events")" = resolved ]
+	cat "$T/events" >>"$T/got"
+	diff "$T/got" "$T/want"
+}
+
 @test "alert: reminder every remind_every while down, numbered in the id" {
 	sites "  alerts: {remind_every: 5m, failure_threshold: 1}"
 	rounds web 00000000000011 "a" >"$T/in"
