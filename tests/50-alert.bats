@@ -722,8 +722,9 @@ rebalance_midway() {
 # SM_ALERT_PEERS); location c stops reporting every target at round 3 and
 # comes back at round 8.  Rounds are published one at a time, each after
 # both pipelines acknowledged the one before (results come in real time).
-# HOW: none; or kill: kill -9 of the pipeline that announced the silence,
-# mid-silence, and the other one takes its partitions.
+# HOW: none; term: the pipeline that announced the silence stops
+# mid-silence (a rebalance), and the other one takes its partitions; kill:
+# the same by kill -9 of its three processes.
 silent_location() {
 	printf 'defaults:\n  interval: 60s\ntargets:\n' >"$T/sites.yaml"
 	for t in $(seq 1 12); do printf '  - {name: t%s, url: "http://t%s.example/"}\n' $t $t >>"$T/sites.yaml"; done
@@ -760,12 +761,16 @@ silent_location() {
 			wait_for grep -q '"event":"stale"' "$T/p1/got" "$T/p2/got"
 			if grep -q '"event":"stale"' "$T/p1/got"; then owner=p1 other=p2; else owner=p2 other=p1; fi
 		fi
-		if [ "$r" = 7 ] && [ "$1" = kill ]; then
+		if [ "$r" = 7 ] && [ "$1" != none ]; then
 			# mid-silence, its round 7 acknowledged (so its
 			# checkpoint holds the announcement) and committed
 			wait_for committed_all $owner
 			k=$(grep -c 'assigned' "$T/$other/sub.err")
-			kill -9 "$(cat "$T/$owner/sub.pid")" "$(cat "$T/$owner/alert.pid")" "$(cat "$T/$owner/notify.pid")"
+			if [ "$1" = kill ]; then
+				kill -9 "$(cat "$T/$owner/sub.pid")" "$(cat "$T/$owner/alert.pid")" "$(cat "$T/$owner/notify.pid")"
+			else
+				kill -TERM "$(cat "$T/$owner/sub.pid")"
+			fi
 			if [ $owner = p1 ]; then wait $P1 || true; else wait $P2 || true; fi
 			wait_for assigned_n $other $((k + 1))
 			dead=$owner owner=$other
@@ -784,8 +789,8 @@ silent_location() {
 	[ "$(wc -l <"$T/events")" -eq 2 ]
 	[ "$(jq -r .incident "$T/events" | sort -u)" = "$(jq -r .incident "$T/want" | sort -u)" ]
 	diff <(dedup "$T/events") <(dedup "$T/want")
-	if [ "$1" = kill ]; then
-		# announced by the one killed, closed by the other
+	if [ "$1" != none ]; then
+		# announced by the one stopped, closed by the other
 		grep -q '"event":"resolved"' "$T/$owner/got"
 		grep -q 'stale incident goes on here' "$T/$owner/alert.err"
 	else
@@ -796,6 +801,10 @@ silent_location() {
 
 @test "alert: -P: a whole location gone silent is one stale event from one of two processes, one id; its return closes it once" {
 	silent_location none
+}
+
+@test "alert: -P: a rebalance moves the silent location's incident: the process that announced it stops, the other closes it under its id" {
+	silent_location term
 }
 
 @test "alert: -P: kill -9 of the process that announced a silent location: the other closes the same incident, none announced twice" {
