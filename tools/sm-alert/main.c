@@ -348,7 +348,8 @@ main(int argc, char **argv)
 		die(EX_CONFIG, "%s: move it away to start with no state",
 		    opt.state);
 	/* Partitions that went to a peer while we were down. */
-	engine_check_peers(e);
+	if (engine_check_peers(e))
+		dirty = true;
 	last_ckpt_ns = mono_now_ns();
 	stats_clock_init(&sc, opt.stats_ms);
 
