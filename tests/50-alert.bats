@@ -194,6 +194,55 @@ summary() {
 	[ "${#lines[@]}" -eq 1 ]
 }
 
+# v2_checkpoint FILE: rewrite sm-alert's checkpoint FILE in format 2 (its
+# header without the watermark and the locations).
+v2_checkpoint() {
+	/usr/bin/python3 - "$1" <<-'EOF'
+	import struct, sys
+	def fnv(b, h=0xcbf29ce484222325):
+	    for c in b:
+	        h = ((h ^ c) * 0x100000001b3) & 0xffffffffffffffff
+	    return h
+	d = open(sys.argv[1], "rb").read()
+	magic = b"sm-alert checkpoint 3\n"
+	assert d.startswith(magic)
+	hlen = struct.unpack_from("<I", d, len(magic))[0]
+	p = len(magic) + 4 + 16
+	n = struct.unpack_from("<I", d, p)[0]
+	p += 4
+	for _ in range(n):
+	    tl = struct.unpack_from("<I", d, p)[0]
+	    p += 4 + tl + 4 + 8
+	head = b"sm-alert checkpoint 2\n" + struct.pack("<I", p + 8) + d[len(magic) + 4:p]
+	head += struct.pack("<Q", fnv(head))
+	out = head + d[hlen:-8]
+	open(sys.argv[1], "wb").write(out + struct.pack("<Q", fnv(out)))
+	EOF
+}
+
+@test "alert: a checkpoint of format 2 is read: a silent location announced before the upgrade is closed after it, under its id" {
+	printf 'defaults:\n  interval: 60s\ntargets:\n' >"$T/sites.yaml"
+	for t in w1 w2 w3; do printf '  - {name: %s, url: "http://%s.example/"}\n' $t $t >>"$T/sites.yaml"; done
+	for i in $(seq 0 9); do for t in w1 w2 w3; do for p in a b c; do
+		if [ $p = c ] && [ $i -gt 2 ] && [ $i -lt 8 ]; then continue; fi
+		res $t $p $((i * 60)) 1
+	done; done; done >"$T/all"
+	cp "$T/all" "$T/in"
+	alert
+	cp "$T/events" "$T/want"
+	# rounds 0-6 (27 + 24 lines): c's silence is announced
+	head -n 51 "$T/all" >"$T/in"
+	alert -S "$T/state"
+	[ "$(jq -r .event "$T/events")" = stale ]
+	cp "$T/events" "$T/got"
+	v2_checkpoint "$T/state"
+	tail -n +52 "$T/all" >"$T/in"
+	alert -S "$T/state"
+	[ "$(jq -r .event "$T/events")" = resolved ]
+	cat "$T/events" >>"$T/got"
+	diff "$T/got" "$T/want"
+}
+
 @test "alert: reminder every remind_every while down, numbered in the id" {
 	sites "  alerts: {remind_every: 5m, failure_threshold: 1}"
 	rounds web 00000000000011 "a" >"$T/in"
@@ -623,6 +672,143 @@ rebalance_midway() {
 
 @test "alert: kill -9 of one pipeline mid-outage: the other takes its partitions and state (-P), no down twice, no incident under two ids" {
 	rebalance_midway kill
+}
+
+@test "alert: -P: location-wide incidents go to the process holding the lowest partition; a checkpoint left far behind holds none" {
+	printf 'defaults:\n  interval: 60s\ntargets:\n  - {name: w1, url: "http://w1.example/"}\n  - {name: w2, url: "http://w2.example/"}\n' >"$T/sites.yaml"
+	# w1 on partition tp/0, w2 on tp/1; location c silent from round 3
+	# to round 11, back at rounds 12-13
+	for r in $(seq 0 13); do for p in a b c; do
+		[ $p = c ] && [ "$r" -ge 3 ] && [ "$r" -le 11 ] && continue
+		res w1 $p $((r * 60)) 1
+	done; done | kafka 0 0 >"$T/w1"
+	for r in $(seq 0 13); do for p in a b c; do
+		[ $p = c ] && [ "$r" -ge 3 ] && [ "$r" -le 11 ] && continue
+		res w2 $p $((r * 60 + 1)) 1
+	done; done | kafka 1 0 >"$T/w2"
+	# one sm-alert over all of it, in time order
+	cat "$T/w1" "$T/w2" | jq -sc 'sort_by(.started_at) | .[]' >"$T/in"
+	alert
+	grep '"event"' "$T/events" >"$T/want"
+	[ "$(jq -r '[.event, .target, .since] | join(" ")' "$T/want" | paste -sd,)" = "stale * $(at 121),resolved * $(at 121)" ]
+	export SM_ALERT_PEERS="$T/*.state"
+	: >"$T/got"
+	# A: w1's rounds 0-2, then gone for a while
+	run -0 --separate-stderr sm-alert -S "$T/a.state" "$T/sites.yaml" < <(sed -n 1,9p "$T/w1")
+	printf '%s\n' "$output" | { grep '"event"' || true; } >>"$T/got"
+	# B: w2's rounds 0-11.  A holds the lower partition, but its
+	# checkpoint fell more than stale_after behind: B owns the silence
+	run -0 --separate-stderr sm-alert -S "$T/b.state" "$T/sites.yaml" < <(sed -n 1,27p "$T/w2")
+	printf '%s\n' "$output" | { grep '"event"' || true; } >>"$T/got"
+	[[ "$stderr" == *"location-wide incidents are mine now"* ]]
+	[ "$(jq -r '[.event, .target, .since] | join(" ")' "$T/got")" = "stale * $(at 121)" ]
+	# A back with w1's rounds 3-11: it holds tp/0, so it owns the
+	# incident now, goes on with B's, and announces nothing
+	run -0 --separate-stderr sm-alert -S "$T/a.state" "$T/sites.yaml" < <(sed -n 10,27p "$T/w1")
+	printf '%s\n' "$output" | { grep '"event"' || true; } >>"$T/got"
+	[[ "$stderr" == *"location c: its stale incident goes on here (announced by a peer)"* ]]
+	[ "$(grep -c '"event"' "$T/got")" -eq 1 ]
+	# c back: B (no longer the owner) says nothing, A closes it
+	run -0 --separate-stderr sm-alert -S "$T/b.state" "$T/sites.yaml" < <(sed -n '28,$p' "$T/w2")
+	[[ "$stderr" == *"location-wide incidents go to the peer holding partition tp/0"* ]]
+	! grep -q '"event"' <<<"$output"
+	run -0 --separate-stderr sm-alert -S "$T/a.state" "$T/sites.yaml" < <(sed -n '28,$p' "$T/w1")
+	printf '%s\n' "$output" | { grep '"event"' || true; } >>"$T/got"
+	diff <(dedup "$T/got") <(dedup "$T/want")
+	[ "$(wc -l <"$T/got")" -eq 2 ]
+}
+
+# silent_location HOW: two pipelines in one group (-P through
+# SM_ALERT_PEERS); location c stops reporting every target at round 3 and
+# comes back at round 8.  Rounds are published one at a time, each after
+# both pipelines acknowledged the one before (results come in real time).
+# HOW: none; term: the pipeline that announced the silence stops
+# mid-silence (a rebalance), and the other one takes its partitions; kill:
+# the same by kill -9 of its three processes.
+silent_location() {
+	printf 'defaults:\n  interval: 60s\ntargets:\n' >"$T/sites.yaml"
+	for t in $(seq 1 12); do printf '  - {name: t%s, url: "http://t%s.example/"}\n' $t $t >>"$T/sites.yaml"; done
+	TOPIC=$(new_topic)
+	export GROUP="g_$TOPIC"
+	for r in $(seq 0 9); do for t in $(seq 1 12); do for p in a b c; do
+		[ $p = c ] && [ "$r" -ge 3 ] && [ "$r" -le 7 ] && continue
+		res t$t $p $((r * 60 + t)) 1
+	done; done; done >"$T/in"
+	run -0 --separate-stderr sm-alert "$T/sites.yaml" <"$T/in"
+	printf '%s\n' "$output" >"$T/want"
+	# one sm-alert over all of it: the silence, then its end
+	[ "$(jq -r '[.event, .target, .locations[0]] | join(" ")' "$T/want" | tr '\n' ,)" = 'stale * c,resolved * c,' ]
+	mkdir "$T/p1" "$T/p2"
+	: >"$T/p1/got"
+	: >"$T/p2/got"
+	export SM_ALERT_PEERS="$T/p?/state"
+	PD=$T/p1 start_pipeline -v
+	P1=$PIPE
+	PD=$T/p2 start_pipeline -v
+	P2=$PIPE
+	wait_for assigned_n p1 1
+	wait_for assigned_n p2 1
+	local r n=0 owner= other= dead= k
+	for r in $(seq 0 9); do
+		# lines of round r: 36, or 24 while c is silent
+		jq -c "select(.started_at >= \"$(at $((r * 60)))\" and .started_at < \"$(at $((r * 60 + 60)))\")" "$T/in" >"$T/round"
+		n=$((n + $(wc -l <"$T/round")))
+		sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC" <"$T/round"
+		if [ -z "$dead" ]; then wait_for acks_both $n; else wait_for acks_in "$owner" $n; fi
+		if [ "$r" = 6 ]; then
+			# the silence (since round 2's last result, 180 s) is
+			# announced by one of them
+			wait_for grep -q '"event":"stale"' "$T/p1/got" "$T/p2/got"
+			if grep -q '"event":"stale"' "$T/p1/got"; then owner=p1 other=p2; else owner=p2 other=p1; fi
+		fi
+		if [ "$r" = 7 ] && [ "$1" != none ]; then
+			# mid-silence, its round 7 acknowledged (so its
+			# checkpoint holds the announcement) and committed
+			wait_for committed_all $owner
+			k=$(grep -c 'assigned' "$T/$other/sub.err")
+			if [ "$1" = kill ]; then
+				kill -9 "$(cat "$T/$owner/sub.pid")" "$(cat "$T/$owner/alert.pid")" "$(cat "$T/$owner/notify.pid")"
+			else
+				kill -TERM "$(cat "$T/$owner/sub.pid")"
+			fi
+			if [ $owner = p1 ]; then wait $P1 || true; else wait $P2 || true; fi
+			wait_for assigned_n $other $((k + 1))
+			dead=$owner owner=$other
+			n=$(grep -c '"kafka"' "$T/$owner/got")
+		fi
+	done
+	wait_for grep -q '"event":"resolved"' "$T/p1/got" "$T/p2/got"
+	for d in p1 p2; do kill -TERM "$(cat "$T/$d/sub.pid")" 2>/dev/null || true; done
+	wait $P1 || true
+	wait $P2 || true
+	cat "$T/p1/got" "$T/p2/got" | grep '"event"' >"$T/events"
+	# one stale event and one resolved, under the incident id a single
+	# sm-alert over all of it gives; nothing else (no stale per target)
+	[ "$(grep -c '"event":"stale"' "$T/events")" -eq 1 ]
+	[ "$(grep -c '"event":"resolved"' "$T/events")" -eq 1 ]
+	[ "$(wc -l <"$T/events")" -eq 2 ]
+	[ "$(jq -r .incident "$T/events" | sort -u)" = "$(jq -r .incident "$T/want" | sort -u)" ]
+	diff <(dedup "$T/events") <(dedup "$T/want")
+	if [ "$1" != none ]; then
+		# announced by the one stopped, closed by the other
+		grep -q '"event":"resolved"' "$T/$owner/got"
+		grep -q 'stale incident goes on here' "$T/$owner/alert.err"
+	else
+		# both from the owner of location-wide incidents
+		[ "$(grep -c '"event"' "$T/$owner/got")" -eq 2 ]
+	fi
+}
+
+@test "alert: -P: a whole location gone silent is one stale event from one of two processes, one id; its return closes it once" {
+	silent_location none
+}
+
+@test "alert: -P: a rebalance moves the silent location's incident: the process that announced it stops, the other closes it under its id" {
+	silent_location term
+}
+
+@test "alert: -P: kill -9 of the process that announced a silent location: the other closes the same incident, none announced twice" {
+	silent_location kill
 }
 
 @test "alert: --wall-clock notices a whole fleet gone silent (nothing else moves record time)" {

@@ -119,3 +119,76 @@ delivered_are() {
 	# Nothing alarming on the way: only the stages' info lines.
 	! grep -Ev '^sm-[a-z-]+: info: ' "$T/alerting.err"
 }
+
+# pg_start: start the test's own PostgreSQL again (stopped by pg_stop),
+# on the socket and port of own_postgres.
+pg_start() {
+	sm_as_pg pg_ctl -D "$OWN_PG_DATA" -l "$T/pg/log" -w -t 60 \
+		-o "-k $T/pg -p $PGPORT -c listen_addresses='' -c fsync=off" start >/dev/null
+}
+
+# pg_stop: stop it at once, as a crash or a lost host would.
+pg_stop() {
+	sm_as_pg pg_ctl -D "$OWN_PG_DATA" -m immediate -w stop >/dev/null
+}
+
+# stored_is N: the database holds N distinct results.
+stored_is() {
+	[ "$(psql_q "SELECT count(DISTINCT id) FROM checks" 2>/dev/null)" = "$1" ]
+}
+
+@test "alerting: with PostgreSQL down, the storage side waits but down and up are delivered on time; once it is back every result is stored" {
+	start_receiver
+	TOPIC=$(new_topic)
+	own_postgres
+	printf 'defaults:\n  interval: 60s\ntargets:\n' >"$T/sites.yaml"
+	for i in $(seq 1 8); do printf '  - {name: w%s, url: "http://w%s.example/"}\n' $i $i >>"$T/sites.yaml"; done
+	cat >"$T/r.yaml" <<-EOF
+	receivers:
+	  hook:
+	    type: webhook
+	    url: $RECV/hook
+	    retry_for: 30s
+	    backoff_min: 50ms
+	default: hook
+	EOF
+	# The storage side, on its group, stores a first round.
+	TMPDIR=$T SM_KAFKA_BROKERS=$SM_TEST_BROKERS SM_KAFKA_TOPIC=$TOPIC SM_KAFKA_GROUP="store_$TOPIC" \
+		SM_KAFKA_SUB_OPTS="-X session.timeout.ms=3000 -X heartbeat.interval.ms=500" \
+		setsid "$SM_TOP/scripts/sm-consumer" </dev/null >/dev/null 2>"$T/storage.err" 3>&- &
+	STORAGE=$!
+	track_pid "$STORAGE"
+	# (recent results: sm-alert -w would call a location silent 3
+	# intervals after its newest one)
+	for i in $(seq 1 8); do res w$i true 60; done | sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC"
+	WAIT_TIMEOUT=60 wait_for stored_is 8
+
+	# PostgreSQL goes away.  The alerting side gets the same environment
+	# (SM_PG_DSN, PGHOST, PGPORT point at the stopped server).
+	pg_stop
+	! psql_q "SELECT 1" 2>/dev/null
+	start_alerting
+	# every target: three failures (down), two successes (up)
+	for i in $(seq 1 8); do
+		for ago in 50 40 30; do res w$i false $ago; done
+		for ago in 20 10; do res w$i true $ago; done
+	done >"$T/outage"
+	want=$(for i in $(seq 1 8); do printf 'w%s down,w%s up,' $i $i; done)
+	# on time: within 30 s of the results, while nothing can be stored
+	start=$SECONDS
+	sm-kafka-pub -b "$SM_TEST_BROKERS" -t "$TOPIC" <"$T/outage"
+	WAIT_TIMEOUT=30 wait_for delivered_are "${want%,}" || { show; cat "$T/storage.err"; false; }
+	echo "delivered in $((SECONDS - start)) s" >&3
+	# the storage side is still there, waiting for the database
+	kill -0 "$STORAGE"
+	! psql_q "SELECT 1" 2>/dev/null
+
+	# PostgreSQL back: the storage side stores every result, once.
+	pg_start
+	WAIT_TIMEOUT=60 wait_for stored_is 48 || { cat "$T/storage.err"; false; }
+	[ "$(psql_q "SELECT count(*) FROM checks")" -eq 48 ]
+	stop_alerting
+	delivered_are "${want%,}"
+	kill -TERM -- "-$STORAGE"
+	wait "$STORAGE"
+}

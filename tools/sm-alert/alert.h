@@ -112,8 +112,11 @@ unsigned long engine_events(const struct engine *e);
 int engine_save(struct engine *e, const char *path);
 /* 0 loaded, 1 no file, -1 corrupt (message printed). */
 int engine_load(struct engine *e, const char *path);
-/* Leave to a peer the partitions on which its checkpoint is ahead. */
-void engine_check_peers(struct engine *e);
+/* From the peers' checkpoint headers: leave to a peer the partitions on
+ * which it is ahead, learn who owns location-wide incidents and merge the
+ * locations' newest results (which may announce or close a silent
+ * location).  Returns whether the state changed. */
+bool engine_check_peers(struct engine *e);
 
 /* ---- input.c ------------------------------------------------------------ */
 

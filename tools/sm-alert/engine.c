@@ -25,6 +25,13 @@
  * (handover()), and a partition a peer is ahead on is left to it
  * (engine_check_peers()): a rebalance moves the state with the
  * partition, so an open incident keeps its since and so its id.
+ *
+ * Locations: a location silent for every target is one incident of the
+ * whole group.  The headers carry each process's watermark and locations;
+ * every process merges the peers' newest result from each location and
+ * judges silence alike, but only the owner (the process holding the lowest
+ * partition) announces it, and a new owner takes over the open incident
+ * from the old owner's header (engine_check_peers(), locations_settle()).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -86,9 +93,15 @@ struct tgt {
 
 struct loc {
 	char *name;
-	int64_t last_any;       /* newest result from it, any target */
+	int64_t last_any;       /* newest result from it, any target (ours
+	                           or a peer's, from its checkpoint header) */
 	int64_t alive_since;    /* first result after it was silent */
-	int64_t ann_since;      /* its "silent" incident (0: none) */
+	int64_t ann_since;      /* judged silent since (0: not silent); its
+	                           "stale" incident when mine */
+	int64_t closed;         /* the since of the newest silent incident
+	                           closed (here or by a peer) */
+	bool mine;              /* ann_since was announced by us (or taken
+	                           over from a peer): we close it */
 };
 
 struct obx {
@@ -128,6 +141,9 @@ struct engine {
 	struct part *parts;
 	size_t nparts;
 	char *self, *peers;     /* own checkpoint, peers' (a glob pattern) */
+	bool owner;             /* location-wide incidents are ours */
+	int64_t peer_wm;        /* the lowest watermark of the peers that hold
+	                           partitions (INT64_MAX: none) */
 	unsigned long events;
 	int out_err;
 };
@@ -612,9 +628,14 @@ location_recovered(struct engine *e, int li, int64_t at)
 	               .since = L->ann_since, .at = at, .locs = 1ULL << li,
 	               .resolution = "recovered"};
 
-	v.detail = json_pack("{s:s}", "location", L->name);
-	L->ann_since = 0;
 	L->alive_since = at;
+	L->ann_since = 0;
+	if (!L->mine)
+		return;
+	L->mine = false;
+	if (v.since > L->closed)
+		L->closed = v.since;
+	v.detail = json_pack("{s:s}", "location", L->name);
 	emit(e, NULL, &v);
 }
 
@@ -807,6 +828,57 @@ engine_result(struct engine *e, const struct result *r)
 	return 0;
 }
 
+/* A location-wide stale incident, announced. */
+static void
+announce_location(struct engine *e, int li)
+{
+	struct loc *L = &e->loc[li];
+	struct ev v = {.kind = "stale", .loc = L->name, .since = L->ann_since,
+	               .at = L->ann_since + e->loc_stale_ms,
+	               .locs = 1ULL << li};
+	char ls[TIME_STR_LEN];
+
+	L->mine = true;
+	time_format_ms(L->ann_since, ls);
+	v.detail = json_pack("{s:s, s:s}", "location", L->name, "last_seen",
+	                     ls);
+	emit(e, NULL, &v);
+}
+
+/* Record time for judging locations: our watermark, held back to the
+ * lowest of the peers that hold partitions (they may not have reached it
+ * yet, and a location silent here may have reported to them), by at most
+ * stale_after (a peer that far behind is stuck or gone). */
+static int64_t
+loc_now(const struct engine *e)
+{
+	int64_t now = e->watermark;
+
+	if (e->peer_wm < now) {
+		now = e->peer_wm;
+		if (now < e->watermark - e->loc_stale_ms)
+			now = e->watermark - e->loc_stale_ms;
+	}
+	return now;
+}
+
+/* A location that no target heard from for stale_after is silent: one
+ * event, from the owner of location-wide incidents only. */
+static void
+scan_locations(struct engine *e, int64_t now)
+{
+	for (size_t i = 0; i < e->nloc; i++) {
+		struct loc *L = &e->loc[i];
+
+		if (!L->last_any || L->ann_since ||
+		    now <= L->last_any + e->loc_stale_ms)
+			continue;
+		L->ann_since = L->last_any;
+		if (e->owner && L->ann_since > L->closed)
+			announce_location(e, (int)i);
+	}
+}
+
 /* Timers.  explicit: now is a clock (--now, --wall-clock) that holds for
  * every target; otherwise each target is judged by its own newest result
  * and locations by the newest result of all (the watermark). */
@@ -817,22 +889,7 @@ engine_scan(struct engine *e, int64_t now, bool explicit)
 		e->watermark = now;
 	now = e->watermark;
 	e->last_scan = now;
-	for (size_t i = 0; i < e->nloc; i++) {
-		struct loc *L = &e->loc[i];
-		struct ev v = {.kind = "stale", .loc = L->name,
-		               .since = L->last_any,
-		               .at = L->last_any + e->loc_stale_ms,
-		               .locs = 1ULL << i};
-		char ls[TIME_STR_LEN];
-
-		if (!L->last_any || L->ann_since || now <= v.at)
-			continue;
-		L->ann_since = L->last_any;
-		time_format_ms(L->last_any, ls);
-		v.detail = json_pack("{s:s, s:s}", "location", L->name,
-		                     "last_seen", ls);
-		emit(e, NULL, &v);
-	}
+	scan_locations(e, explicit ? now : loc_now(e));
 	for (size_t k = 0; k < e->nt; k++) {
 		struct tgt *t = &e->t[k];
 		int64_t tlast = 0;
@@ -940,6 +997,8 @@ engine_new(const struct engine_opts *o)
 	e->self = o->state ? xstrdup(o->state) : NULL;
 	e->peers = o->state && o->peers ? xstrdup(o->peers) : NULL;
 	e->scan_every = 1000;
+	e->owner = true;
+	e->peer_wm = INT64_MAX;
 	return e;
 }
 
@@ -1119,13 +1178,18 @@ engine_free(struct engine **ep)
  * an FNV-1a hash over the whole guards against a truncated or foreign file.
  *
  * The header (magic, its own length, the layout, the partitions with the
- * newest offset seen of each, and a hash of the header alone) can be read
- * without the rest: peers read it every checkpoint to learn who is ahead
- * on which partition.
+ * newest offset seen of each, the watermark, the locations with the newest
+ * result from each, the silent incident announced and the newest closed,
+ * and a hash of the header alone) can be read without the rest: peers read
+ * it every checkpoint to learn who is ahead on which partition, who owns
+ * location-wide incidents and where each location stands.
  */
 
-#define CKPT_MAGIC "sm-alert checkpoint 2\n"
+#define CKPT_MAGIC "sm-alert checkpoint 3\n"
 #define MAGIC_LEN (sizeof(CKPT_MAGIC) - 1)
+/* The header before it carried the watermark and the locations: read at
+ * the first start after an upgrade, and from a peer not upgraded yet. */
+#define CKPT_MAGIC_2 "sm-alert checkpoint 2\n"
 /* The layout before partitions: no header, no partition fields; read at
  * the first start after an upgrade. */
 #define CKPT_MAGIC_1 "sm-alert checkpoint 1\n"
@@ -1173,6 +1237,9 @@ engine_save(struct engine *e, const char *path)
 	hlen = (uint32_t)(MAGIC_LEN + 4 + sizeof(layout) + 4 + 8);
 	for (size_t i = 0; i < e->nparts; i++)
 		hlen += (uint32_t)(4 + strlen(e->parts[i].topic) + 4 + 8);
+	hlen += 8 + 4;
+	for (size_t i = 0; i < e->nloc; i++)
+		hlen += (uint32_t)(4 + strlen(e->loc[i].name) + 4 * 8);
 	put(&w, CKPT_MAGIC, MAGIC_LEN);
 	put(&w, &hlen, sizeof(hlen));
 	put(&w, layout, sizeof(layout));
@@ -1182,6 +1249,17 @@ engine_save(struct engine *e, const char *path)
 		put_str(&w, e->parts[i].topic);
 		put(&w, &e->parts[i].partition, sizeof(int32_t));
 		put(&w, &e->parts[i].offset, sizeof(int64_t));
+	}
+	put(&w, &e->watermark, sizeof(e->watermark));
+	n = (uint32_t)e->nloc;
+	put(&w, &n, sizeof(n));
+	for (size_t i = 0; i < e->nloc; i++) {
+		struct loc *L = &e->loc[i];
+		int64_t v[4] = {L->last_any, L->alive_since,
+		                L->mine ? L->ann_since : 0, L->closed};
+
+		put_str(&w, L->name);
+		put(&w, v, sizeof(v));
 	}
 	hh = w.h;
 	put(&w, &hh, sizeof(hh));
@@ -1282,10 +1360,19 @@ get_str(struct rbuf *r)
 	return s;
 }
 
+/* A location as a checkpoint header holds it. */
+struct hloc {
+	char *name;
+	int64_t last_any, alive_since, ann, closed; /* ann: announced, open */
+};
+
 /* A checkpoint's header. */
 struct hdr {
-	uint32_t hlen, nparts;
+	uint32_t hlen, nparts, nloc;
 	struct part *parts;
+	struct hloc *locs;
+	int64_t watermark;      /* 0: not recorded (checkpoint 2) */
+	bool v2;
 };
 
 static void
@@ -1293,9 +1380,13 @@ hdr_free(struct hdr *h)
 {
 	for (uint32_t i = 0; h->parts && i < h->nparts; i++)
 		free(h->parts[i].topic);
+	for (uint32_t i = 0; h->locs && i < h->nloc; i++)
+		free(h->locs[i].name);
 	free(h->parts);
+	free(h->locs);
 	h->parts = NULL;
-	h->nparts = 0;
+	h->locs = NULL;
+	h->nparts = h->nloc = 0;
 }
 
 /* The header from buf[0..len) (which may hold only the header); 0, or -1
@@ -1308,7 +1399,11 @@ hdr_parse(const unsigned char *buf, size_t len, struct hdr *h)
 	uint64_t hh;
 
 	memset(h, 0, sizeof(*h));
-	if (len < MAGIC_LEN + 4 || memcmp(buf, CKPT_MAGIC, MAGIC_LEN))
+	if (len < MAGIC_LEN + 4)
+		return -1;
+	if (!memcmp(buf, CKPT_MAGIC_2, MAGIC_LEN))
+		h->v2 = true;
+	else if (memcmp(buf, CKPT_MAGIC, MAGIC_LEN))
 		return -1;
 	memcpy(&h->hlen, buf + MAGIC_LEN, 4);
 	if (h->hlen > len || h->hlen < MAGIC_LEN + 4 + sizeof(layout) + 12)
@@ -1328,6 +1423,17 @@ hdr_parse(const unsigned char *buf, size_t len, struct hdr *h)
 		h->parts[i].topic = get_str(&r);
 		get(&r, &h->parts[i].partition, sizeof(int32_t));
 		get(&r, &h->parts[i].offset, sizeof(int64_t));
+	}
+	if (!h->v2) {
+		get(&r, &h->watermark, sizeof(h->watermark));
+		get(&r, &h->nloc, sizeof(h->nloc));
+		if (h->nloc > MAX_LOCATIONS)
+			h->nloc = 0, r.bad = true;
+		h->locs = xcalloc(h->nloc ? h->nloc : 1, sizeof(*h->locs));
+		for (uint32_t i = 0; i < h->nloc && !r.bad; i++) {
+			h->locs[i].name = get_str(&r);
+			get(&r, &h->locs[i].last_any, 4 * sizeof(int64_t));
+		}
 	}
 	if (r.bad || r.p != r.end) {
 		hdr_free(h);
@@ -1648,6 +1754,8 @@ engine_load(struct engine *e, const char *path)
 		rc = body_apply(e, &r, &h, -1, -1, true);
 		if (rc < 0)
 			goto corrupt;
+		for (size_t i = 0; i < e->nloc; i++)
+			e->loc[i].mine = e->loc[i].ann_since != 0;
 		free(buf);
 		e->last_scan = e->watermark;
 		return 0;
@@ -1656,6 +1764,19 @@ engine_load(struct engine *e, const char *path)
 		goto corrupt;
 	r = (struct rbuf){buf + h.hlen, buf + len - 8, false};
 	rc = body_apply(e, &r, &h, -1, -1, false);
+	/* Which silent incidents we announced, and the newest closed (a
+	 * checkpoint 2 holds only the ones announced). */
+	for (size_t i = 0; rc == 0 && i < e->nloc; i++)
+		e->loc[i].mine = h.v2 && e->loc[i].ann_since;
+	for (uint32_t i = 0; rc == 0 && i < h.nloc; i++) {
+		const char *name = h.locs[i].name;
+		int li = find_loc(e, name, strlen(name));
+
+		if (li < 0)
+			continue;
+		e->loc[li].mine = h.locs[i].ann && e->loc[li].ann_since;
+		e->loc[li].closed = h.locs[i].closed;
+	}
 	hdr_free(&h);
 	if (rc < 0)
 		goto corrupt;
@@ -1752,25 +1873,93 @@ result_part(struct engine *e, const struct result *r)
 	return pi;
 }
 
+/* Order of partitions: by topic, then number. */
+static int
+part_cmp(const char *ta, int32_t pa, const char *tb, int32_t pb)
+{
+	int c = strcmp(ta, tb);
+
+	return c ? c : (pa > pb) - (pa < pb);
+}
+
+/* The newest offset we saw of a partition (-1: none). */
+static int64_t
+own_offset(const struct engine *e, const char *topic, int32_t partition)
+{
+	for (size_t i = 0; i < e->nparts; i++)
+		if (e->parts[i].partition == partition &&
+		    !strcmp(e->parts[i].topic, topic))
+			return e->parts[i].offset;
+	return -1;
+}
+
 /*
- * Before each checkpoint: a partition on which a peer's checkpoint is
- * ahead of ours went to that peer.  Its targets' state here is dropped,
- * without events (the peer goes on with it), and the partition is marked
- * unseen, so that a result from it (the partition coming back) first takes
- * the state of whoever is ahead.
+ * Location-wide incidents, after reading the peers' headers: cand and
+ * closed are, per location, the newest silent incident a peer announced
+ * and still has open, and the newest one a peer closed.  The owner takes
+ * over a peer's open incident (it closes it under the same id), or
+ * announces a silence it judged while it was not the owner; the others
+ * announce nothing.  A location heard from since its silent incident began
+ * (here or by a peer) is back.
  */
-void
+static void
+locations_settle(struct engine *e, const int64_t *cand, const int64_t *closed)
+{
+	for (size_t i = 0; i < e->nloc; i++) {
+		struct loc *L = &e->loc[i];
+
+		if (closed[i] > L->closed)
+			L->closed = closed[i];
+		if (L->mine && (!e->owner || L->ann_since <= L->closed)) {
+			L->mine = false;
+		} else if (e->owner && !L->mine && cand[i] > L->closed) {
+			info("location %s: its stale incident goes on here "
+			     "(announced by a peer)", L->name);
+			L->ann_since = cand[i];
+			L->mine = true;
+		} else if (e->owner && !L->mine && L->ann_since > L->closed) {
+			announce_location(e, (int)i);
+		}
+		if (L->ann_since && L->last_any > L->ann_since)
+			location_recovered(e, (int)i, L->last_any);
+	}
+	scan_locations(e, loc_now(e));
+}
+
+/*
+ * At start, before each checkpoint and when idle: a partition on which a
+ * peer's checkpoint is ahead of ours went to that peer.  Its targets'
+ * state here is dropped, without events (the peer goes on with it), and
+ * the partition is marked unseen, so that a result from it (the partition
+ * coming back) first takes the state of whoever is ahead.
+ *
+ * The same headers say who owns location-wide incidents: the process that
+ * holds the lowest partition (a peer holds a partition when its header is
+ * at or past our offset on it; on a tie it is the peer's), or, when no
+ * process holds any, each one.  Locations' newest results are merged, so
+ * that a location silent here but reporting to a peer is not silent.
+ * Returns whether the state changed.
+ */
+bool
 engine_check_peers(struct engine *e)
 {
 	glob_t g;
-	int64_t *ahead;
+	int64_t *ahead, cand[MAX_LOCATIONS] = {0}, closed[MAX_LOCATIONS] = {0};
+	int64_t peer_wm = INT64_MAX;
+	bool *tie, owner, changed = false;
+	char *pmin_topic = NULL;
+	int32_t pmin_part = 0;
+	int own_min = -1;
+	unsigned long events = e->events;
 
-	if (!e->peers || !e->nparts)
-		return;
+	if (!e->peers)
+		return false;
 	g = peer_files(e);
-	ahead = xcalloc(e->nparts, sizeof(*ahead));
+	ahead = xcalloc(e->nparts ? e->nparts : 1, sizeof(*ahead));
+	tie = xcalloc(e->nparts ? e->nparts : 1, sizeof(*tie));
 	for (size_t i = 0; i < g.gl_pathc; i++) {
 		struct hdr h;
+		bool holds = false;
 
 		if (!is_peer(e, g.gl_pathv[i]) ||
 		    read_header(g.gl_pathv[i], &h) < 0)
@@ -1781,6 +1970,48 @@ engine_check_peers(struct engine *e)
 			if (e->parts[pi].offset >= 0 &&
 			    off > e->parts[pi].offset && off > ahead[pi])
 				ahead[pi] = off;
+			if (off >= 0 && off == e->parts[pi].offset)
+				tie[pi] = true;
+		}
+		/* A peer further behind than stale_after is stuck or gone
+		 * (or of a checkpoint 2): it owns nothing, so that a file
+		 * left behind cannot keep the incidents from any owner. */
+		for (uint32_t k = 0; k < h.nparts &&
+		                     h.watermark > e->watermark - e->loc_stale_ms;
+		     k++) {
+			const struct part *hp = &h.parts[k];
+
+			if (hp->offset < 0 ||
+			    hp->offset < own_offset(e, hp->topic, hp->partition))
+				continue;
+			holds = true;
+			if (!pmin_topic || part_cmp(hp->topic, hp->partition,
+			                            pmin_topic, pmin_part) < 0) {
+				free(pmin_topic);
+				pmin_topic = xstrdup(hp->topic);
+				pmin_part = hp->partition;
+			}
+		}
+		if (holds && h.watermark && h.watermark < peer_wm)
+			peer_wm = h.watermark;
+		for (uint32_t k = 0; k < h.nloc; k++) {
+			const struct hloc *hl = &h.locs[k];
+			int li = find_loc(e, hl->name, strlen(hl->name));
+			struct loc *L;
+
+			if (li < 0)
+				continue;
+			L = &e->loc[li];
+			if (hl->last_any > L->last_any) {
+				L->last_any = hl->last_any;
+				if (!L->alive_since)
+					L->alive_since = hl->alive_since;
+				changed = true;
+			}
+			if (hl->ann > cand[li])
+				cand[li] = hl->ann;
+			if (hl->closed > closed[li])
+				closed[li] = hl->closed;
 		}
 		hdr_free(&h);
 	}
@@ -1807,6 +2038,39 @@ engine_check_peers(struct engine *e)
 		     e->parts[pi].partition, (long long)ahead[pi],
 		     (long long)e->parts[pi].offset, n);
 		e->parts[pi].offset = -1;
+		changed = true;
 	}
+	for (size_t pi = 0; pi < e->nparts; pi++) {
+		const struct part *p = &e->parts[pi];
+
+		if (p->offset < 0 || tie[pi])
+			continue;
+		if (own_min < 0 ||
+		    part_cmp(p->topic, p->partition, e->parts[own_min].topic,
+		             e->parts[own_min].partition) < 0)
+			own_min = (int)pi;
+	}
+	owner = !pmin_topic ||
+	        (own_min >= 0 &&
+	         part_cmp(e->parts[own_min].topic, e->parts[own_min].partition,
+	                  pmin_topic, pmin_part) < 0);
+	if (owner != e->owner) {
+		if (owner && own_min >= 0)
+			info("location-wide incidents are mine now (lowest "
+			     "partition %s/%d)", e->parts[own_min].topic,
+			     e->parts[own_min].partition);
+		else if (owner)
+			info("location-wide incidents are mine now");
+		else
+			info("location-wide incidents go to the peer holding "
+			     "partition %s/%d", pmin_topic, pmin_part);
+		e->owner = owner;
+		changed = true;
+	}
+	e->peer_wm = peer_wm;
+	locations_settle(e, cand, closed);
+	free(pmin_topic);
 	free(ahead);
+	free(tie);
+	return changed || e->events != events;
 }

@@ -153,9 +153,9 @@ ack(const char *kafka, size_t len)
 static void
 checkpoint(struct engine *e)
 {
+	engine_check_peers(e);
 	if (fflush(stdout) == EOF)
 		out_failed();
-	engine_check_peers(e);
 	if (engine_save(e, opt.state) < 0)
 		die(EX_CANTCREAT, "cannot write the checkpoint %s", opt.state);
 	stats.ckpts++;
@@ -348,7 +348,8 @@ main(int argc, char **argv)
 		die(EX_CONFIG, "%s: move it away to start with no state",
 		    opt.state);
 	/* Partitions that went to a peer while we were down. */
-	engine_check_peers(e);
+	if (engine_check_peers(e))
+		dirty = true;
 	last_ckpt_ns = mono_now_ns();
 	stats_clock_init(&sc, opt.stats_ms);
 
@@ -412,6 +413,13 @@ main(int argc, char **argv)
 				if (engine_out_error(e) < 0)
 					out_failed();
 			}
+			/* Idle: the peers go on, and may have made the
+			 * location-wide incidents ours, or a location
+			 * silent or back. */
+			if (opt.peers && mono_now_ns() - last_ckpt_ns >=
+			                     opt.ckpt_ms * 1000000 &&
+			    engine_check_peers(e))
+				dirty = true;
 		}
 	}
 	if (opt.now_ms)
