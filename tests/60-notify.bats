@@ -137,6 +137,35 @@ for line in sys.stdin:
 	[[ "$stderr" != *s3cr3t* ]]
 }
 
+@test "notify: a webhook body is the event's input bytes without \"kafka\", wherever it stands" {
+	start_receiver
+	webhook_yaml hook
+	local k='"kafka":{"topic":"a,}\"]","partition":0,"offset":[1,{"x":"{"}]}'
+	# ev N: the fields of an event without its braces.
+	ev() {
+		events 1 '{}' down "$1" | jq -c 'del(.kafka)' | sed 's/^{//; s/}$//'
+	}
+	{
+		printf '{%s,%s}\n' "$k" "$(ev 1)"
+		printf '{%s,%s,%s}\n' "$(ev 2 | cut -d, -f1-3)" "$k" "$(ev 2 | cut -d, -f4-)"
+		printf '{%s,%s}\n' "$(ev 3)" "$k"
+		printf '{ %s ,\t%s }\n' "$(ev 4)" "$k"
+		# Not spelled plainly: the body is encoded from the parsed event.
+		printf '{%s,%s}\n' "$(ev 5)" "${k/kafka/\\u006bafka}"
+	} >"$T/in"
+	run -0 --separate-stderr sm-notify "$T/r.yaml" <"$T/in"
+	[ "$output" = "$(cat "$T/in")" ]
+	posts_are /hook 5
+	body() {
+		jq -r "select(.key == \"$(inc "$1")/down\") | .body" "$RECV_LOG"
+	}
+	[ "$(body 1)" = "{$(ev 1)}" ]
+	[ "$(body 2)" = "{$(ev 2)}" ]
+	[ "$(body 3)" = "{$(ev 3)}" ]
+	[ "$(body 4)" = "$(printf '{ %s }' "$(ev 4)")" ]
+	[ "$(body 5)" = "{$(ev 5)}" ]
+}
+
 @test "notify: acks stay in input order when a later event is delivered first" {
 	start_receiver
 	cat >"$T/r.yaml" <<-EOF

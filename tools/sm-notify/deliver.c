@@ -38,7 +38,11 @@ struct message {
 	char err[512];
 	/* curl */
 	CURL *easy;
-	struct curl_slist *hdrs, *rcpt;
+	struct curl_slist *hdrs, *rcpt; /* e-mail: curl_slist_append'ed */
+	/* HTTP: the message's own header lines, ahead of the receiver's
+	 * fixed ones (rqueue.hdrs): nothing to allocate per delivery. */
+	struct curl_slist own[2];
+	char *key_hdr, *sig_hdr;
 	char *mail_from;
 	size_t upload_off;
 	char errbuf[CURL_ERROR_SIZE];
@@ -56,8 +60,10 @@ struct rqueue {
 	struct message *waiting;  /* failed, waiting for their next attempt */
 	double tokens;
 	int64_t refill_ns;
-	CURL **idle;              /* easy handles to reuse (HTTP kinds) */
+	CURL **idle;              /* easy handles to reuse (HTTP kinds),
+	                           * every option but the message's set */
 	size_t n_idle;
+	struct curl_slist *hdrs;  /* HTTP: the fixed request headers */
 };
 
 static struct deliver_opts *O;
@@ -150,6 +156,8 @@ message_free(struct message *msg)
 	}
 	curl_slist_free_all(msg->hdrs);
 	curl_slist_free_all(msg->rcpt);
+	free(msg->key_hdr);
+	free(msg->sig_hdr);
 	free(msg->mail_from);
 	rendered_clear(&msg->m);
 	free(msg->d);
@@ -320,21 +328,11 @@ angle_addr(const char *s)
 	return xasprintf("<%s>", s);
 }
 
+/* The options that stay the same for every message of r. */
 static void
-curl_start(struct message *msg)
+curl_configure(CURL *h, struct receiver *r)
 {
-	struct receiver *r = msg->r;
-	CURL *h = r->q->n_idle ? r->q->idle[--r->q->n_idle] : curl_easy_init();
-	CURLMcode mc;
-
-	if (!h)
-		die(EX_SOFTWARE, "curl_easy_init failed");
-	msg->easy = h;
-	msg->errbuf[0] = '\0';
-	msg->upload_off = 0;
 	curl_easy_setopt(h, CURLOPT_URL, r->url);
-	curl_easy_setopt(h, CURLOPT_PRIVATE, msg);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, msg->errbuf);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)r->timeout_ms);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
@@ -346,7 +344,51 @@ curl_start(struct message *msg)
 		curl_easy_setopt(h, CURLOPT_CAINFO, r->ca_file);
 	if (r->kind == RK_EMAIL) {
 		curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-		msg->mail_from = angle_addr(r->from);
+		curl_easy_setopt(h, CURLOPT_READFUNCTION, read_body);
+		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+		if (r->starttls)
+			curl_easy_setopt(h, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
+		if (r->username)
+			curl_easy_setopt(h, CURLOPT_USERNAME, r->username);
+		if (r->password)
+			curl_easy_setopt(h, CURLOPT_PASSWORD, r->password);
+		return;
+	}
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "sm-notify/" SM_VERSION);
+	curl_easy_setopt(h, CURLOPT_POST, 1L);
+	if (!r->q->hdrs) {
+		r->q->hdrs = curl_slist_append(NULL,
+		                               "Content-Type: application/json");
+		r->q->hdrs = curl_slist_append(r->q->hdrs, "Expect:");
+		for (size_t i = 0; i < r->n_headers; i++)
+			r->q->hdrs = curl_slist_append(r->q->hdrs, r->headers[i]);
+		if (!r->q->hdrs)
+			die(EX_SOFTWARE, "curl_slist_append failed");
+	}
+}
+
+static void
+curl_start(struct message *msg)
+{
+	struct receiver *r = msg->r;
+	CURL *h = r->q->n_idle ? r->q->idle[--r->q->n_idle] : NULL;
+	struct curl_slist *hdrs;
+	CURLMcode mc;
+
+	if (!h) {
+		if (!(h = curl_easy_init()))
+			die(EX_SOFTWARE, "curl_easy_init failed");
+		curl_configure(h, r);
+	}
+	msg->easy = h;
+	msg->errbuf[0] = '\0';
+	msg->upload_off = 0;
+	curl_easy_setopt(h, CURLOPT_PRIVATE, msg);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, msg->errbuf);
+	if (r->kind == RK_EMAIL) {
+		if (!msg->mail_from)
+			msg->mail_from = angle_addr(r->from);
 		curl_easy_setopt(h, CURLOPT_MAIL_FROM, msg->mail_from);
 		if (!msg->rcpt)
 			for (size_t i = 0; i < r->n_to; i++) {
@@ -356,44 +398,28 @@ curl_start(struct message *msg)
 				free(a);
 			}
 		curl_easy_setopt(h, CURLOPT_MAIL_RCPT, msg->rcpt);
-		curl_easy_setopt(h, CURLOPT_READFUNCTION, read_body);
 		curl_easy_setopt(h, CURLOPT_READDATA, msg);
-		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
 		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE,
 		                 (curl_off_t)msg->m.len);
-		if (r->starttls)
-			curl_easy_setopt(h, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
-		if (r->username)
-			curl_easy_setopt(h, CURLOPT_USERNAME, r->username);
-		if (r->password)
-			curl_easy_setopt(h, CURLOPT_PASSWORD, r->password);
 	} else {
-		curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-		curl_easy_setopt(h, CURLOPT_USERAGENT, "sm-notify/" SM_VERSION);
-		curl_easy_setopt(h, CURLOPT_POST, 1L);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, msg->m.body);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
 		                 (curl_off_t)msg->m.len);
-		if (!msg->hdrs) {
-			char *line;
-
-			msg->hdrs = curl_slist_append(NULL,
-			        "Content-Type: application/json");
-			msg->hdrs = curl_slist_append(msg->hdrs, "Expect:");
-			line = xasprintf("Idempotency-Key: %s", msg->m.key);
-			msg->hdrs = curl_slist_append(msg->hdrs, line);
-			free(line);
-			if (msg->m.signature) {
-				line = xasprintf("%s: %s", r->signature_header,
-				                 msg->m.signature);
-				msg->hdrs = curl_slist_append(msg->hdrs, line);
-				free(line);
-			}
-			for (size_t i = 0; i < r->n_headers; i++)
-				msg->hdrs = curl_slist_append(msg->hdrs,
-				                              r->headers[i]);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, msg->m.body);
+		if (!msg->key_hdr) {
+			msg->key_hdr = xasprintf("Idempotency-Key: %s", msg->m.key);
+			if (msg->m.signature)
+				msg->sig_hdr = xasprintf("%s: %s",
+				        r->signature_header, msg->m.signature);
 		}
-		curl_easy_setopt(h, CURLOPT_HTTPHEADER, msg->hdrs);
+		/* curl only reads the list: the message's lines are linked
+		 * in front of the receiver's. */
+		hdrs = r->q->hdrs;
+		if (msg->sig_hdr) {
+			msg->own[1] = (struct curl_slist){msg->sig_hdr, hdrs};
+			hdrs = &msg->own[1];
+		}
+		msg->own[0] = (struct curl_slist){msg->key_hdr, hdrs};
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, &msg->own[0]);
 	}
 	if ((mc = curl_multi_add_handle(multi, h)) != CURLM_OK)
 		die(EX_SOFTWARE, "curl_multi_add_handle: %s",
@@ -444,10 +470,12 @@ deliver_curl_done(CURL *easy, CURLcode rc)
 	}
 	curl_multi_remove_handle(multi, easy);
 	/* Reused for the receiver's next message: an easy handle is costly
-	 * to make.  (Every option is set again on reuse.) */
+	 * to make, and its receiver's options stay set (curl_configure);
+	 * curl_start sets the message's. */
 	if (msg->r->kind != RK_EMAIL) {
 		struct rqueue *q = msg->r->q;
 
+		curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);
 		if (!q->idle)
 			q->idle = xcalloc((size_t)msg->r->concurrency,
 			                  sizeof *q->idle);
@@ -638,8 +666,14 @@ static void
 attempt(struct message *msg, int64_t now)
 {
 	if (msg->attempts == 0) {
+		const struct entry *e = msg->d[0].e;
+
 		msg->first_ns = now;
-		render(msg->r, O->cfg, msg->events, msg->n, time_now_ms(), &msg->m);
+		if (msg->r->kind == RK_WEBHOOK && msg->n == 1 && e->body)
+			render_raw(msg->r, e->body, e->body_len, e->id, &msg->m);
+		else
+			render(msg->r, O->cfg, msg->events, msg->n,
+			       time_now_ms(), &msg->m);
 	}
 	msg->attempts++;
 	st.attempts++;
@@ -791,6 +825,7 @@ deliver_shutdown(void)
 		while (r->q->n_idle)
 			curl_easy_cleanup(r->q->idle[--r->q->n_idle]);
 		free(r->q->idle);
+		curl_slist_free_all(r->q->hdrs);
 		free(r->q->ring);
 		free(r->q);
 		r->q = NULL;

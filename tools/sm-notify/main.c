@@ -296,7 +296,7 @@ take_line(char *line, size_t len, unsigned long lineno, size_t *route_buf)
 	char err[256];
 	json_t *obj = json_line_parse(line, len, err, sizeof err);
 	struct entry *e;
-	size_t n;
+	size_t n, cut_off, cut_len;
 
 	stats.in++;
 	if (!obj) {
@@ -304,7 +304,11 @@ take_line(char *line, size_t len, unsigned long lineno, size_t *route_buf)
 		return;
 	}
 	e = xcalloc(1, sizeof *e);
-	e->line = xstrndup(line, len);
+	/* The line, then (when it has "kafka") the webhook body: the same
+	 * bytes without that member. */
+	e->line = xmalloc(2 * len + 2);
+	memcpy(e->line, line, len);
+	e->line[len] = '\0';
 	e->len = len;
 	e->lineno = lineno;
 	e->has_kafka = json_is_object(json_object_get(obj, "kafka"));
@@ -319,6 +323,17 @@ take_line(char *line, size_t len, unsigned long lineno, size_t *route_buf)
 		reject(lineno, line, len, err);
 		json_decref(obj);
 		return;
+	}
+	if (!json_object_get(obj, "kafka")) {
+		e->body = e->line;
+		e->body_len = len;
+	} else if (raw_without_member(line, len, "kafka", &cut_off, &cut_len)) {
+		e->body = e->line + len + 1;
+		memcpy(e->body, line, cut_off);
+		memcpy(e->body + cut_off, line + cut_off + cut_len,
+		       len - cut_off - cut_len);
+		e->body_len = len - cut_len;
+		e->body[e->body_len] = '\0';
 	}
 	json_object_del(obj, "kafka");
 	e->ev = obj;

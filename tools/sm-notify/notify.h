@@ -103,6 +103,7 @@ struct rendered {
 	size_t len;
 	char *key;    /* Idempotency-Key: the event id, or group-<sha256> */
 	char *signature; /* "sha256=<hex>" when the receiver has a secret */
+	bool borrowed;   /* body and key belong to the entry (render_raw) */
 };
 
 /* Render events[0..n) for r.  now_ms is the wall clock for Date: and
@@ -110,7 +111,21 @@ struct rendered {
 void render(const struct receiver *r, const struct config *c,
             json_t *const *events, size_t n, int64_t now_ms,
             struct rendered *out);
+/* One event to a webhook receiver: body (the event's input bytes, see
+ * rawbody.c) and key are borrowed, not copied; only the signature is
+ * made. */
+void render_raw(const struct receiver *r, const char *body, size_t len,
+                const char *key, struct rendered *out);
 void rendered_clear(struct rendered *m);
+
+/* ---- rawbody.c: the input bytes as the webhook body ------------------------ */
+
+/* In the JSON object text s[0..len) (already parsed and valid), the span
+ * to cut to remove the top-level member named key with its comma: true
+ * and *cut_off, *cut_len set, or false when there is no such member
+ * spelled plainly. */
+bool raw_without_member(const char *s, size_t len, const char *key,
+                        size_t *cut_off, size_t *cut_len);
 /* One human line for an event ("shop is DOWN since ...: HTTP 500"). */
 char *render_summary(const json_t *ev);
 /* A url with its userinfo dropped and path and query as three stars. */
@@ -139,6 +154,9 @@ bool dlog_pending(const struct dlog *d);
 struct entry {
 	char *line;
 	size_t len;
+	char *body;      /* the event without "kafka" as it came: into line's
+	                  * allocation; NULL: render it from ev */
+	size_t body_len;
 	unsigned long lineno;
 	json_t *ev;      /* the event without "kafka"; NULL for a bare ack */
 	const char *id;  /* borrowed from ev */
