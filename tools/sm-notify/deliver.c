@@ -338,6 +338,8 @@ curl_configure(CURL *h, struct receiver *r)
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
 	                 (long)(r->timeout_ms < 10000 ? r->timeout_ms : 10000));
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+	curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, ev_open_socket);
+	curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, ev_close_socket);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, r->tls_verify ? 1L : 0L);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, r->tls_verify ? 2L : 0L);
 	if (r->ca_file)

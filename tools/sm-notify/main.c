@@ -397,6 +397,22 @@ min_wait(long a, long b)
 	return a < b ? a : b;
 }
 
+/* Settle the transfers libcurl has finished; true when there were any. */
+static bool
+curl_finished(CURLM *multi)
+{
+	bool any = false;
+	CURLMsg *m;
+	int left;
+
+	while ((m = curl_multi_info_read(multi, &left)) != NULL)
+		if (m->msg == CURLMSG_DONE) {
+			deliver_curl_done(m->easy_handle, m->data.result);
+			any = true;
+		}
+	return any;
+}
+
 static int
 run(CURLM *multi)
 {
@@ -404,6 +420,7 @@ run(CURLM *multi)
 	struct stats_clock sc;
 	size_t *route_buf = xcalloc(dopts.cfg->n_recv + 1, sizeof *route_buf);
 	bool reading = true, stopping = false, was_full = false;
+	bool watching_stdin = false, stdin_pollable = true;
 	int64_t drain_deadline = 0, last_sync_ns = 0;
 
 	stats_clock_init(&sc, opt.stats_ms);
@@ -412,15 +429,13 @@ run(CURLM *multi)
 	    fcntl(STDIN_FILENO, F_SETFL, stdin_flags | O_NONBLOCK) == -1)
 		die(EX_OSERR, "stdin:");
 	lr = line_reader_new(STDIN_FILENO, input_name, SM_MAX_LINE);
+	ev_watch(wake_pipe[0], true);
 	ring = xcalloc((size_t)opt.max_pending, sizeof *ring);
 
 	for (;;) {
 		int64_t now = mono_now_ns();
-		struct curl_waitfd fds[2];
-		unsigned nfds = 0;
 		long wait;
-		int running, left;
-		CURLMsg *m;
+		bool want_stdin;
 		char drain[64];
 
 		if (stop_signal && !stopping) {
@@ -464,13 +479,12 @@ run(CURLM *multi)
 			take_line(line, len, line_reader_lineno(lr), route_buf);
 		}
 		deliver_reap(now);
+		curl_finished(multi);
 		wait = deliver_run(now, !reading);
-		curl_multi_perform(multi, &running);
-		while ((m = curl_multi_info_read(multi, &left)) != NULL)
-			if (m->msg == CURLMSG_DONE) {
-				deliver_curl_done(m->easy_handle, m->data.result);
-				wait = 0; /* its slot may start the next one */
-			}
+		/* Starts the transfers deliver_run added. */
+		ev_curl_timer(now);
+		if (curl_finished(multi))
+			wait = 0; /* their slots may start the next ones */
 		/* Group commit: one fdatasync for the deliveries confirmed
 		 * within SYNC_EVERY_MS (the transfers go on meanwhile); the
 		 * events are acknowledged only after it. */
@@ -504,15 +518,22 @@ run(CURLM *multi)
 		if (stopping)
 			wait = min_wait(wait, (long)((drain_deadline - now) / 1000000) + 1);
 		wait = min_wait(wait, stats_clock_timeout_ms(&sc));
+		wait = min_wait(wait, ev_curl_wait_ms(mono_now_ns()));
 		wait = min_wait(wait, 1000);
-		fds[nfds++] = (struct curl_waitfd){wake_pipe[0], CURL_WAIT_POLLIN, 0};
-		if (reading && ring_len < (size_t)opt.max_pending)
-			fds[nfds++] = (struct curl_waitfd){STDIN_FILENO,
-			                                   CURL_WAIT_POLLIN, 0};
-		curl_multi_poll(multi, fds, nfds, (int)wait, NULL);
+		want_stdin = reading && ring_len < (size_t)opt.max_pending;
+		if (want_stdin != watching_stdin && stdin_pollable) {
+			stdin_pollable = ev_watch(STDIN_FILENO, want_stdin);
+			watching_stdin = want_stdin && stdin_pollable;
+		}
+		if (want_stdin && !stdin_pollable)
+			wait = 0; /* a regular file: always ready */
+		ev_wait(wait);
 		while (read(wake_pipe[0], drain, sizeof drain) > 0)
 			;
+		ev_curl_timer(mono_now_ns());
 	}
+	if (watching_stdin)
+		ev_watch(STDIN_FILENO, false);
 	(void)fcntl(STDIN_FILENO, F_SETFL, stdin_flags);
 	line_reader_free(&lr);
 	while (ring_len) {
@@ -555,11 +576,13 @@ main(int argc, char **argv)
 	                       (size_t)opt.delivered_max);
 	if ((multi = curl_multi_init()) == NULL)
 		die(EX_SOFTWARE, "curl_multi_init failed");
+	ev_init(multi);
 	deliver_init(&dopts, multi);
 	status = run(multi);
 	print_stats();
 	deliver_shutdown();
 	curl_multi_cleanup(multi);
+	ev_free();
 	curl_global_cleanup();
 	dlog_free(&dopts.dlog);
 	if (dopts.dead_letter && fclose(dopts.dead_letter) != 0)

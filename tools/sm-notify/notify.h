@@ -195,4 +195,23 @@ const struct deliver_stats *deliver_stats(void);
 char *deliver_queues_text(void);
 void deliver_shutdown(void);
 
+/* ---- evloop.c: waiting on stdin, the wake pipe and libcurl's sockets ------ */
+
+void ev_init(CURLM *multi);
+void ev_free(void);
+/* Watch fd for input (or stop); false when it cannot be watched (a
+ * regular file: always ready). */
+bool ev_watch(int fd, bool on);
+/* libcurl's timer: run it when due; the milliseconds until it is (-1:
+ * none). */
+void ev_curl_timer(int64_t now_ns);
+long ev_curl_wait_ms(int64_t now_ns);
+/* Wait up to ms (-1: no limit) and hand libcurl its sockets' events. */
+void ev_wait(long ms);
+/* CURLOPT_OPENSOCKETFUNCTION and CURLOPT_CLOSESOCKETFUNCTION of every
+ * easy handle. */
+curl_socket_t ev_open_socket(void *u, curlsocktype purpose,
+                             struct curl_sockaddr *a);
+int ev_close_socket(void *u, curl_socket_t s);
+
 #endif
