@@ -176,6 +176,16 @@ settle(struct message *msg)
 	message_free(msg);
 }
 
+/* msg's event trees (parsed now if not yet: see entry_event). */
+static json_t *const *
+msg_events(struct message *msg)
+{
+	for (size_t i = 0; i < msg->n; i++)
+		if (!msg->events[i])
+			msg->events[i] = entry_event(msg->d[i].e);
+	return msg->events;
+}
+
 static void
 dead_letter(struct message *msg)
 {
@@ -195,7 +205,7 @@ dead_letter(struct message *msg)
 		o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:O}", "at", at,
 		              "receiver", msg->r->name, "type",
 		              rkind_name(msg->r->kind), "attempts", msg->attempts,
-		              "error", msg->err, "event", msg->events[i]);
+		              "error", msg->err, "event", msg_events(msg)[i]);
 		if (!o)
 			die(EX_SOFTWARE, "json_pack failed");
 		if (json_line_write(O->dead_letter, o) == -1)
@@ -525,7 +535,7 @@ exec_start(struct message *msg, int64_t now)
 		return;
 	}
 	if (pid == 0) {
-		const json_t *ev = msg->events[0];
+		const json_t *ev = msg_events(msg)[0];
 		char count[32];
 		sigset_t none;
 
@@ -674,7 +684,7 @@ attempt(struct message *msg, int64_t now)
 		if (msg->r->kind == RK_WEBHOOK && msg->n == 1 && e->body)
 			render_raw(msg->r, e->body, e->body_len, e->id, &msg->m);
 		else
-			render(msg->r, O->cfg, msg->events, msg->n,
+			render(msg->r, O->cfg, msg_events(msg), msg->n,
 			       time_now_ms(), &msg->m);
 	}
 	msg->attempts++;
@@ -769,10 +779,8 @@ deliver_run(int64_t now, bool draining)
 			msg->n = n;
 			msg->d = xcalloc(n, sizeof *msg->d);
 			msg->events = xcalloc(n, sizeof *msg->events);
-			for (size_t k = 0; k < n; k++) {
+			for (size_t k = 0; k < n; k++)
 				msg->d[k] = q_pop(q);
-				msg->events[k] = msg->d[k].e->ev;
-			}
 			q->active++;
 			attempt(msg, now);
 		}

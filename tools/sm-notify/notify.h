@@ -95,6 +95,11 @@ void config_free(struct config **c);
  * c->n_recv) and their count. */
 size_t config_route(const struct config *c, const json_t *ev, size_t *out);
 const char *rkind_name(enum rkind k);
+/* config_route for an event checked by fast_event: its kind's bit and its
+ * raw labels object (NULL: none).  -1 when a label would have to be
+ * decoded to tell: route the parsed event instead. */
+long config_route_raw(const struct config *c, unsigned kind_bit,
+                      const char *labels, size_t labels_len, size_t *out);
 
 /* ---- render.c: what each kind of receiver is sent ------------------------ */
 
@@ -126,6 +131,26 @@ void rendered_clear(struct rendered *m);
  * spelled plainly. */
 bool raw_without_member(const char *s, size_t len, const char *key,
                         size_t *cut_off, size_t *cut_len);
+/* The raw value of the member key of the JSON object text s (valid): 1
+ * and *val, *vlen set; 0: no such member; -1: a member name has escapes
+ * (it may spell key). */
+int raw_member(const char *s, size_t len, const char *key, const char **val,
+               size_t *vlen);
+
+/* ---- fastev.c: the common event line checked without a tree --------------- */
+
+struct fast_ev {
+	const char *id;       /* spans into the line */
+	size_t id_len;
+	unsigned kind_bit;
+	const char *labels;   /* the raw labels object, or NULL */
+	size_t labels_len;
+	bool has_kafka;       /* a "kafka" object */
+};
+
+/* true when line is certainly an event that json_line_parse and
+ * event_validate accept (out filled); false: ask them. */
+bool fast_event(const char *line, size_t len, struct fast_ev *out);
 /* One human line for an event ("shop is DOWN since ...: HTTP 500"). */
 char *render_summary(const json_t *ev);
 /* A url with its userinfo dropped and path and query as three stars. */
@@ -158,11 +183,16 @@ struct entry {
 	                  * allocation; NULL: render it from ev */
 	size_t body_len;
 	unsigned long lineno;
-	json_t *ev;      /* the event without "kafka"; NULL for a bare ack */
+	json_t *ev;      /* the event without "kafka"; NULL for a bare ack,
+	                  * or not parsed yet (entry_event) */
 	const char *id;  /* borrowed from ev */
 	int pending;     /* deliveries not settled */
 	bool has_kafka;
 };
+
+/* e's event tree, parsed from its body on first use: lines that
+ * fast_event checked are not parsed unless a receiver needs the tree. */
+json_t *entry_event(struct entry *e);
 
 struct deliver_opts {
 	int64_t retry_for_ms;

@@ -101,3 +101,35 @@ raw_without_member(const char *s, size_t len, const char *key,
 	}
 	return false;
 }
+
+int
+raw_member(const char *s, size_t len, const char *key, const char **val,
+           size_t *vlen)
+{
+	size_t klen = strlen(key), i = skip_ws(s, len, 0);
+
+	if (i >= len || s[i] != '{')
+		return -1;
+	for (i = skip_ws(s, len, i + 1); i < len && s[i] == '"';) {
+		size_t kstart = i, kend = skip_string(s, len, i), vstart, vend;
+
+		if (memchr(s + kstart + 1, '\\', kend - kstart - 2))
+			return -1; /* an escaped name may spell key */
+		i = skip_ws(s, len, kend);
+		if (i >= len || s[i] != ':')
+			return -1;
+		vstart = skip_ws(s, len, i + 1);
+		vend = skip_value(s, len, vstart);
+		if (kend - kstart == klen + 2 &&
+		    memcmp(s + kstart + 1, key, klen) == 0) {
+			*val = s + vstart;
+			*vlen = vend - vstart;
+			return 1;
+		}
+		i = skip_ws(s, len, vend);
+		if (i >= len || s[i] != ',')
+			break;
+		i = skip_ws(s, len, i + 1);
+	}
+	return 0;
+}
