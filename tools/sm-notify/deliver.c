@@ -64,6 +64,7 @@ struct rqueue {
 	                           * every option but the message's set */
 	size_t n_idle;
 	struct curl_slist *hdrs;  /* HTTP: the fixed request headers */
+	CURLU *url;               /* r->url parsed once (CURLOPT_CURLU) */
 };
 
 static struct deliver_opts *O;
@@ -343,6 +344,15 @@ static void
 curl_configure(CURL *h, struct receiver *r)
 {
 	curl_easy_setopt(h, CURLOPT_URL, r->url);
+	if (!r->q->url && (r->q->url = curl_url()) != NULL &&
+	    curl_url_set(r->q->url, CURLUPART_URL, r->url, 0) != CURLUE_OK) {
+		curl_url_cleanup(r->q->url);
+		r->q->url = NULL;
+	}
+	/* Parsed once, not for every transfer; a url libcurl's parser
+	 * refuses goes as CURLOPT_URL, to fail with its own error. */
+	if (r->q->url)
+		curl_easy_setopt(h, CURLOPT_CURLU, r->q->url);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)r->timeout_ms);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
@@ -836,6 +846,7 @@ deliver_shutdown(void)
 			curl_easy_cleanup(r->q->idle[--r->q->n_idle]);
 		free(r->q->idle);
 		curl_slist_free_all(r->q->hdrs);
+		curl_url_cleanup(r->q->url);
 		free(r->q->ring);
 		free(r->q);
 		r->q = NULL;
