@@ -805,6 +805,41 @@ print(json.dumps({"subject": m["Subject"], "to": m["To"], "from": m["From"],
 	[ "$(keys /rest)" = "$(ids 2 4 8 9 10 11)" ]
 }
 
+@test "notify: connections the receiver closes while idle leave the wait set, without spinning, and new ones take over" {
+	RECV_IDLE_TIMEOUT=0.2
+	export RECV_IDLE_TIMEOUT
+	start_receiver
+	unset RECV_IDLE_TIMEOUT
+	webhook_yaml hook
+	mkfifo "$T/in"
+	sm-notify "$T/r.yaml" <"$T/in" >"$T/acks" 2>"$T/err" 3>&- &
+	local pid=$!
+	track_pid "$pid"
+	exec 7>"$T/in"
+	events 3 >&7
+	wait_for posts_are /hook 3
+	# Every connection sm-notify opened is closed by the receiver.
+	closed() {
+		[ "$(jq -c 'select(.closed)' "$RECV_LOG" | wc -l)" -ge "$1" ]
+	}
+	wait_for closed 1
+	# A closed connection still registered for input would wake the loop
+	# at once, again and again: over this second it must stay asleep.
+	cpu() {
+		awk '{print $14 + $15}' "/proc/$pid/stat"
+	}
+	local c0 c1
+	c0=$(cpu)
+	sleep 1
+	c1=$(cpu)
+	[ $((c1 - c0)) -le 20 ] || { echo "cpu ticks in 1s: $((c1 - c0))"; false; }
+	events 3 '{}' down 4 >&7
+	wait_for posts_are /hook 6
+	exec 7>&-
+	wait "$pid"
+	[ "$(wc -l <"$T/acks")" -eq 6 ]
+}
+
 @test "notify: a 429 with Retry-After is retried no sooner than it says" {
 	start_receiver
 	webhook_yaml busy/2
