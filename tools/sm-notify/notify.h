@@ -185,7 +185,7 @@ struct entry {
 	unsigned long lineno;
 	json_t *ev;      /* the event without "kafka"; NULL for a bare ack,
 	                  * or not parsed yet (entry_event) */
-	const char *id;  /* borrowed from ev */
+	const char *id;  /* borrowed from ev, or in line's allocation */
 	int pending;     /* deliveries not settled */
 	bool has_kafka;
 };
