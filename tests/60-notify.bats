@@ -137,6 +137,35 @@ for line in sys.stdin:
 	[[ "$stderr" != *s3cr3t* ]]
 }
 
+@test "notify: a webhook body is the event's input bytes without \"kafka\", wherever it stands" {
+	start_receiver
+	webhook_yaml hook
+	local k='"kafka":{"topic":"a,}\"]","partition":0,"offset":[1,{"x":"{"}]}'
+	# ev N: the fields of an event without its braces.
+	ev() {
+		events 1 '{}' down "$1" | jq -c 'del(.kafka)' | sed 's/^{//; s/}$//'
+	}
+	{
+		printf '{%s,%s}\n' "$k" "$(ev 1)"
+		printf '{%s,%s,%s}\n' "$(ev 2 | cut -d, -f1-3)" "$k" "$(ev 2 | cut -d, -f4-)"
+		printf '{%s,%s}\n' "$(ev 3)" "$k"
+		printf '{ %s ,\t%s }\n' "$(ev 4)" "$k"
+		# Not spelled plainly: the body is encoded from the parsed event.
+		printf '{%s,%s}\n' "$(ev 5)" "${k/kafka/\\u006bafka}"
+	} >"$T/in"
+	run -0 --separate-stderr sm-notify "$T/r.yaml" <"$T/in"
+	[ "$output" = "$(cat "$T/in")" ]
+	posts_are /hook 5
+	body() {
+		jq -r "select(.key == \"$(inc "$1")/down\") | .body" "$RECV_LOG"
+	}
+	[ "$(body 1)" = "{$(ev 1)}" ]
+	[ "$(body 2)" = "{$(ev 2)}" ]
+	[ "$(body 3)" = "{$(ev 3)}" ]
+	[ "$(body 4)" = "$(printf '{ %s }' "$(ev 4)")" ]
+	[ "$(body 5)" = "{$(ev 5)}" ]
+}
+
 @test "notify: acks stay in input order when a later event is delivered first" {
 	start_receiver
 	cat >"$T/r.yaml" <<-EOF
@@ -659,6 +688,156 @@ print(json.dumps({"subject": m["Subject"], "to": m["To"], "from": m["From"],
 	[ "$(jq -r .line "$T/dead" | tr '\n' ' ')" = "2 3 4 5 " ]
 	[[ "$stderr" == *" invalid=4 "* ]]
 	run -65 --separate-stderr sm-notify -s "$T/r.yaml" <"$T/in"
+}
+
+@test "notify: each way an event can be invalid is refused, as event_validate says, also for lines checked without a tree" {
+	cat >"$T/r.yaml" <<-EOF
+	receivers:
+	  log:
+	    type: exec
+	    command: "cat >> '$T/got'"
+	default: log
+	EOF
+	# mut N JQ: event N with JQ applied.
+	mut() {
+		events 1 '{"team":"web"}' down "$1" | jq -c "$2"
+	}
+	{
+		mut 1 '.v = 2'
+		events 1 '{}' down 2 | sed 's/"v":1,/"v":1.0,/'
+		mut 3 '.event = "sideways"'
+		mut 4 '.incident = "ABCDEF" + .incident[6:] | .id = "\(.incident)/down"'
+		mut 5 '.id = "\(.incident)/downx"'
+		mut 6 '.id = .incident'
+		mut 7 '.target = ""'
+		mut 8 '.url = 5'
+		mut 9 '.labels = []'
+		mut 10 '.at = "yesterday"'
+		mut 11 '.since = "2026-13-01T00:00:00.000Z"'
+		mut 12 '.locations = ["a", 1]'
+		mut 13 '.locations = "fra"'
+		mut 14 '.locations_total = -1'
+		events 1 '{}' down 15 | sed 's/"locations_total":3/"locations_total":3e0/'
+		mut 16 '.reason = []'
+		mut 17 '.reason.error_kind = "bogus"'
+		mut 18 '.results = ["0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "nope"]'
+		mut 19 '.resolution = "recovered"'
+		mut 20 '.event = "resolved" | .id = "\(.incident)/resolved"'
+		mut 21 '.detail = "x"'
+		mut 22 '.kafka = 5'
+		events 1 '{}' down 23 | sed 's/^{"v":1,/{"v":1,"v":1,/'
+		mut 24 'del(.locations)'
+		# Valid, in the less common shapes: delivered.
+		mut 25 '.results = ["0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"] | .reason.error_kind = null'
+		mut 26 '.event = "resolved" | .id = "\(.incident)/resolved/2" | .resolution = "recovered"'
+		mut 27 '.target = "caf\u00e9 \"quoted\"" | .locations = [] | del(.url, .labels, .reason, .locations_total)'
+	} >"$T/in"
+	run -0 --separate-stderr sm-notify "$T/r.yaml" <"$T/in"
+	[[ "$stderr" == *" invalid=24 "* ]]
+	[ "$(jq -r .id "$T/got" | sort | tr '\n' ' ')" = "$(inc 25)/down $(inc 26)/resolved/2 $(inc 27)/down " ]
+	[ "$(jq -c "select(.id == \"$(inc 27)/down\") | .target == \"caf\\u00e9 \\\"quoted\\\"\"" "$T/got")" = true ]
+	for want in \
+		'1: field "v" must be 1' '2: field "v" must be 1' \
+		'3: field "event": unknown event "sideways"' \
+		'4: field "incident" must be' '5: field "id" must be' '6: field "id" must be' \
+		'7: field "target" is required' '8: field "url" must be a string' \
+		'9: field "labels" must be an object' '10: field "at" must be' \
+		'11: field "since" must be' '12: field "locations" must be' \
+		'13: field "locations" must be' '14: field "locations_total" must be' \
+		'15: field "locations_total" must be' '16: field "reason" must be an object' \
+		'17: field "reason.error_kind" must be' '18: field "results" must be' \
+		'19: field "resolution" is only for resolved' '20: field "resolution" must be' \
+		'21: field "detail" must be an object' '22: field "kafka" must be an object' \
+		'23: invalid JSON' '24: field "locations" must be'; do
+		[[ "$stderr" == *"<stdin>:$want"* ]] || { echo "missing: $want"; false; }
+	done
+}
+
+@test "notify: routes match string, integer and boolean labels, escaped or not" {
+	start_receiver
+	cat >"$T/r.yaml" <<-EOF
+	receivers:
+	  web:
+	    type: webhook
+	    url: $RECV/web
+	  tier1:
+	    type: webhook
+	    url: $RECV/tier1
+	  pager:
+	    type: webhook
+	    url: $RECV/pager
+	  rest:
+	    type: webhook
+	    url: $RECV/rest
+	routes:
+	  - match: {team: web}
+	    receivers: [web]
+	  - match: {tier: 1}
+	    receivers: [tier1]
+	  - match: {pager: true}
+	    receivers: [pager]
+	default: rest
+	EOF
+	{
+		events 1 '{"team":"web"}' down 1
+		events 1 '{"team":"webb"}' down 2
+		events 1 '{"tier":1}' down 3
+		events 1 '{"tier":2}' down 4 | sed 's/"tier":2/"tier":1.0/'
+		events 1 '{"tier":"1"}' down 5
+		events 1 '{"pager":true}' down 6
+		events 1 '{"pager":"true"}' down 7
+		events 1 '{"pager":false}' down 8
+		events 1 '{"tier":-1}' down 9
+		events 1 '{"team":null}' down 10
+		events 1 '{"team":["web"]}' down 11
+		events 1 '{"team":"web"}' down 12 | sed 's/"team":"web"/"team":"w\\u0065b"/'
+		events 1 '{"team":"web"}' down 13 | sed 's/"team":"web"/"t\\u0065am":"web"/'
+		events 1 '{"other":"web","team":"web"}' down 14
+	} >"$T/in"
+	run -0 --separate-stderr sm-notify "$T/r.yaml" <"$T/in"
+	[ "$output" = "$(cat "$T/in")" ]
+	ids() {
+		for i; do echo "$(inc "$i")/down"; done
+	}
+	[ "$(keys /web)" = "$(ids 1 12 13 14)" ]
+	[ "$(keys /tier1)" = "$(ids 3 5)" ]
+	[ "$(keys /pager)" = "$(ids 6 7)" ]
+	[ "$(keys /rest)" = "$(ids 2 4 8 9 10 11)" ]
+}
+
+@test "notify: connections the receiver closes while idle leave the wait set, without spinning, and new ones take over" {
+	RECV_IDLE_TIMEOUT=0.2
+	export RECV_IDLE_TIMEOUT
+	start_receiver
+	unset RECV_IDLE_TIMEOUT
+	webhook_yaml hook
+	mkfifo "$T/in"
+	sm-notify "$T/r.yaml" <"$T/in" >"$T/acks" 2>"$T/err" 3>&- &
+	local pid=$!
+	track_pid "$pid"
+	exec 7>"$T/in"
+	events 3 >&7
+	wait_for posts_are /hook 3
+	# Every connection sm-notify opened is closed by the receiver.
+	closed() {
+		[ "$(jq -c 'select(.closed)' "$RECV_LOG" | wc -l)" -ge "$1" ]
+	}
+	wait_for closed 1
+	# A closed connection still registered for input would wake the loop
+	# at once, again and again: over this second it must stay asleep.
+	cpu() {
+		awk '{print $14 + $15}' "/proc/$pid/stat"
+	}
+	local c0 c1
+	c0=$(cpu)
+	sleep 1
+	c1=$(cpu)
+	[ $((c1 - c0)) -le 20 ] || { echo "cpu ticks in 1s: $((c1 - c0))"; false; }
+	events 3 '{}' down 4 >&7
+	wait_for posts_are /hook 6
+	exec 7>&-
+	wait "$pid"
+	[ "$(wc -l <"$T/acks")" -eq 6 ]
 }
 
 @test "notify: a 429 with Retry-After is retried no sooner than it says" {

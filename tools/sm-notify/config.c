@@ -702,6 +702,56 @@ route_matches(const struct route *rt, const json_t *ev)
 	return true;
 }
 
+/* route_matches on an event's raw labels object (NULL: none): 1, 0, or
+ * -1 when the text would have to be decoded to tell. */
+static int
+route_matches_raw(const struct route *rt, unsigned kind_bit,
+                  const char *labels, size_t labels_len)
+{
+	if (!(rt->events & kind_bit))
+		return 0;
+	for (size_t i = 0; i < rt->n_match; i++) {
+		const char *v, *want = rt->vals[i];
+		size_t vl, wl = strlen(want);
+		int r = labels ? raw_member(labels, labels_len, rt->keys[i], &v,
+		                            &vl)
+		               : 0;
+
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			return 0;
+		if (*v == '"') {
+			/* A string: equal when its text, without escapes, is. */
+			if (memchr(v, '\\', vl))
+				return -1;
+			if (vl - 2 != wl || memcmp(v + 1, want, wl) != 0)
+				return 0;
+		} else if (*v == 't' || *v == 'f' || *v == 'n' || *v == '{' ||
+		           *v == '[') {
+			/* true and false match as words; null, objects and
+			 * arrays never. */
+			if (!((*v == 't' && !strcmp(want, "true")) ||
+			      (*v == 'f' && !strcmp(want, "false"))))
+				return 0;
+		} else {
+			/* A number: an integer's digits as jansson prints them;
+			 * anything else (a fraction, an exponent, -0, a long
+			 * one) is left to jansson. */
+			size_t k = *v == '-' ? 1 : 0;
+
+			if (vl > 18 || vl == k || (k && v[1] == '0'))
+				return -1;
+			for (size_t j = k; j < vl; j++)
+				if (v[j] < '0' || v[j] > '9')
+					return -1;
+			if (vl != wl || memcmp(v, want, wl) != 0)
+				return 0;
+		}
+	}
+	return 1;
+}
+
 static size_t
 add_unique(size_t *out, size_t n, const size_t *add, size_t n_add)
 {
@@ -735,6 +785,31 @@ config_route(const struct config *c, const json_t *ev, size_t *out)
 	if (!matched)
 		n = add_unique(out, n, c->deflt, c->n_deflt);
 	return n;
+}
+
+long
+config_route_raw(const struct config *c, unsigned kind_bit,
+                 const char *labels, size_t labels_len, size_t *out)
+{
+	size_t n = 0;
+	bool matched = false;
+
+	for (size_t i = 0; i < c->n_routes; i++) {
+		const struct route *rt = &c->routes[i];
+		int m = route_matches_raw(rt, kind_bit, labels, labels_len);
+
+		if (m < 0)
+			return -1;
+		if (!m)
+			continue;
+		matched = true;
+		n = add_unique(out, n, rt->recv, rt->n_recv);
+		if (!rt->cont)
+			break;
+	}
+	if (!matched)
+		n = add_unique(out, n, c->deflt, c->n_deflt);
+	return (long)n;
 }
 
 static void

@@ -38,7 +38,11 @@ struct message {
 	char err[512];
 	/* curl */
 	CURL *easy;
-	struct curl_slist *hdrs, *rcpt;
+	struct curl_slist *hdrs, *rcpt; /* e-mail: curl_slist_append'ed */
+	/* HTTP: the message's own header lines, ahead of the receiver's
+	 * fixed ones (rqueue.hdrs): nothing to allocate per delivery. */
+	struct curl_slist own[2];
+	char *key_hdr, *sig_hdr;
 	char *mail_from;
 	size_t upload_off;
 	char errbuf[CURL_ERROR_SIZE];
@@ -56,8 +60,11 @@ struct rqueue {
 	struct message *waiting;  /* failed, waiting for their next attempt */
 	double tokens;
 	int64_t refill_ns;
-	CURL **idle;              /* easy handles to reuse (HTTP kinds) */
+	CURL **idle;              /* easy handles to reuse (HTTP kinds),
+	                           * every option but the message's set */
 	size_t n_idle;
+	struct curl_slist *hdrs;  /* HTTP: the fixed request headers */
+	CURLU *url;               /* r->url parsed once (CURLOPT_CURLU) */
 };
 
 static struct deliver_opts *O;
@@ -150,6 +157,8 @@ message_free(struct message *msg)
 	}
 	curl_slist_free_all(msg->hdrs);
 	curl_slist_free_all(msg->rcpt);
+	free(msg->key_hdr);
+	free(msg->sig_hdr);
 	free(msg->mail_from);
 	rendered_clear(&msg->m);
 	free(msg->d);
@@ -166,6 +175,16 @@ settle(struct message *msg)
 	}
 	msg->r->q->active--;
 	message_free(msg);
+}
+
+/* msg's event trees (parsed now if not yet: see entry_event). */
+static json_t *const *
+msg_events(struct message *msg)
+{
+	for (size_t i = 0; i < msg->n; i++)
+		if (!msg->events[i])
+			msg->events[i] = entry_event(msg->d[i].e);
+	return msg->events;
 }
 
 static void
@@ -187,7 +206,7 @@ dead_letter(struct message *msg)
 		o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:O}", "at", at,
 		              "receiver", msg->r->name, "type",
 		              rkind_name(msg->r->kind), "attempts", msg->attempts,
-		              "error", msg->err, "event", msg->events[i]);
+		              "error", msg->err, "event", msg_events(msg)[i]);
 		if (!o)
 			die(EX_SOFTWARE, "json_pack failed");
 		if (json_line_write(O->dead_letter, o) == -1)
@@ -320,33 +339,78 @@ angle_addr(const char *s)
 	return xasprintf("<%s>", s);
 }
 
+/* The options that stay the same for every message of r. */
 static void
-curl_start(struct message *msg)
+curl_configure(CURL *h, struct receiver *r)
 {
-	struct receiver *r = msg->r;
-	CURL *h = r->q->n_idle ? r->q->idle[--r->q->n_idle] : curl_easy_init();
-	CURLMcode mc;
-
-	if (!h)
-		die(EX_SOFTWARE, "curl_easy_init failed");
-	msg->easy = h;
-	msg->errbuf[0] = '\0';
-	msg->upload_off = 0;
 	curl_easy_setopt(h, CURLOPT_URL, r->url);
-	curl_easy_setopt(h, CURLOPT_PRIVATE, msg);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, msg->errbuf);
+	if (!r->q->url && (r->q->url = curl_url()) != NULL &&
+	    curl_url_set(r->q->url, CURLUPART_URL, r->url, 0) != CURLUE_OK) {
+		curl_url_cleanup(r->q->url);
+		r->q->url = NULL;
+	}
+	/* Parsed once, not for every transfer; a url libcurl's parser
+	 * refuses goes as CURLOPT_URL, to fail with its own error. */
+	if (r->q->url)
+		curl_easy_setopt(h, CURLOPT_CURLU, r->q->url);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)r->timeout_ms);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
 	                 (long)(r->timeout_ms < 10000 ? r->timeout_ms : 10000));
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+	curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, ev_open_socket);
+	curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, ev_close_socket);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, r->tls_verify ? 1L : 0L);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, r->tls_verify ? 2L : 0L);
 	if (r->ca_file)
 		curl_easy_setopt(h, CURLOPT_CAINFO, r->ca_file);
 	if (r->kind == RK_EMAIL) {
 		curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-		msg->mail_from = angle_addr(r->from);
+		curl_easy_setopt(h, CURLOPT_READFUNCTION, read_body);
+		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+		if (r->starttls)
+			curl_easy_setopt(h, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
+		if (r->username)
+			curl_easy_setopt(h, CURLOPT_USERNAME, r->username);
+		if (r->password)
+			curl_easy_setopt(h, CURLOPT_PASSWORD, r->password);
+		return;
+	}
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "sm-notify/" SM_VERSION);
+	curl_easy_setopt(h, CURLOPT_POST, 1L);
+	if (!r->q->hdrs) {
+		r->q->hdrs = curl_slist_append(NULL,
+		                               "Content-Type: application/json");
+		r->q->hdrs = curl_slist_append(r->q->hdrs, "Expect:");
+		for (size_t i = 0; i < r->n_headers; i++)
+			r->q->hdrs = curl_slist_append(r->q->hdrs, r->headers[i]);
+		if (!r->q->hdrs)
+			die(EX_SOFTWARE, "curl_slist_append failed");
+	}
+}
+
+static void
+curl_start(struct message *msg)
+{
+	struct receiver *r = msg->r;
+	CURL *h = r->q->n_idle ? r->q->idle[--r->q->n_idle] : NULL;
+	struct curl_slist *hdrs;
+	CURLMcode mc;
+
+	if (!h) {
+		if (!(h = curl_easy_init()))
+			die(EX_SOFTWARE, "curl_easy_init failed");
+		curl_configure(h, r);
+	}
+	msg->easy = h;
+	msg->errbuf[0] = '\0';
+	msg->upload_off = 0;
+	curl_easy_setopt(h, CURLOPT_PRIVATE, msg);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, msg->errbuf);
+	if (r->kind == RK_EMAIL) {
+		if (!msg->mail_from)
+			msg->mail_from = angle_addr(r->from);
 		curl_easy_setopt(h, CURLOPT_MAIL_FROM, msg->mail_from);
 		if (!msg->rcpt)
 			for (size_t i = 0; i < r->n_to; i++) {
@@ -356,44 +420,28 @@ curl_start(struct message *msg)
 				free(a);
 			}
 		curl_easy_setopt(h, CURLOPT_MAIL_RCPT, msg->rcpt);
-		curl_easy_setopt(h, CURLOPT_READFUNCTION, read_body);
 		curl_easy_setopt(h, CURLOPT_READDATA, msg);
-		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
 		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE,
 		                 (curl_off_t)msg->m.len);
-		if (r->starttls)
-			curl_easy_setopt(h, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
-		if (r->username)
-			curl_easy_setopt(h, CURLOPT_USERNAME, r->username);
-		if (r->password)
-			curl_easy_setopt(h, CURLOPT_PASSWORD, r->password);
 	} else {
-		curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-		curl_easy_setopt(h, CURLOPT_USERAGENT, "sm-notify/" SM_VERSION);
-		curl_easy_setopt(h, CURLOPT_POST, 1L);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, msg->m.body);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
 		                 (curl_off_t)msg->m.len);
-		if (!msg->hdrs) {
-			char *line;
-
-			msg->hdrs = curl_slist_append(NULL,
-			        "Content-Type: application/json");
-			msg->hdrs = curl_slist_append(msg->hdrs, "Expect:");
-			line = xasprintf("Idempotency-Key: %s", msg->m.key);
-			msg->hdrs = curl_slist_append(msg->hdrs, line);
-			free(line);
-			if (msg->m.signature) {
-				line = xasprintf("%s: %s", r->signature_header,
-				                 msg->m.signature);
-				msg->hdrs = curl_slist_append(msg->hdrs, line);
-				free(line);
-			}
-			for (size_t i = 0; i < r->n_headers; i++)
-				msg->hdrs = curl_slist_append(msg->hdrs,
-				                              r->headers[i]);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, msg->m.body);
+		if (!msg->key_hdr) {
+			msg->key_hdr = xasprintf("Idempotency-Key: %s", msg->m.key);
+			if (msg->m.signature)
+				msg->sig_hdr = xasprintf("%s: %s",
+				        r->signature_header, msg->m.signature);
 		}
-		curl_easy_setopt(h, CURLOPT_HTTPHEADER, msg->hdrs);
+		/* curl only reads the list: the message's lines are linked
+		 * in front of the receiver's. */
+		hdrs = r->q->hdrs;
+		if (msg->sig_hdr) {
+			msg->own[1] = (struct curl_slist){msg->sig_hdr, hdrs};
+			hdrs = &msg->own[1];
+		}
+		msg->own[0] = (struct curl_slist){msg->key_hdr, hdrs};
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, &msg->own[0]);
 	}
 	if ((mc = curl_multi_add_handle(multi, h)) != CURLM_OK)
 		die(EX_SOFTWARE, "curl_multi_add_handle: %s",
@@ -444,10 +492,12 @@ deliver_curl_done(CURL *easy, CURLcode rc)
 	}
 	curl_multi_remove_handle(multi, easy);
 	/* Reused for the receiver's next message: an easy handle is costly
-	 * to make.  (Every option is set again on reuse.) */
+	 * to make, and its receiver's options stay set (curl_configure);
+	 * curl_start sets the message's. */
 	if (msg->r->kind != RK_EMAIL) {
 		struct rqueue *q = msg->r->q;
 
+		curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);
 		if (!q->idle)
 			q->idle = xcalloc((size_t)msg->r->concurrency,
 			                  sizeof *q->idle);
@@ -495,7 +545,7 @@ exec_start(struct message *msg, int64_t now)
 		return;
 	}
 	if (pid == 0) {
-		const json_t *ev = msg->events[0];
+		const json_t *ev = msg_events(msg)[0];
 		char count[32];
 		sigset_t none;
 
@@ -638,8 +688,14 @@ static void
 attempt(struct message *msg, int64_t now)
 {
 	if (msg->attempts == 0) {
+		const struct entry *e = msg->d[0].e;
+
 		msg->first_ns = now;
-		render(msg->r, O->cfg, msg->events, msg->n, time_now_ms(), &msg->m);
+		if (msg->r->kind == RK_WEBHOOK && msg->n == 1 && e->body)
+			render_raw(msg->r, e->body, e->body_len, e->id, &msg->m);
+		else
+			render(msg->r, O->cfg, msg_events(msg), msg->n,
+			       time_now_ms(), &msg->m);
 	}
 	msg->attempts++;
 	st.attempts++;
@@ -733,10 +789,8 @@ deliver_run(int64_t now, bool draining)
 			msg->n = n;
 			msg->d = xcalloc(n, sizeof *msg->d);
 			msg->events = xcalloc(n, sizeof *msg->events);
-			for (size_t k = 0; k < n; k++) {
+			for (size_t k = 0; k < n; k++)
 				msg->d[k] = q_pop(q);
-				msg->events[k] = msg->d[k].e->ev;
-			}
 			q->active++;
 			attempt(msg, now);
 		}
@@ -791,6 +845,8 @@ deliver_shutdown(void)
 		while (r->q->n_idle)
 			curl_easy_cleanup(r->q->idle[--r->q->n_idle]);
 		free(r->q->idle);
+		curl_slist_free_all(r->q->hdrs);
+		curl_url_cleanup(r->q->url);
 		free(r->q->ring);
 		free(r->q);
 		r->q = NULL;

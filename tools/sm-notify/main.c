@@ -290,26 +290,112 @@ reject(unsigned long lineno, const char *line, size_t len, const char *why)
 	}
 }
 
+/* A held line: the line, then (set_body) the webhook body, then room for
+ * id_len bytes and a NUL, in one allocation. */
+static struct entry *
+entry_new(const char *line, size_t len, unsigned long lineno, size_t id_len)
+{
+	struct entry *e = xcalloc(1, sizeof *e);
+
+	e->line = xmalloc(2 * len + 2 + id_len + 1);
+	memcpy(e->line, line, len);
+	e->line[len] = '\0';
+	e->len = len;
+	e->lineno = lineno;
+	ring[(ring_head + ring_len) % (size_t)opt.max_pending] = e;
+	ring_len++;
+	return e;
+}
+
+/* The webhook body: the line's bytes without its "kafka" member (kafka:
+ * whether it has one).  Left NULL when that member is not spelled
+ * plainly: the body is then rendered from the tree. */
+static void
+set_body(struct entry *e, bool kafka)
+{
+	size_t cut_off, cut_len;
+
+	if (!kafka) {
+		e->body = e->line;
+		e->body_len = e->len;
+	} else if (raw_without_member(e->line, e->len, "kafka", &cut_off,
+	                              &cut_len)) {
+		e->body = e->line + e->len + 1;
+		memcpy(e->body, e->line, cut_off);
+		memcpy(e->body + cut_off, e->line + cut_off + cut_len,
+		       e->len - cut_off - cut_len);
+		e->body_len = e->len - cut_len;
+		e->body[e->body_len] = '\0';
+	}
+}
+
+json_t *
+entry_event(struct entry *e)
+{
+	json_error_t jerr;
+
+	if (e->ev)
+		return e->ev;
+	if (!e->body ||
+	    !(e->ev = json_loadb(e->body, e->body_len, JSON_REJECT_DUPLICATES,
+	                         &jerr)))
+		die(EX_SOFTWARE, "line %lu: checked event does not parse: %s",
+		    e->lineno, e->body ? jerr.text : "no body");
+	return e->ev;
+}
+
+/* The common case: an event line checked and routed by fast_event and
+ * config_route_raw, no tree built.  false: take the long way. */
+static bool
+take_fast(char *line, size_t len, unsigned long lineno, size_t *route_buf)
+{
+	struct fast_ev fe;
+	struct entry *e;
+	long n;
+
+	if (!fast_event(line, len, &fe))
+		return false;
+	n = config_route_raw(dopts.cfg, fe.kind_bit, fe.labels, fe.labels_len,
+	                     route_buf);
+	if (n < 0)
+		return false;
+	e = entry_new(line, len, lineno, fe.id_len);
+	e->has_kafka = fe.has_kafka;
+	set_body(e, fe.has_kafka);
+	if (!e->body) {
+		/* Cannot happen for a line jscan is sure of; be safe. */
+		ring_len--;
+		free(e->line);
+		free(e);
+		return false;
+	}
+	e->id = e->line + 2 * len + 2;
+	memcpy((char *)e->id, fe.id, fe.id_len);
+	((char *)e->id)[fe.id_len] = '\0';
+	stats.events++;
+	if (n == 0)
+		stats.unrouted++;
+	deliver_enqueue(e, route_buf, (size_t)n);
+	return true;
+}
+
 static void
 take_line(char *line, size_t len, unsigned long lineno, size_t *route_buf)
 {
 	char err[256];
-	json_t *obj = json_line_parse(line, len, err, sizeof err);
+	json_t *obj;
 	struct entry *e;
 	size_t n;
 
 	stats.in++;
-	if (!obj) {
+	if (take_fast(line, len, lineno, route_buf))
+		return;
+	if (!(obj = json_line_parse(line, len, err, sizeof err))) {
 		reject(lineno, line, len, err);
 		return;
 	}
-	e = xcalloc(1, sizeof *e);
-	e->line = xstrndup(line, len);
-	e->len = len;
-	e->lineno = lineno;
+	e = entry_new(line, len, lineno, 0);
 	e->has_kafka = json_is_object(json_object_get(obj, "kafka"));
-	ring[(ring_head + ring_len) % (size_t)opt.max_pending] = e;
-	ring_len++;
 	if (!json_object_get(obj, "event") && e->has_kafka) {
 		/* A bare ack line: settled at once. */
 		json_decref(obj);
@@ -320,6 +406,7 @@ take_line(char *line, size_t len, unsigned long lineno, size_t *route_buf)
 		json_decref(obj);
 		return;
 	}
+	set_body(e, json_object_get(obj, "kafka") != NULL);
 	json_object_del(obj, "kafka");
 	e->ev = obj;
 	e->id = json_string_value(json_object_get(obj, "id"));
@@ -382,6 +469,22 @@ min_wait(long a, long b)
 	return a < b ? a : b;
 }
 
+/* Settle the transfers libcurl has finished; true when there were any. */
+static bool
+curl_finished(CURLM *multi)
+{
+	bool any = false;
+	CURLMsg *m;
+	int left;
+
+	while ((m = curl_multi_info_read(multi, &left)) != NULL)
+		if (m->msg == CURLMSG_DONE) {
+			deliver_curl_done(m->easy_handle, m->data.result);
+			any = true;
+		}
+	return any;
+}
+
 static int
 run(CURLM *multi)
 {
@@ -389,6 +492,7 @@ run(CURLM *multi)
 	struct stats_clock sc;
 	size_t *route_buf = xcalloc(dopts.cfg->n_recv + 1, sizeof *route_buf);
 	bool reading = true, stopping = false, was_full = false;
+	bool watching_stdin = false, stdin_pollable = true;
 	int64_t drain_deadline = 0, last_sync_ns = 0;
 
 	stats_clock_init(&sc, opt.stats_ms);
@@ -397,15 +501,13 @@ run(CURLM *multi)
 	    fcntl(STDIN_FILENO, F_SETFL, stdin_flags | O_NONBLOCK) == -1)
 		die(EX_OSERR, "stdin:");
 	lr = line_reader_new(STDIN_FILENO, input_name, SM_MAX_LINE);
+	ev_watch(wake_pipe[0], true);
 	ring = xcalloc((size_t)opt.max_pending, sizeof *ring);
 
 	for (;;) {
 		int64_t now = mono_now_ns();
-		struct curl_waitfd fds[2];
-		unsigned nfds = 0;
 		long wait;
-		int running, left;
-		CURLMsg *m;
+		bool want_stdin;
 		char drain[64];
 
 		if (stop_signal && !stopping) {
@@ -449,13 +551,12 @@ run(CURLM *multi)
 			take_line(line, len, line_reader_lineno(lr), route_buf);
 		}
 		deliver_reap(now);
+		curl_finished(multi);
 		wait = deliver_run(now, !reading);
-		curl_multi_perform(multi, &running);
-		while ((m = curl_multi_info_read(multi, &left)) != NULL)
-			if (m->msg == CURLMSG_DONE) {
-				deliver_curl_done(m->easy_handle, m->data.result);
-				wait = 0; /* its slot may start the next one */
-			}
+		/* Starts the transfers deliver_run added. */
+		ev_curl_timer(now);
+		if (curl_finished(multi))
+			wait = 0; /* their slots may start the next ones */
 		/* Group commit: one fdatasync for the deliveries confirmed
 		 * within SYNC_EVERY_MS (the transfers go on meanwhile); the
 		 * events are acknowledged only after it. */
@@ -489,15 +590,22 @@ run(CURLM *multi)
 		if (stopping)
 			wait = min_wait(wait, (long)((drain_deadline - now) / 1000000) + 1);
 		wait = min_wait(wait, stats_clock_timeout_ms(&sc));
+		wait = min_wait(wait, ev_curl_wait_ms(mono_now_ns()));
 		wait = min_wait(wait, 1000);
-		fds[nfds++] = (struct curl_waitfd){wake_pipe[0], CURL_WAIT_POLLIN, 0};
-		if (reading && ring_len < (size_t)opt.max_pending)
-			fds[nfds++] = (struct curl_waitfd){STDIN_FILENO,
-			                                   CURL_WAIT_POLLIN, 0};
-		curl_multi_poll(multi, fds, nfds, (int)wait, NULL);
+		want_stdin = reading && ring_len < (size_t)opt.max_pending;
+		if (want_stdin != watching_stdin && stdin_pollable) {
+			stdin_pollable = ev_watch(STDIN_FILENO, want_stdin);
+			watching_stdin = want_stdin && stdin_pollable;
+		}
+		if (want_stdin && !stdin_pollable)
+			wait = 0; /* a regular file: always ready */
+		ev_wait(wait);
 		while (read(wake_pipe[0], drain, sizeof drain) > 0)
 			;
+		ev_curl_timer(mono_now_ns());
 	}
+	if (watching_stdin)
+		ev_watch(STDIN_FILENO, false);
 	(void)fcntl(STDIN_FILENO, F_SETFL, stdin_flags);
 	line_reader_free(&lr);
 	while (ring_len) {
@@ -540,11 +648,13 @@ main(int argc, char **argv)
 	                       (size_t)opt.delivered_max);
 	if ((multi = curl_multi_init()) == NULL)
 		die(EX_SOFTWARE, "curl_multi_init failed");
+	ev_init(multi);
 	deliver_init(&dopts, multi);
 	status = run(multi);
 	print_stats();
 	deliver_shutdown();
 	curl_multi_cleanup(multi);
+	ev_free();
 	curl_global_cleanup();
 	dlog_free(&dopts.dlog);
 	if (dopts.dead_letter && fclose(dopts.dead_letter) != 0)

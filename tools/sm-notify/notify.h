@@ -95,6 +95,11 @@ void config_free(struct config **c);
  * c->n_recv) and their count. */
 size_t config_route(const struct config *c, const json_t *ev, size_t *out);
 const char *rkind_name(enum rkind k);
+/* config_route for an event checked by fast_event: its kind's bit and its
+ * raw labels object (NULL: none).  -1 when a label would have to be
+ * decoded to tell: route the parsed event instead. */
+long config_route_raw(const struct config *c, unsigned kind_bit,
+                      const char *labels, size_t labels_len, size_t *out);
 
 /* ---- render.c: what each kind of receiver is sent ------------------------ */
 
@@ -103,6 +108,7 @@ struct rendered {
 	size_t len;
 	char *key;    /* Idempotency-Key: the event id, or group-<sha256> */
 	char *signature; /* "sha256=<hex>" when the receiver has a secret */
+	bool borrowed;   /* body and key belong to the entry (render_raw) */
 };
 
 /* Render events[0..n) for r.  now_ms is the wall clock for Date: and
@@ -110,7 +116,41 @@ struct rendered {
 void render(const struct receiver *r, const struct config *c,
             json_t *const *events, size_t n, int64_t now_ms,
             struct rendered *out);
+/* One event to a webhook receiver: body (the event's input bytes, see
+ * rawbody.c) and key are borrowed, not copied; only the signature is
+ * made. */
+void render_raw(const struct receiver *r, const char *body, size_t len,
+                const char *key, struct rendered *out);
 void rendered_clear(struct rendered *m);
+
+/* ---- rawbody.c: the input bytes as the webhook body ------------------------ */
+
+/* In the JSON object text s[0..len) (already parsed and valid), the span
+ * to cut to remove the top-level member named key with its comma: true
+ * and *cut_off, *cut_len set, or false when there is no such member
+ * spelled plainly. */
+bool raw_without_member(const char *s, size_t len, const char *key,
+                        size_t *cut_off, size_t *cut_len);
+/* The raw value of the member key of the JSON object text s (valid): 1
+ * and *val, *vlen set; 0: no such member; -1: a member name has escapes
+ * (it may spell key). */
+int raw_member(const char *s, size_t len, const char *key, const char **val,
+               size_t *vlen);
+
+/* ---- fastev.c: the common event line checked without a tree --------------- */
+
+struct fast_ev {
+	const char *id;       /* spans into the line */
+	size_t id_len;
+	unsigned kind_bit;
+	const char *labels;   /* the raw labels object, or NULL */
+	size_t labels_len;
+	bool has_kafka;       /* a "kafka" object */
+};
+
+/* true when line is certainly an event that json_line_parse and
+ * event_validate accept (out filled); false: ask them. */
+bool fast_event(const char *line, size_t len, struct fast_ev *out);
 /* One human line for an event ("shop is DOWN since ...: HTTP 500"). */
 char *render_summary(const json_t *ev);
 /* A url with its userinfo dropped and path and query as three stars. */
@@ -139,12 +179,20 @@ bool dlog_pending(const struct dlog *d);
 struct entry {
 	char *line;
 	size_t len;
+	char *body;      /* the event without "kafka" as it came: into line's
+	                  * allocation; NULL: render it from ev */
+	size_t body_len;
 	unsigned long lineno;
-	json_t *ev;      /* the event without "kafka"; NULL for a bare ack */
-	const char *id;  /* borrowed from ev */
+	json_t *ev;      /* the event without "kafka"; NULL for a bare ack,
+	                  * or not parsed yet (entry_event) */
+	const char *id;  /* borrowed from ev, or in line's allocation */
 	int pending;     /* deliveries not settled */
 	bool has_kafka;
 };
+
+/* e's event tree, parsed from its body on first use: lines that
+ * fast_event checked are not parsed unless a receiver needs the tree. */
+json_t *entry_event(struct entry *e);
 
 struct deliver_opts {
 	int64_t retry_for_ms;
@@ -176,5 +224,24 @@ const struct deliver_stats *deliver_stats(void);
 /* A per-receiver "name=queued/in-flight" summary for the stats line. */
 char *deliver_queues_text(void);
 void deliver_shutdown(void);
+
+/* ---- evloop.c: waiting on stdin, the wake pipe and libcurl's sockets ------ */
+
+void ev_init(CURLM *multi);
+void ev_free(void);
+/* Watch fd for input (or stop); false when it cannot be watched (a
+ * regular file: always ready). */
+bool ev_watch(int fd, bool on);
+/* libcurl's timer: run it when due; the milliseconds until it is (-1:
+ * none). */
+void ev_curl_timer(int64_t now_ns);
+long ev_curl_wait_ms(int64_t now_ns);
+/* Wait up to ms (-1: no limit) and hand libcurl its sockets' events. */
+void ev_wait(long ms);
+/* CURLOPT_OPENSOCKETFUNCTION and CURLOPT_CLOSESOCKETFUNCTION of every
+ * easy handle. */
+curl_socket_t ev_open_socket(void *u, curlsocktype purpose,
+                             struct curl_sockaddr *a);
+int ev_close_socket(void *u, curl_socket_t s);
 
 #endif

@@ -748,10 +748,25 @@ render(const struct receiver *r, const struct config *c,
 }
 
 void
+render_raw(const struct receiver *r, const char *body, size_t len,
+           const char *key, struct rendered *out)
+{
+	memset(out, 0, sizeof *out);
+	out->body = (char *)body;
+	out->len = len;
+	out->key = (char *)key;
+	out->borrowed = true;
+	if (r->secret)
+		out->signature = sign(r, out->body, out->len);
+}
+
+void
 rendered_clear(struct rendered *m)
 {
-	free(m->body);
-	free(m->key);
+	if (!m->borrowed) {
+		free(m->body);
+		free(m->key);
+	}
 	free(m->signature);
 	memset(m, 0, sizeof *m);
 }
