@@ -42,3 +42,7 @@ fuzz_smoke() {
 @test "fuzz: URLs: redaction hides every password and changes nothing else; one clean log line" {
 	fuzz_smoke url
 }
+
+@test "fuzz: sm-notify's fast event check takes only what event_validate accepts, and its webhook body is the event without kafka" {
+	fuzz_smoke event
+}

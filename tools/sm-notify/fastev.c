@@ -97,11 +97,12 @@ incident_ok(const struct jscan_field *f)
 static bool
 plain_strings(const struct jscan_field *f, bool (*ok)(const char *, size_t))
 {
-	const char *p = f->val, *end = f->val + f->len;
+	const char *p, *end;
 
-	if (f->type != JV_ARRAY)
+	if (f->type != JV_ARRAY) /* absent: val is NULL */
 		return false;
-	for (p++; p < end; p++) {
+	end = f->val + f->len;
+	for (p = f->val + 1; p < end; p++) {
 		const char *s;
 
 		if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' ||
