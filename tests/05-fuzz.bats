@@ -46,3 +46,7 @@ fuzz_smoke() {
 @test "fuzz: sm-notify's fast event check takes only what event_validate accepts, and its webhook body is the event without kafka" {
 	fuzz_smoke event
 }
+
+@test "fuzz: sm-alert hands on what jansson reads in every result it accepts" {
+	fuzz_smoke alert_input
+}
