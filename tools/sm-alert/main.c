@@ -24,6 +24,7 @@
 #include "../sm-schedule/config.h"
 #include "jsonscan.h"
 #include "sm.h"
+#include "stopsig.h"
 
 static const char usage_text[] =
 	"usage: sm-alert [-sw] [-c duration] [-n time] [-O count] [-S file]\n"
@@ -69,9 +70,6 @@ static struct {
 	bool strict, wall;
 } opt = {.ckpt_ms = 1000, .outbox = 10000};
 
-static volatile sig_atomic_t stop_signal, hup_signal;
-static int stdin_flags = -1;
-
 static struct {
 	unsigned long long in, bad, unknown, acks, ckpts;
 } stats;
@@ -81,35 +79,6 @@ static char *held;
 static size_t held_len, held_cap;
 static int64_t last_ckpt_ns;
 static bool dirty;
-
-static void
-on_signal(int sig)
-{
-	if (sig == SIGHUP) {
-		hup_signal = 1;
-		return;
-	}
-	if (stop_signal) {
-		if (stdin_flags != -1)
-			(void)fcntl(STDIN_FILENO, F_SETFL, stdin_flags);
-		_exit(128 + sig);
-	}
-	stop_signal = sig;
-}
-
-static void
-setup_signals(void)
-{
-	struct sigaction sa;
-
-	signal(SIGPIPE, SIG_IGN);
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-}
 
 /* A reader that goes away while we stop (a whole process group got the
  * signal) loses nothing: what it did not take was not acknowledged and is
@@ -336,7 +305,7 @@ main(int argc, char **argv)
 		warn("-P needs -S: peers hand state over through checkpoints");
 		usage_exit(usage_text, options_text, EX_USAGE);
 	}
-	setup_signals();
+	(void)stop_signals_install(STOPSIG_HUP);
 	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
 	eo.out = stdout;
 	eo.outbox_max = opt.state ? (size_t)opt.outbox : 0;
@@ -353,9 +322,7 @@ main(int argc, char **argv)
 	last_ckpt_ns = mono_now_ns();
 	stats_clock_init(&sc, opt.stats_ms);
 
-	stdin_flags = fcntl(STDIN_FILENO, F_GETFL);
-	if (stdin_flags != -1)
-		(void)fcntl(STDIN_FILENO, F_SETFL, stdin_flags | O_NONBLOCK);
+	stdin_nonblock();
 	lr = line_reader_new(STDIN_FILENO, "<stdin>", SM_MAX_LINE);
 	/* A stop signal ends the loop at the next pause in the input: what
 	 * is already in the pipe (the upstream sm-kafka-sub stopped too) is
@@ -432,8 +399,7 @@ main(int argc, char **argv)
 	engine_free(&e);
 	rules_free_all();
 	free(held);
-	if (stdin_flags != -1)
-		(void)fcntl(STDIN_FILENO, F_SETFL, stdin_flags);
+	stdin_restore();
 	if (fflush(stdout) == EOF || fclose(stdout) == EOF)
 		out_failed();
 	return 0;

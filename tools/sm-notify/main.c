@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "sm.h"
+#include "stopsig.h"
 #include "notify.h"
 
 static const char usage_text[] =
@@ -87,51 +88,13 @@ static struct {
 	unsigned long long in, events, acked, invalid, unrouted;
 } stats;
 
-static volatile sig_atomic_t stop_signal;
-static int wake_pipe[2] = {-1, -1};
-static int stdin_flags = -1;
 static const char *input_name = "<stdin>";
+static int wake_fd = -1; /* readable after a signal (stop_signals_install) */
 static struct deliver_opts dopts;
 
 /* The ring of held input lines. */
 static struct entry **ring;
 static size_t ring_head, ring_len;
-
-static void
-on_signal(int sig)
-{
-	int saved = errno;
-
-	if (sig != SIGCHLD) {
-		if (stop_signal) {
-			if (stdin_flags != -1)
-				(void)fcntl(STDIN_FILENO, F_SETFL, stdin_flags);
-			_exit(128 + sig);
-		}
-		stop_signal = sig;
-	}
-	if (wake_pipe[1] >= 0)
-		(void)!write(wake_pipe[1], "", 1);
-	errno = saved;
-}
-
-static void
-setup_signals(void)
-{
-	struct sigaction sa;
-
-	signal(SIGPIPE, SIG_IGN);
-	if (pipe2(wake_pipe, O_NONBLOCK | O_CLOEXEC) == -1)
-		die(EX_OSERR, "pipe:");
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = 0;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sa.sa_flags = SA_NOCLDSTOP | SA_RESTART;
-	sigaction(SIGCHLD, &sa, NULL);
-}
 
 static void
 parse_args(int argc, char **argv)
@@ -496,19 +459,15 @@ run(CURLM *multi)
 	int64_t drain_deadline = 0, last_sync_ns = 0;
 
 	stats_clock_init(&sc, opt.stats_ms);
-	stdin_flags = fcntl(STDIN_FILENO, F_GETFL);
-	if (stdin_flags == -1 ||
-	    fcntl(STDIN_FILENO, F_SETFL, stdin_flags | O_NONBLOCK) == -1)
-		die(EX_OSERR, "stdin:");
+	stdin_nonblock();
 	lr = line_reader_new(STDIN_FILENO, input_name, SM_MAX_LINE);
-	ev_watch(wake_pipe[0], true);
+	ev_watch(wake_fd, true);
 	ring = xcalloc((size_t)opt.max_pending, sizeof *ring);
 
 	for (;;) {
 		int64_t now = mono_now_ns();
 		long wait;
 		bool want_stdin;
-		char drain[64];
 
 		if (stop_signal && !stopping) {
 			stopping = true;
@@ -600,13 +559,12 @@ run(CURLM *multi)
 		if (want_stdin && !stdin_pollable)
 			wait = 0; /* a regular file: always ready */
 		ev_wait(wait);
-		while (read(wake_pipe[0], drain, sizeof drain) > 0)
-			;
+		stop_signals_drain();
 		ev_curl_timer(mono_now_ns());
 	}
 	if (watching_stdin)
 		ev_watch(STDIN_FILENO, false);
-	(void)fcntl(STDIN_FILENO, F_SETFL, stdin_flags);
+	stdin_restore();
 	line_reader_free(&lr);
 	while (ring_len) {
 		entry_free(ring[ring_head]);
@@ -633,7 +591,7 @@ main(int argc, char **argv)
 		config_free(&dopts.cfg);
 		return fflush(stdout) == 0 ? 0 : EX_IOERR;
 	}
-	setup_signals();
+	wake_fd = stop_signals_install(STOPSIG_CHLD);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		die(EX_SOFTWARE, "curl_global_init failed");
 	dopts.retry_for_ms = opt.retry_for_ms;

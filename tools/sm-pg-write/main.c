@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "sm.h"
+#include "stopsig.h"
 #include "pgw.h"
 
 static const char usage_text[] =
@@ -148,49 +149,12 @@ static struct {
 static struct stats_clock stats_clock;
 static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static volatile sig_atomic_t stop_signal;
-/* stdin's file status flags before O_NONBLOCK: the open file description
- * may be shared with the shell (a terminal), so put them back at exit. */
-static int stdin_flags = -1;
-static int wake_pipe[2] = { -1, -1 };
+/* Readable after a signal (stop_signals_install): wakes the input poll. */
+static int wake_fd = -1;
 
 /* Failing since (mono ns, 0 when not failing) and the next delay. */
 static int64_t failing_since_ns;
 static int64_t backoff_ms = BACKOFF_MIN_MS;
-
-static void
-on_signal(int sig)
-{
-	int saved = errno;
-
-	/* A second signal stops at once: the open transaction dies with the
-	 * connection, nothing of it is acknowledged. */
-	if (stop_signal) {
-		if (stdin_flags != -1)
-			(void)fcntl(STDIN_FILENO, F_SETFL, stdin_flags);
-		_exit(128 + sig);
-	}
-	stop_signal = sig;
-	if (wake_pipe[1] >= 0)
-		(void)!write(wake_pipe[1], "", 1);
-	errno = saved;
-}
-
-static void
-setup_signals(void)
-{
-	struct sigaction sa;
-
-	signal(SIGPIPE, SIG_IGN);
-	if (pipe2(wake_pipe, O_NONBLOCK | O_CLOEXEC) == -1)
-		die(EX_OSERR, "pipe:");
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = 0; /* no SA_RESTART: sleeps and polls wake up */
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-}
 
 /* ---- acks and rejects ------------------------------------------------- */
 
@@ -992,13 +956,6 @@ take_line(struct batch *b, const char *line, size_t len, unsigned long lineno)
 }
 
 static void
-restore_stdin(void)
-{
-	if (stdin_flags != -1)
-		(void)fcntl(STDIN_FILENO, F_SETFL, stdin_flags);
-}
-
-static void
 run(void)
 {
 	struct line_reader *lr;
@@ -1007,15 +964,8 @@ run(void)
 	bool eof = false;
 	char *line, why[64];
 	size_t len, after_stop = 0;
-	int flags;
 
-	flags = fcntl(STDIN_FILENO, F_GETFL);
-	if (flags == -1)
-		die(EX_OSERR, "stdin:");
-	stdin_flags = flags;
-	atexit(restore_stdin);
-	if (fcntl(STDIN_FILENO, F_SETFL, flags | O_NONBLOCK) == -1)
-		die(EX_OSERR, "stdin:");
+	stdin_nonblock();
 	lr = line_reader_new(STDIN_FILENO, input_name, SM_MAX_LINE);
 	/* Acks go out after each commit (ack_flush), whatever the buffer:
 	 * a large one only saves system calls while the server waits. */
@@ -1083,7 +1033,7 @@ run(void)
 			             1000000;
 		pfd[0].fd = STDIN_FILENO;
 		pfd[0].events = POLLIN;
-		pfd[1].fd = wake_pipe[0];
+		pfd[1].fd = wake_fd;
 		pfd[1].events = POLLIN;
 		rc = poll(pfd, 2, stats_bound(timeout_ms));
 		if (rc == -1 && errno != EINTR)
@@ -1258,7 +1208,7 @@ main(int argc, char **argv)
 	    (dead_letter = fopen(opt.dead_letter, "a")) == NULL)
 		die(EX_CONFIG, "%s:", opt.dead_letter);
 
-	setup_signals();
+	wake_fd = stop_signals_install(0);
 	/* From the start: a database down at start is worth a stats line. */
 	if (!opt.migrate_only)
 		stats_clock_init(&stats_clock, opt.stats_ms);
