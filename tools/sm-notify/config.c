@@ -766,37 +766,21 @@ add_unique(size_t *out, size_t n, const size_t *add, size_t n_add)
 	return n;
 }
 
-size_t
-config_route(const struct config *c, const json_t *ev, size_t *out)
+/* The receivers of the routes an event matches, in order: a route that
+ * matches ends the walk unless it says continue; none: the default.
+ * match() answers 1, 0, or -1 (can't tell: the walk gives -1). */
+typedef int route_match_fn(const struct route *rt, const void *ev);
+
+static long
+route_walk(const struct config *c, route_match_fn *match, const void *ev,
+           size_t *out)
 {
 	size_t n = 0;
 	bool matched = false;
 
 	for (size_t i = 0; i < c->n_routes; i++) {
 		const struct route *rt = &c->routes[i];
-
-		if (!route_matches(rt, ev))
-			continue;
-		matched = true;
-		n = add_unique(out, n, rt->recv, rt->n_recv);
-		if (!rt->cont)
-			break;
-	}
-	if (!matched)
-		n = add_unique(out, n, c->deflt, c->n_deflt);
-	return n;
-}
-
-long
-config_route_raw(const struct config *c, unsigned kind_bit,
-                 const char *labels, size_t labels_len, size_t *out)
-{
-	size_t n = 0;
-	bool matched = false;
-
-	for (size_t i = 0; i < c->n_routes; i++) {
-		const struct route *rt = &c->routes[i];
-		int m = route_matches_raw(rt, kind_bit, labels, labels_len);
+		int m = match(rt, ev);
 
 		if (m < 0)
 			return -1;
@@ -810,6 +794,41 @@ config_route_raw(const struct config *c, unsigned kind_bit,
 	if (!matched)
 		n = add_unique(out, n, c->deflt, c->n_deflt);
 	return (long)n;
+}
+
+static int
+tree_match(const struct route *rt, const void *ev)
+{
+	return route_matches(rt, ev);
+}
+
+size_t
+config_route(const struct config *c, const json_t *ev, size_t *out)
+{
+	return (size_t)route_walk(c, tree_match, ev, out);
+}
+
+struct raw_event {
+	unsigned kind_bit;
+	const char *labels;
+	size_t labels_len;
+};
+
+static int
+raw_match(const struct route *rt, const void *ev)
+{
+	const struct raw_event *r = ev;
+
+	return route_matches_raw(rt, r->kind_bit, r->labels, r->labels_len);
+}
+
+long
+config_route_raw(const struct config *c, unsigned kind_bit,
+                 const char *labels, size_t labels_len, size_t *out)
+{
+	struct raw_event r = { kind_bit, labels, labels_len };
+
+	return route_walk(c, raw_match, &r, out);
 }
 
 static void
