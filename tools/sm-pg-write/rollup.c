@@ -301,6 +301,10 @@ pending_row(struct pgw_buf *b, const struct item *const *items, size_t lo,
 	long long checks = 0, ok = 0, dur_n = 0, bytes = 0;
 	int64_t sum_us = 0;
 	double dmin = 0, dmax = 0;
+	/* The checks with the least and the greatest duration: their text is
+	 * what the server reads for dur_min and dur_max, as it does for
+	 * checks.duration_ms (no printing of the double again). */
+	const struct item *imin = NULL, *imax = NULL;
 	const struct item *cert = NULL, *chain = NULL;
 	size_t i;
 	int k;
@@ -320,10 +324,14 @@ pending_row(struct pgw_buf *b, const struct item *const *items, size_t lo,
 			memcpy(num, it->f[F_DUR], n);
 			num[n] = '\0';
 			d = strtod(num, NULL);
-			if (dur_n == 0 || d < dmin)
+			if (dur_n == 0 || d < dmin) {
 				dmin = d;
-			if (dur_n == 0 || d > dmax)
+				imin = it;
+			}
+			if (dur_n == 0 || d > dmax) {
 				dmax = d;
+				imax = it;
+			}
 			dur_n++;
 			sum_us += (int64_t)rint(d * 1000.0);
 			hist[pgw_hist_bucket(d)]++;
@@ -353,9 +361,10 @@ pending_row(struct pgw_buf *b, const struct item *const *items, size_t lo,
 	add_time(b, hour_ms);
 	add_fmt(b, "\t%lld\t%lld\t%lld\t%lld", checks, ok, dur_n,
 	        (long long)sum_us);
-	if (dur_n > 0)
-		add_fmt(b, "\t%.17g\t%.17g", dmin, dmax);
-	else
+	if (dur_n > 0) {
+		add_field(b, imin, F_DUR, true);
+		add_field(b, imax, F_DUR, true);
+	} else
 		pgw_buf_add(b, "\t\\N\t\\N", 6);
 	add_fmt(b, "\t%lld", bytes);
 	add_field(b, items[lo], F_STARTED, true);
