@@ -492,26 +492,32 @@ static const char m005_rollups[] =
  * (arrays included, spilling to disk past work_mem) and unnesting the
  * arrays one function scan per row; each merge copied and grouped again.
  * This one groups straight from the DELETE's rows: the sums by hashing,
- * the arrays unnested in the select list, and only for the keys that have
- * more than one row (a key with one row keeps its arrays as they are,
- * which is every key of a merge into hours or days not seen before); the
+ * the arrays unnested in the select list, and in a merge only for the
+ * keys that have more than one row (a key with one row keeps its arrays
+ * as they are, which is every key of a merge into hours or days not seen
+ * before; the pending rows' keys have several as a rule, and there the
+ * test costs more than it saves); the
  * last certificate is max(ARRAY[last_at, value]) instead of an ordered
  * aggregate; and the fold runs with work_mem 64MB, so that a fold of a
  * few seconds' batches stays in memory.  Same results, to the row:
  * tests/70-rollups.bats compares them with SQL over the raw rows.
  *
- * sm_rollup_group(pre, src, dst, unit): group the rows of src (a table,
- * a subquery with an alias, or a CTE that pre, a list of CTEs ending in a
- * comma, defines) by target, probe and bucket truncated to unit into dst;
- * returns how many rows of src it read.
+ * sm_rollup_group(pre, src, dst, unit, singles): group the rows of src (a
+ * table, a subquery with an alias, or a CTE that pre, a list of CTEs
+ * ending in a comma, defines) by target, probe and bucket truncated to
+ * unit into dst, unnesting the arrays only of keys with several rows when
+ * singles (many keys have one); returns how many rows of src it read.
  */
 static const char m006_cheaper_fold[] =
 	"DROP FUNCTION sm_rollup_group(text, text, text);\n"
-	"CREATE FUNCTION sm_rollup_group(pre text, src text, dst text, unit text)\n"
+	"CREATE FUNCTION sm_rollup_group(pre text, src text, dst text, unit text,\n"
+	"  singles boolean)\n"
 	"RETURNS bigint LANGUAGE plpgsql AS $fn$\n"
 	"DECLARE\n"
 	"  bkt text := CASE WHEN unit = 'hour' THEN 'bucket'\n"
 	"              ELSE format('date_trunc(%L, bucket, ''UTC'')', unit) END;\n"
+	"  only_m text := CASE WHEN singles\n"
+	"    THEN 'WHERE (target, probe, bucket) IN (SELECT * FROM m)' ELSE '' END;\n"
 	"  n bigint;\n"
 	"BEGIN\n"
 	"  EXECUTE format($q$\n"
@@ -536,7 +542,7 @@ static const char m006_cheaper_fold[] =
 	"      FROM (SELECT target, probe, bucket, b, sum(n)::integer AS n\n"
 	"            FROM (SELECT target, probe, %s AS bucket, unnest(hist_b) AS b,\n"
 	"                    unnest(hist_n) AS n FROM %s) AS u\n"
-	"            WHERE (target, probe, bucket) IN (SELECT * FROM m)\n"
+	"            %s\n"
 	"            GROUP BY 1, 2, 3, 4) AS x GROUP BY 1, 2, 3),\n"
 	"    e AS (SELECT target, probe, bucket, array_agg(k ORDER BY k) AS ek,\n"
 	"        array_agg(n ORDER BY k) AS en\n"
@@ -544,7 +550,7 @@ static const char m006_cheaper_fold[] =
 	"            FROM (SELECT target, probe, %s AS bucket, unnest(err_kind) AS k,\n"
 	"                    unnest(err_n) AS n FROM %s\n"
 	"                  WHERE cardinality(err_kind) > 0) AS u\n"
-	"            WHERE (target, probe, bucket) IN (SELECT * FROM m)\n"
+	"            %s\n"
 	"            GROUP BY 1, 2, 3, 4) AS x GROUP BY 1, 2, 3),\n"
 	"    ins AS (INSERT INTO %I\n"
 	"      SELECT s.target, s.probe, s.bucket, s.checks, s.ok, s.dur_n,\n"
@@ -557,7 +563,7 @@ static const char m006_cheaper_fold[] =
 	"      FROM s LEFT JOIN h USING (target, probe, bucket)\n"
 	"        LEFT JOIN e USING (target, probe, bucket))\n"
 	"    SELECT coalesce(sum(nrows), 0) FROM s$q$,\n"
-	"    pre, bkt, src, bkt, src, bkt, src, dst) INTO n;\n"
+	"    pre, bkt, src, bkt, src, only_m, bkt, src, only_m, dst) INTO n;\n"
 	"  RETURN n;\n"
 	"END\n"
 	"$fn$;\n"
@@ -572,7 +578,7 @@ static const char m006_cheaper_fold[] =
 	"            AND r.probe = k.probe AND r.bucket = k.bucket RETURNING r.*)\n"
 	"    INSERT INTO sm_fold_old SELECT * FROM old$q$, unit, tbl);\n"
 	"  PERFORM sm_rollup_group('', '(SELECT * FROM sm_fold_h UNION ALL'\n"
-	"    ' SELECT * FROM sm_fold_old) AS src', tbl, unit);\n"
+	"    ' SELECT * FROM sm_fold_old) AS src', tbl, unit, true);\n"
 	"END\n"
 	"$fn$;\n"
 	"CREATE OR REPLACE FUNCTION sm_rollup_fold() RETURNS bigint\n"
@@ -589,7 +595,7 @@ static const char m006_cheaper_fold[] =
 	"    ON COMMIT DELETE ROWS;\n"
 	"  TRUNCATE sm_fold_h;\n"
 	"  n := sm_rollup_group('d AS (DELETE FROM rollup_pending RETURNING *),',\n"
-	"                       'd', 'sm_fold_h', 'hour');\n"
+	"                       'd', 'sm_fold_h', 'hour', false);\n"
 	"  IF n > 0 THEN\n"
 	"    PERFORM sm_rollup_merge('rollup_hourly', 'hour');\n"
 	"    PERFORM sm_rollup_merge('rollup_daily', 'day');\n"
