@@ -18,7 +18,6 @@
  * sm-check's do).
  */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,22 +262,22 @@ add_probe(struct pgw_buf *b, const struct item *it)
 		pgw_buf_add(b, it->f[F_PROBE], it->len[F_PROBE]);
 }
 
+/* sep (if not '\0') then v in decimal, as printf's "%lld" has it. */
 static void
-add_fmt(struct pgw_buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void
-add_fmt(struct pgw_buf *b, const char *fmt, ...)
+add_int(struct pgw_buf *b, char sep, long long v)
 {
-	char tmp[128];
-	va_list ap;
-	int n;
+	char t[24], *p = t + sizeof t;
+	unsigned long long u = v < 0 ? 0 - (unsigned long long)v
+	                             : (unsigned long long)v;
 
-	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		pgw_buf_add(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+	do
+		*--p = (char)('0' + u % 10);
+	while ((u /= 10) != 0);
+	if (v < 0)
+		*--p = '-';
+	if (sep != '\0')
+		*--p = sep;
+	pgw_buf_add(b, p, (size_t)(t + sizeof t - p));
 }
 
 static void
@@ -359,14 +358,16 @@ pending_row(struct pgw_buf *b, const struct item *const *items, size_t lo,
 	add_field(b, items[lo], F_TARGET, false);
 	add_probe(b, items[lo]);
 	add_time(b, hour_ms);
-	add_fmt(b, "\t%lld\t%lld\t%lld\t%lld", checks, ok, dur_n,
-	        (long long)sum_us);
+	add_int(b, '\t', checks);
+	add_int(b, '\t', ok);
+	add_int(b, '\t', dur_n);
+	add_int(b, '\t', (long long)sum_us);
 	if (dur_n > 0) {
 		add_field(b, imin, F_DUR, true);
 		add_field(b, imax, F_DUR, true);
 	} else
 		pgw_buf_add(b, "\t\\N\t\\N", 6);
-	add_fmt(b, "\t%lld", bytes);
+	add_int(b, '\t', bytes);
 	add_field(b, items[lo], F_STARTED, true);
 	add_field(b, items[hi - 1], F_STARTED, true);
 	if (cert != NULL)
@@ -382,27 +383,30 @@ pending_row(struct pgw_buf *b, const struct item *const *items, size_t lo,
 	pgw_buf_add(b, "\t{", 2);
 	for (k = 0, first = true; k <= PGW_HIST_BOUNDS; k++)
 		if (hist[k] > 0) {
-			add_fmt(b, first ? "%d" : ",%d", k);
+			add_int(b, first ? '\0' : ',', k);
 			first = false;
 		}
 	pgw_buf_add(b, "}\t{", 3);
 	for (k = 0, first = true; k <= PGW_HIST_BOUNDS; k++)
 		if (hist[k] > 0) {
-			add_fmt(b, first ? "%d" : ",%d", hist[k]);
+			add_int(b, first ? '\0' : ',', hist[k]);
 			first = false;
 		}
 	/* err_kind, err_n */
 	pgw_buf_add(b, "}\t{", 3);
 	for (k = 1, first = true; k <= ERR_OTHER; k++)
 		if (errs[k] > 0) {
-			add_fmt(b, first ? "%s" : ",%s",
-			        error_kind_name((enum error_kind)k));
+			const char *name = error_kind_name((enum error_kind)k);
+
+			if (!first)
+				pgw_buf_add(b, ",", 1);
+			pgw_buf_add(b, name, strlen(name));
 			first = false;
 		}
 	pgw_buf_add(b, "}\t{", 3);
 	for (k = 1, first = true; k <= ERR_OTHER; k++)
 		if (errs[k] > 0) {
-			add_fmt(b, first ? "%d" : ",%d", errs[k]);
+			add_int(b, first ? '\0' : ',', errs[k]);
 			first = false;
 		}
 	pgw_buf_add(b, "}\n", 2);
@@ -418,7 +422,8 @@ run_row(struct pgw_buf *b, const struct item *const *items, size_t key_lo,
 
 	add_field(b, it, F_TARGET, false);
 	add_probe(b, it);
-	add_fmt(b, "\t%d\t%s", seq, ok ? "t" : "f");
+	add_int(b, '\t', seq);
+	pgw_buf_add(b, ok ? "\tt" : "\tf", 2);
 	add_field(b, it, F_STARTED, true);
 	add_field(b, items[key_lo], F_STARTED, true);
 	if (ok) {
