@@ -70,7 +70,7 @@ wait_ok() {
 	run -0 sm-pg-write --migrate </dev/null
 	[ -z "$(psql_q "SELECT 1 FROM checks LIMIT 1")" ]
 	run -0 psql_q "SELECT string_agg(version || ':' || name, ' ' ORDER BY version) FROM schema_migrations"
-	[ "$output" = "1:initial 2:targets_hot_updates 3:checks_tls_chain_not_after 4:checks_whole_truth 5:rollups_outages" ]
+	[ "$output" = "1:initial 2:targets_hot_updates 3:checks_tls_chain_not_after 4:checks_whole_truth 5:rollups_outages 6:cheaper_fold" ]
 	run -0 psql_q "SELECT string_agg(column_name, ',' ORDER BY ordinal_position)
 	    FROM information_schema.columns WHERE table_name = 'checks'"
 	[ "$output" = "id,target,url,labels,probe,scheduled_at,started_at,ok,status,error_kind,error,duration_ms,dns_ms,connect_ms,tls_ms,ttfb_ms,transfer_ms,bytes,http_version,remote_ip,redirects,final_url,regex_pattern,regex_matched,tls_version,tls_cert_not_after,tls_cert_issuer,kafka_topic,kafka_partition,kafka_offset,stored_at,tls_chain_not_after,$M4_COLUMNS" ]
@@ -89,7 +89,7 @@ wait_ok() {
 	# Again: nothing to apply, nothing said.
 	run -0 sm-pg-write --migrate </dev/null
 	[ -z "$output" ]
-	[ "$(psql_q "SELECT count(*) FROM schema_migrations")" = 5 ]
+	[ "$(psql_q "SELECT count(*) FROM schema_migrations")" = 6 ]
 }
 
 # schema_v4: migration 5 (rollups and outages, tests/70-rollups.bats)
@@ -152,7 +152,7 @@ chain_column() {
 	[[ "$stderr" == *"applied schema migration 3 (checks_tls_chain_not_after)"* ]]
 	[[ "$stderr" == *"applied schema migration 4 (checks_whole_truth)"* ]]
 	[[ "$stderr" != *"applied schema migration 1"* ]]
-	[ "$(psql_q "SELECT string_agg(version::text, ' ' ORDER BY version) FROM schema_migrations")" = "1 2 3 4 5" ]
+	[ "$(psql_q "SELECT string_agg(version::text, ' ' ORDER BY version) FROM schema_migrations")" = "1 2 3 4 5 6" ]
 	[ "$(chain_column)" = 1 ]
 	[ "$(psql_q "SELECT count(*) || ' ' || count(DISTINCT id) FROM checks")" = "120 120" ]
 	[ "$(psql_q "SELECT count(*) FROM targets WHERE last_checked_at >= '2026-11-23T10:01:00Z'")" = 4 ]
@@ -168,7 +168,7 @@ chain_column() {
 	# A database newer than the program is used as it is, with a note.
 	psql_q "INSERT INTO schema_migrations (version, name) VALUES (99, 'future')"
 	run -0 --separate-stderr sm-pg-write --migrate
-	[[ "$stderr" == *"schema version 99 is newer than this program's 5"* ]]
+	[[ "$stderr" == *"schema version 99 is newer than this program's 6"* ]]
 }
 
 @test "pg-write: a database at schema version 2 gains tls_chain_not_after, old rows NULL" {
@@ -186,7 +186,7 @@ chain_column() {
 	[ "$output" = "$(cat "$T/new")" ]
 	[[ "$stderr" == *"applied schema migration 3 (checks_tls_chain_not_after)"* ]]
 	[[ "$stderr" != *"applied schema migration 2"* ]]
-	[ "$(psql_q "SELECT string_agg(version::text, ' ' ORDER BY version) FROM schema_migrations")" = "1 2 3 4 5" ]
+	[ "$(psql_q "SELECT string_agg(version::text, ' ' ORDER BY version) FROM schema_migrations")" = "1 2 3 4 5 6" ]
 	[ "$(chain_column)" = 1 ]
 	# Every partition has it, the old ones included.
 	[ "$(psql_q "SELECT count(*) FROM pg_inherits AS i
@@ -212,7 +212,7 @@ chain_column() {
 	for i in "${pids[@]}"; do
 		wait "$i"
 	done
-	[ "$(psql_q "SELECT count(*) FROM schema_migrations")" = 5 ]
+	[ "$(psql_q "SELECT count(*) FROM schema_migrations")" = 6 ]
 	[ "$(cat "$T"/m*.err | grep -c 'applied schema migration 1')" = 1 ]
 	[ "$(cat "$T"/m*.err | grep -c 'applied schema migration 2')" = 1 ]
 	[ "$(cat "$T"/m*.err | grep -c 'applied schema migration 3')" = 1 ]

@@ -140,7 +140,7 @@ rollups_match() {
 		DROP FUNCTION sm_duration_bucket, sm_rollup_group, sm_rollup_merge, sm_rollup_fold,
 			sm_outages_rebuild, sm_rollup_drop_before;
 		DELETE FROM schema_migrations WHERE version = 5;
-		INSERT INTO schema_migrations (version, name) VALUES (6, 'later')" >/dev/null
+		INSERT INTO schema_migrations (version, name) VALUES (99, 'later')" >/dev/null
 	run -0 sm-pg-write -m
 	[[ "$output" == *"applied schema migration 5 (rollups_outages)"* ]]
 	[ "$(psql_q "SELECT to_regclass('rollup_hourly') IS NOT NULL")" = t ]

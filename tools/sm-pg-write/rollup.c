@@ -18,7 +18,6 @@
  * sm-check's do).
  */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,21 +118,23 @@ is_null(const struct item *it, int f)
 static void
 split(struct item *it, const char *row, size_t len)
 {
-	size_t col = 0, start = 0, i;
-	int f = 0;
+	const char *p = row, *end, *tab;
+	int col = 0, f = 0;
 
 	if (len > 0 && row[len - 1] == '\n')
 		len--;
-	for (i = 0; i <= len && f < N_F; i++) {
-		if (i < len && row[i] != '\t')
-			continue;
-		if ((int)col == column_of[f]) {
-			it->f[f] = row + start;
-			it->len[f] = i - start;
+	end = row + len;
+	while (f < N_F) {
+		tab = memchr(p, '\t', (size_t)(end - p));
+		if (col == column_of[f]) {
+			it->f[f] = p;
+			it->len[f] = (size_t)((tab != NULL ? tab : end) - p);
 			f++;
 		}
+		if (tab == NULL)
+			break;
 		col++;
-		start = i + 1;
+		p = tab + 1;
 	}
 	for (; f < N_F; f++) {
 		it->f[f] = "\\N";
@@ -179,25 +180,19 @@ id_cmp(const struct item *a, const struct item *b)
 	return (a->len[F_ID] > b->len[F_ID]) - (a->len[F_ID] < b->len[F_ID]);
 }
 
+/* The order of a key's checks: started_at, then id. */
 static int
-item_cmp(const void *pa, const void *pb)
+time_cmp(const struct item *a, const struct item *b)
 {
-	const struct item *a = pa, *b = pb;
-	int c = field_cmp(a, b, F_TARGET);
-
-	if (c == 0)
-		c = probe_cmp(a, b);
-	if (c == 0)
-		c = (a->ms > b->ms) - (a->ms < b->ms);
-	if (c == 0)
-		c = id_cmp(a, b);
-	return c;
+	if (a->ms != b->ms)
+		return (a->ms > b->ms) - (a->ms < b->ms);
+	return id_cmp(a, b);
 }
 
 static int
-item_ptr_cmp(const void *pa, const void *pb)
+time_ptr_cmp(const void *pa, const void *pb)
 {
-	return item_cmp(*(const struct item *const *)pa,
+	return time_cmp(*(const struct item *const *)pa,
 	                *(const struct item *const *)pb);
 }
 
@@ -205,6 +200,44 @@ static bool
 same_key(const struct item *a, const struct item *b)
 {
 	return field_cmp(a, b, F_TARGET) == 0 && probe_cmp(a, b) == 0;
+}
+
+/* FNV-1a over the target, a separator and the probe (NULL and "" alike,
+ * as probe_cmp has them). */
+static uint64_t
+key_hash(const struct item *it)
+{
+	uint64_t h = UINT64_C(14695981039346656037);
+	size_t i;
+
+	for (i = 0; i < it->len[F_TARGET]; i++) {
+		h ^= (unsigned char)it->f[F_TARGET][i];
+		h *= UINT64_C(1099511628211);
+	}
+	h ^= 0x100;
+	h *= UINT64_C(1099511628211);
+	if (!is_null(it, F_PROBE))
+		for (i = 0; i < it->len[F_PROBE]; i++) {
+			h ^= (unsigned char)it->f[F_PROBE][i];
+			h *= UINT64_C(1099511628211);
+		}
+	return h;
+}
+
+/* A (target, probe) of a batch: its items, linked in input order through
+ * next[]. */
+struct key {
+	const struct item *first;
+	size_t head, tail, n;
+};
+
+static int
+key_cmp(const void *pa, const void *pb)
+{
+	const struct key *a = pa, *b = pb;
+	int c = field_cmp(a->first, b->first, F_TARGET);
+
+	return c != 0 ? c : probe_cmp(a->first, b->first);
 }
 
 static bool
@@ -229,22 +262,22 @@ add_probe(struct pgw_buf *b, const struct item *it)
 		pgw_buf_add(b, it->f[F_PROBE], it->len[F_PROBE]);
 }
 
+/* sep (if not '\0') then v in decimal, as printf's "%lld" has it. */
 static void
-add_fmt(struct pgw_buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void
-add_fmt(struct pgw_buf *b, const char *fmt, ...)
+add_int(struct pgw_buf *b, char sep, long long v)
 {
-	char tmp[128];
-	va_list ap;
-	int n;
+	char t[24], *p = t + sizeof t;
+	unsigned long long u = v < 0 ? 0 - (unsigned long long)v
+	                             : (unsigned long long)v;
 
-	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		pgw_buf_add(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+	do
+		*--p = (char)('0' + u % 10);
+	while ((u /= 10) != 0);
+	if (v < 0)
+		*--p = '-';
+	if (sep != '\0')
+		*--p = sep;
+	pgw_buf_add(b, p, (size_t)(t + sizeof t - p));
 }
 
 static void
@@ -259,7 +292,7 @@ add_time(struct pgw_buf *b, int64_t ms)
 
 /* One pending row from items[lo..hi), one key and hour. */
 static void
-pending_row(struct pgw_buf *b, const struct item *items, size_t lo,
+pending_row(struct pgw_buf *b, const struct item *const *items, size_t lo,
             size_t hi, int64_t hour_ms)
 {
 	int hist[PGW_HIST_BOUNDS + 1] = { 0 };
@@ -267,13 +300,17 @@ pending_row(struct pgw_buf *b, const struct item *items, size_t lo,
 	long long checks = 0, ok = 0, dur_n = 0, bytes = 0;
 	int64_t sum_us = 0;
 	double dmin = 0, dmax = 0;
+	/* The checks with the least and the greatest duration: their text is
+	 * what the server reads for dur_min and dur_max, as it does for
+	 * checks.duration_ms (no printing of the double again). */
+	const struct item *imin = NULL, *imax = NULL;
 	const struct item *cert = NULL, *chain = NULL;
 	size_t i;
 	int k;
 	bool first;
 
 	for (i = lo; i < hi; i++) {
-		const struct item *it = &items[i];
+		const struct item *it = items[i];
 
 		checks++;
 		ok += item_ok(it);
@@ -286,10 +323,14 @@ pending_row(struct pgw_buf *b, const struct item *items, size_t lo,
 			memcpy(num, it->f[F_DUR], n);
 			num[n] = '\0';
 			d = strtod(num, NULL);
-			if (dur_n == 0 || d < dmin)
+			if (dur_n == 0 || d < dmin) {
 				dmin = d;
-			if (dur_n == 0 || d > dmax)
+				imin = it;
+			}
+			if (dur_n == 0 || d > dmax) {
 				dmax = d;
+				imax = it;
+			}
 			dur_n++;
 			sum_us += (int64_t)rint(d * 1000.0);
 			hist[pgw_hist_bucket(d)]++;
@@ -314,18 +355,21 @@ pending_row(struct pgw_buf *b, const struct item *items, size_t lo,
 			chain = it;
 	}
 
-	add_field(b, &items[lo], F_TARGET, false);
-	add_probe(b, &items[lo]);
+	add_field(b, items[lo], F_TARGET, false);
+	add_probe(b, items[lo]);
 	add_time(b, hour_ms);
-	add_fmt(b, "\t%lld\t%lld\t%lld\t%lld", checks, ok, dur_n,
-	        (long long)sum_us);
-	if (dur_n > 0)
-		add_fmt(b, "\t%.17g\t%.17g", dmin, dmax);
-	else
+	add_int(b, '\t', checks);
+	add_int(b, '\t', ok);
+	add_int(b, '\t', dur_n);
+	add_int(b, '\t', (long long)sum_us);
+	if (dur_n > 0) {
+		add_field(b, imin, F_DUR, true);
+		add_field(b, imax, F_DUR, true);
+	} else
 		pgw_buf_add(b, "\t\\N\t\\N", 6);
-	add_fmt(b, "\t%lld", bytes);
-	add_field(b, &items[lo], F_STARTED, true);
-	add_field(b, &items[hi - 1], F_STARTED, true);
+	add_int(b, '\t', bytes);
+	add_field(b, items[lo], F_STARTED, true);
+	add_field(b, items[hi - 1], F_STARTED, true);
 	if (cert != NULL)
 		add_field(b, cert, F_CERT, true);
 	else
@@ -339,27 +383,30 @@ pending_row(struct pgw_buf *b, const struct item *items, size_t lo,
 	pgw_buf_add(b, "\t{", 2);
 	for (k = 0, first = true; k <= PGW_HIST_BOUNDS; k++)
 		if (hist[k] > 0) {
-			add_fmt(b, first ? "%d" : ",%d", k);
+			add_int(b, first ? '\0' : ',', k);
 			first = false;
 		}
 	pgw_buf_add(b, "}\t{", 3);
 	for (k = 0, first = true; k <= PGW_HIST_BOUNDS; k++)
 		if (hist[k] > 0) {
-			add_fmt(b, first ? "%d" : ",%d", hist[k]);
+			add_int(b, first ? '\0' : ',', hist[k]);
 			first = false;
 		}
 	/* err_kind, err_n */
 	pgw_buf_add(b, "}\t{", 3);
 	for (k = 1, first = true; k <= ERR_OTHER; k++)
 		if (errs[k] > 0) {
-			add_fmt(b, first ? "%s" : ",%s",
-			        error_kind_name((enum error_kind)k));
+			const char *name = error_kind_name((enum error_kind)k);
+
+			if (!first)
+				pgw_buf_add(b, ",", 1);
+			pgw_buf_add(b, name, strlen(name));
 			first = false;
 		}
 	pgw_buf_add(b, "}\t{", 3);
 	for (k = 1, first = true; k <= ERR_OTHER; k++)
 		if (errs[k] > 0) {
-			add_fmt(b, first ? "%d" : ",%d", errs[k]);
+			add_int(b, first ? '\0' : ',', errs[k]);
 			first = false;
 		}
 	pgw_buf_add(b, "}\n", 2);
@@ -367,17 +414,18 @@ pending_row(struct pgw_buf *b, const struct item *items, size_t lo,
 
 /* One run row: items[lo] begins a run of seq-th of its key. */
 static void
-run_row(struct pgw_buf *b, const struct item *items, size_t key_lo,
+run_row(struct pgw_buf *b, const struct item *const *items, size_t key_lo,
         size_t lo, int seq)
 {
-	const struct item *it = &items[lo];
+	const struct item *it = items[lo];
 	bool ok = item_ok(it);
 
 	add_field(b, it, F_TARGET, false);
 	add_probe(b, it);
-	add_fmt(b, "\t%d\t%s", seq, ok ? "t" : "f");
+	add_int(b, '\t', seq);
+	pgw_buf_add(b, ok ? "\tt" : "\tf", 2);
 	add_field(b, it, F_STARTED, true);
-	add_field(b, &items[key_lo], F_STARTED, true);
+	add_field(b, items[key_lo], F_STARTED, true);
 	if (ok) {
 		pgw_buf_add(b, "\t\\N\t\\N\n", 7);
 		return;
@@ -387,13 +435,68 @@ run_row(struct pgw_buf *b, const struct item *items, size_t key_lo,
 	pgw_buf_add(b, "\n", 1);
 }
 
+/*
+ * The items grouped by key (target, probe) with a hash table, keys in
+ * (target, probe) order, each key's items in (started_at, id) order: the
+ * input's order, which is that already as a rule, else sorted.  Cheaper
+ * than sorting the whole batch (a batch has several checks per key).
+ */
+static const struct item **
+group(const struct item *all, size_t m, struct key **keysp, size_t *n_keys)
+{
+	size_t cap = 16, nk = 0, i, k, o;
+	size_t *slot, *next = xcalloc(m + 1, sizeof *next);
+	struct key *keys = xcalloc(m + 1, sizeof *keys);
+	const struct item **ord = xcalloc(m + 1, sizeof *ord);
+
+	while (cap < 2 * m)
+		cap *= 2;
+	slot = xcalloc(cap, sizeof *slot); /* key index + 1; 0: free */
+	for (i = 0; i < m; i++) {
+		size_t h = (size_t)key_hash(&all[i]) & (cap - 1);
+
+		while (slot[h] != 0 && !same_key(keys[slot[h] - 1].first, &all[i]))
+			h = (h + 1) & (cap - 1);
+		if (slot[h] == 0) {
+			keys[nk].first = &all[i];
+			keys[nk].head = i;
+			slot[h] = ++nk;
+		} else {
+			next[keys[slot[h] - 1].tail] = i;
+		}
+		k = slot[h] - 1;
+		keys[k].tail = i;
+		keys[k].n++;
+	}
+	free(slot);
+	qsort(keys, nk, sizeof *keys, key_cmp);
+	for (k = 0, o = 0; k < nk; k++) {
+		size_t lo = o, j;
+		bool sorted = true;
+
+		for (i = keys[k].head, j = 0; j < keys[k].n; j++, i = next[i]) {
+			ord[o] = &all[i];
+			if (o > lo && time_cmp(ord[o - 1], ord[o]) > 0)
+				sorted = false;
+			o++;
+		}
+		if (!sorted)
+			qsort(&ord[lo], keys[k].n, sizeof *ord, time_ptr_cmp);
+	}
+	free(next);
+	*keysp = keys;
+	*n_keys = nk;
+	return ord;
+}
+
 void
 pgw_rollup_make(struct pgw_rollup *ru, const struct pgw_row *rows, size_t n,
                 const bool *inserted)
 {
-	struct item *all = xcalloc(n + 1, sizeof *all), *items;
-	struct item **order = xcalloc(n + 1, sizeof *order);
-	size_t m = 0, i, key_lo, lo;
+	struct item *all = xcalloc(n + 1, sizeof *all);
+	const struct item **items;
+	struct key *keys;
+	size_t m = 0, n_keys, k, i, key_lo, lo;
 
 	find_columns();
 	ru->pending.len = 0;
@@ -406,30 +509,21 @@ pgw_rollup_make(struct pgw_rollup *ru, const struct pgw_row *rows, size_t n,
 			continue;
 		split(&all[m], rows[i].copy, rows[i].len);
 		all[m].ms = rows[i].started_ms;
-		order[m] = &all[m];
 		m++;
 	}
-	/* Sorted by pointer (an item is large), then laid out in order. */
-	qsort(order, m, sizeof *order, item_ptr_cmp);
-	items = xcalloc(m + 1, sizeof *items);
-	for (i = 0; i < m; i++)
-		items[i] = *order[i];
-	free(order);
-	free(all);
+	items = group(all, m, &keys, &n_keys);
 
-	for (key_lo = 0; key_lo < m;) {
-		size_t key_hi = key_lo + 1;
+	for (k = 0, key_lo = 0; k < n_keys; k++) {
+		size_t key_hi = key_lo + keys[k].n;
 		int seq = 0;
 
-		while (key_hi < m && same_key(&items[key_lo], &items[key_hi]))
-			key_hi++;
 		/* Pending rows: one per hour. */
 		for (lo = key_lo; lo < key_hi;) {
-			int64_t hour = items[lo].ms - (((items[lo].ms % 3600000) + 3600000) % 3600000);
+			int64_t hour = items[lo]->ms - (((items[lo]->ms % 3600000) + 3600000) % 3600000);
 			size_t hi = lo + 1;
 
-			while (hi < key_hi && items[hi].ms >= hour &&
-			       items[hi].ms < hour + 3600000)
+			while (hi < key_hi && items[hi]->ms >= hour &&
+			       items[hi]->ms < hour + 3600000)
 				hi++;
 			pending_row(&ru->pending, items, lo, hi, hour);
 			ru->n_pending++;
@@ -438,13 +532,15 @@ pgw_rollup_make(struct pgw_rollup *ru, const struct pgw_row *rows, size_t n,
 		/* Runs. */
 		for (lo = key_lo; lo < key_hi; lo++)
 			if (lo == key_lo ||
-			    item_ok(&items[lo]) != item_ok(&items[lo - 1])) {
+			    item_ok(items[lo]) != item_ok(items[lo - 1])) {
 				run_row(&ru->runs, items, key_lo, lo, seq++);
 				ru->n_runs++;
 			}
 		key_lo = key_hi;
 	}
 	free(items);
+	free(keys);
+	free(all);
 	/* Binary, which the server reads for less (the text is the
 	 * fallback: a value the encoder is not sure of sends it all). */
 	if (!pgw_rows_binary(&ru->pending_bin, ru->pending.data,
