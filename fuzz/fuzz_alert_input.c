@@ -106,6 +106,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_ASSERT(span_is(r.target, r.target_len, json_object_get(o, "target")) &&
 	            r.target_len > 0 && r.target_len <= SM_MAX_TARGET_NAME,
 	            "target differs: %s", line);
+	FUZZ_ASSERT(json_is_string(json_object_get(o, "url")),
+	            "accepted without a url: %s", line);
 	FUZZ_ASSERT(span_is(r.probe, r.probe_len, json_object_get(o, "probe")) &&
 	            r.probe_len > 0 && r.probe_len <= SM_MAX_PROBE_NAME,
 	            "probe differs: %s", line);

@@ -238,3 +238,16 @@ clean_stderr() {
 	grep -qF '<stdin>:4: field "probe" is 258 bytes' "$T/err"
 	! grep -q '<stdin>:3:' "$T/err"
 }
+
+@test "hostile: sm-alert refuses a result without url, as sm-pg-write does, by its scan too" {
+	printf 'targets:\n  - name: t\n    url: http://127.0.0.1:9/\n' >"$T/sites.yaml"
+	jq -nc '{v: 1, id: "01a20aa3-3d80-700b-8000-00000000b001", target: "t",
+		probe: "p", started_at: "2026-01-01T00:00:00Z", ok: false,
+		status: null, error_kind: "connect", duration_ms: 1}' >"$T/in"
+	errs 0 sm-alert "$T/sites.yaml" <"$T/in"
+	[ "$(wc -l <"$T/err")" -eq 1 ]
+	grep -qF '<stdin>:1: field "url" is required' "$T/err"
+	new_db
+	errs 0 sm-pg-write <"$T/in"
+	grep -qF '<stdin>:1: field "url" is required' "$T/err"
+}

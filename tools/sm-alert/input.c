@@ -16,7 +16,7 @@
 /* In the order sm-check writes them: jscan_fields looks for the next
  * wanted name first. */
 enum {
-	F_V, F_ID, F_TARGET, F_PROBE, F_STARTED, F_OK, F_STATUS, F_KIND,
+	F_V, F_ID, F_TARGET, F_URL, F_PROBE, F_STARTED, F_OK, F_STATUS, F_KIND,
 	F_ERROR, F_DURATION, F_CNB, F_CNA, F_CHNA, F_KAFKA, F_KTOPIC, F_KPART,
 	F_KOFF, NF
 };
@@ -25,6 +25,7 @@ static const struct jscan_field proto[NF] = {
 	[F_V] = {.name = "v"},
 	[F_ID] = {.name = "id"},
 	[F_TARGET] = {.name = "target"},
+	[F_URL] = {.name = "url"},
 	[F_PROBE] = {.name = "probe"},
 	[F_STARTED] = {.name = "started_at"},
 	[F_OK] = {.name = "ok"},
@@ -131,6 +132,10 @@ fast(const char *line, size_t len, struct result *r)
 	    f[F_TARGET].len > SM_MAX_TARGET_NAME ||
 	    f[F_PROBE].type != JV_STRING || f[F_PROBE].len == 0 ||
 	    f[F_PROBE].len > SM_MAX_PROBE_NAME)
+		return false;
+	/* Not read here, but required: a result without it is refused by
+	 * result_validate, as sm-pg-write refuses it. */
+	if (f[F_URL].type != JV_STRING && f[F_URL].type != JV_ESCAPED)
 		return false;
 	r->target = f[F_TARGET].val;
 	r->target_len = f[F_TARGET].len;
