@@ -759,7 +759,8 @@ while True:
 # A server on 127.0.0.2 and 127.0.0.3 (port $1) that keeps connections
 # open for more requests and prints "accept IP" for each connection.
 keepalive_server() {
-	/usr/bin/python3 -c '
+	# exec: the background job's PID is python's, so teardown stops it.
+	exec /usr/bin/python3 -c '
 import socket, sys, threading
 port = int(sys.argv[1])
 def serve(conn):
