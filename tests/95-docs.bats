@@ -58,7 +58,8 @@ PROGRAMS="sm-schedule sm-check sm-kafka-pub sm-kafka-sub sm-pg-write sm-devbroke
 	# Notes of a development machine or a session do not belong in the
 	# docs; docs/development.md does, linked from the README.
 	run grep -rIl -e '/wor[k]/' -e 'delete before releas[e]' -e 'HELPERS-BRIE[F]' \
-		"$SM_TOP/README.md" "$SM_TOP/docs" "$SM_TOP/man" "$SM_TOP/examples"
+		"$SM_TOP/README.md" "$SM_TOP/docs" "$SM_TOP/man" "$SM_TOP/examples" \
+		"$SM_TOP/bench" "$SM_TOP/fuzz/README.md"
 	[ "$status" -eq 1 ] || { echo "$output"; false; }
 	[ -f "$SM_TOP/docs/development.md" ]
 	grep -q '(docs/development.md)' "$SM_TOP/README.md"
