@@ -716,3 +716,16 @@ stored_at_least() {
 	[ "$(psql_q 'select count(*) from checks')" -eq $N ]
 	diff <(jq -r .id "$T/results" | sort) <(psql_q 'select id from checks order by id')
 }
+
+@test "kafka: sm-kafka-pub batches for 50 ms and sm-kafka-sub's fetches wait 100 ms by default; -X overrides both" {
+	# librdkafka's own 5 ms and 500 ms cost the pipeline a request per
+	# record and half a second of latency (bench/pipeline.bench).
+	run -0 sm-kafka-pub -b 127.0.0.1:1 -t x -X dump
+	grep -qx 'queue.buffering.max.ms = 50' <<<"$output"
+	run -0 sm-kafka-pub -b 127.0.0.1:1 -t x -X linger.ms=5 -X dump
+	grep -qx 'queue.buffering.max.ms = 5' <<<"$output"
+	run -0 sm-kafka-sub -b 127.0.0.1:1 -t x -G g -X dump
+	grep -qx 'fetch.wait.max.ms = 100' <<<"$output"
+	run -0 sm-kafka-sub -b 127.0.0.1:1 -t x -G g -X fetch.wait.max.ms=500 -X dump
+	grep -qx 'fetch.wait.max.ms = 500' <<<"$output"
+}
