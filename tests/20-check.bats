@@ -1284,6 +1284,87 @@ has_stats() {
 	schema_ok
 }
 
+@test "check: an https origin that answered over HTTP/1.1 gets sm-check's own TLS (the relay), with libcurl's results" {
+	local c cases origins=() i=0
+	cases=(
+		"{\"target\":\"fine\",\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
+		"{\"target\":\"self\",\"url\":\"$TLS_GOOD_URL/ok\"}"
+		"{\"target\":\"expired\",\"url\":\"$TLS_EXPIRED_URL/ok\",\"ca_file\":\"$TLS_DIR/expired.crt\"}"
+		"{\"target\":\"future\",\"url\":\"$TLS_FUTURE_URL/ok\",\"ca_file\":\"$TLS_DIR/future.crt\"}"
+		"{\"target\":\"issuer\",\"url\":\"$TLS_CHAIN_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
+		"{\"target\":\"incomplete\",\"url\":\"$TLS_LEAFONLY_URL/ok\",\"ca_file\":\"$TLS_DIR/root.crt\"}"
+		"{\"target\":\"host\",\"url\":\"$TLS_WRONG_URL/ok\",\"ca_file\":\"$TLS_DIR/wronghost.crt\"}"
+		"{\"target\":\"missing\",\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$T/no-such-ca.pem\"}"
+		"{\"target\":\"chain\",\"url\":\"$TLS_CHAIN_URL/ok\",\"ca_file\":\"$TLS_DIR/root.crt\"}"
+		"{\"target\":\"unverified\",\"url\":\"$TLS_EXPIRED_URL/status/200\",\"tls_verify\":false}"
+		"{\"target\":\"redirect\",\"url\":\"$TLS_GOOD_URL/chain?n=2\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
+		"{\"target\":\"big\",\"url\":\"$TLS_GOOD_URL/big?bytes=300000\",\"ca_file\":\"$TLS_DIR/good.crt\",\"regex\":\"x{1000}\$\"}"
+		"{\"target\":\"cut\",\"url\":\"$TLS_GOOD_URL/big?bytes=300000\",\"ca_file\":\"$TLS_DIR/good.crt\",\"max_body_bytes\":1000}"
+		"{\"target\":\"stream\",\"url\":\"$TLS_GOOD_URL/stream?bytes=5000\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
+		"{\"target\":\"gzip\",\"url\":\"$TLS_GOOD_URL/gzip?bytes=4000\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
+		"{\"target\":\"short\",\"url\":\"$TLS_GOOD_URL/short?bytes=4000\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
+		"{\"target\":\"resetmid\",\"url\":\"$TLS_GOOD_URL/resetmid?bytes=4000\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
+		"{\"target\":\"echo\",\"url\":\"$TLS_GOOD_URL/echo\",\"ca_file\":\"$TLS_DIR/good.crt\",\"method\":\"POST\",\"body\":\"$(printf 'b%.0s' {1..20000})\",\"headers\":{\"X-Sitemon\":\"yes\"},\"regex\":\"X-Sitemon: yes\"}"
+		"{\"target\":\"slow\",\"url\":\"$TLS_GOOD_URL/slow?ms=5000\",\"ca_file\":\"$TLS_DIR/good.crt\",\"timeout_ms\":300}"
+		"{\"target\":\"h2\",\"url\":\"$H2_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
+	)
+	# Each alone in a sm-check of its own: libcurl makes the TLS.
+	for c in "${cases[@]}"; do
+		printf '%s\n' "$c" | SM_STATS_INTERVAL=1h sm-check 2>"$T/err"
+		[ "$(grep -c tls_relayed "$T/err")" -eq 0 ]
+	done >"$T/curl"
+	# One sm-check, each origin probed once first (unverified, over
+	# HTTP/1.1 but for the HTTP/2 one): then the relay makes the TLS of
+	# every case, but the HTTP/2 origin's.
+	for c in "$TLS_GOOD_URL" "$TLS_EXPIRED_URL" "$TLS_FUTURE_URL" "$TLS_CHAIN_URL" \
+		"$TLS_LEAFONLY_URL" "$TLS_WRONG_URL" "$H2_URL"; do
+		origins+=("{\"target\":\"first$((i++))\",\"url\":\"$c/ok\",\"tls_verify\":false}")
+	done
+	probe -c 1 --stats-interval 1h -- "${origins[@]}" "${cases[@]}"
+	[ "$status" -eq 0 ]
+	jqe -s 'map(select(.target | startswith("first"))) | length == 7 and all(.ok)'
+	# Every case but "missing" (refused before a handshake) and "h2" is
+	# relayed, and "redirect" twice more (its hops are relative).
+	[[ "$stderr" == *" tls_relayed=$(( ${#cases[@]} - 2 + 2 ))" ]] || { echo "$stderr"; false; }
+	# The same results, field for field, but what only a clock or a
+	# fresh id tells (the timeout's message has its milliseconds); a
+	# reset mid-answer is a protocol error by both ways, each saying it
+	# in its own words.
+	local same='{ok, status, error_kind, tls_error, http_version, bytes, truncated,
+		content_length, wire_bytes, remote_ip, redirects, final_url, url,
+		hops: (.hops // [] | map({url, status, location})), regex: (.regex // null),
+		tls, tls_ms: (.phases.tls_ms != null), ttfb_ms: (.phases.ttfb_ms != null),
+		error: (if .target == "resetmid" or .target == "slow" then null else .error end)}'
+	jq -s "map({key: .target, value: $same}) | from_entries" "$T/curl" >"$T/a"
+	jq -s "map(select(.target | startswith(\"first\") | not) | {key: .target, value: $same}) | from_entries" "$T/out" >"$T/b"
+	diff -u "$T/a" "$T/b"
+	jq -e 'length == 20' "$T/b"
+	# What the relay's cases are: each kind of outcome is there.
+	jq -e '.fine.ok and .self.tls_error == "self_signed" and .host.tls_error == "hostname_mismatch" and
+		.missing.tls_error == "ca_file" and .redirect.redirects == 2 and .big.regex.matched and
+		.cut.truncated and .stream.bytes == 5000 and .gzip.wire_bytes != null and
+		.short.error_kind == "protocol" and .resetmid.error_kind == "protocol" and
+		.echo.regex.matched and .slow.error_kind == "timeout" and .h2.http_version == "2" and
+		.fine.http_version == "1.1"' "$T/b"
+	# The relay's own clock: the handshake and the first byte apart.
+	jqe -s '.[] | select(.target == "fine") | .phases.tls_ms > 0 and .phases.ttfb_ms > 0 and
+		.phases.tls_ms + .phases.ttfb_ms <= .duration_ms'
+}
+
+@test "check: each probe loop relays its own https connections (--threads 2)" {
+	local i ins=()
+	for i in $(seq 60); do
+		ins+=("{\"target\":\"t$i\",\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}")
+	done
+	# Two loops, one probe in flight each: each loop learns the origin
+	# from its first probe, then relays.
+	probe -t 2 -c 2 --stats-interval 1h -- "${ins[@]}"
+	[ "$status" -eq 0 ]
+	nresults 60
+	jqe -s 'all(.ok and .http_version == "1.1" and .tls.version != null and .phases.tls_ms > 0)'
+	[[ "$stderr" =~ \ tls_relayed=(5[89])$ ]] || { echo "$stderr"; false; }
+}
+
 @test "check: every field sm-check writes is in the schema, and stored by sm-pg-write or deliberately not" {
 	# Results of every shape: plain, failed, cut, compressed, redirected,
 	# with regexes, https good and refused.

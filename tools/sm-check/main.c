@@ -41,6 +41,7 @@
 #include "castore.h"
 #include "probe.h"
 #include "rxcache.h"
+#include "tlsrelay.h"
 #include "workers.h"
 
 #define DEFAULT_CONCURRENCY 64
@@ -159,6 +160,7 @@ struct state {
 	int epfd;          /* epoll: curl's sockets, stdin, the wake-up */
 	int wake_fd;       /* eventfd: a signal came */
 	struct wq *wq;     /* this loop's regexes done */
+	struct relays *relays; /* this loop's https relays (tlsrelay.h) */
 	bool stdin_polled; /* stdin is in epfd (not a regular file) */
 	bool stdin_armed;  /* ... and armed (EPOLLONESHOT) */
 	int64_t timer_ns;  /* when curl wants its timeout handled, or -1 */
@@ -619,6 +621,9 @@ stats_report(struct shared *sh)
 			                        " err_%s=%llu",
 			                        error_kind_name((enum error_kind)k),
 			                        n->err[k]);
+	if (probe_relayed() > 0 && off < sizeof kinds)
+		snprintf(kinds + off, sizeof kinds - off, " tls_relayed=%lu",
+		         probe_relayed());
 	info("stats: in=%llu out=%llu in_flight=%zu ok=%llu failed=%llu "
 	     "invalid=%llu%s", n->in, n->out, inflight, n->ok, n->failed,
 	     n->invalid, kinds);
@@ -740,6 +745,23 @@ on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
 	else if (s->ready & want)
 		add_pending(st, fd, s); /* the edge came before the wish */
 	return 0;
+}
+
+/* A socket of curl's whose descriptor now names another file (a relay
+ * made it one end of a pair, and took the old registration out): into
+ * the epoll set again, as the table says curl waits on it. */
+static void
+sock_rebind(void *ctx, int fd)
+{
+	struct state *st = ctx;
+	struct sock *s = active_sock(st, fd);
+
+	if (s == NULL)
+		return;
+	s->ready = 0;
+	epoll_set(st, EPOLL_CTL_ADD, fd,
+	          s->lt ? level_events(s->want)
+	                : EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
 }
 
 /* CURLMOPT_TIMERFUNCTION: -1 deletes the timer. */
@@ -888,6 +910,8 @@ run(struct state *st)
 {
 	struct epoll_event evs[256];
 
+	relays_attach(st->relays);
+
 	for (;;) {
 		bool more, drained;
 		int n, wait_ms;
@@ -970,8 +994,11 @@ run(struct state *st)
 				(void)!read(st->wake_fd, &count, sizeof count);
 				continue;
 			}
+			if (relays_event(st->relays, fd, e))
+				continue;
 			socket_event(st, fd, e);
 		}
+		relays_flush(st->relays);
 	}
 }
 
@@ -984,6 +1011,7 @@ loop_init(struct state *st)
 		die(EX_SOFTWARE, "curl_multi_init failed");
 	st->wq = workers_queue_new();
 	setup_events(st);
+	st->relays = relays_new(st->epfd, sock_rebind, st);
 }
 
 static void
@@ -991,6 +1019,7 @@ loop_end(struct state *st)
 {
 	flush_out(st);
 	curl_multi_cleanup(st->multi);
+	relays_free(&st->relays);
 	probe_pool_clear();
 	workers_queue_free(&st->wq);
 	close(st->epfd);

@@ -3,7 +3,9 @@
  * transfer into a result record (schema v1).
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -22,6 +24,7 @@
 #include "probe.h"
 #include "rxcache.h"
 #include "jtext.h"
+#include "tlsrelay.h"
 
 /* A response that asked for a redirect. */
 struct hop {
@@ -86,6 +89,19 @@ struct probe {
 	char tls_version[32];    /* SSL_get_version() of the last TLS connection */
 	struct certfacts cert;
 
+	/* https whose TLS sm-check makes (tlsrelay.h; own_url()). */
+	uint64_t origin_key;     /* the https URL's host:port, 0: not https */
+	bool own;                /* libcurl has the URL as http */
+	char *own_host;          /* its host as written ([] for IPv6) */
+	long own_port;
+	bool hop_own;            /* this hop's connection is a relay's */
+	int fds[4];              /* libcurl's open sockets of this probe */
+	size_t n_fds;
+	struct relay *relay;     /* the relay of this hop, or NULL */
+	int relay_fd;            /* ... on libcurl's descriptor */
+	struct relay_outcome rout;
+	CURLcode own_code;       /* refused before the relay, CURLE_OK: not */
+
 	/* The transfer's outcome (probe_transfer_done). */
 	CURLcode code;
 	long status, redirects, httpver;
@@ -103,7 +119,18 @@ struct probe {
 	int64_t regex_us;        /* -1: no regex ran */
 };
 
+/* Of relayed https (below, with the relay's other parts). */
+static char *shown_url_new(const struct probe *p, const char *url);
+static void own_phases(const struct probe *p, struct phase_us *ph);
+
 /* ---- curl callbacks --------------------------------------------------- */
+
+static bool
+is_https(const char *url)
+{
+	return url != NULL && strncasecmp(url, "https:", 6) == 0;
+}
+
 
 static curl_off_t
 info_time(CURL *e, CURLINFO what)
@@ -221,8 +248,14 @@ headers_done(struct probe *p)
 	curl_easy_getinfo(p->easy, CURLINFO_EFFECTIVE_URL, &url);
 	h = &p->hops[p->n_hops++];
 	h->status = status;
-	h->url = url_redact_new(url != NULL ? url : "");
+	h->url = shown_url_new(p, url != NULL ? url : "");
 	h->location = absolute_location(url != NULL ? url : "", p->location);
+	if (p->own) {
+		char *shown = shown_url_new(p, h->location);
+
+		free(h->location);
+		h->location = shown;
+	}
 	h->us = (now - p->hop_start_ns) / 1000;
 	p->hop_start_ns = now;
 	/* Every phase of this hop has been added to the timers by now,
@@ -231,8 +264,10 @@ headers_done(struct probe *p)
 	 * after this. */
 	timers_now(p->easy, &now_t);
 	hop_phases(&p->at_redirect, &now_t, &ph);
+	own_phases(p, &ph);
 	phases_add(&p->hop_sum, &ph);
 	p->at_redirect = now_t;
+	p->hop_own = false; /* the next hop says its own */
 }
 
 static size_t
@@ -296,6 +331,12 @@ on_body(char *buf, size_t size, size_t n, void *userdata)
 /* The SSL_CTX ex_data slot that holds the probe (see on_ssl_ctx); made
  * once, by probe_global_init(). */
 static int ctx_slot = -1;
+/* The SSL ex_data slot of a relay's SSL, which holds the probe; and the
+ * one SSL_CTX of every relay (own_ssl_new). */
+static int ssl_slot = -1;
+static SSL_CTX *own_ctx;
+/* Connections whose TLS sm-check made, for the stats line. */
+static atomic_ulong n_relayed;
 
 static void
 certfacts_clear(struct certfacts *c)
@@ -427,6 +468,42 @@ sha256_text(X509 *x)
 	return s;
 }
 
+/* The SSL's probe: its own (a relay's SSL) or its SSL_CTX's (libcurl
+ * makes an SSL_CTX per connection). */
+static struct probe *
+probe_of_ssl(const SSL *ssl)
+{
+	struct probe *p = ssl_slot >= 0 ? SSL_get_ex_data(ssl, ssl_slot) : NULL;
+
+	return p != NULL ? p : SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_slot);
+}
+
+/* Whether the leaf certificate is for the host of the relay's URL, as
+ * libcurl 7.88 decides: an address against the certificate's IP names,
+ * a name against its DNS names (its subject's CN when it has none), a
+ * wildcard only as a whole first label. */
+static bool
+own_host_matches(const struct probe *p, X509 *leaf)
+{
+	char host[256];
+	size_t n = strlen(p->own_host);
+	unsigned char addr[16];
+
+	if (leaf == NULL || n >= sizeof host)
+		return false;
+	if (p->own_host[0] == '[') {
+		memcpy(host, p->own_host + 1, n - 2);
+		host[n - 2] = '\0';
+	} else {
+		memcpy(host, p->own_host, n + 1);
+	}
+	if (inet_pton(AF_INET, host, addr) == 1 ||
+	    inet_pton(AF_INET6, host, addr) == 1)
+		return X509_check_ip_asc(leaf, host, 0) == 1;
+	return X509_check_host(leaf, host, 0,
+	                       X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1;
+}
+
 /* OpenSSL's verify callback: the outcome is OpenSSL's (ok is returned
  * as it came); the probe keeps the leaf's facts and the first error. */
 static int
@@ -434,14 +511,21 @@ on_verify(int ok, X509_STORE_CTX *x)
 {
 	SSL *ssl = X509_STORE_CTX_get_ex_data(x,
 	                                      SSL_get_ex_data_X509_STORE_CTX_idx());
-	struct probe *p = ssl != NULL ? SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl),
-	                                                    ctx_slot)
-	                              : NULL;
+	struct probe *p = ssl != NULL ? probe_of_ssl(ssl) : NULL;
 	struct certfacts *c;
 
 	if (p == NULL)
 		return ok;
 	c = &p->cert;
+	/* The last call, the leaf's, once its chain has verified: the
+	 * host, as libcurl checks it after a handshake (a chain that fails
+	 * says so first). */
+	if (ok && p->hop_own && p->t->tls_verify &&
+	    X509_STORE_CTX_get_error_depth(x) == 0 &&
+	    !own_host_matches(p, X509_STORE_CTX_get0_cert(x))) {
+		X509_STORE_CTX_set_error(x, X509_V_ERR_HOSTNAME_MISMATCH);
+		ok = 0;
+	}
 	/* Without tls_verify OpenSSL still verifies, but decides nothing:
 	 * its errors are not why a handshake failed. */
 	if (!ok && c->verify_err == 0 && p->t->tls_verify)
@@ -500,7 +584,7 @@ on_ssl_info(const SSL *ssl, int where, int ret)
 	struct probe *p;
 
 	if (where & SSL_CB_HANDSHAKE_DONE) {
-		p = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_slot);
+		p = probe_of_ssl(ssl);
 		if (p != NULL)
 			snprintf(p->tls_version, sizeof p->tls_version, "%s",
 			         SSL_get_version(ssl));
@@ -508,7 +592,7 @@ on_ssl_info(const SSL *ssl, int where, int ret)
 	}
 	if (!(where & SSL_CB_ALERT) || (ret & 0xff) != SSL_AD_PROTOCOL_VERSION)
 		return;
-	p = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_slot);
+	p = probe_of_ssl(ssl);
 	if (p != NULL)
 		p->cert.alert_version = true;
 }
@@ -595,6 +679,398 @@ tls_error_of(const struct probe *p)
 	}
 }
 
+/* ---- https whose TLS sm-check makes (tlsrelay.h) ----------------------- */
+
+/* Which https origins (host:port) answered a probe made all by libcurl
+ * over HTTP/1.x lately: those sm-check then makes the TLS of.  The relay
+ * offers only http/1.1 in ALPN (libcurl, given an http URL, speaks
+ * HTTP/1.1), so a server that takes HTTP/2 stays libcurl's, and a server
+ * that begins to take it is seen within MEMO_TTL_NS.  A table of 64-bit
+ * keys per probe loop, emptied when half full. */
+#define MEMO_SLOTS 8192
+#define MEMO_TTL_NS (3600 * INT64_C(1000000000))
+
+struct memo_slot {
+	uint64_t key;   /* 0: empty */
+	int64_t at_ns;  /* learnt (monotonic) */
+};
+
+static _Thread_local struct memo_slot *memo;
+static _Thread_local size_t memo_used;
+
+static uint64_t
+origin_key(const char *host, long port)
+{
+	uint64_t h = 14695981039346656037u; /* FNV-1a */
+	char ps[24];
+
+	for (const char *c = host; *c; c++)
+		h = (h ^ (unsigned char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c)) *
+		    1099511628211u;
+	snprintf(ps, sizeof ps, ":%ld", port);
+	for (const char *c = ps; *c; c++)
+		h = (h ^ (unsigned char)*c) * 1099511628211u;
+	return h != 0 ? h : 1;
+}
+
+static struct memo_slot *
+memo_find(uint64_t key)
+{
+	size_t i = (size_t)key & (MEMO_SLOTS - 1);
+
+	if (memo == NULL)
+		return NULL;
+	while (memo[i].key != 0 && memo[i].key != key)
+		i = (i + 1) & (MEMO_SLOTS - 1);
+	return &memo[i];
+}
+
+static bool
+memo_knows(uint64_t key)
+{
+	struct memo_slot *s = memo_find(key);
+
+	return s != NULL && s->key == key &&
+	       mono_now_ns() - s->at_ns < MEMO_TTL_NS;
+}
+
+static void
+memo_learn(uint64_t key)
+{
+	struct memo_slot *s;
+
+	if (memo == NULL)
+		memo = xcalloc(MEMO_SLOTS, sizeof *memo);
+	if (memo_used >= MEMO_SLOTS / 2) {
+		memset(memo, 0, MEMO_SLOTS * sizeof *memo);
+		memo_used = 0;
+	}
+	s = memo_find(key);
+	if (s->key == 0)
+		memo_used++;
+	s->key = key;
+	s->at_ns = mono_now_ns();
+}
+
+/* Whether a host (as a URL writes it) is one a relay may verify and name
+ * in SNI as libcurl would: ASCII, no zone, not too long. */
+static bool
+own_host_ok(const char *host)
+{
+	size_t n = strlen(host);
+
+	if (n == 0 || n >= 256)
+		return false;
+	for (const char *c = host; *c; c++)
+		if ((unsigned char)*c <= ' ' || (unsigned char)*c >= 0x7f ||
+		    *c == '%')
+			return false;
+	return true;
+}
+
+/* The URL libcurl gets: for an https URL whose origin answered over
+ * HTTP/1.x lately (memo) the same URL as http with its port written out
+ * (a new string, p->own set), else NULL (the target's URL). */
+static char *
+own_url_new(struct probe *p)
+{
+	CURLU *u;
+	char *host = NULL, *port = NULL, *url = NULL;
+
+	if (!is_https(p->t->url) || p->opts->proxy_env || own_ctx == NULL ||
+	    (u = curl_url()) == NULL)
+		return NULL;
+	if (curl_url_set(u, CURLUPART_URL, p->t->url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) !=
+	        CURLUE_OK ||
+	    !own_host_ok(host))
+		goto out;
+	p->own_port = strtol(port, NULL, 10);
+	p->origin_key = origin_key(host, p->own_port);
+	if (!memo_knows(p->origin_key))
+		goto out;
+	if (curl_url_set(u, CURLUPART_SCHEME, "http", 0) != CURLUE_OK ||
+	    curl_url_set(u, CURLUPART_PORT, port, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_URL, &url, 0) != CURLUE_OK)
+		goto out;
+	p->own = true;
+	p->own_host = xstrdup(host);
+out:
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
+	if (url == NULL)
+		return NULL;
+	{
+		char *copy = xstrdup(url);
+
+		curl_free(url);
+		return copy;
+	}
+}
+
+/* Whether url is on the relayed origin: the http form of the https URL
+ * (the first hop, or a redirect relative to it). */
+static bool
+own_origin(const struct probe *p, CURLU *u)
+{
+	char *scheme = NULL, *host = NULL, *port = NULL;
+	bool same;
+
+	same = curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+	       curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+	       curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) ==
+	           CURLUE_OK &&
+	       strcasecmp(scheme, "http") == 0 &&
+	       strcasecmp(host, p->own_host) == 0 &&
+	       strtol(port, NULL, 10) == p->own_port;
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	return same;
+}
+
+/* url as the result shows it (a new string, password hidden): on the
+ * relayed origin, https again. */
+static char *
+shown_url_new(const struct probe *p, const char *url)
+{
+	CURLU *u;
+	char *https = NULL, *shown;
+
+	if (!p->own || (u = curl_url()) == NULL)
+		return url_redact_new(url);
+	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    own_origin(p, u) &&
+	    curl_url_set(u, CURLUPART_SCHEME, "https", 0) == CURLUE_OK &&
+	    (p->own_port != 443 ||
+	     curl_url_set(u, CURLUPART_PORT, NULL, 0) == CURLUE_OK))
+		(void)curl_url_get(u, CURLUPART_URL, &https, 0);
+	curl_url_cleanup(u);
+	shown = url_redact_new(https != NULL ? https : url);
+	curl_free(https);
+	return shown;
+}
+
+/* Whether this hop's connection is to the relayed origin. */
+static bool
+hop_is_own(const struct probe *p)
+{
+	char *url = NULL;
+	CURLU *u;
+	bool own;
+
+	if (!p->own ||
+	    curl_easy_getinfo(p->easy, CURLINFO_EFFECTIVE_URL, &url) != CURLE_OK ||
+	    url == NULL || (u = curl_url()) == NULL)
+		return false;
+	own = curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	      own_origin(p, u);
+	curl_url_cleanup(u);
+	return own;
+}
+
+/* Of libcurl's open sockets of this probe, the connected one (the loser
+ * of a happy-eyeballs race may still be open). */
+static int
+connected_fd(const struct probe *p, const char *ip, int port)
+{
+	for (size_t i = 0; i < p->n_fds; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof ss;
+		char text[INET6_ADDRSTRLEN];
+		const void *a;
+		int peer_port;
+
+		if (p->n_fds == 1)
+			return p->fds[0];
+		if (getpeername(p->fds[i], (struct sockaddr *)&ss, &len) < 0)
+			continue;
+		if (ss.ss_family == AF_INET) {
+			const struct sockaddr_in *in = (const void *)&ss;
+
+			a = &in->sin_addr;
+			peer_port = ntohs(in->sin_port);
+		} else if (ss.ss_family == AF_INET6) {
+			const struct sockaddr_in6 *in6 = (const void *)&ss;
+
+			a = &in6->sin6_addr;
+			peer_port = ntohs(in6->sin6_port);
+		} else {
+			continue;
+		}
+		if (peer_port == port &&
+		    inet_ntop(ss.ss_family, a, text, sizeof text) != NULL &&
+		    strcmp(text, ip) == 0)
+			return p->fds[i];
+	}
+	return -1;
+}
+
+/* A relay's SSL for this probe: the shared SSL_CTX, the probe's CA
+ * store and callbacks.  NULL with the reason in errbuf when the CA
+ * bundle cannot be loaded. */
+static SSL *
+own_ssl_new(struct probe *p)
+{
+	SSL *ssl;
+	char host[256];
+	unsigned char addr[16];
+	size_t n = strlen(p->own_host);
+
+	if ((ssl = SSL_new(own_ctx)) == NULL)
+		die(EX_SOFTWARE, "SSL_new failed");
+	SSL_set_ex_data(ssl, ssl_slot, p);
+	/* Without tls_verify OpenSSL still verifies, for the facts, and
+	 * decides nothing (on_verify). */
+	SSL_set_verify(ssl, p->t->tls_verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE,
+	               on_verify);
+	if (p->t->tls_verify) {
+		X509_STORE *store = castore_get(p->t->ca_file, p->ca_err,
+		                                sizeof p->ca_err);
+
+		if (store == NULL || SSL_set1_verify_cert_store(ssl, store) != 1) {
+			X509_STORE_free(store);
+			SSL_free(ssl);
+			return NULL;
+		}
+		X509_STORE_free(store); /* the SSL holds its own reference */
+	}
+	/* SNI names a host, never an address (RFC 6066, 3). */
+	if (p->own_host[0] == '[')
+		return ssl;
+	memcpy(host, p->own_host, n + 1);
+	if (inet_pton(AF_INET, host, addr) != 1)
+		(void)SSL_set_tlsext_host_name(ssl, host);
+	return ssl;
+}
+
+/* CURLOPT_PREREQFUNCTION: libcurl has connected this hop and is about to
+ * send the request.  On the relayed origin, the relay takes the socket
+ * and makes the TLS handshake first. */
+static int
+on_prereq(void *clientp, char *ip, char *local_ip, int port, int local_port)
+{
+	struct probe *p = clientp;
+	SSL *ssl;
+	int fd;
+
+	(void)local_ip;
+	(void)local_port;
+	p->hop_own = false;
+	if (!hop_is_own(p))
+		return CURL_PREREQFUNC_OK;
+	relay_free(&p->relay);
+	if ((fd = connected_fd(p, ip, port)) < 0) {
+		p->own_code = CURLE_SSL_CONNECT_ERROR;
+		snprintf(p->errbuf, sizeof p->errbuf,
+		         "sm-check lost the socket of %s port %d", ip, port);
+		return CURL_PREREQFUNC_ABORT;
+	}
+	certfacts_clear(&p->cert);
+	p->tls_version[0] = '\0';
+	p->hop_own = true;
+	if ((ssl = own_ssl_new(p)) == NULL) {
+		p->own_code = CURLE_SSL_CACERT_BADFILE;
+		return CURL_PREREQFUNC_ABORT;
+	}
+	if ((p->relay = relay_start(fd, ssl, &p->rout)) == NULL) {
+		p->own_code = CURLE_SSL_CONNECT_ERROR;
+		snprintf(p->errbuf, sizeof p->errbuf,
+		         "cannot relay the connection to %s port %d: %s", ip, port,
+		         strerror(errno));
+		return CURL_PREREQFUNC_ABORT;
+	}
+	p->relay_fd = fd;
+	atomic_fetch_add_explicit(&n_relayed, 1, memory_order_relaxed);
+	return CURL_PREREQFUNC_OK;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: libcurl is done with a socket (with the
+ * relay's, its end of the pair). */
+static int
+on_closesocket(void *clientp, curl_socket_t fd)
+{
+	struct probe *p = clientp;
+
+	for (size_t i = 0; i < p->n_fds; i++)
+		if (p->fds[i] == fd) {
+			p->fds[i] = p->fds[--p->n_fds];
+			break;
+		}
+	if (p->relay != NULL && p->relay_fd == fd)
+		relay_free(&p->relay);
+	return close(fd);
+}
+
+/* A relayed hop's failure as libcurl would have reported it over its own
+ * TLS: libcurl saw only the end of the pair. */
+static void
+own_outcome(struct probe *p)
+{
+	int v = p->cert.verify_err;
+
+	if (p->own_code != CURLE_OK) {
+		p->code = p->own_code; /* errbuf says why */
+		return;
+	}
+	if (!p->hop_own || !p->rout.failed)
+		return;
+	if (p->rout.handshake_ns != 0) {
+		/* The answer broke off: libcurl saw it end early. */
+		if (p->code == CURLE_GOT_NOTHING || p->code == CURLE_PARTIAL_FILE ||
+		    p->code == CURLE_RECV_ERROR) {
+			p->code = CURLE_RECV_ERROR;
+			snprintf(p->errbuf, sizeof p->errbuf,
+			         "TLS read from %.80s port %ld failed: %.120s", p->own_host,
+			         p->own_port, p->rout.why);
+		}
+		return;
+	}
+	if (v == X509_V_ERR_HOSTNAME_MISMATCH) {
+		p->code = CURLE_PEER_FAILED_VERIFICATION;
+		snprintf(p->errbuf, sizeof p->errbuf,
+		         "SSL: no alternative certificate subject name matches "
+		         "target host name '%.180s'", p->own_host);
+	} else if (v != X509_V_OK) {
+		p->code = CURLE_PEER_FAILED_VERIFICATION;
+		snprintf(p->errbuf, sizeof p->errbuf,
+		         "SSL certificate problem: %s",
+		         X509_verify_cert_error_string(v));
+	} else {
+		p->code = CURLE_SSL_CONNECT_ERROR;
+		snprintf(p->errbuf, sizeof p->errbuf,
+		         "TLS handshake with %.80s port %ld failed: %.120s", p->own_host,
+		         p->own_port, p->rout.why);
+	}
+}
+
+/* A relayed hop's phases: libcurl saw a plain http connection, whose
+ * wait for the first byte held the handshake.  The relay's clock has
+ * both: the handshake from the socket's take-over (libcurl's connect
+ * end) to its end, the first byte from the request's first bytes into
+ * TLS to the answer's first bytes out of it. */
+static void
+own_phases(const struct probe *p, struct phase_us *ph)
+{
+	const struct relay_outcome *o = &p->rout;
+
+	if (!p->hop_own)
+		return;
+	ph->tls = o->handshake_ns != 0 ? (o->handshake_ns - o->start_ns) / 1000
+	                               : -1;
+	if (ph->ttfb >= 0)
+		ph->ttfb = o->sent_ns != 0 && o->answer_ns >= o->sent_ns
+		               ? (o->answer_ns - o->sent_ns) / 1000 : -1;
+}
+
+unsigned long
+probe_relayed(void)
+{
+	return atomic_load_explicit(&n_relayed, memory_order_relaxed);
+}
+
 /* ---- sockets ---------------------------------------------------------- */
 
 /* Whether a connection of this probe needs TCP_NODELAY.
@@ -613,7 +1089,7 @@ needs_nodelay(const struct probe *p)
 {
 	char *url = NULL;
 
-	if (p->opts->proxy_env || p->t->body != NULL)
+	if (p->opts->proxy_env || p->t->body != NULL || p->own)
 		return true;
 	if (curl_easy_getinfo(p->easy, CURLINFO_EFFECTIVE_URL, &url) !=
 	        CURLE_OK || url == NULL)
@@ -627,7 +1103,12 @@ static int
 on_sockopt(void *clientp, curl_socket_t fd, curlsocktype purpose)
 {
 	static const int one = 1;
+	struct probe *p = clientp;
 
+	/* A relay takes one of them over (on_prereq). */
+	if (p->own && purpose == CURLSOCKTYPE_IPCXN &&
+	    p->n_fds < sizeof p->fds / sizeof p->fds[0])
+		p->fds[p->n_fds++] = fd;
 	if (purpose == CURLSOCKTYPE_IPCXN && needs_nodelay(clientp))
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
 		                 sizeof one);
@@ -649,7 +1130,7 @@ add_headers(struct probe *p)
 {
 	const char *name;
 	json_t *val;
-	bool have_ua = false, have_connection = false;
+	bool have_ua = false, have_connection = false, have_host = false;
 
 	if (p->t->headers != NULL) {
 		json_object_foreach(p->t->headers, name, val) {
@@ -662,6 +1143,8 @@ add_headers(struct probe *p)
 				have_ua = true;
 			if (strcasecmp(name, "Connection") == 0)
 				have_connection = true;
+			if (strcasecmp(name, "Host") == 0)
+				have_host = true;
 			/* "Name;" is curl's way to send an empty value. */
 			line = *v ? xasprintf("%s: %s", name, v)
 			          : xasprintf("%s;", name);
@@ -680,6 +1163,17 @@ add_headers(struct probe *p)
 		if (p->headers == NULL)
 			die(EX_SOFTWARE, "out of memory");
 	}
+	/* The http form of a relayed URL names port 443, which an https
+	 * request leaves out of Host (libcurl sends this one to that host
+	 * only, as any Host of the target's). */
+	if (p->own && p->own_port == 443 && !have_host) {
+		char *line = xasprintf("Host: %s", p->own_host);
+
+		p->headers = curl_slist_append(p->headers, line);
+		free(line);
+		if (p->headers == NULL)
+			die(EX_SOFTWARE, "out of memory");
+	}
 	if (!have_ua && p->opts->user_agent != NULL)
 		SETOPT(p->easy, CURLOPT_USERAGENT, p->opts->user_agent);
 	if (p->headers != NULL)
@@ -692,8 +1186,18 @@ setup_easy(struct probe *p)
 	CURL *e = p->easy;
 	const struct target *t = p->t;
 
+	char *own = own_url_new(p);
+
 	SETOPT(e, CURLOPT_PRIVATE, p);
-	SETOPT(e, CURLOPT_URL, t->url);
+	SETOPT(e, CURLOPT_URL, own != NULL ? own : t->url);
+	free(own);
+	if (p->own) {
+		SETOPT(e, CURLOPT_PREREQFUNCTION, on_prereq);
+		SETOPT(e, CURLOPT_PREREQDATA, p);
+		SETOPT(e, CURLOPT_CLOSESOCKETFUNCTION, on_closesocket);
+		SETOPT(e, CURLOPT_CLOSESOCKETDATA, p);
+		SETOPT(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+	}
 	SETOPT(e, CURLOPT_NOSIGNAL, 1L);
 	SETOPT(e, CURLOPT_TCP_NODELAY, 0L);
 	SETOPT(e, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
@@ -803,6 +1307,28 @@ easy_put(CURL *e)
 	idle[n_idle++] = e;
 }
 
+/* The relays' one SSL_CTX: OpenSSL's defaults (the system's minimum
+ * version and ciphers, as libcurl leaves them), no session cache or
+ * tickets (every probe makes a full handshake), HTTP/1.1 in ALPN,
+ * records read whole. */
+static void
+own_ctx_init(void)
+{
+	static const unsigned char alpn[] = "\x08http/1.1";
+
+	if ((own_ctx = SSL_CTX_new(TLS_client_method())) == NULL)
+		die(EX_SOFTWARE, "SSL_CTX_new failed");
+	SSL_CTX_set_session_cache_mode(own_ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_options(own_ctx, SSL_OP_NO_TICKET);
+	SSL_CTX_set_mode(own_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+	                          SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* A record in one read(2), not its header and then its body. */
+	SSL_CTX_set_read_ahead(own_ctx, 1);
+	SSL_CTX_set_info_callback(own_ctx, on_ssl_info);
+	if (SSL_CTX_set_alpn_protos(own_ctx, alpn, sizeof alpn - 1) != 0)
+		die(EX_SOFTWARE, "SSL_CTX_set_alpn_protos failed");
+}
+
 void
 probe_global_init(void)
 {
@@ -819,6 +1345,10 @@ probe_global_init(void)
 	curl_easy_cleanup(e);
 	if (ctx_slot < 0)
 		ctx_slot = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	if (ssl_slot < 0)
+		ssl_slot = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	if (own_ctx == NULL)
+		own_ctx_init();
 	if (sha256_md == NULL)
 		sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
 }
@@ -830,6 +1360,9 @@ static pthread_mutex_t id_mu = PTHREAD_MUTEX_INITIALIZER;
 void
 probe_pool_clear(void)
 {
+	free(memo);
+	memo = NULL;
+	memo_used = 0;
 	while (n_idle > 0)
 		curl_easy_cleanup(idle[--n_idle]);
 	free(idle);
@@ -885,6 +1418,10 @@ probe_free(struct probe **pp)
 
 	if (p == NULL)
 		return;
+	/* libcurl has closed its sockets by now (the handle left the multi);
+	 * a relay still here has lost its probe. */
+	relay_free(&p->relay);
+	free(p->own_host);
 	easy_put(p->easy);
 	curl_slist_free_all(p->headers);
 	target_free(&p->t);
@@ -1127,12 +1664,6 @@ tls_of(struct probe *p, struct jtext *j)
 	jt_close(j);
 }
 
-static bool
-is_https(const char *url)
-{
-	return url != NULL && strncasecmp(url, "https:", 6) == 0;
-}
-
 /* Truncate a pattern for an error message. */
 static void
 short_pattern(const char *pat, char *buf, size_t len)
@@ -1213,13 +1744,15 @@ probe_transfer_done(struct probe *p, CURLcode code)
 	char *ip = NULL, *url = NULL;
 
 	p->code = code;
+	own_outcome(p);
+	code = p->code;
 	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &p->status);
 	curl_easy_getinfo(e, CURLINFO_REDIRECT_COUNT, &p->redirects);
 	curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &p->httpver);
 	curl_easy_getinfo(e, CURLINFO_PRIMARY_IP, &ip);
 	curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &url);
 	p->ip = ip != NULL && *ip ? xstrdup(ip) : NULL;
-	p->final_url = url != NULL ? url_redact_new(url) : NULL;
+	p->final_url = url != NULL ? shown_url_new(p, url) : NULL;
 	timers_now(e, &p->sum);
 	p->total_us = info_time(e, CURLINFO_TOTAL_TIME_T);
 	if (p->total_us <= 0)
@@ -1234,6 +1767,13 @@ probe_transfer_done(struct probe *p, CURLcode code)
 		p->wire_bytes = -1;
 
 	p->kind = kind_of(p, code, p->status);
+	/* An https origin libcurl reached over HTTP/1.x, all by itself: the
+	 * relay may make its next handshakes. */
+	if (!p->own && p->origin_key != 0 && code == CURLE_OK &&
+	    p->redirects == 0 && p->tls_version[0] != '\0' &&
+	    (p->httpver == CURL_HTTP_VERSION_1_1 ||
+	     p->httpver == CURL_HTTP_VERSION_1_0))
+		memo_learn(p->origin_key);
 	p->msg[0] = '\0';
 	if (p->kind != ERR_NONE) {
 		snprintf(p->msg, sizeof p->msg, "%s",
@@ -1398,6 +1938,7 @@ probe_result(struct probe *p, struct jtext *j)
 	 * hop after its first byte, and so the total less every hop's
 	 * time to its first byte. */
 	hop_phases(&p->at_redirect, &p->sum, &fin);
+	own_phases(p, &fin);
 	all = p->hop_sum;
 	phases_add(&all, &fin);
 	phases_of(j, "phases", &all,

@@ -48,6 +48,9 @@ void probe_eval(void *p);
  * out, which is emptied first.  Returns its error kind (ERR_NONE: ok),
  * for the stats line. */
 enum error_kind probe_result(struct probe *p, struct jtext *out);
+/* Connections whose TLS sm-check made itself so far (tlsrelay.h), every
+ * loop's. */
+unsigned long probe_relayed(void);
 /* A result for a probe that never ran (the multi refused it). */
 json_t *probe_result_error(struct probe *p, enum error_kind kind,
                            const char *msg);
