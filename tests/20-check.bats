@@ -1305,6 +1305,8 @@ has_stats() {
 		"{\"target\":\"short\",\"url\":\"$TLS_GOOD_URL/short?bytes=4000\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
 		"{\"target\":\"resetmid\",\"url\":\"$TLS_GOOD_URL/resetmid?bytes=4000\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
 		"{\"target\":\"echo\",\"url\":\"$TLS_GOOD_URL/echo\",\"ca_file\":\"$TLS_DIR/good.crt\",\"method\":\"POST\",\"body\":\"$(printf 'b%.0s' {1..20000})\",\"headers\":{\"X-Sitemon\":\"yes\"},\"regex\":\"X-Sitemon: yes\"}"
+		"{\"target\":\"name\",\"url\":\"${TLS_GOOD_URL/127.0.0.1/localhost}/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
+		"{\"target\":\"namewrong\",\"url\":\"${TLS_WRONG_URL/127.0.0.1/localhost}/ok\",\"ca_file\":\"$TLS_DIR/wronghost.crt\"}"
 		"{\"target\":\"slow\",\"url\":\"$TLS_GOOD_URL/slow?ms=5000\",\"ca_file\":\"$TLS_DIR/good.crt\",\"timeout_ms\":300}"
 		"{\"target\":\"h2\",\"url\":\"$H2_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
 	)
@@ -1317,12 +1319,13 @@ has_stats() {
 	# HTTP/1.1 but for the HTTP/2 one): then the relay makes the TLS of
 	# every case, but the HTTP/2 origin's.
 	for c in "$TLS_GOOD_URL" "$TLS_EXPIRED_URL" "$TLS_FUTURE_URL" "$TLS_CHAIN_URL" \
-		"$TLS_LEAFONLY_URL" "$TLS_WRONG_URL" "$H2_URL"; do
+		"$TLS_LEAFONLY_URL" "$TLS_WRONG_URL" "$H2_URL" "${TLS_GOOD_URL/127.0.0.1/localhost}" \
+		"${TLS_WRONG_URL/127.0.0.1/localhost}"; do
 		origins+=("{\"target\":\"first$((i++))\",\"url\":\"$c/ok\",\"tls_verify\":false}")
 	done
 	probe -c 1 --stats-interval 1h -- "${origins[@]}" "${cases[@]}"
 	[ "$status" -eq 0 ]
-	jqe -s 'map(select(.target | startswith("first"))) | length == 7 and all(.ok)'
+	jqe -s 'map(select(.target | startswith("first"))) | length == 9 and all(.ok)'
 	# Every case but "missing" (refused before a handshake) and "h2" is
 	# relayed, and "redirect" twice more (its hops are relative).
 	[[ "$stderr" == *" tls_relayed=$(( ${#cases[@]} - 2 + 2 ))" ]] || { echo "$stderr"; false; }
@@ -1338,13 +1341,14 @@ has_stats() {
 	jq -s "map({key: .target, value: $same}) | from_entries" "$T/curl" >"$T/a"
 	jq -s "map(select(.target | startswith(\"first\") | not) | {key: .target, value: $same}) | from_entries" "$T/out" >"$T/b"
 	diff -u "$T/a" "$T/b"
-	jq -e 'length == 20' "$T/b"
+	jq -e 'length == 22' "$T/b"
 	# What the relay's cases are: each kind of outcome is there.
 	jq -e '.fine.ok and .self.tls_error == "self_signed" and .host.tls_error == "hostname_mismatch" and
 		.missing.tls_error == "ca_file" and .redirect.redirects == 2 and .big.regex.matched and
 		.cut.truncated and .stream.bytes == 5000 and .gzip.wire_bytes != null and
 		.short.error_kind == "protocol" and .resetmid.error_kind == "protocol" and
 		.echo.regex.matched and .slow.error_kind == "timeout" and .h2.http_version == "2" and
+		.name.ok and .namewrong.tls_error == "hostname_mismatch" and (.namewrong.error | test("localhost")) and
 		.fine.http_version == "1.1"' "$T/b"
 	# The relay's own clock: the handshake and the first byte apart.
 	jqe -s '.[] | select(.target == "fine") | .phases.tls_ms > 0 and .phases.ttfb_ms > 0 and
