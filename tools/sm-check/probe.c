@@ -89,10 +89,11 @@ struct probe {
 	char tls_version[32];    /* SSL_get_version() of the last TLS connection */
 	struct certfacts cert;
 
-	/* https whose TLS sm-check makes (tlsrelay.h; own_url()). */
+	/* https whose TLS sm-check makes (tlsrelay.h; own_url_new()). */
 	uint64_t origin_key;     /* the https URL's host:port, 0: not https */
 	bool own;                /* libcurl has the URL as http */
-	char *own_host;          /* its host as written ([] for IPv6) */
+	char *own_host;          /* its host as written ([] for IPv6), under
+	                          * 256 bytes */
 	long own_port;
 	bool hop_own;            /* this hop's connection is a relay's */
 	int fds[4];              /* libcurl's open sockets of this probe */
@@ -130,7 +131,6 @@ is_https(const char *url)
 {
 	return url != NULL && strncasecmp(url, "https:", 6) == 0;
 }
-
 
 static curl_off_t
 info_time(CURL *e, CURLINFO what)
@@ -478,6 +478,24 @@ probe_of_ssl(const SSL *ssl)
 	return p != NULL ? p : SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_slot);
 }
 
+/* The relayed host in host, without an IPv6 address's brackets; whether
+ * it is an address. */
+static bool
+own_host_bare(const struct probe *p, char host[static 256])
+{
+	size_t n = strlen(p->own_host); /* under 256: own_host_ok() */
+	unsigned char addr[16];
+
+	if (p->own_host[0] == '[' && n >= 2) {
+		memcpy(host, p->own_host + 1, n - 2);
+		host[n - 2] = '\0';
+	} else {
+		memcpy(host, p->own_host, n + 1);
+	}
+	return inet_pton(AF_INET, host, addr) == 1 ||
+	       inet_pton(AF_INET6, host, addr) == 1;
+}
+
 /* Whether the leaf certificate is for the host of the relay's URL, as
  * libcurl 7.88 decides: an address against the certificate's IP names,
  * a name against its DNS names (its subject's CN when it has none), a
@@ -486,19 +504,10 @@ static bool
 own_host_matches(const struct probe *p, X509 *leaf)
 {
 	char host[256];
-	size_t n = strlen(p->own_host);
-	unsigned char addr[16];
 
-	if (leaf == NULL || n >= sizeof host)
+	if (leaf == NULL)
 		return false;
-	if (p->own_host[0] == '[') {
-		memcpy(host, p->own_host + 1, n - 2);
-		host[n - 2] = '\0';
-	} else {
-		memcpy(host, p->own_host, n + 1);
-	}
-	if (inet_pton(AF_INET, host, addr) == 1 ||
-	    inet_pton(AF_INET6, host, addr) == 1)
+	if (own_host_bare(p, host))
 		return X509_check_ip_asc(leaf, host, 0) == 1;
 	return X509_check_host(leaf, host, 0,
 	                       X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1;
@@ -916,8 +925,6 @@ own_ssl_new(struct probe *p)
 {
 	SSL *ssl;
 	char host[256];
-	unsigned char addr[16];
-	size_t n = strlen(p->own_host);
 
 	if ((ssl = SSL_new(own_ctx)) == NULL)
 		die(EX_SOFTWARE, "SSL_new failed");
@@ -938,10 +945,7 @@ own_ssl_new(struct probe *p)
 		X509_STORE_free(store); /* the SSL holds its own reference */
 	}
 	/* SNI names a host, never an address (RFC 6066, 3). */
-	if (p->own_host[0] == '[')
-		return ssl;
-	memcpy(host, p->own_host, n + 1);
-	if (inet_pton(AF_INET, host, addr) != 1)
+	if (!own_host_bare(p, host))
 		(void)SSL_set_tlsext_host_name(ssl, host);
 	return ssl;
 }
