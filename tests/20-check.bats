@@ -1360,8 +1360,9 @@ has_stats() {
 	for i in $(seq 60); do
 		ins+=("{\"target\":\"t$i\",\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}")
 	done
-	# Two loops, one probe in flight each: each loop learns the origin
-	# from its first probe, then relays.
+	# Two loops, one probe in flight each: the first probe to end (by
+	# libcurl's TLS) teaches both loops the origin; the other loop's
+	# first probe may have started by then.  The rest are relayed.
 	probe -t 2 -c 2 --stats-interval 1h -- "${ins[@]}"
 	[ "$status" -eq 0 ]
 	nresults 60

@@ -1248,6 +1248,7 @@ main(int argc, char **argv)
 
 	line_reader_free(&sh.lr);
 	workers_stop();
+	probe_global_end();
 	curl_global_cleanup();
 	rx_cache_clear();
 	castore_clear();

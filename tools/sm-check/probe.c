@@ -694,8 +694,9 @@ tls_error_of(const struct probe *p)
  * over HTTP/1.x lately: those sm-check then makes the TLS of.  The relay
  * offers only http/1.1 in ALPN (libcurl, given an http URL, speaks
  * HTTP/1.1), so a server that takes HTTP/2 stays libcurl's, and a server
- * that begins to take it is seen within MEMO_TTL_NS.  A table of 64-bit
- * keys per probe loop, emptied when half full. */
+ * that begins to take it is seen within MEMO_TTL_NS.  One table of 64-bit
+ * keys for every probe loop (what one learns, all use), emptied when half
+ * full. */
 #define MEMO_SLOTS 8192
 #define MEMO_TTL_NS (3600 * INT64_C(1000000000))
 
@@ -704,8 +705,9 @@ struct memo_slot {
 	int64_t at_ns;  /* learnt (monotonic) */
 };
 
-static _Thread_local struct memo_slot *memo;
-static _Thread_local size_t memo_used;
+static pthread_mutex_t memo_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct memo_slot *memo; /* under memo_mu */
+static size_t memo_used;
 
 static uint64_t
 origin_key(const char *host, long port)
@@ -737,10 +739,15 @@ memo_find(uint64_t key)
 static bool
 memo_knows(uint64_t key)
 {
-	struct memo_slot *s = memo_find(key);
+	struct memo_slot *s;
+	bool known;
 
-	return s != NULL && s->key == key &&
-	       mono_now_ns() - s->at_ns < MEMO_TTL_NS;
+	pthread_mutex_lock(&memo_mu);
+	s = memo_find(key);
+	known = s != NULL && s->key == key &&
+	        mono_now_ns() - s->at_ns < MEMO_TTL_NS;
+	pthread_mutex_unlock(&memo_mu);
+	return known;
 }
 
 static void
@@ -748,6 +755,7 @@ memo_learn(uint64_t key)
 {
 	struct memo_slot *s;
 
+	pthread_mutex_lock(&memo_mu);
 	if (memo == NULL)
 		memo = xcalloc(MEMO_SLOTS, sizeof *memo);
 	if (memo_used >= MEMO_SLOTS / 2) {
@@ -759,6 +767,7 @@ memo_learn(uint64_t key)
 		memo_used++;
 	s->key = key;
 	s->at_ns = mono_now_ns();
+	pthread_mutex_unlock(&memo_mu);
 }
 
 /* Whether a host (as a URL writes it) is one a relay may verify and name
@@ -1362,11 +1371,19 @@ probe_global_init(void)
 static pthread_mutex_t id_mu = PTHREAD_MUTEX_INITIALIZER;
 
 void
-probe_pool_clear(void)
+probe_global_end(void)
 {
 	free(memo);
 	memo = NULL;
 	memo_used = 0;
+	if (own_ctx != NULL)
+		SSL_CTX_free(own_ctx);
+	own_ctx = NULL;
+}
+
+void
+probe_pool_clear(void)
+{
 	while (n_idle > 0)
 		curl_easy_cleanup(idle[--n_idle]);
 	free(idle);

@@ -27,6 +27,8 @@ struct probe *probe_new(struct target *t, const struct probe_opts *o,
                         char *err, size_t errlen);
 /* Once, before any probe and before threads (after curl_global_init). */
 void probe_global_init(void);
+/* Once, after every probe loop has ended. */
+void probe_global_end(void);
 /* The probe's easy handle is kept, reset, for a later probe_new() of the
  * same thread. */
 void probe_free(struct probe **p);
