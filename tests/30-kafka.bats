@@ -280,14 +280,16 @@ stats_lines_at_least() {
 	for i in $(seq 0 9); do echo "{\"n\":$i}"; done | kcat -P -b "$SM_TEST_BROKERS" -t "$TOPIC" -p 0
 	: >"$T/acks"
 	sm-kafka-sub -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "$G1" "${FAST_GROUP[@]}" -e \
-		--ack "$T/acks" --drain-timeout 200ms >"$T/out1" 2>"$T/err1" &
+		--ack "$T/acks" --drain-timeout 200ms --stats-interval 50ms >"$T/out1" 2>"$T/err1" &
 	pid=$!
 	track_pid $pid
 	wait_for has_lines "$T/out1" 10
 	# Acknowledge 0-4 and 6: only offsets up to 4 may be committed.
 	jq -c 'select(.kafka.offset < 5 or .kafka.offset == 6)' "$T/out1" >>"$T/acks"
-	# -e does not end it: offset 5 is still unacknowledged.
-	sleep 1.5
+	# -e does not end it: offset 5 is still unacknowledged.  It has
+	# taken the six acknowledgements and goes on, over three stats lines
+	# (100 ms of its clock).
+	wait_for eval '[ "$(grep -c "stats: out=10 acked=6 invalid=0 unacked=4 " "$T/err1")" -ge 3 ]'
 	kill -0 $pid
 	kill -TERM $pid
 	wait "$pid"  # exit 0: a drained stop
@@ -376,11 +378,12 @@ stats_lines_at_least() {
 	[ -z "$output" ]
 	: >"$T/acks"
 	sm-kafka-sub -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "$G1" --max-inflight 10 \
-		--ack "$T/acks" >"$T/out" 2>"$T/err" &
+		--ack "$T/acks" --stats-interval 50ms >"$T/out" 2>"$T/err" &
 	track_pid $!
 	wait_for has_lines "$T/out" 10
-	sleep 1
-	# Paused at 10 while nothing is acknowledged.
+	# Paused at 10 while nothing is acknowledged: three stats lines in a
+	# row (100 ms of its clock) say 10 out, 10 unacknowledged.
+	wait_for eval '[ "$(grep -c "stats: out=10 acked=0 invalid=0 unacked=10 " "$T/err")" -ge 3 ]'
 	[ "$(lines_in "$T/out")" -eq 10 ]
 	ACKED=0
 	wait_for ack_new_until 50
@@ -456,12 +459,14 @@ broker_cmd() {
 }
 
 # start_pub_on_private_broker: sm-kafka-pub --tee on a private broker,
-# reading the FIFO $T/in that fd 8 writes to; its pid in $pid.
+# reading the FIFO $T/in that fd 8 writes to, a stats line every 50 ms;
+# its pid in $pid.
 start_pub_on_private_broker() {
 	private_broker
 	TOPIC=$(new_topic)
 	mkfifo "$T/in"
-	sm-kafka-pub -b "$BROKERS" -t "$TOPIC" --tee <"$T/in" >"$T/out" 2>"$T/err" &
+	sm-kafka-pub -b "$BROKERS" -t "$TOPIC" --tee --stats-interval 50ms \
+		<"$T/in" >"$T/out" 2>"$T/err" &
 	pid=$!
 	track_pid $pid
 	exec 8>"$T/in"
@@ -473,8 +478,10 @@ start_pub_on_private_broker() {
 	wait_for has_lines "$T/out" 100
 	broker_cmd "down all"
 	for i in $(seq 101 200); do echo "{\"target\":\"t$((i % 9))\",\"id\":$i}"; done >&8
-	sleep 1
-	[ "$(lines_in "$T/out")" -eq 100 ]  # nothing confirmed while down
+	# Every record read, none of the new ones confirmed while down: in
+	# three stats lines in a row (over 100 ms of its own clock).
+	wait_for eval '[ "$(grep -c "stats: in=200 delivered=100 " "$T/err")" -ge 3 ]'
+	[ "$(lines_in "$T/out")" -eq 100 ]
 	broker_cmd "up all"
 	WAIT_TIMEOUT=60 wait_for has_lines "$T/out" 200
 	exec 8>&-
@@ -485,12 +492,21 @@ start_pub_on_private_broker() {
 	exec 7>&-
 }
 
+# reading_stopped WRITER: sm-kafka-pub's last three stats lines in $T/err
+# count the same lines read, and WRITER is blocked writing to its pipe.
+reading_stopped() {
+	local ins
+	ins=$(grep "stats: in=" "$T/err" | tail -n 3 | sed 's/.*stats: in=\([0-9]*\) .*/\1/')
+	[ "$(wc -l <<<"$ins")" -eq 3 ] && [ "$(sort -u <<<"$ins" | wc -l)" -eq 1 ] &&
+		grep -q pipe_write "/proc/$1/wchan"
+}
+
 @test "kafka-pub: a full queue stops the reading of stdin until it drains" {
 	private_broker
 	TOPIC=$(new_topic)
 	mkfifo "$T/in"
 	sm-kafka-pub -b "$BROKERS" -t "$TOPIC" --tee -X queue.buffering.max.messages=50 \
-		<"$T/in" >"$T/out" 2>"$T/err" &
+		--stats-interval 50ms <"$T/in" >"$T/out" 2>"$T/err" &
 	pid=$!
 	track_pid $pid
 	exec 8>"$T/in"
@@ -503,8 +519,10 @@ start_pub_on_private_broker() {
 	sed 1d "$T/results" >&8 &
 	writer=$!
 	track_pid $writer
-	sleep 2
-	kill -0 "$writer"  # still blocked: sm-kafka-pub stopped reading
+	# sm-kafka-pub stopped reading: its count of lines read stays the
+	# same over three stats lines (100 ms of its clock) while the writer
+	# sleeps in the kernel's pipe write.
+	wait_for reading_stopped "$writer"
 	rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
 	[ "$rss" -lt 65536 ]  # KiB
 	broker_cmd "up all"
@@ -615,15 +633,17 @@ start_pub_on_private_broker() {
 	wait_for eval '[ "$(grep -c "committed $TOPIC \[[01]\] at 10\|committed $TOPIC \[[23]\] at 5" "$T/errA")" -ge 4 ]'
 	: >"$T/ackB"
 	sm-kafka-sub -v -b "$SM_TEST_BROKERS" -t "$TOPIC" -G "$G1" "${COOP[@]}" \
-		--ack "$T/ackB" --drain-timeout 0 >"$T/outB" 2>"$T/errB" &
+		--ack "$T/ackB" --drain-timeout 0 --stats-interval 50ms >"$T/outB" 2>"$T/errB" &
 	B=$!
 	track_pid $B
 	# The group shares the partitions: B gets some while A runs.
 	WAIT_TIMEOUT=40 wait_for grep -q "assigned $TOPIC" "$T/errB"
 	kill -KILL $A
-	# A's partitions move to B, which starts at the first unacked record.
+	# A's partitions move to B, which starts at the first unacked record;
+	# it emits nothing more over three stats lines (100 ms of its clock)
+	# with every partition's lag at 0.
 	WAIT_TIMEOUT=40 wait_for has_lines "$T/outB" 10
-	sleep 1
+	WAIT_TIMEOUT=40 wait_for eval '[ "$(grep -c "stats: out=10 .* lag=0$" "$T/errB")" -ge 3 ]'
 	run -0 jq -c '[.kafka.partition, .kafka.offset, .p, .i]' "$T/outB"
 	[ "$(sort <<<"$output" | tr '\n' ' ')" = "[2,5,2,5] [2,6,2,6] [2,7,2,7] [2,8,2,8] [2,9,2,9] [3,5,3,5] [3,6,3,6] [3,7,3,7] [3,8,3,8] [3,9,3,9] " ]
 	kill -TERM $B
