@@ -126,11 +126,12 @@ not_after() {
 		+%Y-%m-%dT%H:%M:%S.000Z
 }
 
-# tls_server NAME: serve NAME's certificate; prints the port.
+# tls_server NAME [ADDRESS]: serve NAME's certificate (on 127.0.0.1, or
+# ADDRESS); prints the port.
 tls_server() {
 	local port
 	port=$(free_port)
-	/usr/bin/python3 "$SM_TOP/tests/fixtures/httpd.py" \
+	/usr/bin/python3 "$SM_TOP/tests/fixtures/httpd.py" --host "${2:-127.0.0.1}" \
 		--cert "$TLS_DIR/$1.crt" --key "$TLS_DIR/$1.key" "$port" \
 		</dev/null >"$TLS_DIR/$1.out" 2>"$TLS_DIR/$1.log" 3>&- &
 	echo $! >>"$TLS_DIR/pids"
@@ -1353,6 +1354,26 @@ has_stats() {
 	# The relay's own clock: the handshake and the first byte apart.
 	jqe -s '.[] | select(.target == "fine") | .phases.tls_ms > 0 and .phases.ttfb_ms > 0 and
 		.phases.tls_ms + .phases.ttfb_ms <= .duration_ms'
+}
+
+@test "check: the relay on an IPv6 address, with a password in the URL: the same request and result as libcurl's" {
+	local port url first c
+	mkcert v6 "IP:::1"
+	port=$(tls_server v6 ::1)
+	url="https://user:secret@[::1]:$port"
+	first="{\"target\":\"first\",\"url\":\"$url/ok\",\"tls_verify\":false}"
+	# The echoed request: the same Host (brackets and port) and
+	# credentials both ways.
+	c="{\"target\":\"v6\",\"url\":\"$url/echo\",\"ca_file\":\"$TLS_DIR/v6.crt\",\"regex\":\"Host: \\\\[::1\\\\]:$port\\\\r\\\\nAuthorization: Basic dXNlcjpzZWNyZXQ=\"}"
+	printf '%s\n' "$c" | sm-check >"$T/curl"
+	probe -c 1 --stats-interval 1h -- "$first" "$c"
+	[[ "$stderr" == *" tls_relayed=1" ]] || { echo "$stderr"; false; }
+	local same='{ok, status, bytes, http_version, remote_ip, final_url, url, regex, tls, tls_error}'
+	jq -c "$same" "$T/curl" >"$T/a"
+	jq -c "select(.target == \"v6\") | $same" "$T/out" >"$T/b"
+	diff -u "$T/a" "$T/b"
+	jq -e --arg u "https://user:***@[::1]:$port/echo" '.ok and .regex.matched and .final_url == $u and
+		.remote_ip == "::1" and .tls.cert_sans == ["IP:::1"]' "$T/b"
 }
 
 @test "check: each probe loop relays its own https connections (--threads 2)" {
