@@ -543,6 +543,45 @@ jscan_fields_named(const char *s, size_t len, struct jscan_field *fields,
 	return r == 1 ? JSCAN_OBJECT : JSCAN_UNSURE;
 }
 
+int
+jscan_array_next(const char *s, size_t len, size_t *pos,
+                 struct jscan_field *fields, const struct jscan_names *nm)
+{
+	struct scan sc = {
+		.p = (const unsigned char *)s + *pos,
+		.end = (const unsigned char *)s + len,
+		.f = fields,
+		.n = nm->n,
+		.nm = nm,
+	};
+	int r;
+
+	if (*pos == 0) {
+		if (sc.p >= sc.end || *sc.p != '[')
+			return -1;
+		sc.p++;
+	}
+	ws(&sc);
+	if (sc.p < sc.end && *sc.p == ']') {
+		*pos = len;
+		return 0;
+	}
+	if (sc.p >= sc.end || *sc.p != '{')
+		return -1;
+	for (size_t i = 0; i < nm->n; i++)
+		fields[i].type = JV_NONE;
+	n_keys = 0;
+	sc.depth = 1; /* the element's keys are the ones looked for */
+	if ((r = object(&sc, NULL, 0)) != 1 || sc.too_deep)
+		return -1;
+	ws(&sc);
+	/* The array itself was scanned whole: a ',' or the ']' follows. */
+	if (sc.p < sc.end && *sc.p == ',')
+		sc.p++;
+	*pos = (size_t)(sc.p - (const unsigned char *)s);
+	return 1;
+}
+
 /* jscan_fields' exact types as jscan_object's coarse ones. */
 static enum jscan_type
 coarse(enum jscan_type t)

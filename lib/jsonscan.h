@@ -88,5 +88,14 @@ void jscan_names_init(struct jscan_names *nm, const struct jscan_field *fields,
 enum jscan_result jscan_fields_named(const char *s, size_t len,
                                      struct jscan_field *fields,
                                      const struct jscan_names *nm);
+/* The elements of an array that jscan_fields found (s[0..len), the
+ * JV_ARRAY span of a line it called JSCAN_OBJECT), one per call from *pos
+ * (0 at first): 1 with fields filled from the next element, an object, as
+ * jscan_fields_named fills them from a line; 0 at the end of the array;
+ * -1 when the element is not an object, or the scan is unsure of it (a
+ * key with escapes). */
+int jscan_array_next(const char *s, size_t len, size_t *pos,
+                     struct jscan_field *fields,
+                     const struct jscan_names *nm);
 
 #endif

@@ -274,6 +274,8 @@ clean_stderr() {
 		'.final_url = {}|final_url'
 		'.hops = {}|hops'
 		'.hops = [{url: "http://t/", location: "https://t/", time_ms: 1}]|hops[0]'
+		'.hops = [{url: "http://t/", status: 301, location: "https://t/", time_ms: null}, 1]|hops[1]'
+		'.hops = [{url: "http://t/", status: 301, location: "https://t/", time_ms: "1"}]|hops[0]'
 		'.final_phases = []|final_phases'
 		'.final_phases = {tls_ms: "x"}|final_phases.tls_ms'
 		'.regex = "x"|regex'
@@ -293,8 +295,8 @@ clean_stderr() {
 		"remote_ip":"127.0.0.1","redirects":0,"final_url":"https://t.example/",
 		"regex":{"pattern":"x","matched":true},
 		"tls":{"version":"TLSv1.3","cert_not_after":"2027-01-01T00:00:00Z"}}'
-	# First a valid record sm-alert's scan takes, last one it leaves to
-	# the tree (a hop), between them the wrong ones.
+	# First a valid record, last one with a hop and Kafka coordinates,
+	# between them the wrong ones.
 	jq -c . <<<"$base" >"$T/in"
 	for c in "${cases[@]}"; do
 		n=$((n + 1))

@@ -4,7 +4,7 @@
  * only lines it is sure of: every field result_validate() checks (those
  * sm-alert reads and the optional ones it does not) of the type
  * result_validate() wants.  Anything else (escapes in names, odd types,
- * hops, lines the scanner is unsure of) goes through jansson and
+ * lines the scanner is unsure of) goes through jansson and
  * result_validate(), the reference, which refuses what it must with the
  * field's name: sm-alert then refuses the records sm-pg-write refuses.
  */
@@ -83,7 +83,6 @@ enum {
 	K_NNINT = 1 << 4,  /* the same, not negative */
 	K_BOOL = 1 << 5, K_OBJ = 1 << 6,
 	K_TIME = 1 << 7,   /* an unescaped string that is an RFC 3339 time */
-	K_EMPTY = 1 << 8,  /* an empty array */
 };
 
 static const struct {
@@ -104,8 +103,6 @@ static const struct {
 	{F_RIP, K_ABSENT | K_NULL | K_STR},
 	{F_REDIRECTS, K_ABSENT | K_NULL | K_INT},
 	{F_FINAL_URL, K_ABSENT | K_NULL | K_STR},
-	/* Each hop is checked member by member: the tree does it. */
-	{F_HOPS, K_ABSENT | K_EMPTY},
 	{F_FPHASES, K_ABSENT | K_NULL | K_OBJ},
 	{F_REGEX, K_ABSENT | K_NULL | K_OBJ},
 	{F_TLS, K_ABSENT | K_NULL | K_OBJ},
@@ -214,7 +211,6 @@ kind_of_field(const struct jscan_field *f, bool time)
 	case JV_NUMBER:
 		return is_int(f) ? K_INT | (f->val[0] != '-' ? K_NNINT : 0) : 0;
 	case JV_OBJECT: return K_OBJ;
-	case JV_ARRAY: return f->len == 2 ? K_EMPTY : 0;
 	default: return 0;
 	}
 }
@@ -239,6 +235,47 @@ phases_sure(const struct jscan_field *f, int obj, int first, int last)
 	return f[obj].members == known;
 }
 
+/* A hop's members, looked for in each element of hops. */
+enum { H_URL, H_STATUS, H_LOCATION, H_TIME, NH };
+
+static const struct jscan_field hop_proto[NH] = {
+	[H_URL] = {.name = "url"},
+	[H_STATUS] = {.name = "status"},
+	[H_LOCATION] = {.name = "location"},
+	[H_TIME] = {.name = "time_ms"},
+};
+
+static bool
+is_str(const struct jscan_field *f)
+{
+	return f->type == JV_STRING || f->type == JV_ESCAPED;
+}
+
+/* hops, absent or an array of objects that hold url, status, location
+ * and time_ms of the types validate_hops (lib/record.c) wants.  Each
+ * redirect followed brings one: read here rather than by the tree, which
+ * would cost ten times the scan. */
+static bool
+hops_sure(const struct jscan_field *h)
+{
+	static struct jscan_names names;
+	struct jscan_field f[NH];
+	size_t pos = 0;
+	int r;
+
+	if (h->type != JV_ARRAY)
+		return h->type == JV_NONE;
+	if (names.n == 0)
+		jscan_names_init(&names, hop_proto, NH);
+	while ((r = jscan_array_next(h->val, h->len, &pos, f, &names)) == 1)
+		if (!is_str(&f[H_URL]) || !is_int(&f[H_STATUS]) ||
+		    !is_str(&f[H_LOCATION]) ||
+		    (f[H_TIME].type != JV_NULL &&
+		     (f[H_TIME].type != JV_NUMBER || f[H_TIME].val[0] == '-')))
+			return false;
+	return r == 0;
+}
+
 /* The fields sm-alert does not read, as result_validate would have them. */
 static bool
 optional_sure(const struct jscan_field *f)
@@ -249,7 +286,8 @@ optional_sure(const struct jscan_field *f)
 		      optional[i].kinds))
 			return false;
 	return phases_sure(f, F_PHASES, F_P_DNS, F_P_REGEX) &&
-	       phases_sure(f, F_FPHASES, F_FP_DNS, F_FP_TRANSFER);
+	       phases_sure(f, F_FPHASES, F_FP_DNS, F_FP_TRANSFER) &&
+	       hops_sure(&f[F_HOPS]);
 }
 
 static bool
