@@ -6,8 +6,8 @@
  * sm-alert alone refuses: neither names a target or a location), and
  * whatever it accepts, by its scan or its tree, holds in the fields
  * sm-alert reads what jansson reads there (id, target, probe, times, ok,
- * status, error kind and text, duration, Kafka coordinates, certificate
- * dates).
+ * status (null past 0 to 9999), error kind and text, duration, Kafka
+ * coordinates, certificate dates).
  */
 #include <math.h>
 
@@ -139,8 +139,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	            json_is_true(json_object_get(o, "ok")) == r.ok,
 	            "ok differs: %s", line);
 	st = json_object_get(o, "status");
-	FUZZ_ASSERT(json_is_integer(st) ? json_integer_value(st) == r.status
-	                                : r.status == -1,
+	FUZZ_ASSERT(json_is_integer(st) && json_integer_value(st) >= 0 &&
+	            json_integer_value(st) <= 9999
+	            ? json_integer_value(st) == r.status : r.status == -1,
 	            "status differs: %s", line);
 	s = json_string_value(json_object_get(o, "error_kind"));
 	FUZZ_ASSERT(s ? error_kind_parse(s, &kind) == 0 && (int)kind == r.kind

@@ -441,8 +441,13 @@ input_decode(const char *line, size_t len, struct result *r, json_t **tree,
 		goto bad;
 	}
 	r->ok = json_is_true(json_object_get(o, "ok"));
+	/* What the scan reads (four digits at most); a status past them,
+	 * or below 0, is none sm-alert could report (the state keeps 16
+	 * bits of it): as null. */
 	v = json_object_get(o, "status");
-	r->status = json_is_integer(v) ? (int)json_integer_value(v) : -1;
+	r->status = json_is_integer(v) && json_integer_value(v) >= 0 &&
+	            json_integer_value(v) <= 9999
+	            ? (int)json_integer_value(v) : -1;
 	r->kind = 0;
 	if ((s = json_string_value(json_object_get(o, "error_kind"))))
 		kind_of(s, strlen(s), &r->kind);
