@@ -130,6 +130,8 @@ $(FUZZ_DIR)/%.o: %.c $(FUZZ_HDRS)
 $(FUZZ_DIR)/fuzz_sites_yaml: $(addprefix $(FUZZ_DIR)/,$(SCHED_LOADER))
 $(FUZZ_DIR)/fuzz_pgrow: $(addprefix $(FUZZ_DIR)/tools/sm-pg-write/,row.o copybin.o)
 $(FUZZ_DIR)/fuzz_alert_input: $(FUZZ_DIR)/tools/sm-alert/input.o
+$(FUZZ_DIR)/fuzz_alert_checkpoint: $(addprefix $(FUZZ_DIR)/tools/sm-alert/,engine.o rules.o) \
+	$(addprefix $(FUZZ_DIR)/,$(SCHED_LOADER))
 $(FUZZ_DIR)/fuzz_event: $(addprefix $(FUZZ_DIR)/tools/sm-notify/,fastev.o config.o rawbody.o render.o)
 $(FUZZ_DIR)/fuzz/fuzz_pgrow.o: tests/unit/test_pgw_row.c
 

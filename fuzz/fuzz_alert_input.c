@@ -1,11 +1,13 @@
 /*
  * fuzz_alert_input - sm-alert's result decoding (tools/sm-alert/input.c)
- * against jansson: whatever input_decode accepts, by its scan or its tree,
- * is a JSON object whose fields sm-alert reads hold, as jansson reads
- * them, what input_decode handed on (id, target, probe, times, ok, status,
- * error kind and text, duration, Kafka coordinates, certificate dates).
- * What it refuses, it refuses through json_line_parse and result_validate,
- * the reference, so that side needs no differential.
+ * against jansson and result_validate, the reference sm-pg-write uses too:
+ * input_decode accepts a line exactly when json_line_parse and
+ * result_validate accept it (but for an empty target or probe, which
+ * sm-alert alone refuses: neither names a target or a location), and
+ * whatever it accepts, by its scan or its tree, holds in the fields
+ * sm-alert reads what jansson reads there (id, target, probe, times, ok,
+ * status (null past 0 to 9999), error kind and text, duration, Kafka
+ * coordinates, certificate dates).
  */
 #include <math.h>
 
@@ -80,6 +82,23 @@ check_kafka(const struct result *r, const json_t *o, const char *line)
 	            "kafka coordinates differ: %s", line);
 }
 
+/* A refusal: the reference refuses too, or the target or probe is empty;
+ * there is a reason (diag escapes what it quotes when it prints it). */
+static void
+check_refusal(const char *line, size_t size, const char *why)
+{
+	char err[256];
+	json_t *o = json_line_parse(line, size, err, sizeof err);
+
+	FUZZ_ASSERT(*why, "refused without a reason: %s", line);
+	if (o != NULL && result_validate(o, err, sizeof err) == 0)
+		FUZZ_ASSERT(json_string_length(json_object_get(o, "target")) == 0 ||
+		            json_string_length(json_object_get(o, "probe")) == 0,
+		            "refused (%s) what result_validate accepts: %s", why,
+		            line);
+	json_decref(o);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -93,6 +112,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	memset(&r, 0, sizeof r);
 	if (input_decode(line, size, &r, &tree, err, sizeof err) < 0) {
+		check_refusal(line, size, err);
 		json_decref(tree);
 		free(line);
 		return 0;
@@ -100,6 +120,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	o = json_line_parse(line, size, err, sizeof err);
 	FUZZ_ASSERT(o != NULL, "accepted what jansson refuses (%s): %s", err,
 	            line);
+	FUZZ_ASSERT(result_validate(o, err, sizeof err) == 0,
+	            "accepted what result_validate refuses (%s): %s", err, line);
 	s = json_string_value(json_object_get(o, "id"));
 	FUZZ_ASSERT(s != NULL && uuid_parse(s, strlen(s), id) &&
 	            memcmp(id, r.id, 16) == 0, "id differs: %s", line);
@@ -117,8 +139,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	            json_is_true(json_object_get(o, "ok")) == r.ok,
 	            "ok differs: %s", line);
 	st = json_object_get(o, "status");
-	FUZZ_ASSERT(json_is_integer(st) ? json_integer_value(st) == r.status
-	                                : r.status == -1,
+	FUZZ_ASSERT(json_is_integer(st) && json_integer_value(st) >= 0 &&
+	            json_integer_value(st) <= 9999
+	            ? json_integer_value(st) == r.status : r.status == -1,
 	            "status differs: %s", line);
 	s = json_string_value(json_object_get(o, "error_kind"));
 	FUZZ_ASSERT(s ? error_kind_parse(s, &kind) == 0 && (int)kind == r.kind

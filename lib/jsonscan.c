@@ -16,18 +16,13 @@ struct key {
 static struct key *keys;
 static size_t n_keys, cap_keys;
 
-#define MAX_FIELDS 64
-
 struct scan {
 	const unsigned char *p, *end;
 	int depth;
 	struct jscan_field *f;
 	size_t n;
-	size_t name_len[MAX_FIELDS], parent_len[MAX_FIELDS];
+	const struct jscan_names *nm; /* the wanted names' lengths and masks */
 	size_t hint;            /* where to start looking for the next key */
-	uint64_t top_names;     /* bit key_bit(name) of each top-level wanted
-	                           name */
-	uint64_t inner_names;   /* the same for names with a parent */
 	unsigned long numbers;  /* numbers scanned so far */
 	size_t members;         /* of the object that ended last */
 	bool too_deep;          /* past MAX_DEPTH: jansson decides */
@@ -250,17 +245,17 @@ key_bit(const unsigned char *k, size_t klen)
 }
 
 /* The wanted field named k[0..klen) in the object that is the value of
- * the top-level key parent[0..plen) (NULL: the top-level object). */
+ * the top-level key that is parent number pi of sc->nm (-1: in the
+ * top-level object). */
 static struct jscan_field *
-wanted(struct scan *sc, const unsigned char *parent, size_t plen,
-       const unsigned char *k, size_t klen)
+wanted(struct scan *sc, int pi, const unsigned char *k, size_t klen)
 {
+	const struct jscan_names *nm = sc->nm;
 	size_t i = sc->hint, j;
 
 	/* Most keys are not wanted, and most of those differ from every
 	 * wanted name in length or first or last byte. */
-	if (!((parent == NULL ? sc->top_names : sc->inner_names) &
-	      key_bit(k, klen)))
+	if (!((pi < 0 ? nm->top_names : nm->inner_names) & key_bit(k, klen)))
 		return NULL;
 	/* From the hint (the field after the last one found: keys usually
 	 * come in the order they are wanted), wrapping by hand: no division
@@ -268,13 +263,8 @@ wanted(struct scan *sc, const unsigned char *parent, size_t plen,
 	for (j = 0; j < sc->n; j++, i++) {
 		if (i >= sc->n)
 			i = 0;
-		if (sc->name_len[i] != klen ||
-		    memcmp(sc->f[i].name, k, klen) != 0)
-			continue;
-		if (parent == NULL ? sc->f[i].parent != NULL
-		                   : sc->f[i].parent == NULL ||
-		                     sc->parent_len[i] != plen ||
-		                     memcmp(sc->f[i].parent, parent, plen) != 0)
+		if (nm->name_len[i] != klen || nm->parent_of[i] != pi ||
+		    memcmp(nm->name[i], k, klen) != 0)
 			continue;
 		sc->hint = i + 1;
 		return &sc->f[i];
@@ -282,15 +272,17 @@ wanted(struct scan *sc, const unsigned char *parent, size_t plen,
 	return NULL;
 }
 
-/* Is parent[0..plen) the parent of a wanted field? */
-static bool
+/* Which parent of wanted fields parent[0..plen) is, or -1. */
+static int
 parent_wanted(const struct scan *sc, const unsigned char *parent, size_t plen)
 {
-	for (size_t i = 0; i < sc->n; i++)
-		if (sc->f[i].parent != NULL && sc->parent_len[i] == plen &&
-		    memcmp(sc->f[i].parent, parent, plen) == 0)
-			return true;
-	return false;
+	const struct jscan_names *nm = sc->nm;
+
+	for (size_t i = 0; i < nm->nparents; i++)
+		if (nm->parents_len[i] == plen &&
+		    memcmp(nm->parents[i], parent, plen) == 0)
+			return (int)i;
+	return -1;
 }
 
 /* An object; parent[0..plen) is its key when it is the value of a
@@ -302,8 +294,8 @@ object(struct scan *sc, const unsigned char *parent, size_t plen)
 	uint64_t seen[2] = {0, 0}; /* key_bit()s of the keys so far, two
 	                              halves by the key's second byte */
 	bool top = sc->depth == 1;
-	bool inner = sc->depth == 2 && parent != NULL && sc->inner_names &&
-	             parent_wanted(sc, parent, plen);
+	int inner = sc->depth == 2 && parent != NULL && sc->nm->inner_names
+	            ? parent_wanted(sc, parent, plen) : -1;
 	int sure = 1, r;
 
 	sc->p++; /* '{' */
@@ -347,9 +339,9 @@ object(struct scan *sc, const unsigned char *parent, size_t plen)
 			keys[n_keys].p = k;
 			keys[n_keys++].len = klen;
 			if (top)
-				f = wanted(sc, NULL, 0, k, klen);
-			else if (inner)
-				f = wanted(sc, parent, plen, k, klen);
+				f = wanted(sc, -1, k, klen);
+			else if (inner >= 0)
+				f = wanted(sc, inner, k, klen);
 		}
 		ws(sc);
 		if (sc->p >= sc->end || *sc->p != ':')
@@ -473,32 +465,70 @@ value(struct scan *sc, struct jscan_field *f, const unsigned char *key,
 	return r;
 }
 
+void
+jscan_names_init(struct jscan_names *nm, const struct jscan_field *fields,
+                 size_t n)
+{
+	size_t i, j;
+
+	if (n > JSCAN_MAX_FIELDS)
+		die(EX_SOFTWARE, "jscan_fields: more than %d fields",
+		    JSCAN_MAX_FIELDS);
+	nm->n = n;
+	nm->top_names = nm->inner_names = 0;
+	nm->nparents = 0;
+	for (i = 0; i < n; i++) {
+		const char *p = fields[i].parent;
+		size_t plen = p != NULL ? strlen(p) : 0;
+
+		nm->name[i] = fields[i].name;
+		nm->name_len[i] = strlen(fields[i].name);
+		nm->parent_of[i] = -1;
+		if (p == NULL) {
+			nm->top_names |= key_bit((const unsigned char *)
+			                         fields[i].name, nm->name_len[i]);
+			continue;
+		}
+		nm->inner_names |= key_bit((const unsigned char *)
+		                           fields[i].name, nm->name_len[i]);
+		for (j = 0; j < nm->nparents; j++)
+			if (nm->parents_len[j] == plen &&
+			    memcmp(nm->parents[j], p, plen) == 0)
+				break;
+		if (j == nm->nparents) {
+			nm->parents[j] = p;
+			nm->parents_len[j] = plen;
+			nm->nparents++;
+		}
+		nm->parent_of[i] = (int)j;
+	}
+}
+
 enum jscan_result
 jscan_fields(const char *s, size_t len, struct jscan_field *fields, size_t n)
+{
+	struct jscan_names nm;
+
+	jscan_names_init(&nm, fields, n);
+	return jscan_fields_named(s, len, fields, &nm);
+}
+
+enum jscan_result
+jscan_fields_named(const char *s, size_t len, struct jscan_field *fields,
+                   const struct jscan_names *nm)
 {
 	struct scan sc = {
 		.p = (const unsigned char *)s,
 		.end = (const unsigned char *)s + len,
 		.f = fields,
-		.n = n,
+		.n = nm->n,
+		.nm = nm,
 	};
 	size_t i;
 	int r;
 
-	if (n > MAX_FIELDS)
-		die(EX_SOFTWARE, "jscan_fields: more than %d fields", MAX_FIELDS);
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < nm->n; i++)
 		fields[i].type = JV_NONE;
-		sc.name_len[i] = strlen(fields[i].name);
-		sc.parent_len[i] = fields[i].parent != NULL
-		                 ? strlen(fields[i].parent) : 0;
-		if (fields[i].parent != NULL)
-			sc.inner_names |= key_bit((const unsigned char *)
-			                          fields[i].name, sc.name_len[i]);
-		else
-			sc.top_names |= key_bit((const unsigned char *)
-			                        fields[i].name, sc.name_len[i]);
-	}
 	n_keys = 0;
 	ws(&sc);
 	if (sc.p >= sc.end || *sc.p != '{')
@@ -511,6 +541,45 @@ jscan_fields(const char *s, size_t len, struct jscan_field *fields, size_t n)
 	if (r == 0 || (r == 1 && sc.p != sc.end))
 		return JSCAN_INVALID;
 	return r == 1 ? JSCAN_OBJECT : JSCAN_UNSURE;
+}
+
+int
+jscan_array_next(const char *s, size_t len, size_t *pos,
+                 struct jscan_field *fields, const struct jscan_names *nm)
+{
+	struct scan sc = {
+		.p = (const unsigned char *)s + *pos,
+		.end = (const unsigned char *)s + len,
+		.f = fields,
+		.n = nm->n,
+		.nm = nm,
+	};
+	int r;
+
+	if (*pos == 0) {
+		if (sc.p >= sc.end || *sc.p != '[')
+			return -1;
+		sc.p++;
+	}
+	ws(&sc);
+	if (sc.p < sc.end && *sc.p == ']') {
+		*pos = len;
+		return 0;
+	}
+	if (sc.p >= sc.end || *sc.p != '{')
+		return -1;
+	for (size_t i = 0; i < nm->n; i++)
+		fields[i].type = JV_NONE;
+	n_keys = 0;
+	sc.depth = 1; /* the element's keys are the ones looked for */
+	if ((r = object(&sc, NULL, 0)) != 1 || sc.too_deep)
+		return -1;
+	ws(&sc);
+	/* The array itself was scanned whole: a ',' or the ']' follows. */
+	if (sc.p < sc.end && *sc.p == ',')
+		sc.p++;
+	*pos = (size_t)(sc.p - (const unsigned char *)s);
+	return 1;
 }
 
 /* jscan_fields' exact types as jscan_object's coarse ones. */

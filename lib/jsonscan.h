@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum jscan_type {
 	JV_NONE = 0,  /* field absent */
@@ -61,5 +62,40 @@ enum jscan_result jscan_object(const char *s, size_t len,
  * JV_OTHER or JV_COMPLEX).  Not thread-safe, as jscan_object. */
 enum jscan_result jscan_fields(const char *s, size_t len,
                                struct jscan_field *fields, size_t n);
+
+#define JSCAN_MAX_FIELDS 64
+
+/* What jscan_fields works out from the wanted names alone (their lengths,
+ * a mask of them, the parents), for a caller that scans many lines for
+ * the same names: worked out once, it costs nothing per line. */
+struct jscan_names {
+	size_t n;
+	const char *name[JSCAN_MAX_FIELDS];
+	size_t name_len[JSCAN_MAX_FIELDS];
+	int parent_of[JSCAN_MAX_FIELDS]; /* index in parents, -1: top */
+	uint64_t top_names;     /* bit key_bit(name) of each top-level name */
+	uint64_t inner_names;   /* the same for names with a parent */
+	const char *parents[JSCAN_MAX_FIELDS]; /* each parent once */
+	size_t parents_len[JSCAN_MAX_FIELDS], nparents;
+};
+
+/* The names of fields[0..n) (only .name and .parent are read; they must
+ * outlive nm). */
+void jscan_names_init(struct jscan_names *nm, const struct jscan_field *fields,
+                      size_t n);
+/* jscan_fields for the names of nm: fields[i] is filled for the i-th
+ * (its .name and .parent are not read, and need not be set). */
+enum jscan_result jscan_fields_named(const char *s, size_t len,
+                                     struct jscan_field *fields,
+                                     const struct jscan_names *nm);
+/* The elements of an array that jscan_fields found (s[0..len), the
+ * JV_ARRAY span of a line it called JSCAN_OBJECT), one per call from *pos
+ * (0 at first): 1 with fields filled from the next element, an object, as
+ * jscan_fields_named fills them from a line; 0 at the end of the array;
+ * -1 when the element is not an object, or the scan is unsure of it (a
+ * key with escapes). */
+int jscan_array_next(const char *s, size_t len, size_t *pos,
+                     struct jscan_field *fields,
+                     const struct jscan_names *nm);
 
 #endif

@@ -676,8 +676,10 @@ static const struct field_rule {
 	{ "kafka", J_OBJ, false },
 };
 
+/* phases or final_phases (name): the error names the one it is. */
 static int
-validate_phases(const json_t *phases, char *err, size_t errlen)
+validate_phases(const json_t *phases, const char *name, char *err,
+                size_t errlen)
 {
 	const char *k;
 	json_t *v;
@@ -685,8 +687,8 @@ validate_phases(const json_t *phases, char *err, size_t errlen)
 	json_object_foreach((json_t *)phases, k, v)
 		if (!type_ok(v, J_NUM | J_NULL) ||
 		    (json_is_number(v) && json_number_value(v) < 0))
-			FAIL("field \"phases.%s\" must be a non-negative number",
-			     k);
+			FAIL("field \"%s.%s\" must be a non-negative number",
+			     name, k);
 	return 0;
 }
 
@@ -772,10 +774,12 @@ result_validate(const json_t *obj, char *err, size_t errlen)
 	if (json_number_value(json_object_get(obj, "duration_ms")) < 0)
 		FAIL("field \"duration_ms\" must not be negative");
 	phases = json_object_get(obj, "phases");
-	if (json_is_object(phases) && validate_phases(phases, err, errlen) < 0)
+	if (json_is_object(phases) &&
+	    validate_phases(phases, "phases", err, errlen) < 0)
 		return -1;
 	phases = json_object_get(obj, "final_phases");
-	if (json_is_object(phases) && validate_phases(phases, err, errlen) < 0)
+	if (json_is_object(phases) &&
+	    validate_phases(phases, "final_phases", err, errlen) < 0)
 		return -1;
 	if (json_is_array(json_object_get(obj, "hops")) &&
 	    validate_hops(json_object_get(obj, "hops"), err, errlen) < 0)

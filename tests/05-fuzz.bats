@@ -47,6 +47,10 @@ fuzz_smoke() {
 	fuzz_smoke event
 }
 
-@test "fuzz: sm-alert hands on what jansson reads in every result it accepts" {
+@test "fuzz: sm-alert accepts exactly the results result_validate accepts, and hands on what jansson reads in them" {
 	fuzz_smoke alert_input
+}
+
+@test "fuzz: sm-alert's checkpoint loader loads or refuses any bytes, a refusal changes nothing, and what loads works and writes back the same" {
+	fuzz_smoke alert_checkpoint
 }

@@ -251,3 +251,83 @@ clean_stderr() {
 	errs 0 sm-pg-write <"$T/in"
 	grep -qF '<stdin>:1: field "url" is required' "$T/err"
 }
+
+@test "hostile: an optional field of the wrong type is refused by sm-alert and by sm-pg-write alike, naming the field; valid records beside it pass" {
+	# sm-alert's scan does not read these fields, but it must not take a
+	# record result_validate refuses (sm-pg-write would refuse it).  Each
+	# case: a jq edit of a valid record, and the field its error names.
+	local cases=(
+		'.labels = 5|labels'
+		'.scheduled_at = 5|scheduled_at'
+		'.scheduled_at = "yesterday"|scheduled_at'
+		'.tls_error = 1|tls_error'
+		'.phases = "fast"|phases'
+		'.phases.dns_ms = "1"|phases.dns_ms'
+		'.phases.regex_ms = -1|phases.regex_ms'
+		'.bytes = 1.5|bytes'
+		'.truncated = null|truncated'
+		'.content_length = -1|content_length'
+		'.wire_bytes = "9"|wire_bytes'
+		'.http_version = 2|http_version'
+		'.remote_ip = []|remote_ip'
+		'.redirects = true|redirects'
+		'.final_url = {}|final_url'
+		'.hops = {}|hops'
+		'.hops = [{url: "http://t/", location: "https://t/", time_ms: 1}]|hops[0]'
+		'.hops = [{url: "http://t/", status: 301, location: "https://t/", time_ms: null}, 1]|hops[1]'
+		'.hops = [{url: "http://t/", status: 301, location: "https://t/", time_ms: "1"}]|hops[0]'
+		'.final_phases = []|final_phases'
+		'.final_phases = {tls_ms: "x"}|final_phases.tls_ms'
+		'.regex = "x"|regex'
+		'.tls = "x"|tls'
+		'.kafka = "x"|kafka'
+		'.kafka = {topic: "r", partition: 1}|kafka'
+		'.kafka = {topic: "r", partition: 1.5, offset: 2}|kafka'
+	)
+	local base c n=1 bad=${#cases[@]}
+	base='{"v":1,"id":"01a20aa3-3d80-700b-8000-00000000c000","target":"t",
+		"url":"https://t.example/","labels":{"env":"x"},"probe":"p",
+		"scheduled_at":"2026-01-01T00:00:00Z","started_at":"2026-01-01T00:00:00Z",
+		"ok":true,"status":200,"error_kind":null,"error":null,"tls_error":null,
+		"duration_ms":1.5,"phases":{"dns_ms":0.1,"connect_ms":0.2,"tls_ms":null,
+		"ttfb_ms":0.3,"transfer_ms":0.1},"bytes":10,"truncated":false,
+		"content_length":10,"wire_bytes":null,"http_version":"2",
+		"remote_ip":"127.0.0.1","redirects":0,"final_url":"https://t.example/",
+		"regex":{"pattern":"x","matched":true},
+		"tls":{"version":"TLSv1.3","cert_not_after":"2027-01-01T00:00:00Z"}}'
+	# First a valid record, last one with a hop and Kafka coordinates,
+	# between them the wrong ones.
+	jq -c . <<<"$base" >"$T/in"
+	for c in "${cases[@]}"; do
+		n=$((n + 1))
+		jq -c --arg id "01a20aa3-3d80-700b-8000-00000000c$(printf %03d "$n")" \
+			".id = \$id | ${c%|*}" <<<"$base" >>"$T/in"
+	done
+	jq -c '.id = "01a20aa3-3d80-700b-8000-00000000cfff" | .redirects = 1 |
+		.hops = [{url: "http://t.example/", status: 301,
+		          location: "https://t.example/", time_ms: 0.5}] |
+		.final_phases = {dns_ms: 0, connect_ms: 0.1, tls_ms: null,
+		                 ttfb_ms: 0.2, transfer_ms: 0} |
+		.kafka = {topic: "r", partition: 0, offset: 7}' <<<"$base" >>"$T/in"
+
+	printf 'targets:\n  - name: t\n    url: https://t.example/\n' >"$T/sites.yaml"
+	errs 0 sm-alert --stats-interval 1h "$T/sites.yaml" <"$T/in"
+	[ "$(grep -c ': error: ' "$T/err")" -eq "$bad" ]
+	grep -qF "in=$((bad + 2)) bad=$bad unknown_target=0 " "$T/err"
+	# The valid record with Kafka coordinates is acknowledged.
+	grep -qxF '{"v":1,"kafka":{"topic":"r","partition":0,"offset":7}}' "$T/out"
+	cp "$T/err" "$T/alert.err"
+	new_db
+	errs 0 sm-pg-write <"$T/in"
+	[ "$(grep -c ': error: ' "$T/err")" -eq "$bad" ]
+	[ "$(psql_q "SELECT count(*) FROM checks")" = 2 ]
+	n=1
+	for c in "${cases[@]}"; do
+		n=$((n + 1))
+		grep -qF "<stdin>:$n: field \"${c##*|}\" " "$T/alert.err" ||
+			{ echo "sm-alert, line $n: no error naming ${c##*|}" >&2; return 1; }
+		grep -qF "<stdin>:$n: field \"${c##*|}\" " "$T/err" ||
+			{ echo "sm-pg-write, line $n: no error naming ${c##*|}" >&2; return 1; }
+	done
+	clean_stderr "$T/alert.err"
+}

@@ -100,6 +100,22 @@ summary() {
 	cmp "$T/events" "$T/events1"
 }
 
+@test "alert: alerts: false turns a target's alerting off, in defaults or in the target (sm-alert starts, no event)" {
+	# A bare false was once refused by the rules' interning (exit 70,
+	# "out of memory") before any line was read.
+	{ for i in 0 1 2 3 4 5; do for p in a b c; do res web $p $((i * 60)) 0; done; done; } >"$T/in"
+	sites "  alerts: false"
+	alert
+	[ -z "$output" ]
+	printf 'targets:\n  - name: web\n    url: http://web.example/\n    alerts: false\n  - name: other\n    url: http://other.example/\n' >"$T/sites.yaml"
+	sed 's/"target":"web"/"target":"other"/' "$T/in" >>"$T/in2"
+	cat "$T/in2" >>"$T/in"
+	alert
+	run -0 summary
+	[ "${#lines[@]}" -eq 1 ]
+	[ "${lines[0]}" = "down other $(at 0) $(at 120) a,b" ]
+}
+
 @test "alert: one location failing alone makes no down at the default quorum; quorum: 1 alerts from it" {
 	sites
 	{ for i in 0 1 2 3 4 5; do res web a $((i * 60)) 0; res web b $((i * 60)) 1; res web c $((i * 60)) 1; done; } >"$T/in"

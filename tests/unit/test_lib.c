@@ -468,6 +468,40 @@ test_jscan_fields(void)
 	      f[6].type == JV_OBJECT && f[6].members == 0 && !f[6].has_number);
 }
 
+/* The objects of an array, one by one, with names worked out once. */
+static void
+test_jscan_array(void)
+{
+	static const char arr[] = "[ {\"u\":\"a\",\"s\":301} , {\"s\":2,"
+	                          "\"x\":[{}]},{\"u\":\"b\"} ]";
+	static const struct jscan_field want[] = {
+		{ .name = "u" }, { .name = "s" },
+	};
+	struct jscan_names nm;
+	struct jscan_field f[2];
+	size_t pos = 0;
+
+	jscan_names_init(&nm, want, 2);
+	CHECK(jscan_array_next(arr, strlen(arr), &pos, f, &nm) == 1 &&
+	      f[0].type == JV_STRING && f[0].val[0] == 'a' &&
+	      f[1].type == JV_NUMBER && f[1].len == 3);
+	CHECK(jscan_array_next(arr, strlen(arr), &pos, f, &nm) == 1 &&
+	      f[0].type == JV_NONE && f[1].type == JV_NUMBER &&
+	      f[1].val[0] == '2');
+	CHECK(jscan_array_next(arr, strlen(arr), &pos, f, &nm) == 1 &&
+	      f[0].type == JV_STRING && f[0].val[0] == 'b' &&
+	      f[1].type == JV_NONE);
+	CHECK(jscan_array_next(arr, strlen(arr), &pos, f, &nm) == 0);
+	pos = 0;
+	CHECK(jscan_array_next("[]", 2, &pos, f, &nm) == 0);
+	/* Not an object; a key with an escape (unsure). */
+	pos = 0;
+	CHECK(jscan_array_next("[{},1]", 6, &pos, f, &nm) == 1 &&
+	      jscan_array_next("[{},1]", 6, &pos, f, &nm) == -1);
+	pos = 0;
+	CHECK(jscan_array_next("[{\"\\u0075\":1}]", 14, &pos, f, &nm) == -1);
+}
+
 int
 main(void)
 {
@@ -483,6 +517,7 @@ main(void)
 	test_redact();
 	test_stats_clock();
 	test_jscan_fields();
+	test_jscan_array();
 	printf("1..%d\n", n_run);
 	return n_failed ? 1 : 0;
 }

@@ -110,8 +110,15 @@ unsigned long engine_events(const struct engine *e);
 
 /* checkpoint */
 int engine_save(struct engine *e, const char *path);
-/* 0 loaded, 1 no file, -1 corrupt (message printed). */
+/* The checkpoint's bytes to fp (engine_save's, without the file's
+ * care); -1 on a write error. */
+int engine_write(struct engine *e, FILE *fp);
+/* 0 loaded, 1 no file, -1 corrupt (message printed, no state changed). */
 int engine_load(struct engine *e, const char *path);
+/* The checkpoint in buf[0..len), named name in the message: 0 loaded, -1
+ * corrupt (message printed, no state changed). */
+int engine_load_buf(struct engine *e, const unsigned char *buf, size_t len,
+                    const char *name);
 /* From the peers' checkpoint headers: leave to a peer the partitions on
  * which it is ahead, learn who owns location-wide incidents and merge the
  * locations' newest results (which may announce or close a silent

@@ -231,8 +231,9 @@ index_targets(struct engine *e)
 	}
 }
 
+/* A location we know, or -1. */
 static int
-find_loc(struct engine *e, const char *name, size_t n)
+loc_lookup(struct engine *e, const char *name, size_t n)
 {
 	struct loc *l = &e->loc[e->last_loc];
 
@@ -242,6 +243,17 @@ find_loc(struct engine *e, const char *name, size_t n)
 		if (!strncmp(e->loc[i].name, name, n) &&
 		    e->loc[i].name[n] == '\0')
 			return (int)(e->last_loc = i);
+	return -1;
+}
+
+/* A location, new if need be; -1 when there are MAX_LOCATIONS already. */
+static int
+find_loc(struct engine *e, const char *name, size_t n)
+{
+	int li = loc_lookup(e, name, n);
+
+	if (li >= 0)
+		return li;
 	if (e->nloc == MAX_LOCATIONS)
 		return -1;
 	memset(&e->loc[e->nloc], 0, sizeof(e->loc[0]));
@@ -596,7 +608,9 @@ reconcile(struct engine *e, struct tgt *t, int64_t at, const struct result *why)
 		t->reminders = 0;
 		emit(e, t, &v);
 	} else if (t->ann_since && t->r->remind_ms &&
-	           at >= t->ann_at + (t->reminders + 1) * t->r->remind_ms) {
+	           /* divided, not multiplied: no count can overflow it */
+	           (at - t->ann_at) / t->r->remind_ms >=
+	               (int64_t)t->reminders + 1) {
 		t->reminders = (uint32_t)((at - t->ann_at) / t->r->remind_ms);
 		v.kind = "reminder";
 		v.ikind = "down";
@@ -1220,20 +1234,12 @@ static const uint32_t layout[4] = {sizeof(struct lst), sizeof(struct tx),
                                    sizeof(struct tgt)};
 
 int
-engine_save(struct engine *e, const char *path)
+engine_write(struct engine *e, FILE *fp)
 {
-	char *tmp = xasprintf("%s.tmp", path), *dir, *slash;
-	struct wbuf w = {NULL, 0xcbf29ce484222325ULL};
+	struct wbuf w = {fp, 0xcbf29ce484222325ULL};
 	uint32_t n, hlen;
 	uint64_t hh;
-	int fd, rc = -1;
 
-	if (!(w.fp = fopen(tmp, "wb"))) {
-		warn("%s:", tmp);
-		free(tmp);
-		return -1;
-	}
-	setvbuf(w.fp, NULL, _IOFBF, 1 << 20);
 	hlen = (uint32_t)(MAGIC_LEN + 4 + sizeof(layout) + 4 + 8);
 	for (size_t i = 0; i < e->nparts; i++)
 		hlen += (uint32_t)(4 + strlen(e->parts[i].topic) + 4 + 8);
@@ -1303,12 +1309,28 @@ engine_save(struct engine *e, const char *path)
 		put_str(&w, e->ob[i].text ? e->ob[i].text : "");
 	}
 	fwrite(&w.h, sizeof(w.h), 1, w.fp);
-	if (fflush(w.fp) == EOF || ferror(w.fp) || fsync(fileno(w.fp)) < 0) {
+	return fflush(fp) == EOF || ferror(fp) ? -1 : 0;
+}
+
+int
+engine_save(struct engine *e, const char *path)
+{
+	char *tmp = xasprintf("%s.tmp", path), *dir, *slash;
+	FILE *fp;
+	int fd, rc = -1;
+
+	if (!(fp = fopen(tmp, "wb"))) {
 		warn("%s:", tmp);
-		fclose(w.fp);
+		free(tmp);
+		return -1;
+	}
+	setvbuf(fp, NULL, _IOFBF, 1 << 20);
+	if (engine_write(e, fp) < 0 || fsync(fileno(fp)) < 0) {
+		warn("%s:", tmp);
+		fclose(fp);
 		goto out;
 	}
-	if (fclose(w.fp) == EOF || rename(tmp, path) < 0) {
+	if (fclose(fp) == EOF || rename(tmp, path) < 0) {
 		warn("%s:", path);
 		goto out;
 	}
@@ -1326,6 +1348,41 @@ out:
 	free(tmp);
 	return rc;
 }
+
+/* Times as results bring them (0: none): the engine adds durations to
+ * them and writes them in events. */
+static bool
+times_ok(const int64_t *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i] < TIME_MIN_MS || v[i] > TIME_MAX_MS)
+			return false;
+	return true;
+}
+
+/* A target's or location's name as results bring it: UTF-8, not empty
+ * (events carry it as a JSON string, and the target's must be there). */
+static bool
+name_ok(const char *s)
+{
+	json_t *j = *s ? json_string(s) : NULL;
+	bool ok = j != NULL;
+
+	json_decref(j);
+	return ok;
+}
+
+/* An outbox entry as emit() keeps it: one event line, or "" (none). */
+static bool
+outbox_text_ok(const char *s)
+{
+	const char *nl = strchr(s, '\n');
+
+	return *s == '\0' || (nl != NULL && nl[1] == '\0' && nl > s);
+}
+
+/* Kafka offsets as results bring them (-1: none): the engine adds 1. */
+#define MAX_OFFSET INT64_C(999999999999999999)
 
 struct rbuf {
 	const unsigned char *p, *end;
@@ -1423,16 +1480,29 @@ hdr_parse(const unsigned char *buf, size_t len, struct hdr *h)
 		h->parts[i].topic = get_str(&r);
 		get(&r, &h->parts[i].partition, sizeof(int32_t));
 		get(&r, &h->parts[i].offset, sizeof(int64_t));
+		if (h->parts[i].offset < -1 || h->parts[i].offset > MAX_OFFSET)
+			r.bad = true;
 	}
 	if (!h->v2) {
 		get(&r, &h->watermark, sizeof(h->watermark));
 		get(&r, &h->nloc, sizeof(h->nloc));
-		if (h->nloc > MAX_LOCATIONS)
+		if (h->nloc > MAX_LOCATIONS || !times_ok(&h->watermark, 1))
 			h->nloc = 0, r.bad = true;
 		h->locs = xcalloc(h->nloc ? h->nloc : 1, sizeof(*h->locs));
 		for (uint32_t i = 0; i < h->nloc && !r.bad; i++) {
-			h->locs[i].name = get_str(&r);
-			get(&r, &h->locs[i].last_any, 4 * sizeof(int64_t));
+			struct hloc *L = &h->locs[i];
+			int64_t v[4];
+
+			L->name = get_str(&r);
+			get(&r, v, sizeof(v));
+			if (!name_ok(L->name))
+				r.bad = true;
+			L->last_any = v[0];
+			L->alive_since = v[1];
+			L->ann = v[2];
+			L->closed = v[3];
+			if (!times_ok(v, 4))
+				r.bad = true;
 		}
 	}
 	if (r.bad || r.p != r.end) {
@@ -1442,13 +1512,12 @@ hdr_parse(const unsigned char *buf, size_t len, struct hdr *h)
 	return 0;
 }
 
-/* The whole file at path: 0 (*buf, *len), 1 no file, -1 unreadable or not
- * whole (with a message). */
+/* The file at path: 0 (*buf, *len), 1 no file, -1 unreadable (with a
+ * message) or shorter than a hash. */
 static int
-read_whole(const char *path, unsigned char **buf, size_t *len)
+read_file(const char *path, unsigned char **buf, size_t *len)
 {
 	struct stat st;
-	uint64_t h;
 	FILE *fp = fopen(path, "rb");
 
 	*buf = NULL;
@@ -1466,14 +1535,27 @@ read_whole(const char *path, unsigned char **buf, size_t *len)
 	*buf = xmalloc(*len);
 	if (fread(*buf, 1, *len, fp) != *len) {
 		fclose(fp);
-		goto bad;
+		free(*buf);
+		*buf = NULL;
+		return -1;
 	}
 	fclose(fp);
-	memcpy(&h, *buf + *len - 8, 8);
-	if (fnv(*buf, *len - 8, 0xcbf29ce484222325ULL) != h)
-		goto bad;
 	return 0;
-bad:
+}
+
+/* The whole file at path, its hash checked: 0 (*buf, *len), 1 no file,
+ * -1 unreadable or not whole. */
+static int
+read_whole(const char *path, unsigned char **buf, size_t *len)
+{
+	uint64_t h;
+	int rc = read_file(path, buf, len);
+
+	if (rc != 0)
+		return rc;
+	memcpy(&h, *buf + *len - 8, 8);
+	if (fnv(*buf, *len - 8, 0xcbf29ce484222325ULL) == h)
+		return 0;
 	free(*buf);
 	*buf = NULL;
 	return -1;
@@ -1564,23 +1646,44 @@ hdr_offset(const struct hdr *h, const struct part *p)
 	return -1;
 }
 
-/* Remap a file's location indices to ours. */
+/*
+ * Remap a file's location indices to ours.  apply false: only check that
+ * they read and that the new ones fit beside ours (nothing changes; map
+ * is then not filled).
+ */
 static int
 loc_map(struct engine *e, struct rbuf *r, int map[MAX_LOCATIONS],
-        uint32_t *nloc, bool self)
+        uint32_t *nloc, bool self, bool apply)
 {
+	char *fresh[MAX_LOCATIONS];
+	size_t nfresh = 0;
+	int rc = 0;
+
 	get(r, nloc, sizeof(*nloc));
 	if (*nloc > MAX_LOCATIONS)
 		return -1;
 	for (uint32_t i = 0; i < *nloc && !r->bad; i++) {
 		char *name = get_str(r);
 		int64_t v[3];
+		size_t k;
 
+		get(r, v, sizeof(v));
+		if (!times_ok(v, 3) || !name_ok(name))
+			r->bad = true;
+		if (!apply) {
+			/* A name new to us, counted once. */
+			for (k = 0; k < nfresh && strcmp(fresh[k], name); k++)
+				;
+			if (loc_lookup(e, name, strlen(name)) < 0 && k == nfresh)
+				fresh[nfresh++] = name;
+			else
+				free(name);
+			continue;
+		}
 		map[i] = find_loc(e, name, strlen(name));
 		free(name);
-		if (map[i] < 0)
+		if (map[i] < 0) /* not after the check: there is room */
 			return -1;
-		get(r, v, sizeof(v));
 		if (self) {
 			memcpy(&e->loc[map[i]].last_any, v, sizeof(v));
 		} else if (v[0] > e->loc[map[i]].last_any) {
@@ -1591,7 +1694,11 @@ loc_map(struct engine *e, struct rbuf *r, int map[MAX_LOCATIONS],
 				e->loc[map[i]].alive_since = v[1];
 		}
 	}
-	return r->bad ? -1 : 0;
+	if (e->nloc + nfresh > MAX_LOCATIONS)
+		rc = -1;
+	while (nfresh)
+		free(fresh[--nfresh]);
+	return r->bad ? -1 : rc;
 }
 
 /* A file target's per-location states in our location order. */
@@ -1609,15 +1716,51 @@ locs_remap(struct tgt *t, const struct lst *src, int n, const int *map)
 		t->locs[map[i]] = src[i];
 }
 
+/* A target's state as the engine can use it: times in range, the rings'
+ * counts and positions inside them, an open flapping or slow incident
+ * with the record that holds its since, no flag the engine does not know.
+ * The hash guards against damage, not against a file made to fool it. */
+static bool
+tgt_state_ok(const struct tgt *t, const struct lst *src, int n)
+{
+	const int64_t tt[3] = {t->down_since, t->ann_since, t->ann_at};
+
+	for (int i = 0; i < n; i++) {
+		const int64_t lt[2] = {src[i].last_ms, src[i].streak_ms};
+
+		if ((src[i].flags & ~(L_SEEN | L_DOWN | L_STALE)) ||
+		    !times_ok(lt, 2))
+			return false;
+	}
+	if ((t->flags & ~(T_FLAPPING | T_SLOW)) || !times_ok(tt, 3))
+		return false;
+	if (t->x && (!times_ok(t->x->flap_t, FLAP_RING) ||
+	             !times_ok(&t->x->flap_since, 1) ||
+	             !times_ok(&t->x->cert_na, 1) ||
+	             !times_ok(&t->x->cert_since, 1)))
+		return false;
+	if (t->sr && (!times_ok(&t->sr->since, 1) ||
+	              !times_ok(t->sr->t, SLOW_RING)))
+		return false;
+	if ((t->flags & T_FLAPPING) && !t->x)
+		return false;
+	if ((t->flags & T_SLOW) && !t->sr)
+		return false;
+	if (t->x && t->x->nflap > FLAP_RING)
+		return false;
+	return !t->sr || (t->sr->n <= SLOW_RING && t->sr->pos < SLOW_RING);
+}
+
 /*
- * The body of a checkpoint (after its header h).  want < 0: our own, all
- * of it.  want >= 0: a peer's, only the targets and outbox entries of its
- * partition number want (a header index), which become ours, in our
- * partition mine.  v1: a checkpoint 1 (no partition fields).
+ * One pass over the body of a checkpoint (after its header h).  want < 0:
+ * our own, all of it.  want >= 0: a peer's, only the targets and outbox
+ * entries of its partition number want (a header index), which become
+ * ours, in our partition mine.  v1: a checkpoint 1 (no partition fields).
+ * apply false: only read it through, changing nothing.
  */
 static int
-body_apply(struct engine *e, struct rbuf *r, const struct hdr *h, int want,
-           int mine, bool v1)
+body_pass(struct engine *e, struct rbuf *r, const struct hdr *h, int want,
+          int mine, bool v1, bool apply)
 {
 	int map[MAX_LOCATIONS];
 	int16_t *parts = xcalloc(h->nparts ? h->nparts : 1, sizeof(*parts));
@@ -1625,7 +1768,7 @@ body_apply(struct engine *e, struct rbuf *r, const struct hdr *h, int want,
 	int64_t wm;
 	bool self = want < 0;
 
-	for (uint32_t i = 0; i < h->nparts; i++) {
+	for (uint32_t i = 0; apply && i < h->nparts; i++) {
 		int pi = self ? part_find(e, h->parts[i].topic,
 		                          strlen(h->parts[i].topic),
 		                          h->parts[i].partition)
@@ -1636,15 +1779,19 @@ body_apply(struct engine *e, struct rbuf *r, const struct hdr *h, int want,
 			e->parts[pi].offset = h->parts[i].offset;
 	}
 	get(r, &wm, sizeof(wm));
-	if (self || wm > e->watermark)
+	if (!times_ok(&wm, 1))
+		goto bad;
+	if (apply && (self || wm > e->watermark))
 		e->watermark = wm;
-	if (loc_map(e, r, map, &nloc, self) < 0)
+	if (loc_map(e, r, map, &nloc, self, apply) < 0)
 		goto bad;
 	get(r, &n, sizeof(n));
 	for (uint32_t k = 0; k < n && !r->bad; k++) {
 		char *name = get_str(r);
-		struct tgt tmp = {0}, *t = find_target(e, name, strlen(name));
+		struct tgt tmp = {0}, *t;
 		struct lst src[MAX_LOCATIONS];
+		struct tx x;
+		struct slowring sr;
 		int16_t fp;
 		bool take;
 		uint8_t has[2], nl;
@@ -1663,18 +1810,32 @@ body_apply(struct engine *e, struct rbuf *r, const struct hdr *h, int want,
 			break;
 		}
 		get(r, src, nl * sizeof(*src));
-		locs_remap(&tmp, src, nl, map);
-		tmp.part = fp >= 0 ? parts[fp] : -1;
 		if (has[0]) {
-			tmp.x = xcalloc(1, sizeof(*tmp.x));
-			get(r, tmp.x, sizeof(*tmp.x));
+			tmp.x = &x;
+			get(r, &x, sizeof(x));
 		}
 		if (has[1]) {
-			tmp.sr = xcalloc(1, sizeof(*tmp.sr));
-			get(r, tmp.sr, sizeof(*tmp.sr));
+			tmp.sr = &sr;
+			get(r, &sr, sizeof(sr));
 		}
-		take = !r->bad && (self || (fp >= 0 && fp == want));
-		if (take && t) {
+		if (r->bad || !name_ok(name) || !tgt_state_ok(&tmp, src, nl)) {
+			r->bad = true;
+			free(name);
+			break;
+		}
+		take = self || (fp >= 0 && fp == want);
+		t = find_target(e, name, strlen(name));
+		if (!apply || !take || (!t && !self)) {
+			free(name);
+			continue;
+		}
+		/* From here on the state is the engine's own. */
+		locs_remap(&tmp, src, nl, map);
+		tmp.part = fp >= 0 ? parts[fp] : -1;
+		tmp.x = has[0] ? memcpy(xmalloc(sizeof(x)), &x, sizeof(x)) : NULL;
+		tmp.sr = has[1] ? memcpy(xmalloc(sizeof(sr)), &sr, sizeof(sr))
+		                : NULL;
+		if (t) {
 			tgt_free_state(t);
 			t->down_since = tmp.down_since;
 			t->ann_since = tmp.ann_since;
@@ -1694,7 +1855,7 @@ body_apply(struct engine *e, struct rbuf *r, const struct hdr *h, int want,
 		tmp.labels = xstrdup("{}");
 		tmp.r = rules_get(NULL);
 		/* Gone from sites.yaml while sm-alert was down. */
-		if (take && self && has_open(&tmp))
+		if (has_open(&tmp))
 			close_removed(e, &tmp);
 		tgt_free(&tmp);
 	}
@@ -1710,9 +1871,10 @@ body_apply(struct engine *e, struct rbuf *r, const struct hdr *h, int want,
 		if (!v1)
 			get(r, &fp, sizeof(fp));
 		text = get_str(r);
-		if (fp >= (int)h->nparts || fp < -1)
+		if (fp >= (int)h->nparts || fp < -1 || !outbox_text_ok(text))
 			r->bad = true;
-		if (!r->bad && e->ob_max && (self || (fp >= 0 && fp == want))) {
+		if (apply && !r->bad && e->ob_max &&
+		    (self || (fp >= 0 && fp == want))) {
 			memcpy(fake.id, id, 16);
 			e->cur = &fake;
 			e->cur_part = fp >= 0 ? parts[fp] : -1;
@@ -1730,18 +1892,36 @@ bad:
 	return -1;
 }
 
-int
-engine_load(struct engine *e, const char *path)
+/* The body of a checkpoint, all of it or nothing: it is read through
+ * first, and applied only when the whole reads (a damaged one changes no
+ * state).  Arguments as body_pass. */
+static int
+body_apply(struct engine *e, struct rbuf *r, const struct hdr *h, int want,
+           int mine, bool v1)
 {
-	unsigned char *buf;
-	size_t len;
+	struct rbuf check = *r;
+
+	if (body_pass(e, &check, h, want, mine, v1, false) < 0)
+		return -1;
+	return body_pass(e, r, h, want, mine, v1, true);
+}
+
+/* The checkpoint in buf[0..len) (its hash not yet checked).  v3 and v2
+ * name their own header's layout; v1 is the layout before headers. */
+static int
+load_buf(struct engine *e, const unsigned char *buf, size_t len)
+{
 	struct hdr h;
 	struct rbuf r;
-	int rc = read_whole(path, &buf, &len);
+	uint64_t hash;
+	int rc;
 
-	if (rc == 1)
-		return 1;
-	if (rc == 0 && len > sizeof(CKPT_MAGIC_1) + sizeof(layout) &&
+	if (len < 8)
+		return -1;
+	memcpy(&hash, buf + len - 8, 8);
+	if (fnv(buf, len - 8, 0xcbf29ce484222325ULL) != hash)
+		return -1;
+	if (len > sizeof(CKPT_MAGIC_1) + sizeof(layout) &&
 	    !memcmp(buf, CKPT_MAGIC_1, sizeof(CKPT_MAGIC_1) - 1)) {
 		uint32_t got[4];
 
@@ -1749,19 +1929,16 @@ engine_load(struct engine *e, const char *path)
 		r = (struct rbuf){buf + sizeof(CKPT_MAGIC_1) - 1, buf + len - 8,
 		                  false};
 		get(&r, got, sizeof(got));
-		if (memcmp(got, layout, sizeof(layout)))
-			goto corrupt;
-		rc = body_apply(e, &r, &h, -1, -1, true);
-		if (rc < 0)
-			goto corrupt;
+		if (memcmp(got, layout, sizeof(layout)) ||
+		    body_apply(e, &r, &h, -1, -1, true) < 0)
+			return -1;
 		for (size_t i = 0; i < e->nloc; i++)
 			e->loc[i].mine = e->loc[i].ann_since != 0;
-		free(buf);
 		e->last_scan = e->watermark;
 		return 0;
 	}
-	if (rc < 0 || hdr_parse(buf, len - 8, &h) < 0)
-		goto corrupt;
+	if (hdr_parse(buf, len - 8, &h) < 0)
+		return -1;
 	r = (struct rbuf){buf + h.hlen, buf + len - 8, false};
 	rc = body_apply(e, &r, &h, -1, -1, false);
 	/* Which silent incidents we announced, and the newest closed (a
@@ -1778,15 +1955,37 @@ engine_load(struct engine *e, const char *path)
 		e->loc[li].closed = h.locs[i].closed;
 	}
 	hdr_free(&h);
-	if (rc < 0)
-		goto corrupt;
-	free(buf);
-	e->last_scan = e->watermark;
+	if (rc == 0)
+		e->last_scan = e->watermark;
+	return rc;
+}
+
+int
+engine_load_buf(struct engine *e, const unsigned char *buf, size_t len,
+                const char *name)
+{
+	if (load_buf(e, buf, len) < 0) {
+		warn("%s: not a checkpoint of this sm-alert (or damaged)", name);
+		return -1;
+	}
 	return 0;
-corrupt:
+}
+
+int
+engine_load(struct engine *e, const char *path)
+{
+	unsigned char *buf;
+	size_t len;
+	int rc = read_file(path, &buf, &len);
+
+	if (rc == 1)
+		return 1;
+	if (rc == 0)
+		rc = engine_load_buf(e, buf, len, path);
+	else
+		warn("%s: not a checkpoint of this sm-alert (or damaged)", path);
 	free(buf);
-	warn("%s: not a checkpoint of this sm-alert (or damaged)", path);
-	return -1;
+	return rc;
 }
 
 /*

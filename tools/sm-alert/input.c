@@ -1,10 +1,12 @@
 /*
  * input.c - result records into struct result.  The fast path is one
  * jscan_fields() pass over the line (no tree, no allocation); it takes
- * only lines it is sure of, with every field sm-alert reads of the type
+ * only lines it is sure of: every field result_validate() checks (those
+ * sm-alert reads and the optional ones it does not) of the type
  * result_validate() wants.  Anything else (escapes in names, odd types,
  * lines the scanner is unsure of) goes through jansson and
- * result_validate(), the reference.
+ * result_validate(), the reference, which refuses what it must with the
+ * field's name: sm-alert then refuses the records sm-pg-write refuses.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,9 +18,13 @@
 /* In the order sm-check writes them: jscan_fields looks for the next
  * wanted name first. */
 enum {
-	F_V, F_ID, F_TARGET, F_URL, F_PROBE, F_STARTED, F_OK, F_STATUS, F_KIND,
-	F_ERROR, F_DURATION, F_CNB, F_CNA, F_CHNA, F_KAFKA, F_KTOPIC, F_KPART,
-	F_KOFF, NF
+	F_V, F_ID, F_TARGET, F_URL, F_LABELS, F_PROBE, F_SCHED, F_STARTED,
+	F_OK, F_STATUS, F_KIND, F_ERROR, F_TLS_ERROR, F_DURATION, F_PHASES,
+	F_P_DNS, F_P_CONNECT, F_P_TLS, F_P_TTFB, F_P_TRANSFER, F_P_REGEX,
+	F_BYTES, F_TRUNCATED, F_CLEN, F_WIRE, F_HTTPV, F_RIP, F_REDIRECTS,
+	F_FINAL_URL, F_HOPS, F_FPHASES, F_FP_DNS, F_FP_CONNECT, F_FP_TLS,
+	F_FP_TTFB, F_FP_TRANSFER, F_REGEX, F_TLS, F_CNB, F_CNA, F_CHNA,
+	F_KAFKA, F_KTOPIC, F_KPART, F_KOFF, NF
 };
 
 static const struct jscan_field proto[NF] = {
@@ -26,20 +32,80 @@ static const struct jscan_field proto[NF] = {
 	[F_ID] = {.name = "id"},
 	[F_TARGET] = {.name = "target"},
 	[F_URL] = {.name = "url"},
+	[F_LABELS] = {.name = "labels"},
 	[F_PROBE] = {.name = "probe"},
+	[F_SCHED] = {.name = "scheduled_at"},
 	[F_STARTED] = {.name = "started_at"},
 	[F_OK] = {.name = "ok"},
 	[F_STATUS] = {.name = "status"},
 	[F_KIND] = {.name = "error_kind"},
 	[F_ERROR] = {.name = "error"},
+	[F_TLS_ERROR] = {.name = "tls_error"},
 	[F_DURATION] = {.name = "duration_ms"},
-	[F_KAFKA] = {.name = "kafka"},
-	[F_CNA] = {.name = "cert_not_after", .parent = "tls"},
+	[F_PHASES] = {.name = "phases"},
+	[F_P_DNS] = {.name = "dns_ms", .parent = "phases"},
+	[F_P_CONNECT] = {.name = "connect_ms", .parent = "phases"},
+	[F_P_TLS] = {.name = "tls_ms", .parent = "phases"},
+	[F_P_TTFB] = {.name = "ttfb_ms", .parent = "phases"},
+	[F_P_TRANSFER] = {.name = "transfer_ms", .parent = "phases"},
+	[F_P_REGEX] = {.name = "regex_ms", .parent = "phases"},
+	[F_BYTES] = {.name = "bytes"},
+	[F_TRUNCATED] = {.name = "truncated"},
+	[F_CLEN] = {.name = "content_length"},
+	[F_WIRE] = {.name = "wire_bytes"},
+	[F_HTTPV] = {.name = "http_version"},
+	[F_RIP] = {.name = "remote_ip"},
+	[F_REDIRECTS] = {.name = "redirects"},
+	[F_FINAL_URL] = {.name = "final_url"},
+	[F_HOPS] = {.name = "hops"},
+	[F_FPHASES] = {.name = "final_phases"},
+	[F_FP_DNS] = {.name = "dns_ms", .parent = "final_phases"},
+	[F_FP_CONNECT] = {.name = "connect_ms", .parent = "final_phases"},
+	[F_FP_TLS] = {.name = "tls_ms", .parent = "final_phases"},
+	[F_FP_TTFB] = {.name = "ttfb_ms", .parent = "final_phases"},
+	[F_FP_TRANSFER] = {.name = "transfer_ms", .parent = "final_phases"},
+	[F_REGEX] = {.name = "regex"},
+	[F_TLS] = {.name = "tls"},
 	[F_CNB] = {.name = "cert_not_before", .parent = "tls"},
+	[F_CNA] = {.name = "cert_not_after", .parent = "tls"},
 	[F_CHNA] = {.name = "chain_not_after", .parent = "tls"},
+	[F_KAFKA] = {.name = "kafka"},
 	[F_KTOPIC] = {.name = "topic", .parent = "kafka"},
 	[F_KPART] = {.name = "partition", .parent = "kafka"},
 	[F_KOFF] = {.name = "offset", .parent = "kafka"},
+};
+
+/* The kinds an optional field may be of for the scan to be sure that
+ * result_validate takes it (result_rules in lib/record.c). */
+enum {
+	K_ABSENT = 1 << 0, K_NULL = 1 << 1, K_STR = 1 << 2,
+	K_INT = 1 << 3,    /* a number without fraction or exponent */
+	K_NNINT = 1 << 4,  /* the same, not negative */
+	K_BOOL = 1 << 5, K_OBJ = 1 << 6,
+	K_TIME = 1 << 7,   /* an unescaped string that is an RFC 3339 time */
+};
+
+static const struct {
+	unsigned char f;
+	unsigned short kinds;
+} optional[] = {
+	{F_LABELS, K_ABSENT | K_NULL | K_OBJ},
+	{F_SCHED, K_ABSENT | K_NULL | K_TIME},
+	{F_TLS_ERROR, K_ABSENT | K_NULL | K_STR},
+	{F_PHASES, K_ABSENT | K_NULL | K_OBJ},
+	/* result_validate refuses a negative size, but not bytes or
+	 * redirects below zero. */
+	{F_BYTES, K_ABSENT | K_NULL | K_INT},
+	{F_TRUNCATED, K_ABSENT | K_BOOL},
+	{F_CLEN, K_ABSENT | K_NULL | K_NNINT},
+	{F_WIRE, K_ABSENT | K_NULL | K_NNINT},
+	{F_HTTPV, K_ABSENT | K_NULL | K_STR},
+	{F_RIP, K_ABSENT | K_NULL | K_STR},
+	{F_REDIRECTS, K_ABSENT | K_NULL | K_INT},
+	{F_FINAL_URL, K_ABSENT | K_NULL | K_STR},
+	{F_FPHASES, K_ABSENT | K_NULL | K_OBJ},
+	{F_REGEX, K_ABSENT | K_NULL | K_OBJ},
+	{F_TLS, K_ABSENT | K_NULL | K_OBJ},
 };
 
 /* A non-negative integer of at most 18 digits, or -1. */
@@ -114,14 +180,128 @@ kind_of(const char *s, size_t n, int *kind)
 	return 0;
 }
 
+/* A number without fraction or exponent: an integer to jansson. */
+static bool
+is_int(const struct jscan_field *f)
+{
+	if (f->type != JV_NUMBER)
+		return false;
+	for (size_t i = 0; i < f->len; i++)
+		if (f->val[i] == '.' || f->val[i] == 'e' || f->val[i] == 'E')
+			return false;
+	return true;
+}
+
+/* The kinds f is of; whether it is a time only when time asks (a
+ * parse). */
+static unsigned
+kind_of_field(const struct jscan_field *f, bool time)
+{
+	int64_t ms;
+
+	switch (f->type) {
+	case JV_NONE: return K_ABSENT;
+	case JV_NULL: return K_NULL;
+	case JV_STRING:
+		return K_STR | (time && span_time(f->val, f->len, &ms) == 0
+		                ? K_TIME : 0);
+	case JV_ESCAPED: return K_STR;
+	case JV_TRUE:
+	case JV_FALSE: return K_BOOL;
+	case JV_NUMBER:
+		return is_int(f) ? K_INT | (f->val[0] != '-' ? K_NNINT : 0) : 0;
+	case JV_OBJECT: return K_OBJ;
+	default: return 0;
+	}
+}
+
+/* phases and final_phases: every member one the scan looked for (the
+ * fields first..last), each a number not negative or null. */
+static bool
+phases_sure(const struct jscan_field *f, int obj, int first, int last)
+{
+	size_t known = 0;
+
+	if (f[obj].type != JV_OBJECT)
+		return true;
+	for (int i = first; i <= last; i++) {
+		if (f[i].type == JV_NONE)
+			continue;
+		known++;
+		if (f[i].type != JV_NULL &&
+		    (f[i].type != JV_NUMBER || f[i].val[0] == '-'))
+			return false;
+	}
+	return f[obj].members == known;
+}
+
+/* A hop's members, looked for in each element of hops. */
+enum { H_URL, H_STATUS, H_LOCATION, H_TIME, NH };
+
+static const struct jscan_field hop_proto[NH] = {
+	[H_URL] = {.name = "url"},
+	[H_STATUS] = {.name = "status"},
+	[H_LOCATION] = {.name = "location"},
+	[H_TIME] = {.name = "time_ms"},
+};
+
+static bool
+is_str(const struct jscan_field *f)
+{
+	return f->type == JV_STRING || f->type == JV_ESCAPED;
+}
+
+/* hops, absent or an array of objects that hold url, status, location
+ * and time_ms of the types validate_hops (lib/record.c) wants.  Each
+ * redirect followed brings one: read here rather than by the tree, which
+ * would cost ten times the scan. */
+static bool
+hops_sure(const struct jscan_field *h)
+{
+	static struct jscan_names names;
+	struct jscan_field f[NH];
+	size_t pos = 0;
+	int r;
+
+	if (h->type != JV_ARRAY)
+		return h->type == JV_NONE;
+	if (names.n == 0)
+		jscan_names_init(&names, hop_proto, NH);
+	while ((r = jscan_array_next(h->val, h->len, &pos, f, &names)) == 1)
+		if (!is_str(&f[H_URL]) || !is_int(&f[H_STATUS]) ||
+		    !is_str(&f[H_LOCATION]) ||
+		    (f[H_TIME].type != JV_NULL &&
+		     (f[H_TIME].type != JV_NUMBER || f[H_TIME].val[0] == '-')))
+			return false;
+	return r == 0;
+}
+
+/* The fields sm-alert does not read, as result_validate would have them. */
+static bool
+optional_sure(const struct jscan_field *f)
+{
+	for (size_t i = 0; i < sizeof(optional) / sizeof(optional[0]); i++)
+		if (!(kind_of_field(&f[optional[i].f],
+		                    optional[i].kinds & K_TIME) &
+		      optional[i].kinds))
+			return false;
+	return phases_sure(f, F_PHASES, F_P_DNS, F_P_REGEX) &&
+	       phases_sure(f, F_FPHASES, F_FP_DNS, F_FP_TRANSFER) &&
+	       hops_sure(&f[F_HOPS]);
+}
+
 static bool
 fast(const char *line, size_t len, struct result *r)
 {
+	static struct jscan_names names;
 	struct jscan_field f[NF];
 	char *end;
 
-	memcpy(f, proto, sizeof(f));
-	if (jscan_fields(line, len, f, NF) != JSCAN_OBJECT)
+	/* The names' lengths and masks, once (with 45 names, working them
+	 * out per line, and copying proto, cost a tenth of the scan). */
+	if (names.n == 0)
+		jscan_names_init(&names, proto, NF);
+	if (jscan_fields_named(line, len, f, &names) != JSCAN_OBJECT)
 		return false;
 	if (f[F_V].type != JV_NUMBER || f[F_V].len != 1 || f[F_V].val[0] != '1')
 		return false;
@@ -183,16 +363,21 @@ fast(const char *line, size_t len, struct result *r)
 	r->ktopic_len = 0;
 	r->kpart = r->koff = -1;
 	if (f[F_KAFKA].type == JV_OBJECT) {
+		/* result_validate wants all three, of these types; an
+		 * escaped topic is left to the tree. */
+		if (f[F_KTOPIC].type != JV_STRING || !is_int(&f[F_KPART]) ||
+		    !is_int(&f[F_KOFF]))
+			return false;
 		r->kafka = f[F_KAFKA].val;
 		r->kafka_len = f[F_KAFKA].len;
-		if (f[F_KTOPIC].type == JV_STRING && f[F_KPART].type == JV_NUMBER &&
-		    f[F_KOFF].type == JV_NUMBER &&
-		    (r->kpart = count(f[F_KPART].val, f[F_KPART].len)) >= 0 &&
+		/* Negative or huge: valid, but not coordinates sm-kafka-sub
+		 * writes. */
+		if ((r->kpart = count(f[F_KPART].val, f[F_KPART].len)) >= 0 &&
 		    (r->koff = count(f[F_KOFF].val, f[F_KOFF].len)) >= 0) {
 			r->ktopic = f[F_KTOPIC].val;
 			r->ktopic_len = f[F_KTOPIC].len;
 		} else {
-			r->kpart = -1;
+			r->kpart = r->koff = -1;
 		}
 	} else if (f[F_KAFKA].type != JV_NONE) {
 		return false;
@@ -201,7 +386,7 @@ fast(const char *line, size_t len, struct result *r)
 	    opt_time(&f[F_CNB], &r->cert_nb) < 0 ||
 	    opt_time(&f[F_CHNA], &r->chain_na) < 0)
 		return false;
-	return true;
+	return optional_sure(f);
 }
 
 /* The slow path's kafka object, as text (valid until the next call). */
@@ -256,8 +441,13 @@ input_decode(const char *line, size_t len, struct result *r, json_t **tree,
 		goto bad;
 	}
 	r->ok = json_is_true(json_object_get(o, "ok"));
+	/* What the scan reads (four digits at most); a status past them,
+	 * or below 0, is none sm-alert could report (the state keeps 16
+	 * bits of it): as null. */
 	v = json_object_get(o, "status");
-	r->status = json_is_integer(v) ? (int)json_integer_value(v) : -1;
+	r->status = json_is_integer(v) && json_integer_value(v) >= 0 &&
+	            json_integer_value(v) <= 9999
+	            ? (int)json_integer_value(v) : -1;
 	r->kind = 0;
 	if ((s = json_string_value(json_object_get(o, "error_kind"))))
 		kind_of(s, strlen(s), &r->kind);

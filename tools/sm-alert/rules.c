@@ -72,7 +72,10 @@ rules_make(const json_t *a, char *key)
 struct rules *
 rules_get(const json_t *alerts)
 {
-	char *key = alerts ? json_dumps(alerts, JSON_COMPACT | JSON_SORT_KEYS)
+	/* JSON_ENCODE_ANY: "alerts: false" is a bare false, which
+	 * json_dumps refuses to encode without it. */
+	char *key = alerts ? json_dumps(alerts, JSON_COMPACT | JSON_SORT_KEYS |
+	                                            JSON_ENCODE_ANY)
 	                   : xstrdup("{}");
 
 	if (!key)
