@@ -4,8 +4,9 @@
  *
  * A relay has two descriptors of its own in the loop's epoll set, both
  * edge-triggered for both directions and never modified: the TCP socket
- * (TLS) and its end of the pair (plaintext, libcurl's HTTP).  Every event
- * runs the relay until each side would block, so that no edge is missed.
+ * (TLS) and its end of the pair (plaintext, libcurl's HTTP).  An event it
+ * waits for runs it until each side would block (or has nothing to move),
+ * so that no edge is missed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,10 +31,6 @@ struct relays {
 	size_t n_closing, cap_closing;
 };
 
-/* by_fd's mark of a descriptor whose relay is gone but which is still
- * open, so that an event of it already read is not taken for libcurl's. */
-static struct relay gone;
-
 struct relay {
 	struct relays *rs;
 	int net_fd;            /* the TCP socket: TLS */
@@ -53,6 +50,10 @@ struct relay {
 	char up[4096];
 	char down[16384];      /* one TLS record at most */
 };
+
+/* by_fd's mark of a descriptor whose relay is gone but which is still
+ * open, so that an event of it already read is not taken for libcurl's. */
+static struct relay gone;
 
 /* Each loop thread's relays (relay_start is called from libcurl's
  * callback, which knows only the probe). */
