@@ -1342,6 +1342,7 @@ has_stats() {
 	jq -s "map({key: .target, value: $same}) | from_entries" "$T/curl" >"$T/a"
 	jq -s "map(select(.target | startswith(\"first\") | not) | {key: .target, value: $same}) | from_entries" "$T/out" >"$T/b"
 	diff -u "$T/a" "$T/b"
+	cat "$T/b" >&2
 	jq -e 'length == 22' "$T/b"
 	# What the relay's cases are: each kind of outcome is there.
 	jq -e '.fine.ok and .self.tls_error == "self_signed" and .host.tls_error == "hostname_mismatch" and
@@ -1372,8 +1373,51 @@ has_stats() {
 	jq -c "$same" "$T/curl" >"$T/a"
 	jq -c "select(.target == \"v6\") | $same" "$T/out" >"$T/b"
 	diff -u "$T/a" "$T/b"
+	cat "$T/b" >&2
 	jq -e --arg u "https://user:***@[::1]:$port/echo" '.ok and .regex.matched and .final_url == $u and
 		.remote_ip == "::1" and .tls.cert_sans == ["IP:::1"]' "$T/b"
+}
+
+@test "check: the relay on port 443, written in the URL or not, reports the URLs as libcurl does (a network namespace of its own)" {
+	local u cases=(
+		"https://user:pw@127.0.0.1:443/chain?n=2#f"
+		"https://127.0.0.1/chain?n=2"
+		"https://127.0.0.1:443/redirect?to=/ok"
+		"https://localhost/ok"
+		"https://localhost:443/ok?q=1"
+	)
+	# Port 443 is free in a network namespace of this test's own; the
+	# server and every sm-check run inside it.
+	{
+		echo 'ip link set lo up'
+		printf '/usr/bin/python3 %q --cert %q --key %q 443 >%q 2>&1 &\n' \
+			"$SM_TOP/tests/fixtures/httpd.py" "$TLS_DIR/good.crt" "$TLS_DIR/good.key" "$T/ns.out"
+		echo 'srv=$!'
+		printf 'for i in $(seq 200); do grep -q ready %q && break; sleep 0.05; done\n' "$T/ns.out"
+		# libcurl's TLS: each case alone.  The relay's: after a probe
+		# of each origin that teaches sm-check it answers over HTTP/1.1.
+		for u in "${cases[@]}"; do
+			printf 'printf %%s\\\\n %q | sm-check >>%q\n' \
+				"{\"url\":\"$u\",\"ca_file\":\"$TLS_DIR/good.crt\"}" "$T/curl"
+		done
+		printf 'printf %%s\\\\n %q %q' '{"target":"first1","url":"https://127.0.0.1/ok","tls_verify":false}' \
+			'{"target":"first2","url":"https://localhost/ok","tls_verify":false}'
+		for u in "${cases[@]}"; do
+			printf ' %q' "{\"url\":\"$u\",\"ca_file\":\"$TLS_DIR/good.crt\"}"
+		done
+		printf ' | sm-check -c 1 --stats-interval 1h >%q 2>%q\n' "$T/relay" "$T/relay.err"
+		echo 'kill $srv'
+	} >"$T/ns.sh"
+	run -0 unshare -n bash "$T/ns.sh"
+	# Every connection of the five cases: three, three, two, one, one.
+	grep -q ' tls_relayed=10$' "$T/relay.err" || { cat "$T/relay.err"; false; }
+	local same='{ok, status, url, final_url, redirects, hops: [.hops[]? | {url, location}], sha: .tls.cert_sha256}'
+	jq -c "$same" "$T/curl" >"$T/a"
+	jq -c "select(.target | startswith(\"first\") | not) | $same" "$T/relay" >"$T/b"
+	diff -u "$T/a" "$T/b"
+	[ "$(jq -s 'length' "$T/a")" -eq 5 ]
+	jq -se 'all(.ok) and (.[0].final_url | test("^https://user:[*]+@127[.]0[.]0[.]1:443/ok$")) and
+		.[1].final_url == "https://127.0.0.1/ok" and .[2].hops[0].location == "https://127.0.0.1:443/ok"' "$T/b"
 }
 
 @test "check: each probe loop relays its own https connections (--threads 2)" {

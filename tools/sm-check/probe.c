@@ -95,6 +95,7 @@ struct probe {
 	char *own_host;          /* its host as written ([] for IPv6), under
 	                          * 256 bytes */
 	long own_port;
+	bool own_port_written;   /* the URL writes its port (":443") */
 	bool hop_own;            /* this hop's connection is a relay's */
 	int fds[4];              /* libcurl's open sockets of this probe */
 	size_t n_fds;
@@ -806,6 +807,14 @@ own_url_new(struct probe *p)
 		goto out;
 	p->own_port = strtol(port, NULL, 10);
 	p->origin_key = origin_key(host, p->own_port);
+	{
+		char *written = NULL;
+
+		/* Shown again as written: libcurl keeps an explicit :443. */
+		p->own_port_written = curl_url_get(u, CURLUPART_PORT, &written,
+		                                   0) == CURLUE_OK;
+		curl_free(written);
+	}
 	if (!memo_knows(p->origin_key))
 		goto out;
 	if (curl_url_set(u, CURLUPART_SCHEME, "http", 0) != CURLUE_OK ||
@@ -862,7 +871,7 @@ shown_url_new(const struct probe *p, const char *url)
 	if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
 	    own_origin(p, u) &&
 	    curl_url_set(u, CURLUPART_SCHEME, "https", 0) == CURLUE_OK &&
-	    (p->own_port != 443 ||
+	    (p->own_port != 443 || p->own_port_written ||
 	     curl_url_set(u, CURLUPART_PORT, NULL, 0) == CURLUE_OK))
 		(void)curl_url_get(u, CURLUPART_URL, &https, 0);
 	curl_url_cleanup(u);
