@@ -787,6 +787,27 @@ own_host_ok(const char *host)
 	return true;
 }
 
+/* Whether u's URL writes its port. */
+static bool
+url_writes_port(CURLU *u)
+{
+	char *port = NULL;
+	bool written = curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK;
+
+	curl_free(port);
+	return written;
+}
+
+/* A string of libcurl's (curl_free) as one of ours (free), or NULL. */
+static char *
+curl_string_take(char *s)
+{
+	char *copy = s != NULL ? xstrdup(s) : NULL;
+
+	curl_free(s);
+	return copy;
+}
+
 /* The URL libcurl gets: for an https URL whose origin answered over
  * HTTP/1.x lately (memo) the same URL as http with its port written out
  * (a new string, p->own set), else NULL (the target's URL). */
@@ -807,14 +828,8 @@ own_url_new(struct probe *p)
 		goto out;
 	p->own_port = strtol(port, NULL, 10);
 	p->origin_key = origin_key(host, p->own_port);
-	{
-		char *written = NULL;
-
-		/* Shown again as written: libcurl keeps an explicit :443. */
-		p->own_port_written = curl_url_get(u, CURLUPART_PORT, &written,
-		                                   0) == CURLUE_OK;
-		curl_free(written);
-	}
+	/* Shown again as written: libcurl keeps an explicit :443. */
+	p->own_port_written = url_writes_port(u);
 	if (!memo_knows(p->origin_key))
 		goto out;
 	if (curl_url_set(u, CURLUPART_SCHEME, "http", 0) != CURLUE_OK ||
@@ -827,14 +842,7 @@ out:
 	curl_free(host);
 	curl_free(port);
 	curl_url_cleanup(u);
-	if (url == NULL)
-		return NULL;
-	{
-		char *copy = xstrdup(url);
-
-		curl_free(url);
-		return copy;
-	}
+	return curl_string_take(url);
 }
 
 /* Whether url is on the relayed origin: the http form of the https URL
