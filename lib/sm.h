@@ -73,6 +73,10 @@ void print_version_and_exit(void) __attribute__((noreturn));
 void *xmalloc(size_t n);
 void *xcalloc(size_t nmemb, size_t size);
 void *xrealloc(void *p, size_t n);
+/* arr (*n elements of elem bytes) grown, by doubling, to hold arr[index];
+ * the new elements zeroed, *n updated.  For tables indexed by a file
+ * descriptor. */
+void *xgrow_index(void *arr, size_t *n, size_t index, size_t elem);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 /* Like asprintf, exits on failure. */

@@ -30,6 +30,21 @@ xrealloc(void *p, size_t n)
 	return check(realloc(p, n ? n : 1));
 }
 
+void *
+xgrow_index(void *arr, size_t *n, size_t index, size_t elem)
+{
+	size_t grown = *n ? *n : 64;
+
+	if (index < *n)
+		return arr;
+	while (grown <= index)
+		grown *= 2;
+	arr = xrealloc(arr, grown * elem);
+	memset((char *)arr + *n * elem, 0, (grown - *n) * elem);
+	*n = grown;
+	return arr;
+}
+
 char *
 xstrdup(const char *s)
 {

@@ -63,6 +63,18 @@ webhook_yaml() {
 	EOF
 }
 
+# exec_log_yaml: one exec receiver, the default, appending each event to
+# $T/got.
+exec_log_yaml() {
+	cat >"$T/r.yaml" <<-EOF
+	receivers:
+	  log:
+	    type: exec
+	    command: "cat >> '$T/got'"
+	default: log
+	EOF
+}
+
 @test "notify: --help is the man page's synopsis; usage errors exit 64" {
 	run -0 sm-notify --help
 	[[ "${lines[0]}" == "usage: sm-notify [-ans] [-D file] [-d file] [-m count] [-r duration]" ]]
@@ -662,13 +674,7 @@ print(json.dumps({"subject": m["Subject"], "to": m["To"], "from": m["From"],
 }
 
 @test "notify: invalid lines are reported with their line number, dead-lettered and acked; --strict exits 65" {
-	cat >"$T/r.yaml" <<-EOF
-	receivers:
-	  log:
-	    type: exec
-	    command: "cat >> '$T/got'"
-	default: log
-	EOF
+	exec_log_yaml
 	{
 		events 1
 		echo 'not json'
@@ -691,13 +697,7 @@ print(json.dumps({"subject": m["Subject"], "to": m["To"], "from": m["From"],
 }
 
 @test "notify: each way an event can be invalid is refused, as event_validate says, also for lines checked without a tree" {
-	cat >"$T/r.yaml" <<-EOF
-	receivers:
-	  log:
-	    type: exec
-	    command: "cat >> '$T/got'"
-	default: log
-	EOF
+	exec_log_yaml
 	# mut N JQ: event N with JQ applied.
 	mut() {
 		events 1 '{"team":"web"}' down "$1" | jq -c "$2"

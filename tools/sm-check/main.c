@@ -646,16 +646,8 @@ stats_wait_ms(const struct state *st, int wait_ms)
 static struct sock *
 sock_of(struct state *st, int fd)
 {
-	if ((size_t)fd >= st->n_socks) {
-		size_t n = st->n_socks ? st->n_socks : 1024;
-
-		while (n <= (size_t)fd)
-			n *= 2;
-		st->socks = xrealloc(st->socks, n * sizeof *st->socks);
-		memset(st->socks + st->n_socks, 0,
-		       (n - st->n_socks) * sizeof *st->socks);
-		st->n_socks = n;
-	}
+	st->socks = xgrow_index(st->socks, &st->n_socks, (size_t)fd,
+	                        sizeof *st->socks);
 	return &st->socks[fd];
 }
 

@@ -911,6 +911,8 @@ hop_is_own(const struct probe *p)
 static int
 connected_fd(const struct probe *p, const char *ip, int port)
 {
+	if (p->n_fds == 1)
+		return p->fds[0];
 	for (size_t i = 0; i < p->n_fds; i++) {
 		struct sockaddr_storage ss;
 		socklen_t len = sizeof ss;
@@ -918,8 +920,6 @@ connected_fd(const struct probe *p, const char *ip, int port)
 		const void *a;
 		int peer_port;
 
-		if (p->n_fds == 1)
-			return p->fds[0];
 		if (getpeername(p->fds[i], (struct sockaddr *)&ss, &len) < 0)
 			continue;
 		if (ss.ss_family == AF_INET) {

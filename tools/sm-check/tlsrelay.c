@@ -101,16 +101,8 @@ relays_free(struct relays **rsp)
 static void
 by_fd_set(struct relays *rs, int fd, struct relay *r)
 {
-	if ((size_t)fd >= rs->n_by_fd) {
-		size_t n = rs->n_by_fd ? rs->n_by_fd : 1024;
-
-		while (n <= (size_t)fd)
-			n *= 2;
-		rs->by_fd = xrealloc(rs->by_fd, n * sizeof *rs->by_fd);
-		memset(rs->by_fd + rs->n_by_fd, 0,
-		       (n - rs->n_by_fd) * sizeof *rs->by_fd);
-		rs->n_by_fd = n;
-	}
+	rs->by_fd = xgrow_index(rs->by_fd, &rs->n_by_fd, (size_t)fd,
+	                        sizeof *rs->by_fd);
 	rs->by_fd[fd] = r;
 }
 

@@ -35,16 +35,7 @@ static size_t n_fds;
 static void
 fd_room(int fd)
 {
-	size_t n;
-
-	if ((size_t)fd < n_fds)
-		return;
-	n = n_fds ? n_fds : 64;
-	while (n <= (size_t)fd)
-		n *= 2;
-	fds = xrealloc(fds, n * sizeof *fds);
-	memset(fds + n_fds, 0, (n - n_fds) * sizeof *fds);
-	n_fds = n;
+	fds = xgrow_index(fds, &n_fds, (size_t)fd, sizeof *fds);
 }
 
 /* Register fd for events (0: unregister).  false on EPERM (a regular file
