@@ -1072,9 +1072,15 @@ tasks_are() {
 
 # ---- the stats line (--stats-interval) ----------------------------------------
 
+# stats_of FILE: its stats lines without waited_ms (the loop's waits,
+# which depend on the host's load).
+stats_of() {
+	grep 'stats:' "$1" | sed -E 's/ waited_ms=[0-9]+//'
+}
+
 # nstats PATTERN: how many stats lines of $T/err are exactly PATTERN.
 nstats() {
-	grep -Fcx "sm-check: info: stats: $1" "$T/err" || true
+	stats_of "$T/err" | grep -Fcx "sm-check: info: stats: $1" || true
 }
 
 # has_stats PATTERN: a stats line of $T/err is exactly PATTERN.
@@ -1100,7 +1106,7 @@ has_stats() {
 	wait "$pid" || rc=$?
 	[ "$rc" -eq 0 ]
 	nresults 5
-	[ "$(tail -n 1 "$T/err")" = \
+	[ "$(stats_of "$T/err" | tail -n 1)" = \
 	  "sm-check: info: stats: in=5 out=5 in_flight=0 ok=3 failed=2 invalid=1 err_connect=1 err_http_status=1" ] ||
 		{ cat "$T/err"; false; }
 }
@@ -1131,6 +1137,165 @@ has_stats() {
 	jqe '.probe == "from-flag"'
 	probe -- "$HTTP_URL/ok"
 	jqe --arg h "$(hostname)" '.probe == $h'
+}
+
+# ---- timings that leave out sm-check's own waits ----------------------------
+
+# answer_waiting PORT: a connection to PORT has bytes nobody read yet.
+answer_waiting() {
+	ss -Htn "dport = :$1" | awk '$2 > 0 { f = 1 } END { exit !f }'
+}
+
+# waited_ms: the waited_ms of the last stats line of $T/err, 0 if none.
+waited_ms() {
+	grep 'stats:' "$T/err" | tail -n 1 | sed -nE 's/.* waited_ms=([0-9]+).*/\1/p' |
+		awk '{ w = $1 } END { print w + 0 }'
+}
+
+# stall_check PORT: with the answer to sm-check ($pid) on its way from
+# PORT, stop sm-check; run the rest of the arguments (which let the bytes
+# come); once they wait in sm-check's socket, leave them there 1.5 s (the
+# stimulus, not a synchronisation), then resume it.  $stalled_ms: from
+# the stop to the resumption.
+stall_check() {
+	local port=$1 t0 t1
+	shift
+	kill -STOP "$pid"
+	t0=$(date +%s%N)
+	"$@"
+	wait_for answer_waiting "$port"
+	sleep 1.5
+	kill -CONT "$pid"
+	t1=$(date +%s%N)
+	stalled_ms=$(((t1 - t0) / 1000000))
+}
+
+# waited_between LOW HIGH: the stats line's waited_ms is within.
+waited_between() {
+	local w
+	w=$(waited_ms)
+	[ "$w" -ge "$1" ] && [ "$w" -le "$2" ] ||
+		{ echo "waited_ms=$w, not within $1 and $2"; cat "$T/err"; false; }
+}
+
+@test "check: an answer that waits unread while sm-check is stopped is timed by its arrival" {
+	local a rc=0
+	a=$(hold_id)
+	check_on_fifo -t 1 --stats-interval 1h
+	echo "{\"target\":\"held\",\"url\":\"$SCRIPTED_URL/hold?id=$a\"}" >&5
+	wait_for held_is "$a" 1
+	stall_check "${SCRIPTED_URL##*:}" release "$a"
+	exec 5>&-
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 0 ]
+	nresults 1
+	# libcurl saw the first byte 1.5 s or more after the request; it came
+	# within a second.
+	jqe '.ok and .phases.ttfb_ms < 1000 and .duration_ms < 1000'
+	# What was taken out is the time the answer lay there: at least the
+	# 1.5 s, at most the stop.
+	waited_between 1500 "$stalled_ms"
+}
+
+@test "check: a relayed https answer that waits unread while sm-check is stopped is timed by its arrival" {
+	local a rc=0 ca="\"ca_file\":\"$TLS_DIR/good.crt\""
+	a=$(hold_id)
+	check_on_fifo -t 1 --stats-interval 1h
+	# The first probe of the origin is libcurl's; the relay makes the next.
+	echo "{\"target\":\"learn\",\"url\":\"$TLS_GOOD_URL/ok\",$ca}" >&5
+	wait_for grep -q learn "$T/out"
+	echo "{\"target\":\"held\",\"url\":\"$TLS_GOOD_URL/hold?id=$a\",$ca}" >&5
+	wait_for eval "[ \"\$(curl -fsS --cacert $TLS_DIR/good.crt $TLS_GOOD_URL/held?id=$a)\" = 1 ]"
+	stall_check "${TLS_GOOD_URL##*:}" curl -fsS -o /dev/null --cacert "$TLS_DIR/good.crt" "$TLS_GOOD_URL/release?id=$a"
+	exec 5>&-
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 0 ]
+	nresults 2
+	grep -q ' tls_relayed=1$' "$T/err"
+	jqe -s '.[1] | .target == "held" and .ok and .phases.ttfb_ms < 1000 and .duration_ms < 1000'
+	waited_between 1500 "$stalled_ms"
+}
+
+@test "check: a relayed handshake whose server flight waits unread while sm-check is stopped is timed by its arrival" {
+	local port ppid rc=0
+	port=$(free_port)
+	# The proxy holds the server's bytes of its second connection (the
+	# relay's handshake) until told.
+	/usr/bin/python3 "$SM_TOP/tests/fixtures/holdproxy.py" "$port" "${TLS_GOOD_URL##*:}" 1 >"$T/proxy.out" 2>&1 &
+	ppid=$!
+	track_pid "$ppid"
+	wait_for grep -q ready "$T/proxy.out"
+	check_on_fifo -t 1 --stats-interval 1h
+	echo "{\"target\":\"learn\",\"url\":\"https://127.0.0.1:$port/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}" >&5
+	wait_for grep -q learn "$T/out"
+	echo "{\"target\":\"hs\",\"url\":\"https://127.0.0.1:$port/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}" >&5
+	wait_for grep -q holding "$T/proxy.out"
+	stall_check "$port" kill -USR1 "$ppid"
+	exec 5>&-
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 0 ]
+	nresults 2
+	grep -q ' tls_relayed=1$' "$T/err"
+	jqe -s '.[1] | .target == "hs" and .ok and .phases.tls_ms < 1000 and .duration_ms < 1000'
+	waited_between 1500 "$stalled_ms"
+}
+
+@test "check: a connect seen late by a busy loop is timed by the SYN's round trip" {
+	local i w
+	# The first probe's CA bundle (the system's, 20 times over) is parsed
+	# as libcurl starts its handshake, on the loop, while the second
+	# probe's connect is done and waits to be seen.
+	for ((i = 0; i < 20; i++)); do cat /etc/ssl/certs/ca-certificates.crt; done >"$T/big.pem"
+	cat "$TLS_DIR/good.crt" >>"$T/big.pem"
+	probe -t 1 -c 2 --stats-interval 1h -- \
+		"{\"target\":\"tls\",\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$T/big.pem\"}" \
+		"{\"target\":\"plain\",\"url\":\"$SCRIPTED_URL/ok\"}"
+	printf '%s\n' "$stderr" >"$T/err"
+	nresults 2
+	jqe -s 'map(.ok) == [true, true]'
+	# The loop did wait (the parse), and the plain probe's connect and
+	# duration leave it out.
+	w=$(waited_ms)
+	[ "$w" -ge 100 ] || { echo "waited_ms=$w"; echo "$stderr"; false; }
+	jqe -s 'map(select(.target == "plain"))[0] | .phases.connect_ms < 20 and .duration_ms < 50'
+}
+
+@test "check: a connect whose SYN went twice keeps its whole time" {
+	local port w pid rc=0
+	# A listener whose accept queue (backlog 0) one connection fills: the
+	# kernel drops the probe's SYN until it is accepted, and the SYN
+	# goes again a second later.  Its round trip is then not the
+	# connect's, which stays libcurl's: a second or more.
+	/usr/bin/python3 -c '
+import signal, socket, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+ls = socket.socket()
+ls.bind(("127.0.0.1", 0))
+ls.listen(0)
+filler = socket.create_connection(ls.getsockname())
+print(ls.getsockname()[1], flush=True)
+signal.sigwait([signal.SIGUSR1])
+ls.accept()[0].close()  # the filler
+while True:
+    c, _ = ls.accept()
+    c.recv(65536)
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+    c.close()
+' >"$T/listener.out" 2>&1 &
+	local lpid=$!
+	track_pid "$lpid"
+	wait_for grep -q . "$T/listener.out"
+	port=$(head -n 1 "$T/listener.out")
+	check_on_fifo -t 1 --stats-interval 1h
+	echo "{\"target\":\"syn\",\"url\":\"http://127.0.0.1:$port/\",\"timeout_ms\":10000}" >&5
+	wait_for eval "ss -Htn state syn-sent 'dport = :$port' | grep -q ."
+	kill -USR1 "$lpid"
+	exec 5>&-
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 0 ]
+	nresults 1
+	jqe '.ok and .phases.connect_ms >= 900 and .duration_ms >= 900'
+	[ "$(waited_ms)" -lt 900 ]
 }
 
 # ---- TLS --------------------------------------------------------------------

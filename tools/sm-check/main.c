@@ -119,6 +119,7 @@ struct sock {
 	                 * CURL_POLL_REMOVE) */
 	bool lt;        /* level-triggered from now on */
 	bool pending;   /* in state.pending */
+	CURL *easy;     /* whose socket it is */
 };
 
 /* What the probe loops share: the input, the output, the counts. */
@@ -621,6 +622,9 @@ stats_report(struct shared *sh)
 			                        " err_%s=%llu",
 			                        error_kind_name((enum error_kind)k),
 			                        n->err[k]);
+	if (probe_waited_us() >= 1000 && off < sizeof kinds)
+		off += (size_t)snprintf(kinds + off, sizeof kinds - off,
+		                        " waited_ms=%llu", probe_waited_us() / 1000);
 	if (probe_relayed() > 0 && off < sizeof kinds)
 		snprintf(kinds + off, sizeof kinds - off, " tls_relayed=%lu",
 		         probe_relayed());
@@ -725,7 +729,7 @@ on_socket(CURL *easy, curl_socket_t fd, int what, void *userp,
 		/* A new socket (or one curl took back): edge-triggered, both
 		 * directions, whatever curl wants first. */
 		*s = (struct sock){ .gen = s->gen + 1, .want = (unsigned char)want,
-		                    .active = true };
+		                    .active = true, .easy = easy };
 		epoll_set(st, EPOLL_CTL_ADD, fd,
 		          EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
 		curl_multi_assign(st->multi, fd, st);
@@ -819,6 +823,8 @@ socket_event(struct state *st, int fd, uint32_t e)
 		(void)epoll_ctl(st->epfd, EPOLL_CTL_DEL, fd, NULL);
 		return;
 	}
+	if (bits & SEL_IN)
+		probe_socket_readable(s->easy, fd);
 	if (s->lt) {
 		socket_action(st, fd, (int)bits);
 		return;
@@ -963,6 +969,12 @@ run(struct state *st)
 		}
 		n = epoll_wait(st->epfd, evs, (int)(sizeof evs / sizeof evs[0]),
 		               stats_wait_ms(st, wait_ms));
+		/* Interrupted (a SIGCONT does it too): the events that are
+		 * ready go before curl's timers, which would read sockets
+		 * without them and so without their arrival times. */
+		if (n < 0 && errno == EINTR)
+			n = epoll_wait(st->epfd, evs,
+			               (int)(sizeof evs / sizeof evs[0]), 0);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

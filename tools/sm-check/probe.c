@@ -23,6 +23,7 @@
 #include "castore.h"
 #include "probe.h"
 #include "rxcache.h"
+#include "rxstamp.h"
 #include "jtext.h"
 #include "tlsrelay.h"
 
@@ -104,6 +105,13 @@ struct probe {
 	struct relay_outcome rout;
 	CURLcode own_code;       /* refused before the relay, CURLE_OK: not */
 
+	/* sm-check's own waits, taken out of the phases (see "waits of the
+	 * loop" below): this hop's, and every hop's so far. */
+	int64_t wait_connect_us, wait_ttfb_us, waited_us;
+	int await_fd;            /* a plain http hop's socket before its
+	                          * first byte, or -1 */
+	int64_t sent_real_ns;    /* wall clock as its request went */
+
 	/* The transfer's outcome (probe_transfer_done). */
 	CURLcode code;
 	long status, redirects, httpver;
@@ -124,6 +132,10 @@ struct probe {
 /* Of relayed https (below, with the relay's other parts). */
 static char *shown_url_new(const struct probe *p, const char *url);
 static void own_phases(const struct probe *p, struct phase_us *ph);
+/* Of the loop's waits (below). */
+static void wait_connect_note(struct probe *p, int fd);
+static void wait_answer_arm(struct probe *p, int fd);
+static int64_t wait_phases(struct probe *p, struct phase_us *ph);
 
 /* ---- curl callbacks --------------------------------------------------- */
 
@@ -266,6 +278,9 @@ headers_done(struct probe *p)
 	timers_now(p->easy, &now_t);
 	hop_phases(&p->at_redirect, &now_t, &ph);
 	own_phases(p, &ph);
+	h->us -= wait_phases(p, &ph);
+	if (h->us < 0)
+		h->us = 0;
 	phases_add(&p->hop_sum, &ph);
 	p->at_redirect = now_t;
 	p->hop_own = false; /* the next hop says its own */
@@ -281,6 +296,7 @@ on_header(char *buf, size_t size, size_t n, void *userdata)
 	/* A new status line starts a new response (after a redirect or a
 	 * 100 Continue): count and keep only the last response's body. */
 	if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
+		p->await_fd = -1; /* read without a look at its arrival */
 		p->bytes = 0;
 		p->body_len = 0;
 		p->truncated = false;
@@ -338,6 +354,7 @@ static int ssl_slot = -1;
 static SSL_CTX *own_ctx;
 /* Connections whose TLS sm-check made, for the stats line. */
 static atomic_ulong n_relayed;
+static atomic_ullong n_waited_us; /* see "waits of the loop" */
 
 static void
 certfacts_clear(struct certfacts *c)
@@ -906,6 +923,21 @@ hop_is_own(const struct probe *p)
 	return own;
 }
 
+/* Whether this hop's connection is plain TCP all along: http, not
+ * relayed, not through a proxy that may be an https one (an own
+ * probe's http URLs are not told apart here). */
+static bool
+hop_is_plain(const struct probe *p)
+{
+	char *url = NULL;
+
+	if (p->own || p->opts->proxy_env ||
+	    curl_easy_getinfo(p->easy, CURLINFO_EFFECTIVE_URL, &url) != CURLE_OK ||
+	    url == NULL)
+		return false;
+	return strncasecmp(url, "http:", 5) == 0;
+}
+
 /* Of libcurl's open sockets of this probe, the connected one (the loser
  * of a happy-eyeballs race may still be open). */
 static int
@@ -989,8 +1021,15 @@ on_prereq(void *clientp, char *ip, char *local_ip, int port, int local_port)
 	(void)local_ip;
 	(void)local_port;
 	p->hop_own = false;
-	if (!hop_is_own(p))
+	if (!hop_is_own(p)) {
+		/* Over libcurl's TLS the handshake has run by now. */
+		if (hop_is_plain(p)) {
+			fd = connected_fd(p, ip, port);
+			wait_connect_note(p, fd);
+			wait_answer_arm(p, fd);
+		}
 		return CURL_PREREQFUNC_OK;
+	}
 	relay_free(&p->relay);
 	if ((fd = connected_fd(p, ip, port)) < 0) {
 		p->own_code = CURLE_SSL_CONNECT_ERROR;
@@ -998,6 +1037,7 @@ on_prereq(void *clientp, char *ip, char *local_ip, int port, int local_port)
 		         "sm-check lost the socket of %s port %d", ip, port);
 		return CURL_PREREQFUNC_ABORT;
 	}
+	wait_connect_note(p, fd);
 	certfacts_clear(&p->cert);
 	p->tls_version[0] = '\0';
 	p->hop_own = true;
@@ -1031,6 +1071,8 @@ on_closesocket(void *clientp, curl_socket_t fd)
 		}
 	if (p->relay != NULL && p->relay_fd == fd)
 		relay_free(&p->relay);
+	if (p->await_fd == fd)
+		p->await_fd = -1;
 	return close(fd);
 }
 
@@ -1101,6 +1143,110 @@ probe_relayed(void)
 	return atomic_load_explicit(&n_relayed, memory_order_relaxed);
 }
 
+/* ---- waits of the loop ------------------------------------------------
+ *
+ * libcurl takes its timers when the loop serves a socket, so a busy loop
+ * would add its own queue to a probe's phases: a connect seen late, an
+ * answer read late.  The kernel has both moments: the SYN's round trip
+ * (TCP_INFO) and the arrival of the answer's first segment (its receive
+ * time, SO_TIMESTAMPNS, read by a peek).  What libcurl counted beyond
+ * them was the loop's wait, and is taken out of the phase and of the
+ * duration.  Only where the kernel's moment is certain: a connection
+ * whose SYN went once, seen at the pre-request callback right after the
+ * connect (plain http, or a relay's before its handshake); and a plain
+ * http answer whose first segment was still unread. */
+
+/* How much longer than the SYN's round trip libcurl took to see this
+ * hop's connect. */
+static void
+wait_connect_note(struct probe *p, int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof ti;
+	struct timers now_t;
+	curl_off_t connect_us;
+
+	if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+	    len < offsetof(struct tcp_info, tcpi_total_retrans) +
+	              sizeof ti.tcpi_total_retrans)
+		return;
+	/* A SYN sent again: its round trip is not the connect's. */
+	if (ti.tcpi_total_retrans != 0 || ti.tcpi_rtt == 0)
+		return;
+	timers_now(p->easy, &now_t);
+	connect_us = (now_t.ct - p->at_redirect.ct) -
+	             (now_t.nl - p->at_redirect.nl);
+	if (connect_us > (curl_off_t)ti.tcpi_rtt)
+		p->wait_connect_us = connect_us - (curl_off_t)ti.tcpi_rtt;
+}
+
+/* A plain http hop's request goes now on fd: watch for its answer. */
+static void
+wait_answer_arm(struct probe *p, int fd)
+{
+	p->await_fd = fd;
+	p->sent_real_ns = rxstamp_now();
+}
+
+void
+probe_socket_readable(CURL *easy, int fd)
+{
+	struct probe *p = NULL;
+	int64_t came, now;
+
+	if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&p) != CURLE_OK ||
+	    p == NULL || p->await_fd != fd)
+		return;
+	p->await_fd = -1;
+	if ((came = rxstamp_first(fd)) < p->sent_real_ns)
+		return; /* none, or from before the request: not the answer */
+	now = rxstamp_now();
+	if (now > came)
+		p->wait_ttfb_us = (now - came) / 1000;
+}
+
+/* At most wait of a phase's time (-1: it never ran) is taken out of
+ * it: how much was. */
+static int64_t
+take_wait(int64_t *phase_us, int64_t wait_us)
+{
+	int64_t taken;
+
+	if (*phase_us <= 0 || wait_us <= 0)
+		return 0;
+	taken = wait_us < *phase_us ? wait_us : *phase_us;
+	*phase_us -= taken;
+	return taken;
+}
+
+/* This hop's waits out of its phases; how much was taken (µs). */
+static int64_t
+wait_phases(struct probe *p, struct phase_us *ph)
+{
+	int64_t taken = take_wait(&ph->connect, p->wait_connect_us);
+
+	if (p->hop_own) {
+		/* The relay's timers (own_phases). */
+		taken += take_wait(&ph->tls, p->rout.handshake_wait_ns / 1000);
+		taken += take_wait(&ph->ttfb, p->rout.answer_wait_ns / 1000);
+	} else {
+		taken += take_wait(&ph->ttfb, p->wait_ttfb_us);
+	}
+	p->wait_connect_us = p->wait_ttfb_us = 0;
+	p->await_fd = -1;
+	p->waited_us += taken;
+	if (taken > 0)
+		atomic_fetch_add_explicit(&n_waited_us, (unsigned long long)taken,
+		                          memory_order_relaxed);
+	return taken;
+}
+
+unsigned long long
+probe_waited_us(void)
+{
+	return atomic_load_explicit(&n_waited_us, memory_order_relaxed);
+}
+
 /* ---- sockets ---------------------------------------------------------- */
 
 /* Whether a connection of this probe needs TCP_NODELAY.
@@ -1115,31 +1261,32 @@ probe_relayed(void)
  * URL asked is that of this connection (after a redirect, the new one);
  * with a proxy from the environment (perhaps an https one), always. */
 static bool
-needs_nodelay(const struct probe *p)
+needs_nodelay(const struct probe *p, bool plain)
 {
-	char *url = NULL;
-
 	if (p->opts->proxy_env || p->t->body != NULL || p->own)
 		return true;
-	if (curl_easy_getinfo(p->easy, CURLINFO_EFFECTIVE_URL, &url) !=
-	        CURLE_OK || url == NULL)
-		return true;
-	return strncasecmp(url, "http:", 5) != 0;
+	return !plain;
 }
 
 /* CURLOPT_SOCKOPTFUNCTION: TCP_NODELAY where it matters (libcurl's own
- * is off).  As with libcurl's, a failure is not an error. */
+ * is off), and receive times on plain http (see "waits of the loop").
+ * As with libcurl's options, a failure is not an error. */
 static int
 on_sockopt(void *clientp, curl_socket_t fd, curlsocktype purpose)
 {
 	static const int one = 1;
 	struct probe *p = clientp;
+	bool plain;
 
-	/* A relay takes one of them over (on_prereq). */
-	if (p->own && purpose == CURLSOCKTYPE_IPCXN &&
-	    p->n_fds < sizeof p->fds / sizeof p->fds[0])
+	if (purpose != CURLSOCKTYPE_IPCXN)
+		return CURL_SOCKOPT_OK;
+	/* A relay takes one of them over; plain http is watched. */
+	if (p->n_fds < sizeof p->fds / sizeof p->fds[0])
 		p->fds[p->n_fds++] = fd;
-	if (purpose == CURLSOCKTYPE_IPCXN && needs_nodelay(clientp))
+	plain = hop_is_plain(p);
+	if (plain)
+		rxstamp_enable(fd);
+	if (needs_nodelay(p, plain))
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
 		                 sizeof one);
 	return CURL_SOCKOPT_OK;
@@ -1221,13 +1368,12 @@ setup_easy(struct probe *p)
 	SETOPT(e, CURLOPT_PRIVATE, p);
 	SETOPT(e, CURLOPT_URL, own != NULL ? own : t->url);
 	free(own);
-	if (p->own) {
-		SETOPT(e, CURLOPT_PREREQFUNCTION, on_prereq);
-		SETOPT(e, CURLOPT_PREREQDATA, p);
-		SETOPT(e, CURLOPT_CLOSESOCKETFUNCTION, on_closesocket);
-		SETOPT(e, CURLOPT_CLOSESOCKETDATA, p);
+	SETOPT(e, CURLOPT_PREREQFUNCTION, on_prereq);
+	SETOPT(e, CURLOPT_PREREQDATA, p);
+	SETOPT(e, CURLOPT_CLOSESOCKETFUNCTION, on_closesocket);
+	SETOPT(e, CURLOPT_CLOSESOCKETDATA, p);
+	if (p->own)
 		SETOPT(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-	}
 	SETOPT(e, CURLOPT_NOSIGNAL, 1L);
 	SETOPT(e, CURLOPT_TCP_NODELAY, 0L);
 	SETOPT(e, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
@@ -1437,6 +1583,7 @@ probe_new(struct target *t, const struct probe_opts *o, char *err,
 	p->rx_absent = rx_absent;
 	p->regex_us = -1;
 	p->hop_sum = (struct phase_us){ -1, -1, -1, -1 };
+	p->await_fd = -1;
 	p->opts = o;
 	p->max_body = t->max_body_bytes > 0 ? t->max_body_bytes
 	                                    : SM_DEFAULT_MAX_BODY;
@@ -1950,7 +2097,7 @@ probe_result(struct probe *p, struct jtext *j)
 	const struct target *t = p->t;
 	bool ok, https = is_https(t->url) || is_https(p->final_url);
 	struct phase_us fin, all;
-	int64_t duration = p->total_us + (p->regex_us > 0 ? p->regex_us : 0);
+	int64_t duration;
 
 	if (p->rx_ran)
 		regex_verdict(p, p->rx_res, false);
@@ -1969,14 +2116,19 @@ probe_result(struct probe *p, struct jtext *j)
 	if (https)
 		jt_kstr(j, "tls_error",
 		        p->kind == ERR_TLS ? tls_error_of(p) : NULL, true);
-	/* The regexes' time is the probe's too. */
-	jt_key(j, "duration_ms");
-	jt_ms(j, duration);
 	/* Each phase summed over the hops; transfer_ms is the rest of each
 	 * hop after its first byte, and so the total less every hop's
 	 * time to its first byte. */
 	hop_phases(&p->at_redirect, &p->sum, &fin);
 	own_phases(p, &fin);
+	(void)wait_phases(p, &fin);
+	/* The regexes' time is the probe's too; the loop's waits are not. */
+	duration = p->total_us - p->waited_us;
+	if (duration < 0)
+		duration = 0;
+	duration += p->regex_us > 0 ? p->regex_us : 0;
+	jt_key(j, "duration_ms");
+	jt_ms(j, duration);
 	all = p->hop_sum;
 	phases_add(&all, &fin);
 	phases_of(j, "phases", &all,

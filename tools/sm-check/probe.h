@@ -53,6 +53,12 @@ enum error_kind probe_result(struct probe *p, struct jtext *out);
 /* Connections whose TLS sm-check made itself so far (tlsrelay.h), every
  * loop's. */
 unsigned long probe_relayed(void);
+/* The loop's waits taken out of every probe's phases so far (µs). */
+unsigned long long probe_waited_us(void);
+/* Before libcurl reads fd, a socket of easy's that is readable: the
+ * kernel's receive time of an answer, if the probe waits for one (so
+ * that its phases leave out how long the loop took to read it). */
+void probe_socket_readable(CURL *easy, int fd);
 /* A result for a probe that never ran (the multi refused it). */
 json_t *probe_result_error(struct probe *p, enum error_kind kind,
                            const char *msg);

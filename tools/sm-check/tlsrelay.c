@@ -19,6 +19,7 @@
 #include <openssl/err.h>
 
 #include "sm.h"
+#include "rxstamp.h"
 #include "tlsrelay.h"
 
 struct relays {
@@ -281,6 +282,38 @@ relay_run(struct relay *r)
 	pump_down(r);
 }
 
+/* Whether the relay waits for bytes whose arrival is one of its timers:
+ * the end of the handshake, the first bytes of the answer. */
+static bool
+waits_for_net(const struct relay *r)
+{
+	return !r->handshaken ||
+	       (r->out->sent_ns != 0 && r->out->answer_ns == 0);
+}
+
+/* relay_run on bytes from the server, noting how long they had waited
+ * for the loop if they end the handshake or start the answer.  The
+ * stamp is the last waiting segment's: what the step needed had come by
+ * then, so the wait taken is never more than the loop's. */
+static void
+relay_run_stamped(struct relay *r)
+{
+	struct relay_outcome *o = r->out;
+	bool handshaken = r->handshaken, answered = o->answer_ns != 0;
+	int64_t came = rxstamp_last(r->net_fd), now_real = rxstamp_now(),
+		now = mono_now_ns(), waited;
+
+	relay_run(r);
+	if (came < 0 || now_real <= came)
+		return;
+	waited = now_real - came;
+	if (!handshaken && r->handshaken)
+		o->handshake_wait_ns = waited;
+	/* Bytes from before the request are no answer to it. */
+	if (!answered && o->answer_ns != 0 && now - waited >= o->sent_ns)
+		o->answer_wait_ns = waited;
+}
+
 bool
 relays_event(struct relays *rs, int fd, uint32_t events)
 {
@@ -295,7 +328,11 @@ relays_event(struct relays *rs, int fd, uint32_t events)
 	 * the relay waits for can let it go further. */
 	wait = (fd == r->net_fd ? r->wait_net : r->wait_app) |
 	       EPOLLERR | EPOLLHUP | EPOLLRDHUP;
-	if (events & wait)
+	if (!(events & wait))
+		return true;
+	if (fd == r->net_fd && (events & EPOLLIN) && waits_for_net(r))
+		relay_run_stamped(r);
+	else
 		relay_run(r);
 	return true;
 }
@@ -370,6 +407,7 @@ relay_start(int fd, SSL *ssl, struct relay_outcome *out)
 	r->ssl = ssl;
 	r->out = out;
 	*out = (struct relay_outcome){ .start_ns = mono_now_ns() };
+	rxstamp_enable(net_fd);
 	SSL_set_fd(ssl, net_fd);
 	ev = (struct epoll_event){ .events = RELAY_EVENTS, .data.fd = r->app_fd };
 	if (epoll_ctl(rs->epfd, EPOLL_CTL_ADD, r->app_fd, &ev) < 0)

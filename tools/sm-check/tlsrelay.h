@@ -32,6 +32,10 @@ struct relay_outcome {
 	int64_t handshake_ns; /* the handshake ended well, or 0 */
 	int64_t sent_ns;      /* the first request bytes went into TLS, or 0 */
 	int64_t answer_ns;    /* the first answer bytes came out of it, or 0 */
+	/* How long the loop took to read what ended the handshake, and what
+	 * gave the first answer bytes, after the kernel had it (rxstamp.h);
+	 * 0: nothing known. */
+	int64_t handshake_wait_ns, answer_wait_ns;
 	bool failed;          /* the handshake, or TLS once it had ended */
 	char why[256];        /* ... and why, one line */
 };

@@ -1,0 +1,26 @@
+/*
+ * rxstamp.h - when a TCP socket's waiting bytes came into the kernel.
+ *
+ * libcurl and the relay take their timers when the loop serves a socket;
+ * a busy loop serves it late.  The kernel stamps each segment as it
+ * comes (SO_TIMESTAMPNS), and a peek reads the stamp without taking the
+ * bytes: the difference is the loop's own wait, which sm-check leaves
+ * out of a probe's timings (probe.c, "waits of the loop").
+ */
+#ifndef SM_CHECK_RXSTAMP_H
+#define SM_CHECK_RXSTAMP_H
+
+#include <stdint.h>
+
+/* Stamp fd's segments from now on.  A failure is not an error: its
+ * stamps are then missing. */
+void rxstamp_enable(int fd);
+/* The stamp (CLOCK_REALTIME, ns) of the first waiting segment, or -1. */
+int64_t rxstamp_first(int fd);
+/* The stamp of the last waiting segment, or -1 (none, or more bytes
+ * wait than one peek reads). */
+int64_t rxstamp_last(int fd);
+/* CLOCK_REALTIME now, ns: the stamps' clock. */
+int64_t rxstamp_now(void);
+
+#endif
