@@ -244,7 +244,7 @@ main(int argc, char **argv)
 	struct stats_clock sc;
 	struct line_reader *lr;
 	struct engine *e;
-	int c, rc;
+	int c, rc, wake;
 
 	diag_init("sm-alert");
 	opt.state = getenv("SM_ALERT_STATE");
@@ -305,7 +305,9 @@ main(int argc, char **argv)
 		warn("-P needs -S: peers hand state over through checkpoints");
 		usage_exit(usage_text, options_text, EX_USAGE);
 	}
-	(void)stop_signals_install(STOPSIG_HUP);
+	/* Every signal makes wake readable: one that comes just before the
+	 * idle poll below ends it at once. */
+	wake = stop_signals_install(STOPSIG_HUP);
 	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
 	eo.out = stdout;
 	eo.outbox_max = opt.state ? (size_t)opt.outbox : 0;
@@ -370,12 +372,18 @@ main(int argc, char **argv)
 		if (stats_clock_due(&sc))
 			stats_line(e);
 		{
-			struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
-			int timeout = 1000;
+			struct pollfd p[2] = {
+				{ .fd = STDIN_FILENO, .events = POLLIN },
+				{ .fd = wake, .events = POLLIN },
+			};
+			int timeout = 1000, n;
 
 			if (opt.state && dirty)
 				timeout = (int)opt.ckpt_ms;
-			if (poll(&p, 1, timeout) == 0 && opt.wall) {
+			n = poll(p, 2, timeout);
+			if (n > 0 && (p[1].revents & POLLIN))
+				stop_signals_drain();
+			if (n == 0 && opt.wall) {
 				engine_scan(e, time_now_ms(), true);
 				if (engine_out_error(e) < 0)
 					out_failed();
