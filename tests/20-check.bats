@@ -1298,6 +1298,35 @@ while True:
 	[ "$(waited_ms)" -lt 900 ]
 }
 
+# ---- OpenSSL's allocator -----------------------------------------------------
+
+@test "check: OpenSSL allocates with mimalloc; malloc stays glibc's for every other part" {
+	local a rc=0
+	a=$(hold_id)
+	check_on_fifo -t 1
+	echo "$SCRIPTED_URL/hold?id=$a" >&5
+	wait_for held_is "$a" 1
+	# Under AddressSanitizer OpenSSL keeps malloc, so that ASan sees it.
+	if ldd "$(command -v sm-check)" | grep -q libasan; then
+		! grep -q libmimalloc "/proc/$pid/maps"
+	else
+		grep -q libmimalloc "/proc/$pid/maps"
+	fi
+	release "$a"
+	exec 5>&-
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 0 ]
+	# Loaded apart (RTLD_LOCAL): every object's malloc and free are
+	# libc's, and https works with OpenSSL's memory on the other heap.
+	printf '%s\n' "{\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}" \
+		"{\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}" >"$T/in"
+	LD_DEBUG=bindings sm-check -t 1 -c 1 <"$T/in" >"$T/out" 2>"$T/bindings"
+	jqe -s 'length == 2 and all(.ok)'
+	grep -E "symbol .(malloc|free)'" "$T/bindings" >"$T/mf"
+	[ -s "$T/mf" ]
+	! grep -v ' to [^ ]*/libc\.so\.6 ' "$T/mf"
+}
+
 # ---- TLS --------------------------------------------------------------------
 
 @test "check: https with a trusted certificate reports tls details" {

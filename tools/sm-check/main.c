@@ -41,6 +41,7 @@
 #include "castore.h"
 #include "probe.h"
 #include "rxcache.h"
+#include "tlsalloc.h"
 #include "tlsrelay.h"
 #include "workers.h"
 
@@ -1207,6 +1208,7 @@ main(int argc, char **argv)
 	    (sh.dead = fopen(sh.dead_path, "ae")) == NULL)
 		die(EX_CONFIG, "%s:", sh.dead_path);
 
+	(void)tlsalloc_init(); /* before libcurl starts OpenSSL */
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		die(EX_SOFTWARE, "curl_global_init failed");
 	probe_global_init();
