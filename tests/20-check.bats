@@ -1298,15 +1298,15 @@ while True:
 	[ "$(waited_ms)" -lt 900 ]
 }
 
-# ---- OpenSSL's allocator -----------------------------------------------------
+# ---- OpenSSL's and libcurl's allocator ---------------------------------------
 
-@test "check: OpenSSL allocates with mimalloc; malloc stays glibc's for every other part" {
+@test "check: OpenSSL and libcurl allocate with mimalloc; malloc stays glibc's for every other part" {
 	local a rc=0
 	a=$(hold_id)
 	check_on_fifo -t 1
 	echo "$SCRIPTED_URL/hold?id=$a" >&5
 	wait_for held_is "$a" 1
-	# Under AddressSanitizer OpenSSL keeps malloc, so that ASan sees it.
+	# Under AddressSanitizer they keep malloc, so that ASan sees it.
 	if ldd "$(command -v sm-check)" | grep -q libasan; then
 		! grep -q libmimalloc "/proc/$pid/maps"
 	else
@@ -1317,12 +1317,14 @@ while True:
 	wait "$pid" || rc=$?
 	[ "$rc" -eq 0 ]
 	# Loaded apart (RTLD_LOCAL): no object's malloc or free is
-	# mimalloc's (they are libc's, or ASan's under SAN=1), and https works
-	# with OpenSSL's memory on the other heap.
+	# mimalloc's (they are libc's, or ASan's under SAN=1), and http and
+	# https (libcurl's TLS, then the relay's) work with the libraries'
+	# memory on the other heap.
 	printf '%s\n' "{\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}" \
-		"{\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}" >"$T/in"
+		"{\"url\":\"$TLS_GOOD_URL/ok\",\"ca_file\":\"$TLS_DIR/good.crt\"}" \
+		"$SCRIPTED_URL/redirect?to=/ok" >"$T/in"
 	LD_DEBUG=bindings sm-check -t 1 -c 1 <"$T/in" >"$T/out" 2>"$T/bindings"
-	jqe -s 'length == 2 and all(.ok)'
+	jqe -s 'length == 3 and all(.ok)'
 	grep -E "symbol .(malloc|free)'" "$T/bindings" >"$T/mf"
 	[ -s "$T/mf" ]
 	! grep ' to [^ ]*libmimalloc' "$T/mf"

@@ -59,6 +59,7 @@ https_server() {
 		grep -q ' tls_relayed=1$' "$T/err"
 		jq -se '.[] | select(.target == "first") | .ok and .http_version == "1.1"' "$T/out"
 		jq -se --arg k "${d#*:}" '.[] | select(.target == "then") | .ok == false and .error_kind == "tls" and
-			.tls_error == $k and .tls.version == null and .tls.cert_sha256 == null and .status == null' "$T/out"
+			.tls_error == $k and .tls.version == null and .tls.cert_sha256 == null and .status == null' "$T/out" ||
+			{ cat "$T/out" "$T/err"; false; }
 	done
 }

@@ -41,7 +41,7 @@
 #include "castore.h"
 #include "probe.h"
 #include "rxcache.h"
-#include "tlsalloc.h"
+#include "mialloc.h"
 #include "tlsrelay.h"
 #include "workers.h"
 
@@ -824,7 +824,9 @@ socket_event(struct state *st, int fd, uint32_t e)
 		(void)epoll_ctl(st->epfd, EPOLL_CTL_DEL, fd, NULL);
 		return;
 	}
-	if (bits & SEL_IN)
+	/* Not with an error pending: a peek at an empty queue would take
+	 * the error that libcurl has to see. */
+	if ((e & EPOLLIN) && !(e & (EPOLLERR | EPOLLHUP)))
 		probe_socket_readable(s->easy, fd);
 	if (s->lt) {
 		socket_action(st, fd, (int)bits);
@@ -1208,8 +1210,7 @@ main(int argc, char **argv)
 	    (sh.dead = fopen(sh.dead_path, "ae")) == NULL)
 		die(EX_CONFIG, "%s:", sh.dead_path);
 
-	(void)tlsalloc_init(); /* before libcurl starts OpenSSL */
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+	if (!mialloc_curl_global_init())
 		die(EX_SOFTWARE, "curl_global_init failed");
 	probe_global_init();
 	raise_fd_limit();

@@ -6,6 +6,11 @@
  * comes (SO_TIMESTAMPNS), and a peek reads the stamp without taking the
  * bytes: the difference is the loop's own wait, which sm-check leaves
  * out of a probe's timings (probe.c, "waits of the loop").
+ *
+ * A peek at an empty queue returns a pending error (a reset) and clears
+ * it, so that the real read would see only the end of the stream: peek
+ * only on an event without EPOLLERR or EPOLLHUP.  With bytes waiting, a
+ * peek returns them and leaves any error for the read after them.
  */
 #ifndef SM_CHECK_RXSTAMP_H
 #define SM_CHECK_RXSTAMP_H

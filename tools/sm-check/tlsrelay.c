@@ -330,7 +330,9 @@ relays_event(struct relays *rs, int fd, uint32_t events)
 	       EPOLLERR | EPOLLHUP | EPOLLRDHUP;
 	if (!(events & wait))
 		return true;
-	if (fd == r->net_fd && (events & EPOLLIN) && waits_for_net(r))
+	/* No peek with an error pending (see rxstamp.h). */
+	if (fd == r->net_fd && (events & EPOLLIN) &&
+	    !(events & (EPOLLERR | EPOLLHUP)) && waits_for_net(r))
 		relay_run_stamped(r);
 	else
 		relay_run(r);
