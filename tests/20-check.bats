@@ -1212,6 +1212,7 @@ waited_between() {
 	[ "$rc" -eq 0 ]
 	nresults 2
 	grep -q ' tls_relayed=1$' "$T/err"
+	output=$(cat "$T/out")
 	jqe -s '.[1] | .target == "held" and .ok and .phases.ttfb_ms < 1000 and .duration_ms < 1000'
 	waited_between 1500 "$stalled_ms"
 }
@@ -1236,6 +1237,7 @@ waited_between() {
 	[ "$rc" -eq 0 ]
 	nresults 2
 	grep -q ' tls_relayed=1$' "$T/err"
+	output=$(cat "$T/out" "$T/proxy.out")
 	jqe -s '.[1] | .target == "hs" and .ok and .phases.tls_ms < 1000 and .duration_ms < 1000'
 	waited_between 1500 "$stalled_ms"
 }

@@ -10,7 +10,8 @@
  * A peek at an empty queue returns a pending error (a reset) and clears
  * it, so that the real read would see only the end of the stream: peek
  * only on an event without EPOLLERR or EPOLLHUP.  With bytes waiting, a
- * peek returns them and leaves any error for the read after them.
+ * peek returns them and leaves any error for the read after them.  The
+ * relay needs no peek: OpenSSL reads through rxstamp_bio_new()'s BIO.
  */
 #ifndef SM_CHECK_RXSTAMP_H
 #define SM_CHECK_RXSTAMP_H
@@ -27,5 +28,12 @@ int64_t rxstamp_first(int fd);
 int64_t rxstamp_last(int fd);
 /* CLOCK_REALTIME now, ns: the stamps' clock. */
 int64_t rxstamp_now(void);
+
+/* A socket BIO for OpenSSL on fd (not closed with it) that reads with
+ * recvmsg, keeping in *last the stamp of the last segment each read took
+ * (untouched by a read that has none): the receive times come with the
+ * bytes, without a peek.  NULL if it cannot be made. */
+struct bio_st;
+struct bio_st *rxstamp_bio_new(int fd, int64_t *last);
 
 #endif

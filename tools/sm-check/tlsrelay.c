@@ -46,6 +46,7 @@ struct relay {
 	uint32_t wait_net;     /* EPOLLIN, EPOLLOUT: what the relay waits */
 	uint32_t wait_app;     /* for on each side (other events change
 	                        * nothing, and cost a system call) */
+	int64_t rx_last;       /* stamp of the last segment read (rxstamp.h) */
 	size_t up_off, up_len;     /* request bytes read from libcurl */
 	size_t down_off, down_len; /* response bytes read from TLS */
 	char up[4096];
@@ -291,22 +292,23 @@ waits_for_net(const struct relay *r)
 	       (r->out->sent_ns != 0 && r->out->answer_ns == 0);
 }
 
-/* relay_run on bytes from the server, noting how long they had waited
- * for the loop if they end the handshake or start the answer.  The
- * stamp is the last waiting segment's: what the step needed had come by
- * then, so the wait taken is never more than the loop's. */
+/* relay_run, noting how long the bytes that ended the handshake or
+ * started the answer had waited for the loop: from the stamp of the last
+ * segment the run read (the relay's BIO keeps it) to the run's start.
+ * What the step needed had come by then, so the wait taken is never
+ * more than the loop's. */
 static void
 relay_run_stamped(struct relay *r)
 {
 	struct relay_outcome *o = r->out;
 	bool handshaken = r->handshaken, answered = o->answer_ns != 0;
-	int64_t came = rxstamp_last(r->net_fd), now_real = rxstamp_now(),
-		now = mono_now_ns(), waited;
+	int64_t now_real = rxstamp_now(), now = mono_now_ns(), waited;
 
+	r->rx_last = -1;
 	relay_run(r);
-	if (came < 0 || now_real <= came)
-		return;
-	waited = now_real - came;
+	if (r->rx_last < 0 || now_real <= r->rx_last)
+		return; /* nothing read, or it came during the run */
+	waited = now_real - r->rx_last;
 	if (!handshaken && r->handshaken)
 		o->handshake_wait_ns = waited;
 	/* Bytes from before the request are no answer to it. */
@@ -330,9 +332,9 @@ relays_event(struct relays *rs, int fd, uint32_t events)
 	       EPOLLERR | EPOLLHUP | EPOLLRDHUP;
 	if (!(events & wait))
 		return true;
-	/* No peek with an error pending (see rxstamp.h). */
-	if (fd == r->net_fd && (events & EPOLLIN) &&
-	    !(events & (EPOLLERR | EPOLLHUP)) && waits_for_net(r))
+	/* Either side's event may be the run that reads the server's
+	 * bytes (libcurl's request can wake the relay first). */
+	if (waits_for_net(r))
 		relay_run_stamped(r);
 	else
 		relay_run(r);
@@ -371,6 +373,7 @@ relay_start(int fd, SSL *ssl, struct relay_outcome *out)
 	struct relay *r;
 	struct epoll_event ev;
 	int net_fd, pair[2];
+	BIO *bio;
 
 	if (rs == NULL)
 		die(EX_SOFTWARE, "relay_start: no relays attached to this thread");
@@ -409,8 +412,14 @@ relay_start(int fd, SSL *ssl, struct relay_outcome *out)
 	r->ssl = ssl;
 	r->out = out;
 	*out = (struct relay_outcome){ .start_ns = mono_now_ns() };
+	/* OpenSSL reads through a BIO that keeps the receive times; if
+	 * it cannot be made, through its own socket BIO, without them. */
 	rxstamp_enable(net_fd);
-	SSL_set_fd(ssl, net_fd);
+	r->rx_last = -1;
+	if ((bio = rxstamp_bio_new(net_fd, &r->rx_last)) != NULL)
+		SSL_set_bio(ssl, bio, bio);
+	else
+		SSL_set_fd(ssl, net_fd);
 	ev = (struct epoll_event){ .events = RELAY_EVENTS, .data.fd = r->app_fd };
 	if (epoll_ctl(rs->epfd, EPOLL_CTL_ADD, r->app_fd, &ev) < 0)
 		die(EX_OSERR, "epoll_ctl:");
