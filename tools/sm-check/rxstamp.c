@@ -13,10 +13,6 @@
 
 #include "rxstamp.h"
 
-/* More than a TLS record with its header, and than a handshake's flight
- * of a usual certificate chain. */
-#define PEEK_MAX 65536
-
 void
 rxstamp_enable(int fd)
 {
@@ -59,16 +55,6 @@ rxstamp_first(int fd)
 	ssize_t got;
 
 	return recv_stamp(fd, &byte, 1, MSG_PEEK, &got);
-}
-
-int64_t
-rxstamp_last(int fd)
-{
-	static _Thread_local char buf[PEEK_MAX];
-	ssize_t got;
-	int64_t at = recv_stamp(fd, buf, sizeof buf, MSG_PEEK, &got);
-
-	return got == (ssize_t)sizeof buf ? -1 : at;
 }
 
 int64_t
@@ -189,6 +175,7 @@ rxstamp_bio_new(int fd, int64_t *last)
 	pthread_once(&stamp_once, stamp_method_init);
 	if (stamp_method == NULL || (b = BIO_new(stamp_method)) == NULL)
 		return NULL;
+	rxstamp_enable(fd);
 	if ((sb = malloc(sizeof *sb)) == NULL) {
 		BIO_free(b);
 		return NULL;

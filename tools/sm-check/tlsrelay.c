@@ -414,7 +414,6 @@ relay_start(int fd, SSL *ssl, struct relay_outcome *out)
 	*out = (struct relay_outcome){ .start_ns = mono_now_ns() };
 	/* OpenSSL reads through a BIO that keeps the receive times; if
 	 * it cannot be made, through its own socket BIO, without them. */
-	rxstamp_enable(net_fd);
 	r->rx_last = -1;
 	if ((bio = rxstamp_bio_new(net_fd, &r->rx_last)) != NULL)
 		SSL_set_bio(ssl, bio, bio);
