@@ -3,7 +3,8 @@
  * (json_line_parse), on every input: when the scan is certain the line is
  * a JSON object jansson accepts it, when it is certain it is not jansson
  * refuses it, and every field the scan finds holds what jansson reads
- * there (type, value, member count, whether numbers are inside).
+ * there (type, value, member count, whether numbers are inside, whether
+ * an array holds strings only).
  */
 #include "fuzz.h"
 #include "jsonscan.h"
@@ -29,6 +30,19 @@ has_number(const json_t *v)
 				return true;
 	}
 	return false;
+}
+
+/* An array of strings only (or empty). */
+static bool
+strings_only(const json_t *a)
+{
+	json_t *x;
+	size_t i;
+
+	json_array_foreach(a, i, x)
+		if (!json_is_string(x))
+			return false;
+	return true;
 }
 
 /* The JSON text s[0..n) as jansson reads it (any value). */
@@ -102,6 +116,11 @@ check_field(const json_t *root, const struct jscan_field *f, const char *in)
 		            f->members, json_object_size(ref));
 		FUZZ_ASSERT(f->has_number == has_number(ref),
 		            "%s: has_number %d", f->name, f->has_number);
+		FUZZ_ASSERT(f->type != JV_ARRAY ||
+		            jscan_strings_only(f->val, f->len) ==
+		            strings_only(ref),
+		            "%s: strings only %d", f->name,
+		            jscan_strings_only(f->val, f->len));
 		break;
 	default:
 		FUZZ_ASSERT(0, "%s: type %d from jscan_fields", f->name,

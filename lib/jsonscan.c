@@ -582,6 +582,37 @@ jscan_array_next(const char *s, size_t len, size_t *pos,
 	return 1;
 }
 
+bool
+jscan_strings_only(const char *s, size_t len)
+{
+	struct scan sc = {
+		.p = (const unsigned char *)s,
+		.end = (const unsigned char *)s + len,
+	};
+
+	if (sc.p >= sc.end || *sc.p++ != '[')
+		return false;
+	/* The span is valid JSON already: only the elements' kinds matter.
+	 * Inside a string a quote is escaped, so it ends where the first
+	 * quote not after a backslash is. */
+	for (;;) {
+		ws(&sc);
+		if (sc.p >= sc.end)
+			return false;
+		if (*sc.p == ']')
+			return true;
+		if (*sc.p++ != '"')
+			return false;
+		while (sc.p < sc.end && *sc.p != '"')
+			sc.p += *sc.p == '\\' ? 2 : 1;
+		if (sc.p++ >= sc.end)
+			return false;
+		ws(&sc);
+		if (sc.p < sc.end && *sc.p == ',')
+			sc.p++;
+	}
+}
+
 /* jscan_fields' exact types as jscan_object's coarse ones. */
 static enum jscan_type
 coarse(enum jscan_type t)

@@ -97,5 +97,8 @@ enum jscan_result jscan_fields_named(const char *s, size_t len,
 int jscan_array_next(const char *s, size_t len, size_t *pos,
                      struct jscan_field *fields,
                      const struct jscan_names *nm);
+/* Whether an array that jscan_fields found (its JV_ARRAY span) holds
+ * strings only (or nothing). */
+bool jscan_strings_only(const char *s, size_t len);
 
 #endif

@@ -676,6 +676,67 @@ static const struct field_rule {
 	{ "kafka", J_OBJ, false },
 };
 
+/* The members of regex and of tls (schema/result.schema.json): those
+ * sm-pg-write stores in columns of their own, and cert_days_left. */
+static const struct field_rule regex_rules[] = {
+	{ "pattern", J_STR, false },
+	{ "matched", J_BOOL, false },
+};
+
+static const struct field_rule tls_rules[] = {
+	{ "version", J_STR | J_NULL, false },
+	{ "cert_not_after", J_TIME | J_NULL, false },
+	{ "cert_not_before", J_TIME | J_NULL, false },
+	{ "chain_not_after", J_TIME | J_NULL, false },
+	{ "cert_days_left", J_INT | J_NULL, false },
+	{ "cert_issuer", J_STR | J_NULL, false },
+	{ "cert_subject", J_STR | J_NULL, false },
+	{ "cert_sans", J_ARR | J_NULL, false },
+	{ "cert_sha256", J_STR | J_NULL, false },
+};
+
+/* obj's fields by rules; parent: the object obj is a member of, to name
+ * a field in the error ("tls.version"), or NULL. */
+static int
+validate_rules(const json_t *obj, const char *parent,
+               const struct field_rule *rules, size_t n, char *err,
+               size_t errlen)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct field_rule *r = &rules[i];
+		const json_t *f = json_object_get(obj, r->name);
+
+		if (f == NULL) {
+			if (r->required)
+				FAIL("field \"%s%s%s\" is required",
+				     parent ? parent : "", parent ? "." : "",
+				     r->name);
+			continue;
+		}
+		if (!type_ok(f, r->types))
+			FAIL("field \"%s%s%s\" must be %s", parent ? parent : "",
+			     parent ? "." : "", r->name, type_words(r->types));
+	}
+	return 0;
+}
+
+static int
+validate_tls(const json_t *tls, char *err, size_t errlen)
+{
+	const json_t *sans, *san;
+	size_t i;
+
+	if (validate_rules(tls, "tls", tls_rules,
+	                   sizeof tls_rules / sizeof tls_rules[0], err,
+	                   errlen) < 0)
+		return -1;
+	sans = json_object_get(tls, "cert_sans");
+	json_array_foreach((json_t *)sans, i, san)
+		if (!json_is_string(san))
+			FAIL("field \"tls.cert_sans\" must hold strings only");
+	return 0;
+}
+
 /* phases or final_phases (name): the error names the one it is. */
 static int
 validate_phases(const json_t *phases, const char *name, char *err,
@@ -745,23 +806,14 @@ result_validate(const json_t *obj, char *err, size_t errlen)
 	static const char *const sizes[] = { "content_length", "wire_bytes" };
 	const json_t *v = json_object_get(obj, "v");
 	enum error_kind kind;
-	const json_t *ek, *phases, *kafka;
+	const json_t *ek, *phases, *kafka, *rx, *tls;
 
 	if (!json_is_integer(v) || json_integer_value(v) != SM_SCHEMA_VERSION)
 		FAIL("field \"v\" must be 1 (schema version)");
-	for (size_t i = 0; i < sizeof result_rules / sizeof result_rules[0]; i++) {
-		const struct field_rule *r = &result_rules[i];
-		const json_t *f = json_object_get(obj, r->name);
-
-		if (f == NULL) {
-			if (r->required)
-				FAIL("field \"%s\" is required", r->name);
-			continue;
-		}
-		if (!type_ok(f, r->types))
-			FAIL("field \"%s\" must be %s", r->name,
-			     type_words(r->types));
-	}
+	if (validate_rules(obj, NULL, result_rules,
+	                   sizeof result_rules / sizeof result_rules[0], err,
+	                   errlen) < 0)
+		return -1;
 	if (!uuid_is_valid(json_string_value(json_object_get(obj, "id"))))
 		FAIL("field \"id\" must be a UUID");
 	if (name_too_long(obj, "target", SM_MAX_TARGET_NAME, err, errlen) ||
@@ -789,6 +841,15 @@ result_validate(const json_t *obj, char *err, size_t errlen)
 			FAIL("field \"%s\" must not be negative", sizes[i]);
 	kafka = json_object_get(obj, "kafka");
 	if (kafka && validate_kafka(kafka, err, errlen) < 0)
+		return -1;
+	rx = json_object_get(obj, "regex");
+	if (json_is_object(rx) &&
+	    validate_rules(rx, "regex", regex_rules,
+	                   sizeof regex_rules / sizeof regex_rules[0], err,
+	                   errlen) < 0)
+		return -1;
+	tls = json_object_get(obj, "tls");
+	if (json_is_object(tls) && validate_tls(tls, err, errlen) < 0)
 		return -1;
 	return 0;
 }

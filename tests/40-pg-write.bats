@@ -287,7 +287,7 @@ store_logged() {
 		'.started_at = "2026-11-23T15:30:02.123456789+05:30" | .tls.chain_not_after = "2026-11-28T23:00:00.9999995+05:30"'
 		'.started_at = "2026-11-22T18:01:03-15:59" | .scheduled_at = "2026-11-24T02:00:02.5+15:59" | .tls.chain_not_after = null'
 		'.scheduled_at = "2026-12-31T23:59:60Z" | .tls.chain_not_after = "2026-12-31T23:59:60Z"' # text: a leap second
-		'.tls.cert_not_after = "2027-01-01 00:00:00+00" | .tls.chain_not_after = "2026-12-31 23:00:00.5+00"' # text: another layout
+		'.tls.cert_not_after = "2027-01-01 00:00:00+00:00" | .tls.chain_not_after = "2026-12-31 23:00:00.5+00:00"' # text: another layout
 		'.started_at = "2026-11-23t10:00:05.25z"' # text: lower case
 		'.duration_ms = 1e-310 | .phases.dns_ms = 5e-324 | .phases.connect_ms = 1.7976931348623157e308'
 		'.duration_ms = 0.1 | .phases.tls_ms = 123.456e-2 | .phases.ttfb_ms = 0 | .phases.transfer_ms = 3.0000000000000004'
@@ -425,24 +425,37 @@ chain_rows() {
 	done
 }
 
-@test "pg-write: a tls.chain_not_after that is not a time is refused as a bad tls.cert_not_after is" {
-	"$GEN" -n 8 -t 2 >"$T/good"
+@test "pg-write: a member of tls or regex of the wrong type is refused by its name, the rest stored" {
+	"$GEN" -n 12 -t 2 >"$T/good"
+	# By duration_ms (40 + line - 1): each bad line breaks one member,
+	# as schema/result.schema.json types it; the others are sm-check's.
 	jq -c 'if (.duration_ms | floor) == 42 then .tls.chain_not_after = "not a time"
-	       elif (.duration_ms | floor) == 44 then .tls.cert_not_after = "not a time"
+	       elif (.duration_ms | floor) == 43 then .tls.cert_not_after = "2026-12-15 08:30:00+00"
+	       elif (.duration_ms | floor) == 44 then .tls.cert_not_before = 12
 	       elif (.duration_ms | floor) == 45 then .tls.chain_not_after = "2026-02-30T00:00:00.000Z"
-	       elif (.duration_ms | floor) == 46 then .tls.chain_not_after = 12
-	       else .tls.chain_not_after = "2026-12-01T00:00:00.000Z" end' "$T/good" >"$T/in"
+	       elif (.duration_ms | floor) == 46 then .tls.version = 1
+	       elif (.duration_ms | floor) == 47 then .tls.cert_sans = ["DNS:a", {"x": 1}]
+	       elif (.duration_ms | floor) == 48 then .regex = {"pattern": "ok", "matched": "yes"}
+	       elif (.duration_ms | floor) == 49 then .tls.cert_days_left = 1.5
+	       else .tls.chain_not_after = "2026-12-01T00:00:00.000Z" | .tls.cert_sans = ["DNS:a", "IP:127.0.0.1"] end' "$T/good" >"$T/in"
 	run -0 --separate-stderr sm-pg-write -b 8 --dead-letter "$T/dead" <"$T/in"
+	# Every line acknowledged (the refused ones too, so that offsets
+	# move on), four stored, with what they said.
 	[ "$output" = "$(cat "$T/in")" ]
 	[ "$(psql_q "SELECT count(*) FROM checks")" = 4 ]
-	[ "$(psql_q "SELECT count(*) FROM checks WHERE tls_chain_not_after = '2026-12-01T00:00:00Z'")" = 4 ]
-	# The refused records, each with the server's reason (a bad date or
-	# time, SQLSTATE 22007 or 22008), the chain's as the leaf's.
-	[ "$(jq -r '.input | fromjson | .duration_ms | floor' "$T/dead" | sort | paste -sd' ')" = "42 44 45 46" ]
-	[ "$(jq -r '.error' "$T/dead" | grep -cE '^refused by the server: .* \(SQLSTATE 2200[78]\)$')" = 4 ]
-	[ "$(jq -r 'select(.input | fromjson | .tls | .chain_not_after == "not a time" or .cert_not_after == "not a time") | .error' "$T/dead" | sort -u)" = \
-	  'refused by the server: invalid input syntax for type timestamp with time zone: "not a time" (SQLSTATE 22007)' ]
-	[[ "$stderr" == *"refused by the server: "* ]]
+	[ "$(psql_q "SELECT count(*) FROM checks WHERE tls_chain_not_after = '2026-12-01T00:00:00Z' AND tls_cert_sans = '[\"DNS:a\", \"IP:127.0.0.1\"]'")" = 4 ]
+	# The refused, each by the field it broke, none by the server.
+	[ "$(jq -r '.input | fromjson | .duration_ms | floor' "$T/dead" | sort | paste -sd' ')" = "42 43 44 45 46 47 48 49" ]
+	run -0 jq -r '"\(.input | fromjson | .duration_ms | floor) \(.error)"' "$T/dead"
+	grep -qxF '42 field "tls.chain_not_after" must be an RFC 3339 time or null' <<<"$output"
+	grep -qxF '43 field "tls.cert_not_after" must be an RFC 3339 time or null' <<<"$output"
+	grep -qxF '44 field "tls.cert_not_before" must be an RFC 3339 time or null' <<<"$output"
+	grep -qxF '45 field "tls.chain_not_after" must be an RFC 3339 time or null' <<<"$output"
+	grep -qxF '46 field "tls.version" must be a string or null' <<<"$output"
+	grep -qxF '47 field "tls.cert_sans" must hold strings only' <<<"$output"
+	grep -qxF '48 field "regex.matched" must be true or false' <<<"$output"
+	grep -qxF '49 field "tls.cert_days_left" must be an integer or null' <<<"$output"
+	[[ "$stderr" != *"refused by the server"* ]]
 }
 
 @test "pg-write: the same stream twice is stored once and acked twice" {

@@ -908,6 +908,34 @@ silent_location() {
 	run -65 --separate-stderr sm-alert --strict "$T/sites.yaml" <"$T/in"
 }
 
+@test "alert: a result whose tls or regex member has the wrong type is refused by name, as sm-pg-write refuses it" {
+	sites
+	# Line 1 is sm-check's shape (taken by the scan); each other line
+	# breaks one member of it.  A refused line with kafka is acked.
+	res web a 0 1 | jq -c '.tls = {"version": "TLSv1.3", "cert_not_after": "2027-01-01T00:00:00Z",
+		"cert_days_left": 30, "cert_sans": ["DNS:web", "IP:127.0.0.1"], "cert_sha256": null}
+		| .regex = {"pattern": "ok", "matched": true} | .kafka = {"topic": "t", "partition": 0, "offset": 0}' >"$T/one"
+	{
+		cat "$T/one"
+		jq -c '.tls.version = 1 | .kafka.offset = 1' "$T/one"
+		jq -c '.tls.cert_not_after = "soon" | .kafka.offset = 2' "$T/one"
+		jq -c '.tls.cert_sans = ["DNS:web", 7] | .kafka.offset = 3' "$T/one"
+		jq -c '.tls.cert_days_left = "30" | .kafka.offset = 4' "$T/one"
+		jq -c '.regex.matched = "yes" | .kafka.offset = 5' "$T/one"
+		jq -c '.regex.pattern = null | .kafka.offset = 6' "$T/one"
+	} >"$T/in"
+	alert
+	[ "$(jq -r 'select(.kafka and (.event | not)) | .kafka.offset' "$T/events" | paste -sd' ')" = "0 1 2 3 4 5 6" ]
+	grep -qF '<stdin>:2: field "tls.version" must be a string or null' <<<"$stderr"
+	grep -qF '<stdin>:3: field "tls.cert_not_after" must be an RFC 3339 time or null' <<<"$stderr"
+	grep -qF '<stdin>:4: field "tls.cert_sans" must hold strings only' <<<"$stderr"
+	grep -qF '<stdin>:5: field "tls.cert_days_left" must be an integer or null' <<<"$stderr"
+	grep -qF '<stdin>:6: field "regex.matched" must be true or false' <<<"$stderr"
+	grep -qF '<stdin>:7: field "regex.pattern" must be a string' <<<"$stderr"
+	[ "$(grep -c '^sm-alert: error: <stdin>:' <<<"$stderr")" = 6 ]
+	! grep -q '<stdin>:1:' <<<"$stderr"
+}
+
 # ---- end to end: sm-check from three locations, the dev broker ------------
 
 # Producer pipelines run in process groups of their own: stopped whole.

@@ -272,6 +272,59 @@ test_result(void)
 	json_object_del(o, "final_phases");
 	CHECK(result_validate(o, err, sizeof err) == 0);
 
+	/* regex and tls hold what the schema says (and sm-pg-write stores in
+	 * columns of those types): one bad member refuses the record, by
+	 * its name. */
+	json_object_set_new(o, "regex", json_pack("{s:s,s:b}", "pattern", "x",
+	                                          "matched", 1));
+	json_object_set_new(o, "tls", json_pack(
+	    "{s:s,s:s,s:n,s:i,s:s,s:s,s:s,s:[s,s],s:s}", "version", "TLSv1.3",
+	    "cert_not_after", "2027-01-01T00:00:00Z", "cert_not_before",
+	    "cert_days_left", 12, "cert_issuer", "CN=ca", "chain_not_after",
+	    "2027-01-01T00:00:00.5Z", "cert_subject", "CN=a", "cert_sans",
+	    "DNS:a", "IP:127.0.0.1", "cert_sha256", "AB:CD"));
+	CHECK(result_validate(o, err, sizeof err) == 0);
+	{
+		static const struct {
+			const char *parent, *key, *value, *err;
+		} bad[] = {
+			{ "regex", "pattern", "null", "\"regex.pattern\" must be a string" },
+			{ "regex", "pattern", "1", "\"regex.pattern\" must be a string" },
+			{ "regex", "matched", "\"yes\"", "\"regex.matched\" must be true or false" },
+			{ "regex", "matched", "null", "\"regex.matched\" must be true or false" },
+			{ "tls", "version", "1", "\"tls.version\" must be a string or null" },
+			{ "tls", "cert_issuer", "{}", "\"tls.cert_issuer\" must be a string or null" },
+			{ "tls", "cert_subject", "false", "\"tls.cert_subject\" must be a string or null" },
+			{ "tls", "cert_sha256", "[]", "\"tls.cert_sha256\" must be a string or null" },
+			{ "tls", "cert_not_after", "\"not a time\"", "\"tls.cert_not_after\" must be an RFC 3339 time or null" },
+			{ "tls", "cert_not_before", "12", "\"tls.cert_not_before\" must be an RFC 3339 time or null" },
+			{ "tls", "chain_not_after", "\"2026-02-30T00:00:00Z\"", "\"tls.chain_not_after\" must be an RFC 3339 time or null" },
+			{ "tls", "cert_days_left", "1.5", "\"tls.cert_days_left\" must be an integer or null" },
+			{ "tls", "cert_sans", "\"DNS:a\"", "\"tls.cert_sans\" must be an array or null" },
+			{ "tls", "cert_sans", "[\"DNS:a\",1]", "\"tls.cert_sans\" must hold strings only" },
+			{ "tls", "cert_sans", "[{}]", "\"tls.cert_sans\" must hold strings only" },
+		};
+
+		for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+			json_t *holder = json_object_get(o, bad[i].parent);
+			json_t *was = json_incref(json_object_get(holder, bad[i].key));
+
+			json_object_set_new(holder, bad[i].key,
+			                    json_loads(bad[i].value, JSON_DECODE_ANY, NULL));
+			CHECK(result_validate(o, err, sizeof err) < 0 &&
+			      strstr(err, bad[i].err));
+			json_object_set_new(holder, bad[i].key, was);
+			CHECK(result_validate(o, err, sizeof err) == 0);
+		}
+	}
+	/* Absent members and null objects are fine. */
+	json_object_del(json_object_get(o, "regex"), "matched");
+	json_object_clear(json_object_get(o, "tls"));
+	CHECK(result_validate(o, err, sizeof err) == 0);
+	json_object_set_new(o, "tls", json_null());
+	json_object_set_new(o, "regex", json_null());
+	CHECK(result_validate(o, err, sizeof err) == 0);
+
 	json_object_del(o, "id");
 	CHECK(result_validate(o, err, sizeof err) < 0 && strstr(err, "id"));
 	json_decref(o);

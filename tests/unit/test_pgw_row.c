@@ -105,6 +105,8 @@ static const char *const values[] = {
 	"[]", "[1]", "\"01a20aa3-3d80-700b-8000-0000000b00ff\"",
 	"\"01a20aa3-3d80-700b-8000-0000000b00f\"", "\"timeout\"", "\"TIMEOUT\"",
 	"\"http_status\"", "99999999999", "{\"a\":0.12345678901234567}",
+	"[\"DNS:a\",\"IP:1\"]", "[\"a\\\"]\"]", "[\"a\",1]", "[\"a\",{}]", "[true]",
+	"[null]", "[[]]",
 };
 
 /* Fields the variants change: "a" at the top, "a.b" inside object a. */
@@ -115,6 +117,8 @@ static const char *const fields[] = {
 	"bytes", "http_version", "remote_ip", "redirects", "final_url",
 	"regex", "regex.pattern", "regex.matched", "tls", "tls.version",
 	"tls.cert_not_after", "tls.cert_issuer", "tls.chain_not_after",
+	"tls.cert_not_before", "tls.cert_days_left", "tls.cert_subject",
+	"tls.cert_sans", "tls.cert_sha256",
 	"tls_error", "truncated", "content_length", "wire_bytes", "hops",
 	"final_phases", "phases.regex_ms",
 	"kafka", "kafka.topic",
@@ -774,9 +778,31 @@ variant_gives(const char *field, const char *value, int col,
 	return same;
 }
 
+/* bases[0] with field set to value is refused by both paths: the scan
+ * is unsure of it (no row) and result_validate names want in its error. */
+static bool
+variant_refused(const char *field, const char *value, const char *want)
+{
+	struct pgw_buf fast = { 0 };
+	char err[256] = "", *s = variant(bases[0], field, value, 0);
+	int64_t ms;
+	json_t *o = json_line_parse(s, strlen(s), err, sizeof err);
+	bool refused = o != NULL && result_validate(o, err, sizeof err) < 0 &&
+	               strstr(err, want) != NULL &&
+	               !pgw_row_scan(&fast, s, strlen(s), &ms) && fast.len == 0;
+
+	if (!refused)
+		printf("# %s = %s: \"%s\"\n", field, value, err);
+	json_decref(o);
+	free(fast.data);
+	free(s);
+	return refused;
+}
+
 /* tls.chain_not_after, column tls_chain_not_after: the time as sent (the
- * server reads it), NULL when null or absent, and a string that is not a
- * time left to the server's text input, exactly as tls.cert_not_after. */
+ * server reads it), NULL when null or absent, and a string that is not an
+ * RFC 3339 time refused (result_validate; the scan leaves it to the
+ * tree), exactly as tls.cert_not_after. */
 static void
 test_chain_not_after(void)
 {
@@ -799,20 +825,57 @@ test_chain_not_after(void)
 	CHECK(variant_gives("tls", NULL, COL_CHAIN_NOT_AFTER, "\\N"));
 	CHECK(both_give(bases[2], COL_CHAIN_NOT_AFTER, "\\N"));
 	CHECK(encoded(COL_CHAIN_NOT_AFTER, "\\N") == INT64_MAX);
-	/* Not a time: sent as text for the server to refuse (class 22, the
-	 * record isolated), never encoded, the same as cert_not_after. */
-	CHECK(variant_gives("tls.chain_not_after", "\"not a time\"",
-	                    COL_CHAIN_NOT_AFTER, "not a time"));
+	/* Not a time: refused, by its name, before any row is made; were
+	 * one made, its text would never be encoded. */
+	CHECK(variant_refused("tls.chain_not_after", "\"not a time\"",
+	                      "\"tls.chain_not_after\" must be an RFC 3339 time"));
 	CHECK(encoded(COL_CHAIN_NOT_AFTER, "not a time") == INT64_MIN);
-	CHECK(variant_gives("tls.cert_not_after", "\"not a time\"",
-	                    COL_CERT_NOT_AFTER, "not a time"));
-	CHECK(encoded(COL_CERT_NOT_AFTER, "not a time") == INT64_MIN);
-	/* Another layout the server reads: left to it as well. */
-	CHECK(variant_gives("tls.chain_not_after",
-	                    "\"2026-12-15 08:30:00+00\"", COL_CHAIN_NOT_AFTER,
-	                    "2026-12-15 08:30:00+00"));
+	CHECK(variant_refused("tls.cert_not_after", "\"not a time\"",
+	                      "\"tls.cert_not_after\" must be an RFC 3339 time"));
+	CHECK(variant_refused("tls.cert_not_before", "12",
+	                      "\"tls.cert_not_before\" must be an RFC 3339 time"));
+	/* Another layout the server would read, but not RFC 3339's (the
+	 * offset without its minutes): refused as well. */
+	CHECK(variant_refused("tls.chain_not_after",
+	                      "\"2026-12-15 08:30:00+00\"",
+	                      "\"tls.chain_not_after\" must be an RFC 3339 time"));
 	CHECK(encoded(COL_CHAIN_NOT_AFTER, "2026-12-15 08:30:00+00") ==
 	      INT64_MIN);
+}
+
+/* regex and the other members of tls, of the types of their columns:
+ * anything else refused by both paths, with the member's name. */
+static void
+test_member_types(void)
+{
+	CHECK(variant_refused("tls.version", "1",
+	                      "\"tls.version\" must be a string or null"));
+	CHECK(variant_refused("tls.cert_issuer", "{}",
+	                      "\"tls.cert_issuer\" must be a string or null"));
+	CHECK(variant_refused("tls.cert_subject", "true",
+	                      "\"tls.cert_subject\" must be a string or null"));
+	CHECK(variant_refused("tls.cert_sha256", "[]",
+	                      "\"tls.cert_sha256\" must be a string or null"));
+	CHECK(variant_refused("tls.cert_days_left", "2.5",
+	                      "\"tls.cert_days_left\" must be an integer or null"));
+	CHECK(variant_refused("tls.cert_sans", "\"DNS:a\"",
+	                      "\"tls.cert_sans\" must be an array or null"));
+	CHECK(variant_refused("tls.cert_sans", "[\"DNS:a\",true]",
+	                      "\"tls.cert_sans\" must hold strings only"));
+	CHECK(variant_refused("tls.cert_sans", "[[\"DNS:a\"]]",
+	                      "\"tls.cert_sans\" must hold strings only"));
+	CHECK(variant_refused("regex.matched", "\"yes\"",
+	                      "\"regex.matched\" must be true or false"));
+	CHECK(variant_refused("regex.matched", "null",
+	                      "\"regex.matched\" must be true or false"));
+	CHECK(variant_refused("regex.pattern", "7",
+	                      "\"regex.pattern\" must be a string"));
+	/* What sm-check writes is taken by the scan, and stored as sent. */
+	CHECK(variant_gives("tls.cert_sans", "[\"DNS:a\",\"IP:127.0.0.1\"]",
+	                    COL_CERT_SANS, "[\"DNS:a\",\"IP:127.0.0.1\"]"));
+	CHECK(variant_gives("tls.cert_sans", "[\"a\\\"],\"]", COL_CERT_SANS,
+	                    "[\"a\\\\\"],\"]"));
+	CHECK(variant_gives("tls.cert_days_left", "-3", COL_CERT_SANS, "\\N"));
 }
 
 /* The columns of migration 4, by both paths; hops and final_phases (with
@@ -883,6 +946,7 @@ main(void)
 	test_binary();
 	test_rollup_types();
 	test_chain_not_after();
+	test_member_types();
 	test_whole_truth();
 	printf("1..%d\n", n_run);
 	return n_failed ? 1 : 0;

@@ -23,8 +23,9 @@ enum {
 	F_P_DNS, F_P_CONNECT, F_P_TLS, F_P_TTFB, F_P_TRANSFER, F_P_REGEX,
 	F_BYTES, F_TRUNCATED, F_CLEN, F_WIRE, F_HTTPV, F_RIP, F_REDIRECTS,
 	F_FINAL_URL, F_HOPS, F_FPHASES, F_FP_DNS, F_FP_CONNECT, F_FP_TLS,
-	F_FP_TTFB, F_FP_TRANSFER, F_REGEX, F_TLS, F_CNB, F_CNA, F_CHNA,
-	F_KAFKA, F_KTOPIC, F_KPART, F_KOFF, NF
+	F_FP_TTFB, F_FP_TRANSFER, F_REGEX, F_RX_PATTERN, F_RX_MATCHED, F_TLS,
+	F_TLS_VERSION, F_CNA, F_CNB, F_CDAYS, F_CISSUER, F_CHNA, F_CSUBJECT,
+	F_CSANS, F_CSHA, F_KAFKA, F_KTOPIC, F_KPART, F_KOFF, NF
 };
 
 static const struct jscan_field proto[NF] = {
@@ -65,10 +66,18 @@ static const struct jscan_field proto[NF] = {
 	[F_FP_TTFB] = {.name = "ttfb_ms", .parent = "final_phases"},
 	[F_FP_TRANSFER] = {.name = "transfer_ms", .parent = "final_phases"},
 	[F_REGEX] = {.name = "regex"},
+	[F_RX_PATTERN] = {.name = "pattern", .parent = "regex"},
+	[F_RX_MATCHED] = {.name = "matched", .parent = "regex"},
 	[F_TLS] = {.name = "tls"},
-	[F_CNB] = {.name = "cert_not_before", .parent = "tls"},
+	[F_TLS_VERSION] = {.name = "version", .parent = "tls"},
 	[F_CNA] = {.name = "cert_not_after", .parent = "tls"},
+	[F_CNB] = {.name = "cert_not_before", .parent = "tls"},
+	[F_CDAYS] = {.name = "cert_days_left", .parent = "tls"},
+	[F_CISSUER] = {.name = "cert_issuer", .parent = "tls"},
 	[F_CHNA] = {.name = "chain_not_after", .parent = "tls"},
+	[F_CSUBJECT] = {.name = "cert_subject", .parent = "tls"},
+	[F_CSANS] = {.name = "cert_sans", .parent = "tls"},
+	[F_CSHA] = {.name = "cert_sha256", .parent = "tls"},
 	[F_KAFKA] = {.name = "kafka"},
 	[F_KTOPIC] = {.name = "topic", .parent = "kafka"},
 	[F_KPART] = {.name = "partition", .parent = "kafka"},
@@ -83,6 +92,7 @@ enum {
 	K_NNINT = 1 << 4,  /* the same, not negative */
 	K_BOOL = 1 << 5, K_OBJ = 1 << 6,
 	K_TIME = 1 << 7,   /* an unescaped string that is an RFC 3339 time */
+	K_ARR = 1 << 8,
 };
 
 static const struct {
@@ -105,7 +115,16 @@ static const struct {
 	{F_FINAL_URL, K_ABSENT | K_NULL | K_STR},
 	{F_FPHASES, K_ABSENT | K_NULL | K_OBJ},
 	{F_REGEX, K_ABSENT | K_NULL | K_OBJ},
+	{F_RX_PATTERN, K_ABSENT | K_STR},
+	{F_RX_MATCHED, K_ABSENT | K_BOOL},
 	{F_TLS, K_ABSENT | K_NULL | K_OBJ},
+	{F_TLS_VERSION, K_ABSENT | K_NULL | K_STR},
+	{F_CDAYS, K_ABSENT | K_NULL | K_INT},
+	{F_CISSUER, K_ABSENT | K_NULL | K_STR},
+	{F_CSUBJECT, K_ABSENT | K_NULL | K_STR},
+	/* Of strings only: checked apart. */
+	{F_CSANS, K_ABSENT | K_NULL | K_ARR},
+	{F_CSHA, K_ABSENT | K_NULL | K_STR},
 };
 
 /* A non-negative integer of at most 18 digits, or -1. */
@@ -211,6 +230,7 @@ kind_of_field(const struct jscan_field *f, bool time)
 	case JV_NUMBER:
 		return is_int(f) ? K_INT | (f->val[0] != '-' ? K_NNINT : 0) : 0;
 	case JV_OBJECT: return K_OBJ;
+	case JV_ARRAY: return K_ARR;
 	default: return 0;
 	}
 }
@@ -285,6 +305,9 @@ optional_sure(const struct jscan_field *f)
 		                    optional[i].kinds & K_TIME) &
 		      optional[i].kinds))
 			return false;
+	if (f[F_CSANS].type == JV_ARRAY &&
+	    !jscan_strings_only(f[F_CSANS].val, f[F_CSANS].len))
+		return false;
 	return phases_sure(f, F_PHASES, F_P_DNS, F_P_REGEX) &&
 	       phases_sure(f, F_FPHASES, F_FP_DNS, F_FP_TRANSFER) &&
 	       hops_sure(&f[F_HOPS]);

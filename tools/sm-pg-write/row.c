@@ -196,7 +196,7 @@ enum {
 	F_TLS_NOT_AFTER, F_TLS_ISSUER, F_TLS_CHAIN_NOT_AFTER, F_TLS_ERROR,
 	F_TRUNCATED, F_CONTENT_LENGTH, F_WIRE_BYTES, F_HOPS, F_FINAL_PHASES,
 	F_REGEX_MS, F_TLS_NOT_BEFORE, F_TLS_SUBJECT, F_TLS_SANS, F_TLS_SHA256,
-	F_KAFKA, F_KAFKA_TOPIC, F_KAFKA_PARTITION, F_KAFKA_OFFSET, N_FIELDS,
+	F_TLS_DAYS_LEFT, F_KAFKA, F_KAFKA_TOPIC, F_KAFKA_PARTITION, F_KAFKA_OFFSET, N_FIELDS,
 };
 
 /* In the order sm-check writes them: each lookup then hits at once. */
@@ -245,6 +245,7 @@ static const struct jscan_field field_template[N_FIELDS] = {
 	[F_TLS_SUBJECT] = { .name = "cert_subject", .parent = "tls" },
 	[F_TLS_SANS] = { .name = "cert_sans", .parent = "tls" },
 	[F_TLS_SHA256] = { .name = "cert_sha256", .parent = "tls" },
+	[F_TLS_DAYS_LEFT] = { .name = "cert_days_left", .parent = "tls" },
 	[F_KAFKA] = { .name = "kafka" },
 	[F_KAFKA_TOPIC] = { .name = "topic", .parent = "kafka" },
 	[F_KAFKA_PARTITION] = { .name = "partition", .parent = "kafka" },
@@ -287,16 +288,15 @@ static const unsigned field_kinds[N_FIELDS] = {
 	[F_REDIRECTS] = K_ABSENT | K_NULL | K_INT,
 	[F_FINAL_URL] = K_ABSENT | K_NULL | K_STR,
 	[F_REGEX] = K_ABSENT | K_NULL | K_OBJ,
-	[F_REGEX_PATTERN] = K_ABSENT | K_NULL | K_STR,
-	[F_REGEX_MATCHED] = K_ABSENT | K_NULL | K_BOOL,
+	[F_REGEX_PATTERN] = K_ABSENT | K_STR,
+	[F_REGEX_MATCHED] = K_ABSENT | K_BOOL,
 	[F_TLS] = K_ABSENT | K_NULL | K_OBJ,
 	[F_TLS_VERSION] = K_ABSENT | K_NULL | K_STR,
-	[F_TLS_NOT_AFTER] = K_ABSENT | K_NULL | K_STR,
+	/* A time as result_validate parses it; any other string goes to
+	 * the tree, which refuses it. */
+	[F_TLS_NOT_AFTER] = K_ABSENT | K_NULL | K_TIME,
 	[F_TLS_ISSUER] = K_ABSENT | K_NULL | K_STR,
-	/* Any string, as cert_not_after: one that is not a time goes to
-	 * the server as text, which refuses it (class 22) and the batch is
-	 * split to isolate it, as the tree path's row would be. */
-	[F_TLS_CHAIN_NOT_AFTER] = K_ABSENT | K_NULL | K_STR,
+	[F_TLS_CHAIN_NOT_AFTER] = K_ABSENT | K_NULL | K_TIME,
 	[F_TLS_ERROR] = K_ABSENT | K_NULL | K_STR,
 	[F_TRUNCATED] = K_ABSENT | K_BOOL,
 	/* Not negative: checked apart. */
@@ -308,13 +308,14 @@ static const unsigned field_kinds[N_FIELDS] = {
 	[F_HOPS] = K_ABSENT,
 	[F_FINAL_PHASES] = K_ABSENT | K_NULL,
 	[F_REGEX_MS] = K_ABSENT | K_NULL | K_NUM,
-	[F_TLS_NOT_BEFORE] = K_ABSENT | K_NULL | K_STR,
+	[F_TLS_NOT_BEFORE] = K_ABSENT | K_NULL | K_TIME,
 	[F_TLS_SUBJECT] = K_ABSENT | K_NULL | K_STR,
-	/* An array of strings (no number: its JSON text is the jsonb
-	 * value, see objects_valid); what is in it is not checked by
-	 * result_validate, nor by the server beyond being JSON. */
+	/* An array of strings (see objects_valid): its JSON text is the
+	 * jsonb value. */
 	[F_TLS_SANS] = K_ABSENT | K_NULL | K_ARR,
 	[F_TLS_SHA256] = K_ABSENT | K_NULL | K_STR,
+	/* Not stored (derived), but checked by result_validate. */
+	[F_TLS_DAYS_LEFT] = K_ABSENT | K_NULL | K_INT,
 	[F_KAFKA] = K_ABSENT | K_OBJ,
 	/* Required when kafka is there (checked apart). */
 	[F_KAFKA_TOPIC] = K_ABSENT | K_STR,
@@ -404,7 +405,10 @@ objects_valid(const struct jscan_field *f)
 	}
 	/* Labels go as their JSON text: jansson would print a number
 	 * otherwise (1.50 as 1.5), and jsonb keeps what it is given. */
-	if (f[F_LABELS].has_number || f[F_TLS_SANS].has_number)
+	if (f[F_LABELS].has_number)
+		return false;
+	if (f[F_TLS_SANS].type == JV_ARRAY &&
+	    !jscan_strings_only(f[F_TLS_SANS].val, f[F_TLS_SANS].len))
 		return false;
 	/* result_validate refuses negative sizes. */
 	if ((f[F_CONTENT_LENGTH].type == JV_NUMBER &&
