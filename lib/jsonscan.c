@@ -582,6 +582,22 @@ jscan_array_next(const char *s, size_t len, size_t *pos,
 	return 1;
 }
 
+/* Past the string that starts at sc->p (its opening quote): false if
+ * there is none.  The span is valid JSON already: inside a string a quote
+ * is escaped, so it ends at the first quote not after a backslash. */
+static bool
+skip_string(struct scan *sc)
+{
+	if (sc->p >= sc->end || *sc->p++ != '"')
+		return false;
+	while (sc->p < sc->end && *sc->p != '"')
+		sc->p += *sc->p == '\\' ? 2 : 1;
+	if (sc->p >= sc->end)
+		return false;
+	sc->p++;
+	return true;
+}
+
 bool
 jscan_strings_only(const char *s, size_t len)
 {
@@ -589,23 +605,24 @@ jscan_strings_only(const char *s, size_t len)
 		.p = (const unsigned char *)s,
 		.end = (const unsigned char *)s + len,
 	};
+	bool object;
 
-	if (sc.p >= sc.end || *sc.p++ != '[')
+	if (sc.p >= sc.end || (*sc.p != '[' && *sc.p != '{'))
 		return false;
-	/* The span is valid JSON already: only the elements' kinds matter.
-	 * Inside a string a quote is escaped, so it ends where the first
-	 * quote not after a backslash is. */
+	object = *sc.p++ == '{';
 	for (;;) {
 		ws(&sc);
-		if (sc.p >= sc.end)
-			return false;
-		if (*sc.p == ']')
+		if (sc.p < sc.end && *sc.p == (object ? '}' : ']'))
 			return true;
-		if (*sc.p++ != '"')
-			return false;
-		while (sc.p < sc.end && *sc.p != '"')
-			sc.p += *sc.p == '\\' ? 2 : 1;
-		if (sc.p++ >= sc.end)
+		if (object) {
+			if (!skip_string(&sc))
+				return false;
+			ws(&sc);
+			if (sc.p >= sc.end || *sc.p++ != ':')
+				return false;
+			ws(&sc);
+		}
+		if (!skip_string(&sc))
 			return false;
 		ws(&sc);
 		if (sc.p < sc.end && *sc.p == ',')

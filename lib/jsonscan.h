@@ -97,8 +97,9 @@ enum jscan_result jscan_fields_named(const char *s, size_t len,
 int jscan_array_next(const char *s, size_t len, size_t *pos,
                      struct jscan_field *fields,
                      const struct jscan_names *nm);
-/* Whether an array that jscan_fields found (its JV_ARRAY span) holds
- * strings only (or nothing). */
+/* Whether an array or an object that jscan_fields found (its JV_ARRAY or
+ * JV_OBJECT span) holds strings only (or nothing): an array's elements,
+ * an object's values. */
 bool jscan_strings_only(const char *s, size_t len);
 
 #endif

@@ -602,6 +602,45 @@ target_to_json(const struct target *t)
 
 /* ---- result validation ---------------------------------------------------- */
 
+bool
+tls_error_valid(const char *s, size_t len)
+{
+	if (len == 0)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || s[i] == '_'))
+			return false;
+	return true;
+}
+
+/* Upper-case hex digits, as a table: the check runs on every https
+ * result sm-pg-write and sm-alert read. */
+static bool
+hex_upper(unsigned char c)
+{
+	static const bool table[256] = {
+		['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
+		['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['A'] = 1, ['B'] = 1,
+		['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
+	};
+
+	return table[c];
+}
+
+bool
+sha256_fingerprint_valid(const char *s, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)s;
+
+	if (len != 32 * 3 - 1)
+		return false;
+	for (size_t i = 0; i < len; i += 3)
+		if (!hex_upper(u[i]) || !hex_upper(u[i + 1]) ||
+		    (i + 2 < len && u[i + 2] != ':'))
+			return false;
+	return true;
+}
+
 enum jtype { J_STR = 1, J_INT = 2, J_NUM = 4, J_BOOL = 8, J_NULL = 16,
              J_OBJ = 32, J_TIME = 64, J_ARR = 128 };
 
@@ -723,7 +762,7 @@ validate_rules(const json_t *obj, const char *parent,
 static int
 validate_tls(const json_t *tls, char *err, size_t errlen)
 {
-	const json_t *sans, *san;
+	const json_t *sans, *san, *sha;
 	size_t i;
 
 	if (validate_rules(tls, "tls", tls_rules,
@@ -734,6 +773,12 @@ validate_tls(const json_t *tls, char *err, size_t errlen)
 	json_array_foreach((json_t *)sans, i, san)
 		if (!json_is_string(san))
 			FAIL("field \"tls.cert_sans\" must hold strings only");
+	sha = json_object_get(tls, "cert_sha256");
+	if (json_is_string(sha) &&
+	    !sha256_fingerprint_valid(json_string_value(sha),
+	                              json_string_length(sha)))
+		FAIL("field \"tls.cert_sha256\" must be a SHA-256 fingerprint "
+		     "(AB:CD:... in 32 pairs)");
 	return 0;
 }
 
@@ -781,18 +826,41 @@ validate_kafka(const json_t *k, char *err, size_t errlen)
 	    !json_is_integer(json_object_get(k, "partition")) ||
 	    !json_is_integer(json_object_get(k, "offset")))
 		FAIL("field \"kafka\" must hold topic, partition and offset");
+	if (json_integer_value(json_object_get(k, "partition")) < 0 ||
+	    json_integer_value(json_object_get(k, "offset")) < 0)
+		FAIL("field \"kafka\" must not hold a negative partition or "
+		     "offset");
 	return 0;
 }
 
-/* A name longer than the storage's index keys allow would be refused by
- * PostgreSQL on every retry; it is refused here, where the line can be
- * named.  Lengths in bytes, as the indexes count them. */
+/* labels: strings only, as a target's (target_from_json). */
+static int
+validate_labels(const json_t *labels, char *err, size_t errlen)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach((json_t *)labels, k, v)
+		if (!json_is_string(v))
+			FAIL("field \"labels.%s\" must be a string", k);
+	return 0;
+}
+
+/* A name: not empty (no target or location is named so), and not longer
+ * than the storage's index keys allow, which PostgreSQL would refuse on
+ * every retry; refused here, where the line can be named.  Lengths in
+ * bytes, as the indexes count them. */
 static bool
-name_too_long(const json_t *obj, const char *field, size_t max, char *err,
-              size_t errlen)
+name_invalid(const json_t *obj, const char *field, size_t max, char *err,
+             size_t errlen)
 {
 	size_t len = json_string_length(json_object_get(obj, field));
 
+	if (len == 0) {
+		snprintf(err, errlen, "field \"%s\" must be a non-empty string",
+		         field);
+		return true;
+	}
 	if (len <= max)
 		return false;
 	snprintf(err, errlen, "field \"%s\" is %zu bytes, more than the %zu "
@@ -803,10 +871,12 @@ name_too_long(const json_t *obj, const char *field, size_t max, char *err,
 int
 result_validate(const json_t *obj, char *err, size_t errlen)
 {
-	static const char *const sizes[] = { "content_length", "wire_bytes" };
+	/* Counts: integers (or null), never below zero. */
+	static const char *const counts[] = { "bytes", "content_length",
+	                                      "wire_bytes", "redirects" };
 	const json_t *v = json_object_get(obj, "v");
 	enum error_kind kind;
-	const json_t *ek, *phases, *kafka, *rx, *tls;
+	const json_t *ek, *te, *phases, *kafka, *rx, *tls;
 
 	if (!json_is_integer(v) || json_integer_value(v) != SM_SCHEMA_VERSION)
 		FAIL("field \"v\" must be 1 (schema version)");
@@ -816,9 +886,13 @@ result_validate(const json_t *obj, char *err, size_t errlen)
 		return -1;
 	if (!uuid_is_valid(json_string_value(json_object_get(obj, "id"))))
 		FAIL("field \"id\" must be a UUID");
-	if (name_too_long(obj, "target", SM_MAX_TARGET_NAME, err, errlen) ||
-	    name_too_long(obj, "probe", SM_MAX_PROBE_NAME, err, errlen))
+	if (name_invalid(obj, "target", SM_MAX_TARGET_NAME, err, errlen) ||
+	    name_invalid(obj, "probe", SM_MAX_PROBE_NAME, err, errlen))
 		return -1;
+	te = json_object_get(obj, "tls_error");
+	if (json_is_string(te) &&
+	    !tls_error_valid(json_string_value(te), json_string_length(te)))
+		FAIL("field \"tls_error\" must be a word of a-z and _");
 	ek = json_object_get(obj, "error_kind");
 	if (json_is_string(ek) && error_kind_parse(json_string_value(ek), &kind) < 0)
 		FAIL("field \"error_kind\": unknown kind \"%s\"",
@@ -836,9 +910,11 @@ result_validate(const json_t *obj, char *err, size_t errlen)
 	if (json_is_array(json_object_get(obj, "hops")) &&
 	    validate_hops(json_object_get(obj, "hops"), err, errlen) < 0)
 		return -1;
-	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
-		if (json_integer_value(json_object_get(obj, sizes[i])) < 0)
-			FAIL("field \"%s\" must not be negative", sizes[i]);
+	for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
+		if (json_integer_value(json_object_get(obj, counts[i])) < 0)
+			FAIL("field \"%s\" must not be negative", counts[i]);
+	if (validate_labels(json_object_get(obj, "labels"), err, errlen) < 0)
+		return -1;
 	kafka = json_object_get(obj, "kafka");
 	if (kafka && validate_kafka(kafka, err, errlen) < 0)
 		return -1;

@@ -224,9 +224,15 @@ enum error_kind {
 const char *error_kind_name(enum error_kind k); /* NULL for ERR_NONE */
 int error_kind_parse(const char *s, enum error_kind *out);
 
-/* Validate a result record (sm-check's output) as schema v1: required
- * fields present with the right types.  0, or -1 with a reason in err. */
+/* Validate a result record (sm-check's output) as schema v1
+ * (schema/result.schema.json): required fields present, every field and
+ * member of its type and range.  0, or -1 with a reason in err. */
 int result_validate(const json_t *obj, char *err, size_t errlen);
+/* s[0..len) is a tls_error as sm-check writes it: a word of a-z and _. */
+bool tls_error_valid(const char *s, size_t len);
+/* s[0..len) is a SHA-256 fingerprint as sm-check writes it (and openssl
+ * x509 -fingerprint prints it): 32 upper-case hex pairs, colons between. */
+bool sha256_fingerprint_valid(const char *s, size_t len);
 
 /* The url with any password replaced by "***" (a new string). */
 char *url_redact_new(const char *url);

@@ -252,6 +252,71 @@ clean_stderr() {
 	grep -qF '<stdin>:1: field "url" is required' "$T/err"
 }
 
+# refused_lines FILE: the line numbers of FILE's "<stdin>:N: " errors, once
+# each, sorted.
+refused_lines() {
+	sed -n 's/^.*: error: <stdin>:\([0-9]*\): .*/\1/p' "$1" | sort -u
+}
+
+@test "hostile: sm-alert and sm-pg-write refuse exactly the results schema/result.schema.json refuses" {
+	# Every field and member of a full result (sm-check's every field,
+	# Kafka coordinates and a redirect hop) set to each of twenty values
+	# of every JSON type, or removed: python3-jsonschema (an implementation
+	# of its own) reads the schema, the two programs their code.  Twice:
+	# with the hop, and without it (the records both programs' scans
+	# take; sm-pg-write leaves hops to its tree).
+	local fp second
+	fp=$(printf 'AB:%.0s' $(seq 31))AB
+	jq -c . >"$T/full" <<EOF
+{"v":1,"id":"01a20aa3-3d80-700b-8000-00000000d000","target":"t",
+ "url":"https://t.example/","labels":{"env":"x","team":"web"},"probe":"p",
+ "scheduled_at":"2026-01-01T00:00:00Z","started_at":"2026-01-01T00:00:00.5Z",
+ "ok":false,"status":200,"error_kind":"body_mismatch","error":"regex",
+ "tls_error":null,"duration_ms":1.5,
+ "phases":{"dns_ms":0.1,"connect_ms":0.2,"tls_ms":0.4,"ttfb_ms":0.3,
+   "transfer_ms":0.1,"regex_ms":0.01},
+ "bytes":10,"truncated":false,"content_length":10,"wire_bytes":null,
+ "http_version":"1.1","remote_ip":"127.0.0.1","redirects":1,
+ "final_url":"https://t.example/",
+ "hops":[{"url":"http://t.example/","status":301,
+   "location":"https://t.example/","time_ms":0.5}],
+ "final_phases":{"dns_ms":0,"connect_ms":0.1,"tls_ms":0.2,"ttfb_ms":0.2,
+   "transfer_ms":0},
+ "regex":{"pattern":"ok","matched":false},
+ "tls":{"version":"TLSv1.3","cert_not_after":"2027-01-01T00:00:00Z",
+   "cert_not_before":"2026-01-01T00:00:00Z","cert_days_left":365,
+   "cert_issuer":"CN=ca","chain_not_after":"2027-01-01T00:00:00Z",
+   "cert_subject":"CN=t","cert_sans":["DNS:t.example","IP:127.0.0.1"],
+   "cert_sha256":"$fp"},
+ "kafka":{"topic":"r","partition":0,"offset":7}}
+EOF
+	"$SM_TOP/tests/fixtures/result-variants" <"$T/full" >"$T/in"
+	second=$(($(wc -l <"$T/in") + 1))
+	jq -c 'del(.hops, .final_phases) | .redirects = 0 | .id = "01a20aa3-3d80-700b-8000-00000000d001"' "$T/full" |
+		"$SM_TOP/tests/fixtures/result-variants" >>"$T/in"
+	[ "$(wc -l <"$T/in")" -gt 2000 ]
+	run -1 "$SM_TOP/tests/fixtures/schema-check" "$SM_TOP/schema/result.schema.json" <"$T/in"
+	sed -n 's/^line \([0-9]*\):.*/\1/p' <<<"$output" | sort -u >"$T/schema"
+	# Each kind of mistake is there, and the bases are valid.
+	[ "$(wc -l <"$T/schema")" -gt 1000 ]
+	! grep -qx 1 "$T/schema"
+	! grep -qx "$second" "$T/schema"
+
+	printf 'targets:\n  - name: t\n    url: https://t.example/\n' >"$T/sites.yaml"
+	errs 0 sm-alert "$T/sites.yaml" <"$T/in"
+	refused_lines "$T/err" >"$T/alert"
+	new_db
+	errs 0 sm-pg-write --dead-letter "$T/dead" <"$T/in"
+	refused_lines "$T/err" >"$T/pgw"
+	# The same lines, none of them refused by the server instead.
+	diff "$T/schema" "$T/pgw"
+	diff "$T/schema" "$T/alert"
+	! grep -q 'refused by the server' "$T/err"
+	# Each refused line in the dead letter; every line acknowledged.
+	[ "$(wc -l <"$T/dead")" = "$(wc -l <"$T/schema")" ]
+	[ "$(wc -l <"$T/out")" = "$(wc -l <"$T/in")" ]
+}
+
 @test "hostile: an optional field of the wrong type is refused by sm-alert and by sm-pg-write alike, naming the field; valid records beside it pass" {
 	# sm-alert's scan does not read these fields, but it must not take a
 	# record result_validate refuses (sm-pg-write would refuse it).  Each

@@ -292,7 +292,7 @@ store_logged() {
 		'.duration_ms = 1e-310 | .phases.dns_ms = 5e-324 | .phases.connect_ms = 1.7976931348623157e308'
 		'.duration_ms = 0.1 | .phases.tls_ms = 123.456e-2 | .phases.ttfb_ms = 0 | .phases.transfer_ms = 3.0000000000000004'
 		'.error = "tab\there\nnew\rret \\back \"q\" é \u2028 😀 \\N" | .url = "https://x.test/a?b=c\td"'
-		'.labels = {"a b": "x\ty\\N", "nested": {"k": [1, "two", null, true]}, "é": "😀"}'
+		'.labels = {"a b": "x\ty\\N", "nested": "{\"k\": [1, \"two\", null, true]}", "é": "😀"}'
 		'.remote_ip = "::1" | .http_version = "2" | .final_url = null | .regex = null | .tls = null | .phases = null | .labels = null'
 		'.ok = false | .status = null | .error_kind = "timeout" | .bytes = null | .redirects = null'
 		'.id |= ascii_upcase'

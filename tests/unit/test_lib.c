@@ -282,7 +282,9 @@ test_result(void)
 	    "cert_not_after", "2027-01-01T00:00:00Z", "cert_not_before",
 	    "cert_days_left", 12, "cert_issuer", "CN=ca", "chain_not_after",
 	    "2027-01-01T00:00:00.5Z", "cert_subject", "CN=a", "cert_sans",
-	    "DNS:a", "IP:127.0.0.1", "cert_sha256", "AB:CD"));
+	    "DNS:a", "IP:127.0.0.1", "cert_sha256",
+	    "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:"
+	    "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"));
 	CHECK(result_validate(o, err, sizeof err) == 0);
 	{
 		static const struct {
@@ -303,6 +305,7 @@ test_result(void)
 			{ "tls", "cert_sans", "\"DNS:a\"", "\"tls.cert_sans\" must be an array or null" },
 			{ "tls", "cert_sans", "[\"DNS:a\",1]", "\"tls.cert_sans\" must hold strings only" },
 			{ "tls", "cert_sans", "[{}]", "\"tls.cert_sans\" must hold strings only" },
+			{ "tls", "cert_sha256", "\"AB:CD\"", "\"tls.cert_sha256\" must be a SHA-256 fingerprint" },
 		};
 
 		for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -317,6 +320,26 @@ test_result(void)
 			CHECK(result_validate(o, err, sizeof err) == 0);
 		}
 	}
+	/* Labels hold strings; counts are not negative. */
+	json_object_set_new(o, "labels", json_pack("{s:s,s:i}", "team", "a", "n", 1));
+	CHECK(result_validate(o, err, sizeof err) < 0 &&
+	      strstr(err, "\"labels.n\" must be a string"));
+	json_object_set_new(o, "labels", json_pack("{s:s}", "team", "a"));
+	CHECK(result_validate(o, err, sizeof err) == 0);
+	json_object_set_new(o, "bytes", json_integer(-1));
+	CHECK(result_validate(o, err, sizeof err) < 0 &&
+	      strstr(err, "\"bytes\" must not be negative"));
+	json_object_set_new(o, "bytes", json_integer(0));
+	json_object_set_new(o, "redirects", json_integer(-1));
+	CHECK(result_validate(o, err, sizeof err) < 0 &&
+	      strstr(err, "\"redirects\" must not be negative"));
+	json_object_set_new(o, "redirects", json_null());
+	json_object_set_new(o, "kafka", json_pack("{s:s,s:i,s:i}", "topic", "r",
+	                                          "partition", 0, "offset", -1));
+	CHECK(result_validate(o, err, sizeof err) < 0 &&
+	      strstr(err, "negative partition or offset"));
+	json_object_del(o, "kafka");
+	CHECK(result_validate(o, err, sizeof err) == 0);
 	/* Absent members and null objects are fine. */
 	json_object_del(json_object_get(o, "regex"), "matched");
 	json_object_clear(json_object_get(o, "tls"));

@@ -53,13 +53,13 @@ static const char *const bases[] = {
 	"\"extra\":[1,{\"x\":2}]}",
 
 	"{ \"v\" : 1 , \"id\":\"01a20aa3-3d80-700b-8000-0000000b0002\","
-	"\"target\":\"m\",\"url\":\"http://m/\",\"probe\":\"\","
+	"\"target\":\"m\",\"url\":\"http://m/\",\"probe\":\"n\","
 	"\"started_at\":\"2026-01-01T00:00:00Z\",\"ok\":true,"
 	"\"status\":204,\"error_kind\":null,\"duration_ms\":0}",
 
 	"{\"v\":1,\"id\":\"01a20aa3-3d80-700b-8000-0000000b0003\","
 	"\"target\":\"l\",\"url\":\"https://l/\",\"probe\":\"p\","
-	"\"labels\":{\"a b\":\"c\\\\d\",\"nested\":{\"k\":[\"v\",true,null]},"
+	"\"labels\":{\"a b\":\"c\\\\d\",\"nested\":\"{\\\"k\\\":[1]}\","
 	"\t\"e\":\"\\u00e9\"},\"scheduled_at\":null,"
 	"\"started_at\":\"2026-11-23T10:00:00.123456Z\",\"ok\":false,"
 	"\"status\":503,\"error_kind\":\"http_status\",\"error\":\"503\","
@@ -91,7 +91,7 @@ static const char *const bases[] = {
 	"\"chain_not_after\":\"2020-01-02T00:00:00.000Z\","
 	"\"cert_subject\":\"CN = w\","
 	"\"cert_sans\":[\"DNS:w\",\"IP:127.0.0.1\"],"
-	"\"cert_sha256\":\"0C:94\"}}",
+	"\"cert_sha256\":\"0C:94:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1\"}}",
 };
 
 /* Values each field is set to in the variants (JSON text). */
@@ -438,8 +438,8 @@ test_bases(void)
 		compare(bases[i]);
 	}
 	CHECK(all); /* the fast path takes every record of these shapes */
-	/* Labels holding a number go to the tree: jansson prints 1.50 as
-	 * 1.5, the scanner would pass 1.50 on to jsonb. */
+	/* Labels hold strings only: one holding a number is refused, by the
+	 * scan too. */
 	s = variant(bases[0], "labels", "{\"n\":1.50}", 0);
 	b.len = 0;
 	CHECK(!pgw_row_scan(&b, s, strlen(s), &ms) && b.len == 0);
@@ -870,6 +870,36 @@ test_member_types(void)
 	                      "\"regex.matched\" must be true or false"));
 	CHECK(variant_refused("regex.pattern", "7",
 	                      "\"regex.pattern\" must be a string"));
+	CHECK(variant_refused("tls.cert_sha256", "\"0C:94\"",
+	                      "\"tls.cert_sha256\" must be a SHA-256 fingerprint"));
+	CHECK(variant_refused("tls.cert_sha256",
+	                      "\"0c:94:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:"
+	                      "A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1\"",
+	                      "\"tls.cert_sha256\" must be a SHA-256 fingerprint"));
+	/* Labels of strings only, as targets have them. */
+	CHECK(variant_refused("labels", "{\"team\":\"web\",\"n\":1}",
+	                      "\"labels.n\" must be a string"));
+	CHECK(variant_refused("labels", "{\"k\":{\"a\":\"b\"}}",
+	                      "\"labels.k\" must be a string"));
+	CHECK(variant_refused("labels", "{\"k\":null}",
+	                      "\"labels.k\" must be a string"));
+	/* Names that name something; a tls_error as sm-check words it. */
+	CHECK(variant_refused("probe", "\"\"",
+	                      "\"probe\" must be a non-empty string"));
+	CHECK(variant_refused("target", "\"\"",
+	                      "\"target\" must be a non-empty string"));
+	CHECK(variant_refused("tls_error", "\"Expired\"",
+	                      "\"tls_error\" must be a word of a-z and _"));
+	CHECK(variant_gives("tls_error", "\"hostname_mismatch\"", COL_TLS_ERROR,
+	                    "hostname_mismatch"));
+	/* Counts and Kafka coordinates never below zero. */
+	CHECK(variant_refused("bytes", "-1", "\"bytes\" must not be negative"));
+	CHECK(variant_refused("redirects", "-2",
+	                      "\"redirects\" must not be negative"));
+	CHECK(variant_refused("kafka.partition", "-1",
+	                      "\"kafka\" must not hold a negative partition"));
+	CHECK(variant_refused("kafka.offset", "-7",
+	                      "\"kafka\" must not hold a negative partition"));
 	/* What sm-check writes is taken by the scan, and stored as sent. */
 	CHECK(variant_gives("tls.cert_sans", "[\"DNS:a\",\"IP:127.0.0.1\"]",
 	                    COL_CERT_SANS, "[\"DNS:a\",\"IP:127.0.0.1\"]"));
@@ -895,7 +925,7 @@ test_whole_truth(void)
 	CHECK(both_give(b, COL_WIRE_BYTES, "\\N"));
 	CHECK(both_give(b, COL_CERT_NOT_BEFORE, "2020-01-01T00:00:00.000Z"));
 	CHECK(both_give(b, COL_CERT_SUBJECT, "CN = w"));
-	CHECK(both_give(b, COL_CERT_SHA256, "0C:94"));
+	CHECK(both_give(b, COL_CERT_SHA256, "0C:94:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1:A1"));
 	CHECK(both_give(b, COL_HOPS, "\\N"));
 	CHECK(both_give(b, COL_FINAL_PHASES, "\\N"));
 	CHECK(both_give(bases[2], COL_TRUNCATED, "\\N"));

@@ -103,15 +103,14 @@ static const struct {
 	{F_SCHED, K_ABSENT | K_NULL | K_TIME},
 	{F_TLS_ERROR, K_ABSENT | K_NULL | K_STR},
 	{F_PHASES, K_ABSENT | K_NULL | K_OBJ},
-	/* result_validate refuses a negative size, but not bytes or
-	 * redirects below zero. */
-	{F_BYTES, K_ABSENT | K_NULL | K_INT},
+	/* Counts: result_validate refuses them below zero. */
+	{F_BYTES, K_ABSENT | K_NULL | K_NNINT},
 	{F_TRUNCATED, K_ABSENT | K_BOOL},
 	{F_CLEN, K_ABSENT | K_NULL | K_NNINT},
 	{F_WIRE, K_ABSENT | K_NULL | K_NNINT},
 	{F_HTTPV, K_ABSENT | K_NULL | K_STR},
 	{F_RIP, K_ABSENT | K_NULL | K_STR},
-	{F_REDIRECTS, K_ABSENT | K_NULL | K_INT},
+	{F_REDIRECTS, K_ABSENT | K_NULL | K_NNINT},
 	{F_FINAL_URL, K_ABSENT | K_NULL | K_STR},
 	{F_FPHASES, K_ABSENT | K_NULL | K_OBJ},
 	{F_REGEX, K_ABSENT | K_NULL | K_OBJ},
@@ -122,7 +121,7 @@ static const struct {
 	{F_CDAYS, K_ABSENT | K_NULL | K_INT},
 	{F_CISSUER, K_ABSENT | K_NULL | K_STR},
 	{F_CSUBJECT, K_ABSENT | K_NULL | K_STR},
-	/* Of strings only: checked apart. */
+	/* Of strings only, and a fingerprint: checked apart. */
 	{F_CSANS, K_ABSENT | K_NULL | K_ARR},
 	{F_CSHA, K_ABSENT | K_NULL | K_STR},
 };
@@ -308,6 +307,19 @@ optional_sure(const struct jscan_field *f)
 	if (f[F_CSANS].type == JV_ARRAY &&
 	    !jscan_strings_only(f[F_CSANS].val, f[F_CSANS].len))
 		return false;
+	if (f[F_LABELS].type == JV_OBJECT &&
+	    !jscan_strings_only(f[F_LABELS].val, f[F_LABELS].len))
+		return false;
+	/* An escaped tls_error or fingerprint is left to the tree, which
+	 * decodes it. */
+	if (f[F_TLS_ERROR].type == JV_ESCAPED ||
+	    (f[F_TLS_ERROR].type == JV_STRING &&
+	     !tls_error_valid(f[F_TLS_ERROR].val, f[F_TLS_ERROR].len)))
+		return false;
+	if (f[F_CSHA].type == JV_ESCAPED ||
+	    (f[F_CSHA].type == JV_STRING &&
+	     !sha256_fingerprint_valid(f[F_CSHA].val, f[F_CSHA].len)))
+		return false;
 	return phases_sure(f, F_PHASES, F_P_DNS, F_P_REGEX) &&
 	       phases_sure(f, F_FPHASES, F_FP_DNS, F_FP_TRANSFER) &&
 	       hops_sure(&f[F_HOPS]);
@@ -386,15 +398,16 @@ fast(const char *line, size_t len, struct result *r)
 	r->ktopic_len = 0;
 	r->kpart = r->koff = -1;
 	if (f[F_KAFKA].type == JV_OBJECT) {
-		/* result_validate wants all three, of these types; an
-		 * escaped topic is left to the tree. */
+		/* result_validate wants all three, of these types, the
+		 * numbers not negative; an escaped topic is left to the
+		 * tree. */
 		if (f[F_KTOPIC].type != JV_STRING || !is_int(&f[F_KPART]) ||
-		    !is_int(&f[F_KOFF]))
+		    !is_int(&f[F_KOFF]) || f[F_KPART].val[0] == '-' ||
+		    f[F_KOFF].val[0] == '-')
 			return false;
 		r->kafka = f[F_KAFKA].val;
 		r->kafka_len = f[F_KAFKA].len;
-		/* Negative or huge: valid, but not coordinates sm-kafka-sub
-		 * writes. */
+		/* Huge: valid, but not coordinates sm-kafka-sub writes. */
 		if ((r->kpart = count(f[F_KPART].val, f[F_KPART].len)) >= 0 &&
 		    (r->koff = count(f[F_KOFF].val, f[F_KOFF].len)) >= 0) {
 			r->ktopic = f[F_KTOPIC].val;
@@ -445,18 +458,10 @@ input_decode(const char *line, size_t len, struct result *r, json_t **tree,
 	uuid_parse(s, strlen(s), r->id);
 	r->target = json_string_value(json_object_get(o, "target"));
 	r->target_len = json_string_length(json_object_get(o, "target"));
+	/* result_validate refused an empty target or probe. */
 	v = json_object_get(o, "probe");
-	if (!json_is_string(v) || !json_string_length(v)) {
-		snprintf(err, errlen, "field \"probe\" must be a non-empty "
-		         "string");
-		goto bad;
-	}
 	r->probe = json_string_value(v);
 	r->probe_len = json_string_length(v);
-	if (!r->target_len) {
-		snprintf(err, errlen, "field \"target\" must not be empty");
-		goto bad;
-	}
 	if (time_parse_ms(json_string_value(json_object_get(o, "started_at")),
 	                  &r->started_ms) < 0) {
 		snprintf(err, errlen, "field \"started_at\" must be an RFC 3339 "

@@ -372,9 +372,15 @@ strings_valid(const struct jscan_field *f)
 	if (!uuid_is_valid(s))
 		return false;
 	/* Raw lengths: an escaped name may be shorter once decoded, so a
-	 * long one goes to the tree, which counts decoded bytes. */
-	if (f[F_TARGET].len > SM_MAX_TARGET_NAME ||
-	    f[F_PROBE].len > SM_MAX_PROBE_NAME)
+	 * long one goes to the tree, which counts decoded bytes.  An empty
+	 * one is refused. */
+	if (f[F_TARGET].len == 0 || f[F_TARGET].len > SM_MAX_TARGET_NAME ||
+	    f[F_PROBE].len == 0 || f[F_PROBE].len > SM_MAX_PROBE_NAME)
+		return false;
+	/* A word of a-z and _; an escaped one is left to the tree. */
+	if (f[F_TLS_ERROR].type == JV_ESCAPED ||
+	    (f[F_TLS_ERROR].type == JV_STRING &&
+	     !tls_error_valid(f[F_TLS_ERROR].val, f[F_TLS_ERROR].len)))
 		return false;
 	if (f[F_ERROR_KIND].type == JV_ESCAPED)
 		return false;
@@ -387,6 +393,13 @@ strings_valid(const struct jscan_field *f)
 			return false;
 	}
 	return true;
+}
+
+/* A number below zero, or "-0" (left to the tree, which reads it as 0). */
+static bool
+negative(const struct jscan_field *f)
+{
+	return f->type == JV_NUMBER && f->val[0] == '-';
 }
 
 /* phases: every member must be a number or null, and the scan knows only
@@ -403,17 +416,24 @@ objects_valid(const struct jscan_field *f)
 		if (f[F_PHASES].members != known)
 			return false;
 	}
-	/* Labels go as their JSON text: jansson would print a number
-	 * otherwise (1.50 as 1.5), and jsonb keeps what it is given. */
-	if (f[F_LABELS].has_number)
+	/* Labels hold strings only (result_validate), and go as their JSON
+	 * text. */
+	if (f[F_LABELS].type == JV_OBJECT &&
+	    !jscan_strings_only(f[F_LABELS].val, f[F_LABELS].len))
 		return false;
 	if (f[F_TLS_SANS].type == JV_ARRAY &&
 	    !jscan_strings_only(f[F_TLS_SANS].val, f[F_TLS_SANS].len))
 		return false;
-	/* result_validate refuses negative sizes. */
-	if ((f[F_CONTENT_LENGTH].type == JV_NUMBER &&
-	     f[F_CONTENT_LENGTH].val[0] == '-') ||
-	    (f[F_WIRE_BYTES].type == JV_NUMBER && f[F_WIRE_BYTES].val[0] == '-'))
+	/* An escaped fingerprint is left to the tree, which decodes it. */
+	if (f[F_TLS_SHA256].type == JV_ESCAPED ||
+	    (f[F_TLS_SHA256].type == JV_STRING &&
+	     !sha256_fingerprint_valid(f[F_TLS_SHA256].val,
+	                               f[F_TLS_SHA256].len)))
+		return false;
+	/* result_validate refuses negative counts and coordinates. */
+	if (negative(&f[F_BYTES]) || negative(&f[F_CONTENT_LENGTH]) ||
+	    negative(&f[F_WIRE_BYTES]) || negative(&f[F_REDIRECTS]) ||
+	    negative(&f[F_KAFKA_PARTITION]) || negative(&f[F_KAFKA_OFFSET]))
 		return false;
 	if (f[F_KAFKA].type == JV_OBJECT &&
 	    (f[F_KAFKA_TOPIC].type == JV_NONE ||
