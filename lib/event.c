@@ -139,7 +139,8 @@ event_validate(const json_t *obj, char *err, size_t errlen)
 		if (!json_is_array(f))
 			FAIL("field \"results\" must be an array of UUIDs");
 		json_array_foreach(f, i, r) {
-			if (!uuid_is_valid(json_string_value(r)))
+			if (!json_is_string(r) ||
+			    !uuid_is_valid(json_string_value(r)))
 				FAIL("field \"results\" must be an array of UUIDs");
 		}
 	}

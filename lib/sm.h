@@ -118,6 +118,7 @@ bool line_reader_has_line(const struct line_reader *lr);
 /* A UUIDv7 (RFC 9562): 48-bit unix ms, then random bits; monotonic within
  * the process even when several are minted in one millisecond. */
 void uuid7_new(char out[UUID_STR_LEN]);
+/* s is a UUID (either case); false for NULL. */
 bool uuid_is_valid(const char *s);
 /* s[0..n) as xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx (either case) into its
  * 16 bytes; false if it is not that. */

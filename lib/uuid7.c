@@ -105,5 +105,7 @@ uuid_is_valid(const char *s)
 {
 	unsigned char bytes[16];
 
-	return uuid_parse(s, strlen(s), bytes);
+	/* NULL: what json_string_value gives for a value that is no
+	 * string. */
+	return s != NULL && uuid_parse(s, strlen(s), bytes);
 }

@@ -731,9 +731,11 @@ print(json.dumps({"subject": m["Subject"], "to": m["To"], "from": m["From"],
 		mut 25 '.results = ["0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"] | .reason.error_kind = null'
 		mut 26 '.event = "resolved" | .id = "\(.incident)/resolved/2" | .resolution = "recovered"'
 		mut 27 '.target = "caf\u00e9 \"quoted\"" | .locations = [] | del(.url, .labels, .reason, .locations_total)'
+		# A result id that is no string (sm-notify once crashed on it).
+		mut 28 '.results = [1]'
 	} >"$T/in"
 	run -0 --separate-stderr sm-notify "$T/r.yaml" <"$T/in"
-	[[ "$stderr" == *" invalid=24 "* ]]
+	[[ "$stderr" == *" invalid=25 "* ]]
 	[ "$(jq -r .id "$T/got" | sort | tr '\n' ' ')" = "$(inc 25)/down $(inc 26)/resolved/2 $(inc 27)/down " ]
 	[ "$(jq -c "select(.id == \"$(inc 27)/down\") | .target == \"caf\\u00e9 \\\"quoted\\\"\"" "$T/got")" = true ]
 	for want in \
@@ -748,7 +750,8 @@ print(json.dumps({"subject": m["Subject"], "to": m["To"], "from": m["From"],
 		'17: field "reason.error_kind" must be' '18: field "results" must be' \
 		'19: field "resolution" is only for resolved' '20: field "resolution" must be' \
 		'21: field "detail" must be an object' '22: field "kafka" must be an object' \
-		'23: invalid JSON' '24: field "locations" must be'; do
+		'23: invalid JSON' '24: field "locations" must be' \
+		'28: field "results" must be'; do
 		[[ "$stderr" == *"<stdin>:$want"* ]] || { echo "missing: $want"; false; }
 	done
 }

@@ -52,6 +52,11 @@ main(void)
 	CHECK(with("since", NULL, err, sizeof err) < 0);
 	CHECK(with("locations", "[1]", err, sizeof err) < 0);
 	CHECK(with("results", "[\"nope\"]", err, sizeof err) < 0);
+	/* Not strings: refused, not read as strings (a crash once). */
+	CHECK(with("results", "[1]", err, sizeof err) < 0 &&
+	      strstr(err, "\"results\""));
+	CHECK(with("results", "[null]", err, sizeof err) < 0);
+	CHECK(with("results", "[{}]", err, sizeof err) < 0);
 	CHECK(with("reason", "{\"error_kind\":\"gremlins\"}", err, sizeof err) < 0);
 	CHECK(with("reason", "{\"error_kind\":null}", err, sizeof err) == 0);
 	CHECK(with("resolution", "\"recovered\"", err, sizeof err) < 0 &&

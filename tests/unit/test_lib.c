@@ -113,6 +113,7 @@ test_uuid7(void)
 	}
 	CHECK(sorted); /* monotonic even within one millisecond */
 	CHECK(!uuid_is_valid("not-a-uuid"));
+	CHECK(!uuid_is_valid(NULL));
 }
 
 static void
