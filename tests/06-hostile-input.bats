@@ -290,10 +290,10 @@ refused_lines() {
    "cert_sha256":"$fp"},
  "kafka":{"topic":"r","partition":0,"offset":7}}
 EOF
-	"$SM_TOP/tests/fixtures/result-variants" <"$T/full" >"$T/in"
+	"$SM_TOP/tests/fixtures/json-variants" <"$T/full" >"$T/in"
 	second=$(($(wc -l <"$T/in") + 1))
 	jq -c 'del(.hops, .final_phases) | .redirects = 0 | .id = "01a20aa3-3d80-700b-8000-00000000d001"' "$T/full" |
-		"$SM_TOP/tests/fixtures/result-variants" >>"$T/in"
+		"$SM_TOP/tests/fixtures/json-variants" >>"$T/in"
 	[ "$(wc -l <"$T/in")" -gt 2000 ]
 	run -1 "$SM_TOP/tests/fixtures/schema-check" "$SM_TOP/schema/result.schema.json" <"$T/in"
 	sed -n 's/^line \([0-9]*\):.*/\1/p' <<<"$output" | sort -u >"$T/schema"
@@ -315,6 +315,34 @@ EOF
 	# Each refused line in the dead letter; every line acknowledged.
 	[ "$(wc -l <"$T/dead")" = "$(wc -l <"$T/schema")" ]
 	[ "$(wc -l <"$T/out")" = "$(wc -l <"$T/in")" ]
+}
+
+@test "hostile: sm-check refuses exactly the targets schema/target.schema.json refuses" {
+	# The same comparison for sm-check's input: every field of a target
+	# that sets them all, each set to twenty values or removed.  The
+	# targets taken are probed (a closed port, refused at once); only the
+	# refusals are compared.
+	jq -c --arg url "$CLOSED_URL" '.url = $url' >"$T/target" <<-EOF
+	{"target":"t","url":"http://127.0.0.1:9/x","method":"GET",
+	 "headers":{"X-A":"b"},"timeout_ms":1000,"follow_redirects":true,
+	 "max_redirects":3,"expect_status":["2xx",301],"regex":"ok",
+	 "regex_absent":"bad","tls_verify":true,
+	 "ca_file":"/etc/ssl/certs/ca-certificates.crt","max_body_bytes":1000,
+	 "ip_version":4,"labels":{"env":"x"},
+	 "scheduled_at":"2026-01-01T00:00:00.000Z"}
+	EOF
+	"$SM_TOP/tests/fixtures/json-variants" <"$T/target" >"$T/in"
+	[ "$(wc -l <"$T/in")" -gt 300 ]
+	run -1 "$SM_TOP/tests/fixtures/schema-check" "$SM_TOP/schema/target.schema.json" <"$T/in"
+	sed -n 's/^line \([0-9]*\):.*/\1/p' <<<"$output" | sort -u >"$T/schema"
+	[ "$(wc -l <"$T/schema")" -gt 200 ]
+	! grep -qx 1 "$T/schema"
+	errs 0 sm-check -c 64 <"$T/in"
+	refused_lines "$T/err" >"$T/check"
+	diff "$T/schema" "$T/check"
+	# Every target taken gave one result, valid by the result schema.
+	[ "$(wc -l <"$T/out")" = "$(($(wc -l <"$T/in") - $(wc -l <"$T/schema")))" ]
+	"$SM_TOP/tests/fixtures/schema-check" "$SM_TOP/schema/result.schema.json" <"$T/out"
 }
 
 @test "hostile: an optional field of the wrong type is refused by sm-alert and by sm-pg-write alike, naming the field; valid records beside it pass" {
