@@ -11,6 +11,7 @@
 
 #include <curl/curl.h>
 
+#include "jsonscan.h"
 #include "sm.h"
 
 static const char *const error_kinds[] = {
@@ -625,6 +626,28 @@ hex_upper(unsigned char c)
 	};
 
 	return table[c];
+}
+
+bool
+result_scan_strings_sure(const struct jscan_field *labels,
+                         const struct jscan_field *tls_error,
+                         const struct jscan_field *cert_sans,
+                         const struct jscan_field *cert_sha256)
+{
+	/* An escaped tls_error or fingerprint is left to the tree, which
+	 * decodes it. */
+	if (tls_error->type == JV_ESCAPED || cert_sha256->type == JV_ESCAPED)
+		return false;
+	if (tls_error->type == JV_STRING &&
+	    !tls_error_valid(tls_error->val, tls_error->len))
+		return false;
+	if (cert_sha256->type == JV_STRING &&
+	    !sha256_fingerprint_valid(cert_sha256->val, cert_sha256->len))
+		return false;
+	return (labels->type != JV_OBJECT ||
+	        jscan_strings_only(labels->val, labels->len)) &&
+	       (cert_sans->type != JV_ARRAY ||
+	        jscan_strings_only(cert_sans->val, cert_sans->len));
 }
 
 bool

@@ -229,6 +229,15 @@ int error_kind_parse(const char *s, enum error_kind *out);
  * (schema/result.schema.json): required fields present, every field and
  * member of its type and range.  0, or -1 with a reason in err. */
 int result_validate(const json_t *obj, char *err, size_t errlen);
+/* The checks of result_validate on labels (strings only), tls_error, and
+ * the certificate's names (strings only) and fingerprint, made on a scan's
+ * fields (jsonscan.h): true when the scan is sure result_validate takes
+ * them; false sends the line to the tree. */
+struct jscan_field;
+bool result_scan_strings_sure(const struct jscan_field *labels,
+                              const struct jscan_field *tls_error,
+                              const struct jscan_field *cert_sans,
+                              const struct jscan_field *cert_sha256);
 /* s[0..len) is a tls_error as sm-check writes it: a word of a-z and _. */
 bool tls_error_valid(const char *s, size_t len);
 /* s[0..len) is a SHA-256 fingerprint as sm-check writes it (and openssl

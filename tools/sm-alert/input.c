@@ -121,7 +121,8 @@ static const struct {
 	{F_CDAYS, K_ABSENT | K_NULL | K_INT},
 	{F_CISSUER, K_ABSENT | K_NULL | K_STR},
 	{F_CSUBJECT, K_ABSENT | K_NULL | K_STR},
-	/* Of strings only, and a fingerprint: checked apart. */
+	/* Of strings only, and a fingerprint: checked apart
+	 * (result_scan_strings_sure). */
 	{F_CSANS, K_ABSENT | K_NULL | K_ARR},
 	{F_CSHA, K_ABSENT | K_NULL | K_STR},
 };
@@ -304,21 +305,8 @@ optional_sure(const struct jscan_field *f)
 		                    optional[i].kinds & K_TIME) &
 		      optional[i].kinds))
 			return false;
-	if (f[F_CSANS].type == JV_ARRAY &&
-	    !jscan_strings_only(f[F_CSANS].val, f[F_CSANS].len))
-		return false;
-	if (f[F_LABELS].type == JV_OBJECT &&
-	    !jscan_strings_only(f[F_LABELS].val, f[F_LABELS].len))
-		return false;
-	/* An escaped tls_error or fingerprint is left to the tree, which
-	 * decodes it. */
-	if (f[F_TLS_ERROR].type == JV_ESCAPED ||
-	    (f[F_TLS_ERROR].type == JV_STRING &&
-	     !tls_error_valid(f[F_TLS_ERROR].val, f[F_TLS_ERROR].len)))
-		return false;
-	if (f[F_CSHA].type == JV_ESCAPED ||
-	    (f[F_CSHA].type == JV_STRING &&
-	     !sha256_fingerprint_valid(f[F_CSHA].val, f[F_CSHA].len)))
+	if (!result_scan_strings_sure(&f[F_LABELS], &f[F_TLS_ERROR],
+	                              &f[F_CSANS], &f[F_CSHA]))
 		return false;
 	return phases_sure(f, F_PHASES, F_P_DNS, F_P_REGEX) &&
 	       phases_sure(f, F_FPHASES, F_FP_DNS, F_FP_TRANSFER) &&

@@ -377,11 +377,6 @@ strings_valid(const struct jscan_field *f)
 	if (f[F_TARGET].len == 0 || f[F_TARGET].len > SM_MAX_TARGET_NAME ||
 	    f[F_PROBE].len == 0 || f[F_PROBE].len > SM_MAX_PROBE_NAME)
 		return false;
-	/* A word of a-z and _; an escaped one is left to the tree. */
-	if (f[F_TLS_ERROR].type == JV_ESCAPED ||
-	    (f[F_TLS_ERROR].type == JV_STRING &&
-	     !tls_error_valid(f[F_TLS_ERROR].val, f[F_TLS_ERROR].len)))
-		return false;
 	if (f[F_ERROR_KIND].type == JV_ESCAPED)
 		return false;
 	if (f[F_ERROR_KIND].type == JV_STRING) {
@@ -416,19 +411,9 @@ objects_valid(const struct jscan_field *f)
 		if (f[F_PHASES].members != known)
 			return false;
 	}
-	/* Labels hold strings only (result_validate), and go as their JSON
-	 * text. */
-	if (f[F_LABELS].type == JV_OBJECT &&
-	    !jscan_strings_only(f[F_LABELS].val, f[F_LABELS].len))
-		return false;
-	if (f[F_TLS_SANS].type == JV_ARRAY &&
-	    !jscan_strings_only(f[F_TLS_SANS].val, f[F_TLS_SANS].len))
-		return false;
-	/* An escaped fingerprint is left to the tree, which decodes it. */
-	if (f[F_TLS_SHA256].type == JV_ESCAPED ||
-	    (f[F_TLS_SHA256].type == JV_STRING &&
-	     !sha256_fingerprint_valid(f[F_TLS_SHA256].val,
-	                               f[F_TLS_SHA256].len)))
+	/* Labels hold strings only, and go as their JSON text. */
+	if (!result_scan_strings_sure(&f[F_LABELS], &f[F_TLS_ERROR],
+	                              &f[F_TLS_SANS], &f[F_TLS_SHA256]))
 		return false;
 	/* result_validate refuses negative counts and coordinates. */
 	if (negative(&f[F_BYTES]) || negative(&f[F_CONTENT_LENGTH]) ||
