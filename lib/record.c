@@ -620,9 +620,10 @@ static bool
 hex_upper(unsigned char c)
 {
 	static const bool table[256] = {
-		['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
-		['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['A'] = 1, ['B'] = 1,
-		['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
+		['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
+		['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+		['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,
+		['F'] = 1,
 	};
 
 	return table[c];
@@ -776,8 +777,9 @@ validate_rules(const json_t *obj, const char *parent,
 			continue;
 		}
 		if (!type_ok(f, r->types))
-			FAIL("field \"%s%s%s\" must be %s", parent ? parent : "",
-			     parent ? "." : "", r->name, type_words(r->types));
+			FAIL("field \"%s%s%s\" must be %s",
+			     parent ? parent : "", parent ? "." : "", r->name,
+			     type_words(r->types));
 	}
 	return 0;
 }

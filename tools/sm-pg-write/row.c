@@ -196,7 +196,8 @@ enum {
 	F_TLS_NOT_AFTER, F_TLS_ISSUER, F_TLS_CHAIN_NOT_AFTER, F_TLS_ERROR,
 	F_TRUNCATED, F_CONTENT_LENGTH, F_WIRE_BYTES, F_HOPS, F_FINAL_PHASES,
 	F_REGEX_MS, F_TLS_NOT_BEFORE, F_TLS_SUBJECT, F_TLS_SANS, F_TLS_SHA256,
-	F_TLS_DAYS_LEFT, F_KAFKA, F_KAFKA_TOPIC, F_KAFKA_PARTITION, F_KAFKA_OFFSET, N_FIELDS,
+	F_TLS_DAYS_LEFT, F_KAFKA, F_KAFKA_TOPIC, F_KAFKA_PARTITION,
+	F_KAFKA_OFFSET, N_FIELDS,
 };
 
 /* In the order sm-check writes them: each lookup then hits at once. */
@@ -411,7 +412,8 @@ objects_valid(const struct jscan_field *f)
 		if (f[F_PHASES].members != known)
 			return false;
 	}
-	/* Labels hold strings only, and go as their JSON text. */
+	/* Labels and cert_sans (strings only, sent as their JSON text),
+	 * tls_error and the fingerprint, as result_validate has them. */
 	if (!result_scan_strings_sure(&f[F_LABELS], &f[F_TLS_ERROR],
 	                              &f[F_TLS_SANS], &f[F_TLS_SHA256]))
 		return false;
